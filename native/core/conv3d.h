@@ -1,0 +1,39 @@
+// conv3d: 3-D convolution, NCDHW activations, weight [Cout, Cin, kD, kH, kW] (PyTorch layout).
+// Reference twin: conv3d_ref.h (same signatures, templated on the element type, single-threaded).
+//
+// Conventions shared by every op in native/core:
+// - Layout NCDHW, row-major, float32; spatial letters D, H, W in that order everywhere.
+// - Output-like pointers come first, then inputs, then the shape.
+// - Input gradients are overwritten (=); parameter gradients are accumulated (+=), like PyTorch's
+//   .grad, so that a network zeroes them once per step. Any gradient pointer may be null to skip it.
+#pragma once
+#include <cstdint>
+
+#include "status.h"
+
+namespace vx {
+
+struct Conv3dShape {
+  int n = 1;                         // batch
+  int cin = 1, cout = 1;             // channels
+  int id = 1, ih = 1, iw = 1;        // input D, H, W
+  int kd = 1, kh = 1, kw = 1;        // kernel
+  int sd = 1, sh = 1, sw = 1;        // stride
+  int pd = 0, ph = 0, pw = 0;        // zero padding on both sides
+  int opd = 0, oph = 0, opw = 0;     // output_padding (conv_transpose3d only; must be < stride)
+  int od = 0, oh = 0, ow = 0;        // output D, H, W: filled in by conv3d_shape / conv_transpose3d_shape
+};
+
+// Validates s and computes od, oh, ow = floor((i + 2p - k) / s) + 1. Fails with InvalidArgument and a
+// message naming the bad field when a size is < 1, padding is negative, or the output would be empty.
+Status conv3d_shape(Conv3dShape& s);
+
+// y[n, co, z, y, x] = b[co] + sum_{ci, a, b, c} w[co, ci, a, b, c] * x[n, ci, z*sd - pd + a, ...]
+// x: [n, cin, id, ih, iw]; w: [cout, cin, kd, kh, kw]; b: [cout] or null; y: [n, cout, od, oh, ow].
+Status conv3d_forward(float* y, const float* x, const float* w, const float* b, const Conv3dShape& s);
+
+// dx (=): [n, cin, id, ih, iw]; dw (+=): like w; db (+=): [cout]; dy: like y.
+Status conv3d_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
+                       const Conv3dShape& s);
+
+}  // namespace vx

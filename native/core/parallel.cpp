@@ -1,0 +1,133 @@
+// Persistent thread pool behind vx::parallel_for (see parallel.h).
+#include "parallel.h"
+
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#ifndef VX_NO_THREADS
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#endif
+
+namespace vx {
+
+namespace {
+
+int default_threads() {
+#ifdef VX_NO_THREADS
+  return 1;
+#else
+  unsigned h = std::thread::hardware_concurrency();
+  return h == 0 ? 1 : static_cast<int>(std::min(h, 256u));
+#endif
+}
+
+std::atomic<int> g_threads{0};
+thread_local bool t_in_worker = false;
+
+#ifndef VX_NO_THREADS
+// Workers wait for a generation counter to change, run their chunk, and report back.
+class Pool {
+ public:
+  static Pool& get() {
+    static Pool* p = new Pool();  // never destroyed: avoids joining threads during static teardown
+    return *p;
+  }
+
+  void run(int chunks, const std::function<void(int)>& job) {
+    std::lock_guard<std::mutex> run_lock(run_mu_);  // one parallel region at a time
+    ensure_workers(chunks - 1);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = &job;
+      active_ = chunks - 1;
+      pending_ = chunks - 1;
+      ++generation_;
+    }
+    cv_.notify_all();
+    t_in_worker = true;
+    job(0);
+    t_in_worker = false;
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void ensure_workers(int n) {
+    while (static_cast<int>(workers_.size()) < n) {
+      int id = static_cast<int>(workers_.size()) + 1;
+      workers_.emplace_back([this, id] { loop(id); });
+      workers_.back().detach();
+    }
+  }
+
+  void loop(int id) {
+    t_in_worker = true;
+    uint64_t seen = 0;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      seen = generation_;
+    }
+    for (;;) {
+      const std::function<void(int)>* job;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (id > active_) continue;
+        job = job_;
+      }
+      (*job)(id);
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (--pending_ == 0) done_cv_.notify_one();
+      }
+    }
+  }
+
+  std::mutex run_mu_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void(int)>* job_ = nullptr;
+  uint64_t generation_ = 0;
+  int active_ = 0;
+  int pending_ = 0;
+  std::vector<std::thread> workers_;
+};
+#endif
+
+}  // namespace
+
+int num_threads() {
+  int t = g_threads.load();
+  return t > 0 ? t : default_threads();
+}
+
+void set_num_threads(int n) { g_threads.store(n > 0 ? std::min(n, 256) : 0); }
+
+int parallel_chunks(int64_t n, int64_t grain) {
+  if (n <= 0) return 0;
+  if (grain < 1) grain = 1;
+  int64_t by_grain = (n + grain - 1) / grain;
+  int t = t_in_worker ? 1 : num_threads();
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(t, by_grain)));
+}
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  int chunks = parallel_chunks(n, grain);
+  if (chunks <= 0) return;
+  if (chunks == 1) {
+    fn(0, n);
+    return;
+  }
+#ifdef VX_NO_THREADS
+  for (int i = 0; i < chunks; ++i) fn(i * n / chunks, (i + 1) * n / chunks);
+#else
+  Pool::get().run(chunks, [&](int i) { fn(i * n / chunks, (i + 1) * n / chunks); });
+#endif
+}
+
+}  // namespace vx
