@@ -28,6 +28,10 @@ struct Conv3dShape {
 // message naming the bad field when a size is < 1, padding is negative, or the output would be empty.
 Status conv3d_shape(Conv3dShape& s);
 
+// Checks that s is valid and that od, oh, ow hold what conv3d_shape computes. Every conv3d entry point
+// (optimized and reference) starts with it, so a shape that skipped conv3d_shape fails cleanly.
+Status conv3d_check(const Conv3dShape& s);
+
 // y[n, co, z, y, x] = b[co] + sum_{ci, a, b, c} w[co, ci, a, b, c] * x[n, ci, z*sd - pd + a, ...]
 // x: [n, cin, id, ih, iw]; w: [cout, cin, kd, kh, kw]; b: [cout] or null; y: [n, cout, od, oh, ow].
 Status conv3d_forward(float* y, const float* x, const float* w, const float* b, const Conv3dShape& s);

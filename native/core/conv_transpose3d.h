@@ -10,6 +10,9 @@ namespace vx {
 // Validates s (including output_padding < stride) and computes od, oh, ow.
 Status conv_transpose3d_shape(Conv3dShape& s);
 
+// Checks that s is valid and that od, oh, ow hold what conv_transpose3d_shape computes (see conv3d_check).
+Status conv_transpose3d_check(const Conv3dShape& s);
+
 // x: [n, cin, id, ih, iw]; w: [cin, cout, kd, kh, kw]; b: [cout] or null; y: [n, cout, od, oh, ow].
 Status conv_transpose3d_forward(float* y, const float* x, const float* w, const float* b,
                                 const Conv3dShape& s);

@@ -20,6 +20,7 @@ struct NormShape {
 // running_mean = (1 - m) * running_mean + m * mean; running_var likewise with the UNBIASED variance
 // (count/(count-1)). running_* may be null (track_running_stats=False). gamma/beta null: affine=False.
 // Fails with InvalidArgument when n*spatial == 1 (PyTorch: "Expected more than 1 value per channel").
+// save_mean/save_invstd ([c]) may be null when no backward follows.
 Status batch_norm3d_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
                                   float* running_var, const float* x, const float* gamma,
                                   const float* beta, const NormShape& s);
@@ -36,7 +37,8 @@ Status batch_norm3d_backward_eval(float* dx, float* dgamma, float* dbeta, const 
                                   const float* running_var, const NormShape& s);
 
 // Instance norm: statistics per (n, c) over D*H*W, biased variance, no running statistics (PyTorch's
-// default track_running_stats=False, so train and eval are the same). save_*: [n*c].
+// default track_running_stats=False, so train and eval are the same). save_*: [n*c] (may be null).
+// Fails with InvalidArgument when spatial == 1 (PyTorch: "Expected more than 1 spatial element").
 Status instance_norm3d_forward(float* y, float* save_mean, float* save_invstd, const float* x,
                                const float* gamma, const float* beta, const NormShape& s);
 Status instance_norm3d_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,

@@ -1,6 +1,7 @@
 // Optimizers over flat parameter buffers (PyTorch semantics), and gradient clipping.
 // Reference twins: optim_ref.h.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "status.h"
@@ -15,6 +16,26 @@ struct AdamParams {
   float weight_decay = 0.0f;
   bool decoupled = false;  // false: Adam (L2 added to the gradient); true: AdamW (p *= 1 - lr * wd)
 };
+
+// AdamParams holds floats, but PyTorch's hyperparameters are Python floats (doubles). adam_step and
+// adam_step_ref therefore read every field as widen_decimal(field): the double nearest to the shortest
+// decimal that rounds to that float (0.9f -> 0.9, 1e-4f -> 1e-4, 0.999f -> 0.999), which is what the
+// user typed in JS or Python.
+inline double widen_decimal(float f) {
+  const double x = f;
+  if (!std::isfinite(x) || x == 0.0) return x;
+  static const double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  const int e = static_cast<int>(std::floor(std::log10(std::fabs(x))));
+  for (int digits = 1; digits <= 9; ++digits) {
+    const int k = digits - 1 - e;  // candidate = round(x * 10^k) / 10^k
+    if (k > 22 || k < -22) return x;
+    // Both operands are exact doubles, so the quotient/product is the correctly rounded decimal.
+    const double cand = k >= 0 ? std::nearbyint(x * kPow10[k]) / kPow10[k] : std::nearbyint(x / kPow10[-k]) * kPow10[-k];
+    if (static_cast<float>(cand) == f) return cand;
+  }
+  return x;
+}
 
 // One step of torch.optim.Adam / AdamW (amsgrad=False, maximize=False) on n parameters, `step` being
 // the 1-based step count after increment (bias corrections 1 - beta^step). m and v start at zero.

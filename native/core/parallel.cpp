@@ -59,18 +59,17 @@ class Pool {
   void ensure_workers(int n) {
     while (static_cast<int>(workers_.size()) < n) {
       int id = static_cast<int>(workers_.size()) + 1;
-      workers_.emplace_back([this, id] { loop(id); });
+      // The worker starts from the current generation, read here (generation_ only changes under
+      // run_mu_, which the caller holds): reading it in the new thread could miss the job that is
+      // about to be published and deadlock run().
+      uint64_t start = generation_;
+      workers_.emplace_back([this, id, start] { loop(id, start); });
       workers_.back().detach();
     }
   }
 
-  void loop(int id) {
+  void loop(int id, uint64_t seen) {
     t_in_worker = true;
-    uint64_t seen = 0;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      seen = generation_;
-    }
     for (;;) {
       const std::function<void(int)>* job;
       {

@@ -22,4 +22,25 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t lo,
 // Number of chunks parallel_for(n, grain, ...) would use; lets callers size per-chunk scratch.
 int parallel_chunks(int64_t n, int64_t grain);
 
+// Reductions whose result must not depend on the thread count: `rows` rows of `len` contiguous values
+// are cut into fixed blocks of `block` values (the last block of a row may be shorter); item
+// row * blocks_per_row(len, block) + b covers [b * block, min(len, (b + 1) * block)) of that row.
+// fn(item, row, lo, hi) runs once per item, items spread over the threads in chunks of roughly
+// `min_chunk` values; a per-item partial stored at [item] and summed in item order afterwards is
+// bit-identical for any thread count.
+inline int64_t blocks_per_row(int64_t len, int64_t block) { return len <= 0 ? 0 : (len + block - 1) / block; }
+
+template <class Fn>
+void parallel_for_blocks(int64_t rows, int64_t len, int64_t block, int64_t min_chunk, const Fn& fn) {
+  const int64_t nb = blocks_per_row(len, block);
+  const int64_t grain = min_chunk > block ? min_chunk / block : 1;
+  parallel_for(rows * nb, grain, [&](int64_t lo, int64_t hi) {
+    for (int64_t it = lo; it < hi; ++it) {
+      const int64_t row = it / nb, b = it - row * nb;
+      const int64_t end = (b + 1) * block;
+      fn(it, row, b * block, end < len ? end : len);
+    }
+  });
+}
+
 }  // namespace vx

@@ -1,0 +1,101 @@
+// Adam/AdamW, gradient norm and clipping over flat float32 buffers (see optim.h).
+// adam_step follows the operation order of torch.optim.Adam's single-tensor path (_single_tensor_adam,
+// amsgrad=False, capturable=False): scalars are computed in double, as Python does, then each tensor
+// op rounds to float. That keeps a CPU step within a few ulps of PyTorch's, though not bit-identical
+// (PyTorch's vectorized lerp may use FMA).
+#include "optim.h"
+
+#include <algorithm>
+#include <cmath>
+#include <new>
+#include <vector>
+
+#include "parallel.h"
+
+namespace vx {
+
+namespace {
+
+constexpr int64_t kGrain = 1 << 15;  // parameters per parallel chunk at least
+constexpr int64_t kBlock = 1 << 14;  // values per reduction block of grad_norm
+
+}  // namespace
+
+Status adam_step(float* param, float* m, float* v, const float* grad, int64_t n, const AdamParams& a,
+                 int64_t step) {
+  const char* op = "adam_step";
+  if (n < 0) return fail(Status::InvalidArgument, "%s: n %lld < 0", op, static_cast<long long>(n));
+  if (n > 0 && (!param || !m || !v || !grad)) return fail(Status::InvalidArgument, "%s: null buffer", op);
+  if (step < 1) return fail(Status::InvalidArgument, "%s: step %lld < 1", op, static_cast<long long>(step));
+  if (!(a.lr >= 0.0f) || !(a.eps >= 0.0f) || !(a.weight_decay >= 0.0f))
+    return fail(Status::InvalidArgument, "%s: lr, eps and weight_decay must be >= 0", op);
+  if (!(a.beta1 >= 0.0f && a.beta1 < 1.0f) || !(a.beta2 >= 0.0f && a.beta2 < 1.0f))
+    return fail(Status::InvalidArgument, "%s: betas must be in [0, 1)", op);
+
+  const double lr = widen_decimal(a.lr), b1 = widen_decimal(a.beta1), b2 = widen_decimal(a.beta2);
+  const double eps = widen_decimal(a.eps), wd = widen_decimal(a.weight_decay);
+  const double bc1 = 1.0 - std::pow(b1, double(step)), bc2 = 1.0 - std::pow(b2, double(step));
+  // The float scalars each PyTorch tensor op receives.
+  const bool l2 = wd != 0.0 && !a.decoupled, decay = wd != 0.0 && a.decoupled;
+  const float wd_f = static_cast<float>(wd);
+  const float shrink = static_cast<float>(1.0 - lr * wd);  // param.mul_(1 - lr * wd)
+  const float w1 = static_cast<float>(1.0 - b1);           // exp_avg.lerp_(grad, 1 - beta1)
+  const float b2_f = static_cast<float>(b2);               // exp_avg_sq.mul_(beta2)
+  const float w2 = static_cast<float>(1.0 - b2);           // .addcmul_(grad, grad, value=1 - beta2)
+  const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  const float eps_f = static_cast<float>(eps);
+  const float neg_step = static_cast<float>(-(lr / bc1));  // param.addcdiv_(exp_avg, denom, value=-step_size)
+  parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      float p = param[i], g = grad[i];
+      if (l2) g = g + wd_f * p;
+      if (decay) p = p * shrink;
+      float mi = m[i];
+      mi = w1 < 0.5f ? mi + w1 * (g - mi) : g - (g - mi) * (1.0f - w1);  // at::lerp
+      float vi = v[i] * b2_f;
+      vi = vi + w2 * g * g;
+      const float denom = std::sqrt(vi) / bc2_sqrt + eps_f;
+      param[i] = p + neg_step * (mi / denom);
+      m[i] = mi;
+      v[i] = vi;
+    }
+  });
+  return Status::Ok;
+}
+
+double grad_norm(const float* grad, int64_t n) {
+  if (!grad || n <= 0) return 0.0;
+  auto block_sum = [&](int64_t lo, int64_t hi) {
+    double acc[4] = {0, 0, 0, 0};
+    for (int64_t i = lo; i < hi; ++i) acc[i & 3] += double(grad[i]) * grad[i];
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  };
+  const int64_t nb = blocks_per_row(n, kBlock);
+  std::vector<double> part;
+  try {
+    part.assign(static_cast<size_t>(nb), 0.0);
+  } catch (const std::bad_alloc&) {
+    // No room for the partials: the same blocks, serially, give the same value.
+    double s = 0;
+    for (int64_t b = 0; b < nb; ++b) s += block_sum(b * kBlock, std::min(n, (b + 1) * kBlock));
+    return std::sqrt(s);
+  }
+  parallel_for_blocks(1, n, kBlock, kGrain, [&](int64_t item, int64_t, int64_t lo, int64_t hi) {
+    part[static_cast<size_t>(item)] = block_sum(lo, hi);
+  });
+  double s = 0;
+  for (double v : part) s += v;
+  return std::sqrt(s);
+}
+
+void clip_grad_scale(float* grad, int64_t n, double total_norm, double max_norm) {
+  if (!grad || n <= 0) return;
+  const double coef = max_norm / (total_norm + 1e-6);
+  if (!(coef < 1.0)) return;  // PyTorch multiplies by min(coef, 1): a no-op above 1
+  const float c = static_cast<float>(coef);
+  parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) grad[i] *= c;
+  });
+}
+
+}  // namespace vx

@@ -1,0 +1,178 @@
+// Module-level functions: losses (async, whole volumes), latent ops (sync, [n, l] matrices),
+// random streams and thread control.
+#include <cstring>
+
+#include "common.h"
+#include "loss.h"
+#include "parallel.h"
+#include "rng.h"
+
+namespace vxn {
+
+namespace {
+
+vx::Reduction arg_reduction(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() > i && info[i].IsString()) {
+    std::string r = info[i].As<Napi::String>().Utf8Value();
+    if (r == "mean") return vx::Reduction::Mean;
+    if (r == "sum") return vx::Reduction::Sum;
+  }
+  throw_error(info.Env(), "EINVAL", "reduction must be 'mean' or 'sum'");
+}
+
+Napi::Object loss_result(Napi::Env env, double loss, const vx::BufferPtr& grad, const std::vector<int64_t>& shape) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loss", loss);
+  o.Set("grad", grad ? Napi::Value(Tensor::Wrap(env, grad, shape)) : env.Null());
+  return o;
+}
+
+// diceLoss(logits: Tensor, labels: Tensor, n, c, spatial, smoothNr, smoothDr, reduction, weight, wantGrad)
+Napi::Value DiceLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int n = int(arg_int(info, 2, "n", 1, 1 << 20));
+  int c = int(arg_int(info, 3, "c", 1, 1 << 20));
+  int64_t spatial = arg_int(info, 4, "spatial", 1, int64_t(1) << 40);
+  Tensor* logits = Tensor::From(info, 0, "logits", int64_t(n) * c * spatial);
+  Tensor* labels = Tensor::From(info, 1, "labels", int64_t(n) * spatial);
+  float snr = float(arg_number(info, 5, "smoothNr")), sdr = float(arg_number(info, 6, "smoothDr"));
+  vx::Reduction r = arg_reduction(info, 7);
+  float w = float(arg_number(info, 8, "weight"));
+  bool want = arg_bool(info, 9, "wantGrad");
+  vx::BufferPtr xb = logits->buffer(), lb = labels->buffer();
+  std::vector<int64_t> shape = logits->shape();
+  vx::BufferPtr grad = want ? std::make_shared<vx::Buffer>(xb->size()) : nullptr;
+  auto loss = std::make_shared<double>(0);
+  return Job::Start(
+      env, [=]() { return vx::dice_loss(loss.get(), grad ? grad->data() : nullptr, xb->data(), lb->data(), n, c, spatial, snr, sdr, r, w); },
+      [=](Napi::Env env) -> Napi::Value { return loss_result(env, *loss, grad, shape); });
+}
+
+// elementLoss(kind: 'bce' | 'mse' | 'l1', x: Tensor, t: Tensor, reduction, weight, wantGrad)
+Napi::Value ElementLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "EINVAL", "kind must be 'bce', 'mse' or 'l1'");
+  std::string kind = info[0].As<Napi::String>().Utf8Value();
+  if (kind != "bce" && kind != "mse" && kind != "l1") throw_error(env, "EINVAL", "kind must be 'bce', 'mse' or 'l1', got '" + kind + "'");
+  Tensor* x = Tensor::From(info, 1, "input");
+  Tensor* t = Tensor::From(info, 2, "target", x->length());
+  vx::Reduction r = arg_reduction(info, 3);
+  float w = float(arg_number(info, 4, "weight"));
+  bool want = arg_bool(info, 5, "wantGrad");
+  vx::BufferPtr xb = x->buffer(), tb = t->buffer();
+  std::vector<int64_t> shape = x->shape();
+  vx::BufferPtr grad = want ? std::make_shared<vx::Buffer>(xb->size()) : nullptr;
+  auto loss = std::make_shared<double>(0);
+  return Job::Start(
+      env,
+      [=]() {
+        float* g = grad ? grad->data() : nullptr;
+        int64_t cnt = int64_t(xb->size());
+        if (kind == "bce") return vx::bce_with_logits_loss(loss.get(), g, xb->data(), tb->data(), cnt, r, w);
+        if (kind == "mse") return vx::mse_loss(loss.get(), g, xb->data(), tb->data(), cnt, r, w);
+        return vx::l1_loss(loss.get(), g, xb->data(), tb->data(), cnt, r, w);
+      },
+      [=](Napi::Env env) -> Napi::Value { return loss_result(env, *loss, grad, shape); });
+}
+
+vx::BufferPtr copy_or_zeros(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t count) {
+  auto b = std::make_shared<vx::Buffer>(size_t(count), 0.f);
+  if (info.Length() > i && !info[i].IsNull() && !info[i].IsUndefined()) {
+    Tensor* t = Tensor::From(info, i, name, count);
+    std::memcpy(b->data(), t->buffer()->data(), size_t(count) * sizeof(float));
+  }
+  return b;
+}
+
+// klNormal(mu, logvar, n, l, reduction, weight, dmu?, dlogvar?) ->
+//   { loss, perSample: Float32Array, dmu: Tensor, dlogvar: Tensor }  (grads = given + KL's)
+Napi::Value KlNormal(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int n = int(arg_int(info, 2, "n", 1, 1 << 24));
+  int l = int(arg_int(info, 3, "l", 1, 1 << 24));
+  Tensor* mu = Tensor::From(info, 0, "mu", int64_t(n) * l);
+  Tensor* lv = Tensor::From(info, 1, "logvar", int64_t(n) * l);
+  vx::Reduction r = arg_reduction(info, 4);
+  float w = float(arg_number(info, 5, "weight"));
+  auto dmu = copy_or_zeros(info, 6, "dmu", int64_t(n) * l);
+  auto dlv = copy_or_zeros(info, 7, "dlogvar", int64_t(n) * l);
+  Napi::Float32Array per = Napi::Float32Array::New(env, size_t(n));
+  double loss = 0;
+  check_status(env, vx::kl_normal(&loss, per.Data(), dmu->data(), dlv->data(), mu->buffer()->data(), lv->buffer()->data(), n, l, r, w));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loss", loss);
+  o.Set("perSample", per);
+  o.Set("dmu", Tensor::Wrap(env, dmu, {n, l}));
+  o.Set("dlogvar", Tensor::Wrap(env, dlv, {n, l}));
+  return o;
+}
+
+// reparameterize(mu, logvar, n, l, mode: 0 sample | 1 mean | 2 mean+std, seed, step) -> { z, eps }
+Napi::Value Reparameterize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int n = int(arg_int(info, 2, "n", 1, 1 << 24));
+  int l = int(arg_int(info, 3, "l", 1, 1 << 24));
+  Tensor* mu = Tensor::From(info, 0, "mu", int64_t(n) * l);
+  Tensor* lv = Tensor::From(info, 1, "logvar", int64_t(n) * l);
+  int mode = int(arg_int(info, 4, "mode", 0, 2));
+  uint64_t seed = arg_u64(info, 5, "seed"), step = arg_u64(info, 6, "step");
+  auto z = std::make_shared<vx::Buffer>(size_t(n) * size_t(l));
+  auto eps = std::make_shared<vx::Buffer>(size_t(n) * size_t(l));
+  check_status(env, vx::reparameterize_forward(z->data(), eps->data(), mu->buffer()->data(), lv->buffer()->data(), n, l,
+                                               vx::LatentMode(mode), seed, step));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("z", Tensor::Wrap(env, z, {n, l}));
+  o.Set("eps", Tensor::Wrap(env, eps, {n, l}));
+  return o;
+}
+
+// reparameterizeBackward(dz, eps, logvar, n, l, dmu?, dlogvar?) -> { dmu, dlogvar }
+Napi::Value ReparameterizeBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int n = int(arg_int(info, 3, "n", 1, 1 << 24));
+  int l = int(arg_int(info, 4, "l", 1, 1 << 24));
+  Tensor* dz = Tensor::From(info, 0, "dz", int64_t(n) * l);
+  Tensor* eps = Tensor::From(info, 1, "eps", int64_t(n) * l);
+  Tensor* lv = Tensor::From(info, 2, "logvar", int64_t(n) * l);
+  auto dmu = copy_or_zeros(info, 5, "dmu", int64_t(n) * l);
+  auto dlv = copy_or_zeros(info, 6, "dlogvar", int64_t(n) * l);
+  check_status(env, vx::reparameterize_backward(dmu->data(), dlv->data(), dz->buffer()->data(), eps->buffer()->data(),
+                                                lv->buffer()->data(), n, l));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("dmu", Tensor::Wrap(env, dmu, {n, l}));
+  o.Set("dlogvar", Tensor::Wrap(env, dlv, {n, l}));
+  return o;
+}
+
+// philoxNormal(seed, step, offset, count) / philoxUniform(...) -> Float32Array
+Napi::Value PhiloxFill(const Napi::CallbackInfo& info, bool normal) {
+  Napi::Env env = info.Env();
+  uint64_t seed = arg_u64(info, 0, "seed"), step = arg_u64(info, 1, "step"), offset = arg_u64(info, 2, "offset");
+  int64_t count = arg_int(info, 3, "count", 0, int64_t(1) << 31);
+  Napi::Float32Array a = Napi::Float32Array::New(env, size_t(count));
+  if (normal) vx::philox_normal_fill(a.Data(), count, seed, step, offset);
+  else vx::philox_uniform_fill(a.Data(), count, seed, step, offset);
+  return a;
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  vx::set_num_threads(int(arg_int(info, 0, "threads", 0, 256)));
+  return Napi::Number::New(info.Env(), vx::num_threads());
+}
+Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vx::num_threads()); }
+
+}  // namespace
+
+void InitOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("diceLoss", Napi::Function::New(env, DiceLoss, "diceLoss"));
+  exports.Set("elementLoss", Napi::Function::New(env, ElementLoss, "elementLoss"));
+  exports.Set("klNormal", Napi::Function::New(env, KlNormal, "klNormal"));
+  exports.Set("reparameterize", Napi::Function::New(env, Reparameterize, "reparameterize"));
+  exports.Set("reparameterizeBackward", Napi::Function::New(env, ReparameterizeBackward, "reparameterizeBackward"));
+  exports.Set("philoxNormal", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return PhiloxFill(i, true); }, "philoxNormal"));
+  exports.Set("philoxUniform", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return PhiloxFill(i, false); }, "philoxUniform"));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  exports.Set("numThreads", Napi::Function::New(env, NumThreads, "numThreads"));
+}
+
+}  // namespace vxn

@@ -1,0 +1,203 @@
+// VaeConfig: the architecture of a 3D convolutional VAE, its validation (messages name the field),
+// the presets (MONAI's VarAutoEncoder as skullVAE uses it, skullVAE's stage-2 decoder), and the
+// translation of a config into native network specs with PyTorch parameter names.
+import { invalid } from './errors.js';
+
+export type OutputActivation = 'softmax' | 'sigmoid' | 'none';
+export type NormKind = 'batch' | 'instance' | 'none';
+export type ActivationKind = 'prelu' | 'relu' | 'leaky_relu';
+/** 'monai': ConvT → Norm → Act per block, the last block convolution only (MONAI VarAutoEncoder).
+ *  'skullvae': ConvT → Norm → Act → ReLU on every block, the last one too (skullVAE's stage-2 decoder). */
+export type DecoderBlock = 'monai' | 'skullvae';
+
+export interface VaeConfig {
+  /** Spatial input shape [D, H, W]; each must be divisible by the product of the strides. */
+  inputShape: [number, number, number];
+  inChannels: number;
+  /** Decoder output channels: classes for softmax/Dice (2 for binary volumes), else the image channels. */
+  outChannels: number;
+  /** Applied by decode()/forward() when probabilities are asked for; training losses take logits. */
+  outputActivation: OutputActivation;
+  /** Encoder channels per level; the decoder mirrors them (MONAI: channels[-2::-1] + [outChannels]). */
+  channels: number[];
+  /** Stride per level (same length as channels). */
+  strides: number[];
+  /** Odd kernel size; padding (k-1)/2, transposed output_padding stride-1 (MONAI's rules). */
+  kernelSize: number;
+  latentSize: number;
+  norm: NormKind;
+  activation: ActivationKind;
+  decoderBlock: DecoderBlock;
+  /** leaky_relu slope (MONAI/PyTorch default 0.01). */
+  leakySlope: number;
+  /** PReLU with one slope per channel instead of one shared slope (MONAI: shared). */
+  preluPerChannel: boolean;
+  /** BatchNorm eps and momentum (PyTorch defaults 1e-5, 0.1). */
+  normEps: number;
+  normMomentum: number;
+}
+
+const DEFAULTS: Omit<VaeConfig, 'inputShape'> = {
+  inChannels: 1,
+  outChannels: 2,
+  outputActivation: 'softmax',
+  channels: [32, 64, 64, 128, 128, 256],
+  strides: [2, 2, 2, 2, 2, 2],
+  kernelSize: 3,
+  latentSize: 32,
+  norm: 'batch',
+  activation: 'prelu',
+  decoderBlock: 'monai',
+  leakySlope: 0.01,
+  preluPerChannel: false,
+  normEps: 1e-5,
+  normMomentum: 0.1,
+};
+
+export type VaeConfigInput = Partial<VaeConfig> & { inputShape: [number, number, number] };
+
+/**
+ * MONAI `VarAutoEncoder(spatial_dims=3, in_shape=(1, D, H, W), out_channels=2,
+ * channels=(32, 64, 64, 128, 128, 256), strides=(2,)*6, latent_size=32, num_res_units=0, norm=BATCH)`
+ * as skullVAE trains it (PReLU, no dropout, no output sigmoid: softmax-Dice on logits).
+ * Pass fewer levels for small volumes, e.g. { inputShape: [64, 64, 32], channels: [16, 32, 64, 128, 128], strides: [2,2,2,2,2] }.
+ */
+export function monaiVarAutoEncoder(opts: VaeConfigInput): VaeConfig {
+  const channels = opts.channels ?? DEFAULTS.channels;
+  return validateConfig({ ...DEFAULTS, strides: channels.map(() => 2), ...opts, decoderBlock: opts.decoderBlock ?? 'monai' });
+}
+
+/** skullVAE's stage-2 decoder (`myDecoder`): every transposed block ConvT → BN → PReLU → ReLU, the last one too. */
+export function skullVaeDecoder(opts: VaeConfigInput): VaeConfig {
+  const channels = opts.channels ?? DEFAULTS.channels;
+  return validateConfig({ ...DEFAULTS, strides: channels.map(() => 2), ...opts, decoderBlock: 'skullvae' });
+}
+
+function posInt(field: string, v: unknown, max = 1 << 20): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) invalid(field, `must be an integer in [1, ${max}]`, v);
+  return v;
+}
+function oneOf<T extends string>(field: string, v: unknown, options: readonly T[]): T {
+  if (typeof v !== 'string' || !options.includes(v as T)) invalid(field, `must be one of ${options.map((o) => `'${o}'`).join(', ')}`, v);
+  return v as T;
+}
+
+/** Validates a full config (every field present) and returns a normalised copy. */
+export function validateConfig(c: unknown, field = 'config'): VaeConfig {
+  if (typeof c !== 'object' || c === null) invalid(field, 'must be an object', c);
+  const o = { ...DEFAULTS, ...(c as Partial<VaeConfig>) } as Record<string, unknown>;
+  const known = new Set(['inputShape', ...Object.keys(DEFAULTS)]);
+  for (const k of Object.keys(c as object)) if (!known.has(k)) invalid(`${field}.${k}`, 'is not a VaeConfig field');
+  const shape = o.inputShape;
+  if (!Array.isArray(shape) || shape.length !== 3) invalid(`${field}.inputShape`, 'must be [D, H, W]', shape);
+  const inputShape = shape.map((d, i) => posInt(`${field}.inputShape[${i}]`, d, 4096)) as [number, number, number];
+  const channels = o.channels;
+  if (!Array.isArray(channels) || channels.length < 1 || channels.length > 12) invalid(`${field}.channels`, 'must be a list of 1 to 12 channel counts', channels);
+  channels.forEach((ch, i) => posInt(`${field}.channels[${i}]`, ch, 8192));
+  const strides = o.strides;
+  if (!Array.isArray(strides) || strides.length !== channels.length) invalid(`${field}.strides`, `must list one stride per level (${channels.length})`, strides);
+  strides.forEach((s, i) => posInt(`${field}.strides[${i}]`, s, 8));
+  const kernelSize = posInt(`${field}.kernelSize`, o.kernelSize, 15);
+  if (kernelSize % 2 === 0) invalid(`${field}.kernelSize`, 'must be odd (MONAI same_padding)', kernelSize);
+  const cfg: VaeConfig = {
+    inputShape,
+    inChannels: posInt(`${field}.inChannels`, o.inChannels, 4096),
+    outChannels: posInt(`${field}.outChannels`, o.outChannels, 4096),
+    outputActivation: oneOf(`${field}.outputActivation`, o.outputActivation, ['softmax', 'sigmoid', 'none'] as const),
+    channels: [...(channels as number[])],
+    strides: [...(strides as number[])],
+    kernelSize,
+    latentSize: posInt(`${field}.latentSize`, o.latentSize, 65536),
+    norm: oneOf(`${field}.norm`, o.norm, ['batch', 'instance', 'none'] as const),
+    activation: oneOf(`${field}.activation`, o.activation, ['prelu', 'relu', 'leaky_relu'] as const),
+    decoderBlock: oneOf(`${field}.decoderBlock`, o.decoderBlock, ['monai', 'skullvae'] as const),
+    leakySlope: typeof o.leakySlope === 'number' && Number.isFinite(o.leakySlope) ? o.leakySlope : invalid(`${field}.leakySlope`, 'must be a finite number', o.leakySlope),
+    preluPerChannel: typeof o.preluPerChannel === 'boolean' ? o.preluPerChannel : invalid(`${field}.preluPerChannel`, 'must be a boolean', o.preluPerChannel),
+    normEps: typeof o.normEps === 'number' && o.normEps > 0 ? o.normEps : invalid(`${field}.normEps`, 'must be > 0', o.normEps),
+    normMomentum: typeof o.normMomentum === 'number' && o.normMomentum >= 0 && o.normMomentum <= 1 ? o.normMomentum : invalid(`${field}.normMomentum`, 'must be in [0, 1]', o.normMomentum),
+  };
+  const bottleneck = bottleneckShape(cfg);
+  for (let a = 0; a < 3; a++) {
+    const total = cfg.strides.reduce((p, s) => p * s, 1);
+    if (inputShape[a]! % total !== 0)
+      invalid(`${field}.inputShape[${a}]`, `must be divisible by the product of the strides (${total}) so that the decoder reproduces the input size`, inputShape[a]);
+  }
+  if (bottleneck.some((d) => d < 1)) invalid(`${field}.strides`, 'reduce the input below one voxel');
+  return cfg;
+}
+
+/** Spatial shape after the encoder's convolutions. */
+export function bottleneckShape(c: VaeConfig): [number, number, number] {
+  const p = (c.kernelSize - 1) / 2;
+  return c.inputShape.map((d) => c.strides.reduce((x, s) => Math.floor((x + 2 * p - c.kernelSize) / s) + 1, d)) as [number, number, number];
+}
+
+/** A native network spec plus the PyTorch name prefix of each node (null: no parameters). */
+export interface BuiltNet {
+  spec: string;
+  nodeNames: (string | null)[];
+}
+
+class SpecBuilder {
+  lines: string[] = [];
+  names: (string | null)[] = [];
+  add(line: string, name: string | null = null): number {
+    this.lines.push(line);
+    this.names.push(name);
+    return this.lines.length - 1;
+  }
+  build(outputs: number[]): BuiltNet {
+    return { spec: [...this.lines, `output ${outputs.join(' ')}`].join('\n'), nodeNames: this.names };
+  }
+}
+
+function normAct(b: SpecBuilder, c: VaeConfig, x: number, channels: number, prefix: string): number {
+  if (c.norm === 'batch') x = b.add(`batch_norm3d in=${x} eps=${c.normEps} momentum=${c.normMomentum} affine=1`, `${prefix}.N`);
+  else if (c.norm === 'instance') x = b.add(`instance_norm3d in=${x} eps=${c.normEps} affine=0`, null);
+  if (c.activation === 'prelu') x = b.add(`prelu in=${x} n=${c.preluPerChannel ? channels : 1}`, `${prefix}.A`);
+  else if (c.activation === 'relu') x = b.add(`relu in=${x}`);
+  else x = b.add(`leaky_relu in=${x} slope=${c.leakySlope}`);
+  return x;
+}
+
+/** Encoder: x [inChannels, D, H, W] → (mu [latent], logvar [latent]); MONAI names encode.encode_i.*, mu, logvar. */
+export function buildEncoder(c: VaeConfig): BuiltNet {
+  const b = new SpecBuilder();
+  const k = c.kernelSize, p = (k - 1) / 2;
+  let x = b.add(`input c=${c.inChannels} d=${c.inputShape[0]} h=${c.inputShape[1]} w=${c.inputShape[2]}`);
+  c.channels.forEach((ch, i) => {
+    const s = c.strides[i]!;
+    x = b.add(`conv3d in=${x} cout=${ch} k=${k} s=${s} p=${p} bias=1`, `encode.encode_${i}.conv`);
+    x = normAct(b, c, x, ch, `encode.encode_${i}.adn`);
+  });
+  const flat = b.add(`flatten in=${x}`);
+  const mu = b.add(`linear in=${flat} out=${c.latentSize} bias=1`, 'mu');
+  const lv = b.add(`linear in=${flat} out=${c.latentSize} bias=1`, 'logvar');
+  return b.build([mu, lv]);
+}
+
+/** Decoder: z [latent] → logits [outChannels, D, H, W]; names decodeL, decode.decode_i.conv.{conv,adn.N,adn.A}. */
+export function buildDecoder(c: VaeConfig): BuiltNet {
+  const b = new SpecBuilder();
+  const k = c.kernelSize, p = (k - 1) / 2;
+  const small = bottleneckShape(c);
+  const last = c.channels[c.channels.length - 1]!;
+  let x = b.add(`input c=${c.latentSize} d=1 h=1 w=1`);
+  x = b.add(`linear in=${x} out=${last * small[0] * small[1] * small[2]} bias=1`, 'decodeL');
+  x = b.add(`relu in=${x}`);
+  x = b.add(`reshape in=${x} c=${last} d=${small[0]} h=${small[1]} w=${small[2]}`);
+  const outs = [...c.channels.slice(0, -1).reverse(), c.outChannels];
+  const strides = [...c.strides].reverse();
+  outs.forEach((ch, i) => {
+    const s = strides[i]!;
+    const isLast = i === outs.length - 1;
+    x = b.add(`conv_transpose3d in=${x} cout=${ch} k=${k} s=${s} p=${p} op=${s - 1} bias=1`, `decode.decode_${i}.conv.conv`);
+    if (c.decoderBlock === 'skullvae') {
+      x = normAct(b, c, x, ch, `decode.decode_${i}.conv.adn`);
+      x = b.add(`relu in=${x}`);
+    } else if (!isLast) {
+      x = normAct(b, c, x, ch, `decode.decode_${i}.conv.adn`);
+    }
+  });
+  return b.build([x]);
+}

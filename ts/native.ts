@@ -1,0 +1,132 @@
+// Loads the CPU addon and describes its surface. Every call into native code goes through
+// `nativeCall`, which re-throws native failures as VoxvaeError from the caller's stack (sharp's
+// pattern), so a user sees where they called voxvae, not where C++ failed.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { VoxvaeError, type ErrorCode } from './errors.js';
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly length: number;
+  readonly disposed: boolean;
+  toArray(): Float32Array;
+  dispose(): void;
+}
+
+export interface ParamEntry {
+  node: number;
+  role: 'weight' | 'bias' | 'running_mean' | 'running_var';
+  buffer: boolean;
+  offset: number;
+  count: number;
+  shape: number[];
+}
+
+export interface NativeNet {
+  readonly numParams: number;
+  readonly numBuffers: number;
+  readonly flops: number;
+  readonly busy: boolean;
+  paramTable(): ParamEntry[];
+  nodes(): { op: string; shape: [number, number, number, number] }[];
+  outputShapes(): [number, number, number, number][];
+  initParams(seed: number): void;
+  getParams(): Float32Array;
+  setParams(p: Float32Array): void;
+  getGrads(): Float32Array;
+  getBuffers(): Float32Array;
+  setBuffers(b: Float32Array): void;
+  getCounters(): Float64Array;
+  setCounters(c: Float64Array): void;
+  zeroGrad(): void;
+  gradSumSq(): number;
+  forward(x: NativeTensor, batch: number, train: boolean, dropoutSeed?: number, dropoutStep?: number): Promise<NativeTensor[]>;
+  backward(grads: (NativeTensor | null)[], needInputGrad: boolean): Promise<NativeTensor | null>;
+  dispose(): void;
+}
+
+export interface NativeAdam {
+  readonly stepCount: number;
+  step(lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, decoupled: boolean, gradScale: number): Promise<void>;
+  getState(): { step: number; m: Float32Array; v: Float32Array };
+  setState(step: number, m: Float32Array, v: Float32Array): void;
+}
+
+export type Reduction = 'mean' | 'sum';
+
+export interface NativeBinding {
+  Tensor: new (data: Float32Array | null, shape: number[], checkFinite?: boolean) => NativeTensor;
+  Net: new (spec: string) => NativeNet;
+  Adam: new (net: NativeNet) => NativeAdam;
+  diceLoss(logits: NativeTensor, labels: NativeTensor, n: number, c: number, spatial: number, smoothNr: number,
+    smoothDr: number, reduction: Reduction, weight: number, wantGrad: boolean): Promise<{ loss: number; grad: NativeTensor | null }>;
+  elementLoss(kind: 'bce' | 'mse' | 'l1', x: NativeTensor, t: NativeTensor, reduction: Reduction, weight: number,
+    wantGrad: boolean): Promise<{ loss: number; grad: NativeTensor | null }>;
+  klNormal(mu: NativeTensor, logvar: NativeTensor, n: number, l: number, reduction: Reduction, weight: number,
+    dmu?: NativeTensor | null, dlogvar?: NativeTensor | null): { loss: number; perSample: Float32Array; dmu: NativeTensor; dlogvar: NativeTensor };
+  reparameterize(mu: NativeTensor, logvar: NativeTensor, n: number, l: number, mode: 0 | 1 | 2, seed: number,
+    step: number): { z: NativeTensor; eps: NativeTensor };
+  reparameterizeBackward(dz: NativeTensor, eps: NativeTensor, logvar: NativeTensor, n: number, l: number,
+    dmu?: NativeTensor | null, dlogvar?: NativeTensor | null): { dmu: NativeTensor; dlogvar: NativeTensor };
+  philoxNormal(seed: number, step: number, offset: number, count: number): Float32Array;
+  philoxUniform(seed: number, step: number, offset: number, count: number): Float32Array;
+  setNumThreads(n: number): number;
+  numThreads(): number;
+  readonly backend: 'cpu';
+  readonly abiVersion: number;
+}
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+let binding: NativeBinding | undefined;
+
+/** The CPU addon, loaded on first use: a matching prebuild from prebuilds/, else build/Release. */
+export function native(): NativeBinding {
+  if (binding) return binding;
+  const require = createRequire(import.meta.url);
+  const attempts: string[] = [];
+  try {
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    binding = load(ROOT) as NativeBinding;
+  } catch (e) {
+    attempts.push(`node-gyp-build(${ROOT}): ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (!binding) {
+    throw new VoxvaeError(
+      'ENATIVE',
+      `voxvae's native CPU addon could not be loaded for ${process.platform}-${process.arch} (Node ${process.version}).\n` +
+        attempts.map((a) => `  tried ${a}`).join('\n') +
+        `\nFix: run \`npm rebuild voxvae\` (needs a C++17 compiler and Python for node-gyp), or install a prebuild into ${path.join(ROOT, 'prebuilds')}.`,
+    );
+  }
+  if (binding.abiVersion !== 1) throw new VoxvaeError('ENATIVE', `voxvae addon ABI ${binding.abiVersion} does not match this package (1): rebuild it with \`npm rebuild voxvae\``);
+  return binding;
+}
+
+function rethrow(e: unknown, site: Error): never {
+  if (e instanceof VoxvaeError) throw e;
+  const err = e as { code?: string; message?: string };
+  const code = (typeof err?.code === 'string' ? err.code : 'EINTERNAL') as ErrorCode;
+  const out = new VoxvaeError(code, err?.message ?? String(e), { cause: e });
+  out.stack = `VoxvaeError: ${out.message}\n${(site.stack ?? '').split('\n').slice(1).join('\n')}`;
+  throw out;
+}
+
+/** Runs a synchronous native call, converting its errors. */
+export function nativeSync<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    rethrow(e, new Error());
+  }
+}
+
+/** Awaits an asynchronous native call; the error keeps the stack of the caller of nativeCall. */
+export async function nativeCall<T>(fn: () => Promise<T>): Promise<T> {
+  const site = new Error();
+  try {
+    return await fn();
+  } catch (e) {
+    rethrow(e, site);
+  }
+}

@@ -1,0 +1,496 @@
+// Encoder, Decoder and Vae: the model API over the native engine. Inputs and outputs are
+// Float32Arrays in NCDHW order; every length is checked here before native code sees it.
+import { VoxvaeError, invalid } from './errors.js';
+import { buildDecoder, buildEncoder, validateConfig, type VaeConfig } from './config.js';
+import { native, nativeCall, nativeSync, type NativeTensor, type Reduction } from './native.js';
+import { Network, type OptimizerConfig } from './network.js';
+import { readSafetensors, serializeSafetensors, toFloat32, writeFileAtomic, type TensorToWrite } from './safetensors.js';
+
+export type Backend = 'cpu';
+export type LatentMode = 'sample' | 'mean' | 'mean+std';
+export type Mode = 'train' | 'eval';
+
+export interface CreateOptions {
+  backend?: Backend;
+  /** Seeds parameter initialisation and the reparameterization noise. Default 0. */
+  seed?: number;
+  /** Threads the CPU kernels use (default: all cores). Process-wide. */
+  threads?: number;
+}
+
+export interface ReconLoss {
+  kind: 'dice' | 'bce' | 'mse' | 'l1';
+  weight: number;
+  reduction: Reduction;
+  /** Dice smoothing (MONAI defaults 1e-5). */
+  smoothNr?: number;
+  smoothDr?: number;
+}
+
+export interface TrainStepOptions {
+  /** KL weight (skullVAE stage 1: 100; ignored while the encoder is frozen). Default 1. */
+  beta?: number;
+  /** How z is formed from (mu, logvar). Default 'sample'. */
+  latent?: LatentMode;
+  /** Default: 80 × Dice (sum reduction), skullVAE's loss, for softmax outputs; else MSE (mean). */
+  recon?: Partial<ReconLoss>;
+  /** KL reduction over the batch (summed over latent dimensions always). Default 'sum' (skullVAE). */
+  klReduction?: Reduction;
+  optimizer?: Partial<OptimizerConfig>;
+  /** Clip the gradient of all trained parameters to this global L2 norm (torch clip_grad_norm_). */
+  maxGradNorm?: number;
+}
+
+export interface Batch {
+  /** [N, inChannels, D, H, W] values. */
+  input: Float32Array;
+  /** Dice: class indices [N, D, H, W]; bce/mse/l1: [N, outChannels, D, H, W]. Default: the input. */
+  target?: Float32Array;
+}
+
+export interface StepResult {
+  /** weight·recon + β·KL (recon only while the encoder is frozen). */
+  loss: number;
+  /** The weighted reconstruction term. */
+  recon: number;
+  /** KL with the configured batch reduction, unweighted. */
+  kl: number;
+  /** Mean over the batch of each sample's KL (what β controllers usually measure). */
+  klPerSample: number;
+  beta: number;
+  step: number;
+}
+
+const LATENT_CODE: Record<LatentMode, 0 | 1 | 2> = { sample: 0, mean: 1, 'mean+std': 2 };
+
+function checkSeed(seed: unknown, field: string): number {
+  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) invalid(field, 'must be a non-negative safe integer', seed);
+  return seed;
+}
+
+function batchOf(x: Float32Array, perSample: number, field: string): number {
+  if (!(x instanceof Float32Array)) invalid(field, 'must be a Float32Array', x);
+  if (x.length === 0 || x.length % perSample !== 0)
+    throw new VoxvaeError('ESHAPE', `${field} has ${x.length} values, not a positive multiple of one sample's ${perSample}`, { path: field });
+  return x.length / perSample;
+}
+
+function tensor(data: Float32Array, shape: number[]): NativeTensor {
+  const nb = native();
+  return nativeSync(() => new nb.Tensor(data, shape, true));
+}
+
+function release(...ts: (NativeTensor | null | undefined)[]): void {
+  for (const t of ts) t?.dispose();
+}
+
+/** Encoder: x → (mu, logvar). MONAI parameter names encode.encode_i.*, mu.*, logvar.*. */
+export class Encoder {
+  readonly config: VaeConfig;
+  readonly network: Network;
+  /** A frozen encoder runs in eval mode during training and its weights never change. */
+  frozen = false;
+
+  constructor(config: VaeConfig, seed = 0) {
+    this.config = validateConfig(config);
+    this.network = new Network(buildEncoder(this.config), checkSeed(seed, 'seed'));
+  }
+
+  get sampleSize(): number {
+    const [d, h, w] = this.config.inputShape;
+    return this.config.inChannels * d * h * w;
+  }
+
+  freeze(): this {
+    this.frozen = true;
+    return this;
+  }
+  unfreeze(): this {
+    this.frozen = false;
+    return this;
+  }
+
+  /** Encodes a batch [N, C, D, H, W]. Eval mode (running BN statistics) unless mode: 'train'. */
+  async encode(x: Float32Array, opts: { mode?: Mode } = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
+    const n = batchOf(x, this.sampleSize, 'x');
+    const xt = tensor(x, [n, this.config.inChannels, ...this.config.inputShape]);
+    let outs: NativeTensor[] = [];
+    try {
+      outs = await nativeCall(() => this.network.net.forward(xt, n, opts.mode === 'train'));
+      return { mu: outs[0]!.toArray(), logvar: outs[1]!.toArray() };
+    } finally {
+      release(xt, ...outs);
+    }
+  }
+
+  dispose(): void {
+    this.network.dispose();
+  }
+}
+
+/** Decoder: z → logits. MONAI names decodeL.*, decode.decode_i.conv.*. */
+export class Decoder {
+  readonly config: VaeConfig;
+  readonly network: Network;
+
+  constructor(config: VaeConfig, seed = 0) {
+    this.config = validateConfig(config);
+    this.network = new Network(buildDecoder(this.config), checkSeed(seed, 'seed') + 1);
+  }
+
+  get outputSize(): number {
+    const [d, h, w] = this.config.inputShape;
+    return this.config.outChannels * d * h * w;
+  }
+
+  /** Decodes latents [N, latentSize] to [N, outChannels, D, H, W]: probabilities per the config's
+   *  outputActivation, or raw logits with { logits: true }. Eval mode unless mode: 'train'. */
+  async decode(z: Float32Array, opts: { mode?: Mode; logits?: boolean } = {}): Promise<Float32Array> {
+    const n = batchOf(z, this.config.latentSize, 'z');
+    const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1]);
+    let outs: NativeTensor[] = [];
+    try {
+      outs = await nativeCall(() => this.network.net.forward(zt, n, opts.mode === 'train'));
+      const y = outs[0]!.toArray();
+      return opts.logits ? y : activate(y, n, this.config);
+    } finally {
+      release(zt, ...outs);
+    }
+  }
+
+  dispose(): void {
+    this.network.dispose();
+  }
+}
+
+/** Applies the output activation (softmax over channels or sigmoid) in place. */
+export function activate(y: Float32Array, n: number, c: VaeConfig): Float32Array {
+  if (c.outputActivation === 'sigmoid') {
+    for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-y[i]!));
+  } else if (c.outputActivation === 'softmax') {
+    const C = c.outChannels, S = y.length / (n * C);
+    for (let b = 0; b < n; b++) {
+      const base = b * C * S;
+      for (let s = 0; s < S; s++) {
+        let m = -Infinity;
+        for (let k = 0; k < C; k++) m = Math.max(m, y[base + k * S + s]!);
+        let sum = 0;
+        for (let k = 0; k < C; k++) sum += Math.exp(y[base + k * S + s]! - m);
+        for (let k = 0; k < C; k++) y[base + k * S + s] = Math.exp(y[base + k * S + s]! - m) / sum;
+      }
+    }
+  }
+  return y;
+}
+
+interface CheckpointMeta {
+  format: 'voxvae-checkpoint';
+  version: 1;
+  kind: 'vae';
+  config: VaeConfig;
+  decoderConfig: VaeConfig;
+  encoderFrozen: boolean;
+  seed: number;
+  step: number;
+  optimizer: OptimizerConfig | null;
+  adamSteps: { encoder: number | null; decoder: number | null };
+}
+
+const TRAINING_PREFIX = '__voxvae__.';
+
+/** A variational autoencoder: encoder, reparameterization, decoder, and their training state. */
+export class Vae {
+  readonly encoder: Encoder;
+  decoder: Decoder;
+  readonly seed: number;
+  /** Training steps taken: also the position of the reparameterization noise stream. */
+  step = 0;
+  private defaultMode: Mode = 'eval';
+  private optimizerConfig: OptimizerConfig | null = null;
+  private running = false;
+
+  private constructor(encoder: Encoder, decoder: Decoder, seed: number) {
+    this.encoder = encoder;
+    this.decoder = decoder;
+    this.seed = seed;
+  }
+
+  /** Builds a VAE from a config with PyTorch's default initialisation, seeded. */
+  static async create(config: VaeConfig, opts: CreateOptions = {}): Promise<Vae> {
+    const seed = checkSeed(opts.seed ?? 0, 'options.seed');
+    if (opts.backend !== undefined && opts.backend !== 'cpu') invalid('options.backend', "must be 'cpu' (the CUDA backend is built separately)", opts.backend);
+    if (opts.threads !== undefined) setThreads(opts.threads);
+    const cfg = validateConfig(config);
+    return new Vae(new Encoder(cfg, seed), new Decoder(cfg, seed), seed);
+  }
+
+  /** An existing encoder with a new decoder (the two-stage method's stage 2). The decoder config must
+   *  agree with the encoder on latent size and volume shape. */
+  static fromParts(encoder: Encoder, decoder: Decoder, seed = 0): Vae {
+    if (decoder.config.latentSize !== encoder.config.latentSize) invalid('decoder.config.latentSize', `must equal the encoder's ${encoder.config.latentSize}`, decoder.config.latentSize);
+    if (decoder.config.inputShape.some((d, i) => d !== encoder.config.inputShape[i])) invalid('decoder.config.inputShape', `must equal the encoder's [${encoder.config.inputShape.join(', ')}]`, decoder.config.inputShape);
+    return new Vae(encoder, decoder, checkSeed(seed, 'seed'));
+  }
+
+  get config(): VaeConfig {
+    return this.encoder.config;
+  }
+
+  /** Replaces the decoder (e.g. a fresh skullVaeDecoder for stage 2); its optimizer state starts anew. */
+  attachDecoder(decoder: Decoder): void {
+    if (decoder.config.latentSize !== this.config.latentSize) invalid('decoder.config.latentSize', `must equal the encoder's ${this.config.latentSize}`, decoder.config.latentSize);
+    this.decoder = decoder;
+  }
+
+  train(): this {
+    this.defaultMode = 'train';
+    return this;
+  }
+  eval(): this {
+    this.defaultMode = 'eval';
+    return this;
+  }
+  get mode(): Mode {
+    return this.defaultMode;
+  }
+
+  encode(x: Float32Array, opts: { mode?: Mode } = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
+    return this.encoder.encode(x, { mode: opts.mode ?? this.defaultMode });
+  }
+
+  decode(z: Float32Array, opts: { mode?: Mode; logits?: boolean } = {}): Promise<Float32Array> {
+    return this.decoder.decode(z, { mode: opts.mode ?? this.defaultMode, ...(opts.logits !== undefined ? { logits: opts.logits } : {}) });
+  }
+
+  /** Encode, form z, decode. latent defaults to 'mean' in eval mode and 'sample' in train mode;
+   *  sampling uses the noise stream at `step` (default: the current training step). */
+  async forward(x: Float32Array, opts: { latent?: LatentMode; mode?: Mode; logits?: boolean; step?: number } = {}): Promise<{ recon: Float32Array; mu: Float32Array; logvar: Float32Array; z: Float32Array }> {
+    const mode = opts.mode ?? this.defaultMode;
+    const latent = opts.latent ?? (mode === 'train' ? 'sample' : 'mean');
+    if (!(latent in LATENT_CODE)) invalid('options.latent', "must be 'sample', 'mean' or 'mean+std'", latent);
+    const { mu, logvar } = await this.encode(x, { mode });
+    const n = mu.length / this.config.latentSize;
+    const nb = native();
+    const mt = tensor(mu, [n, this.config.latentSize]), lt = tensor(logvar, [n, this.config.latentSize]);
+    let r: { z: NativeTensor; eps: NativeTensor } | null = null;
+    try {
+      r = nativeSync(() => nb.reparameterize(mt, lt, n, this.config.latentSize, LATENT_CODE[latent], this.seed, opts.step ?? this.step));
+      const z = r.z.toArray();
+      const recon = await this.decode(z, { mode, ...(opts.logits !== undefined ? { logits: opts.logits } : {}) });
+      return { recon, mu, logvar, z };
+    } finally {
+      release(mt, lt, r?.z, r?.eps);
+    }
+  }
+
+  /**
+   * One optimisation step on a batch: forward in train mode, loss = weight·recon + β·KL, backward,
+   * gradient clipping, Adam/AdamW. A frozen encoder runs in eval mode, gets no gradient and no update,
+   * and the loss is the reconstruction term alone (the two-stage method's stage 2).
+   */
+  async trainStep(batch: Batch | Float32Array, opts: TrainStepOptions = {}): Promise<StepResult> {
+    if (this.running) throw new VoxvaeError('EBUSY', 'trainStep: a previous call on this model is still running; await it first');
+    this.running = true;
+    try {
+      return await this.trainStepInner(batch instanceof Float32Array ? { input: batch } : batch, opts);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private resolveOptimizer(o: Partial<OptimizerConfig> | undefined): OptimizerConfig {
+    const kind = o?.kind ?? this.optimizerConfig?.kind ?? 'adam';
+    if (kind !== 'adam' && kind !== 'adamw') invalid('options.optimizer.kind', "must be 'adam' or 'adamw'", kind);
+    const cfg: OptimizerConfig = {
+      kind,
+      lr: o?.lr ?? this.optimizerConfig?.lr ?? 1e-4,
+      betas: o?.betas ?? this.optimizerConfig?.betas ?? [0.9, 0.999],
+      eps: o?.eps ?? this.optimizerConfig?.eps ?? 1e-8,
+      weightDecay: o?.weightDecay ?? this.optimizerConfig?.weightDecay ?? (kind === 'adamw' ? 0.01 : 0),
+    };
+    if (!(cfg.lr >= 0 && Number.isFinite(cfg.lr))) invalid('options.optimizer.lr', 'must be a finite number >= 0', cfg.lr);
+    if (!Array.isArray(cfg.betas) || cfg.betas.length !== 2 || !cfg.betas.every((b) => b >= 0 && b < 1)) invalid('options.optimizer.betas', 'must be two numbers in [0, 1)', cfg.betas);
+    if (!(cfg.eps >= 0)) invalid('options.optimizer.eps', 'must be >= 0', cfg.eps);
+    if (!(cfg.weightDecay >= 0)) invalid('options.optimizer.weightDecay', 'must be >= 0', cfg.weightDecay);
+    return cfg;
+  }
+
+  private async trainStepInner(batch: Batch, opts: TrainStepOptions): Promise<StepResult> {
+    const cfg = this.config;
+    const dcfg = this.decoder.config;
+    const L = cfg.latentSize;
+    const [D, H, W] = cfg.inputShape;
+    const S = D * H * W;
+    const n = batchOf(batch.input, cfg.inChannels * S, 'batch.input');
+    const beta = opts.beta ?? 1;
+    if (!(typeof beta === 'number' && beta >= 0 && Number.isFinite(beta))) invalid('options.beta', 'must be a finite number >= 0', beta);
+    const latent = opts.latent ?? 'sample';
+    if (!(latent in LATENT_CODE)) invalid('options.latent', "must be 'sample', 'mean' or 'mean+std'", latent);
+    const defaultRecon: ReconLoss = dcfg.outputActivation === 'softmax' ? { kind: 'dice', weight: 80, reduction: 'sum' } : { kind: 'mse', weight: 1, reduction: 'mean' };
+    const recon: ReconLoss = { ...defaultRecon, ...(opts.recon ?? {}) } as ReconLoss;
+    if (!['dice', 'bce', 'mse', 'l1'].includes(recon.kind)) invalid('options.recon.kind', "must be 'dice', 'bce', 'mse' or 'l1'", recon.kind);
+    if (!(recon.weight >= 0 && Number.isFinite(recon.weight))) invalid('options.recon.weight', 'must be a finite number >= 0', recon.weight);
+    if (recon.reduction !== 'sum' && recon.reduction !== 'mean') invalid('options.recon.reduction', "must be 'sum' or 'mean'", recon.reduction);
+    const klReduction = opts.klReduction ?? 'sum';
+    if (klReduction !== 'sum' && klReduction !== 'mean') invalid('options.klReduction', "must be 'sum' or 'mean'", klReduction);
+    const optim = this.resolveOptimizer(opts.optimizer);
+    if (opts.maxGradNorm !== undefined && !(opts.maxGradNorm > 0)) invalid('options.maxGradNorm', 'must be > 0', opts.maxGradNorm);
+
+    // Targets: class indices for Dice, same-shaped values for the elementwise losses.
+    const targetLen = recon.kind === 'dice' ? n * S : n * dcfg.outChannels * S;
+    let target = batch.target;
+    if (!target) {
+      if (recon.kind === 'dice' && cfg.inChannels !== 1) invalid('batch.target', 'is required for Dice when inChannels != 1');
+      if (recon.kind !== 'dice' && dcfg.outChannels !== cfg.inChannels) invalid('batch.target', 'is required when outChannels != inChannels');
+      target = batch.input;
+    }
+    if (!(target instanceof Float32Array)) invalid('batch.target', 'must be a Float32Array', target);
+    if (target.length !== targetLen) throw new VoxvaeError('ESHAPE', `batch.target has ${target.length} values, expected ${targetLen} for ${recon.kind}`, { path: 'batch.target' });
+
+    const nb = native();
+    const enc = this.encoder.network, dec = this.decoder.network;
+    const trainEncoder = !this.encoder.frozen;
+    const live: (NativeTensor | null | undefined)[] = [];
+    const keep = <T extends NativeTensor | null | undefined>(t: T): T => (live.push(t), t);
+    try {
+      const x = keep(tensor(batch.input, [n, cfg.inChannels, D, H, W]));
+      const tgt = keep(tensor(target, recon.kind === 'dice' ? [n, S] : [n, dcfg.outChannels, D, H, W]));
+      nativeSync(() => {
+        if (trainEncoder) enc.net.zeroGrad();
+        dec.net.zeroGrad();
+      });
+      const [mu, logvar] = (await nativeCall(() => enc.net.forward(x, n, trainEncoder))).map(keep) as [NativeTensor, NativeTensor];
+      const r = nativeSync(() => nb.reparameterize(mu, logvar, n, L, LATENT_CODE[latent], this.seed, this.step));
+      keep(r.z);
+      keep(r.eps);
+      const [logits] = (await nativeCall(() => dec.net.forward(r.z, n, true, this.seed, this.step))).map(keep) as [NativeTensor];
+      const rec = await nativeCall(() =>
+        recon.kind === 'dice'
+          ? nb.diceLoss(logits, tgt, n, dcfg.outChannels, S, recon.smoothNr ?? 1e-5, recon.smoothDr ?? 1e-5, recon.reduction, recon.weight, true)
+          : nb.elementLoss(recon.kind as 'bce' | 'mse' | 'l1', logits, tgt, recon.reduction, recon.weight, true),
+      );
+      keep(rec.grad);
+      const kl = nativeSync(() => nb.klNormal(mu, logvar, n, L, klReduction, trainEncoder ? beta : 0));
+      keep(kl.dmu);
+      keep(kl.dlogvar);
+      const klValue = beta > 0 && trainEncoder ? kl.loss / beta : nativeSync(() => nb.klNormal(mu, logvar, n, L, klReduction, 1)).loss;
+      const klPerSample = kl.perSample.reduce((a, v) => a + v, 0) / n;
+      const loss = rec.loss + (trainEncoder ? beta * klValue : 0);
+      if (!Number.isFinite(loss)) throw new VoxvaeError('ENOTFINITE', `trainStep: the loss is ${loss} (recon ${rec.loss}, KL ${klValue}); lower the learning rate or check the input`);
+      const dz = keep(await nativeCall(() => dec.net.backward([rec.grad], trainEncoder)));
+      if (trainEncoder && dz) {
+        const g = nativeSync(() => nb.reparameterizeBackward(dz, r.eps, logvar, n, L, kl.dmu, kl.dlogvar));
+        keep(g.dmu);
+        keep(g.dlogvar);
+        await nativeCall(() => enc.net.backward([g.dmu, g.dlogvar], false));
+      }
+      let scale = 1;
+      if (opts.maxGradNorm !== undefined) {
+        const total = Math.sqrt(dec.net.gradSumSq() + (trainEncoder ? enc.net.gradSumSq() : 0));
+        const coef = opts.maxGradNorm / (total + 1e-6);
+        if (coef < 1) scale = coef;
+      }
+      const [b1, b2] = optim.betas;
+      const decoupled = optim.kind === 'adamw';
+      await nativeCall(() => dec.optimizer().step(optim.lr, b1, b2, optim.eps, optim.weightDecay, decoupled, scale));
+      if (trainEncoder) await nativeCall(() => enc.optimizer().step(optim.lr, b1, b2, optim.eps, optim.weightDecay, decoupled, scale));
+      this.optimizerConfig = optim;
+      this.step++;
+      return { loss, recon: rec.loss, kl: klValue, klPerSample, beta: trainEncoder ? beta : 0, step: this.step };
+    } finally {
+      release(...live);
+    }
+  }
+
+  /** Number of trainable parameters (encoder + decoder). */
+  get numParams(): number {
+    return this.encoder.network.numParams + this.decoder.network.numParams;
+  }
+
+  /** Saves weights (PyTorch names), config and training state to a safetensors file, atomically. */
+  async save(file: string): Promise<void> {
+    const tensors = new Map<string, TensorToWrite>();
+    for (const [k, v] of this.encoder.network.stateDict()) tensors.set(k, v);
+    for (const [k, v] of this.decoder.network.stateDict()) tensors.set(k, v);
+    const adamEnc = this.encoder.network.adam?.getState() ?? null;
+    const adamDec = this.decoder.network.adam?.getState() ?? null;
+    for (const [part, st] of [['encoder', adamEnc], ['decoder', adamDec]] as const) {
+      if (!st) continue;
+      tensors.set(`${TRAINING_PREFIX}adam.${part}.m`, { dtype: 'F32', shape: [st.m.length], data: st.m });
+      tensors.set(`${TRAINING_PREFIX}adam.${part}.v`, { dtype: 'F32', shape: [st.v.length], data: st.v });
+    }
+    const meta: CheckpointMeta = {
+      format: 'voxvae-checkpoint',
+      version: 1,
+      kind: 'vae',
+      config: this.config,
+      decoderConfig: this.decoder.config,
+      encoderFrozen: this.encoder.frozen,
+      seed: this.seed,
+      step: this.step,
+      optimizer: this.optimizerConfig,
+      adamSteps: { encoder: adamEnc?.step ?? null, decoder: adamDec?.step ?? null },
+    };
+    await writeFileAtomic(file, serializeSafetensors(tensors, { voxvae: JSON.stringify(meta), format: 'pt' }));
+  }
+
+  /**
+   * Loads a checkpoint written by save(), or a plain PyTorch state_dict saved with
+   * `safetensors.torch.save_file(model.state_dict(), path)` when `config` is given (MONAI names).
+   */
+  static async load(file: string, opts: { config?: VaeConfig; decoderConfig?: VaeConfig; threads?: number } = {}): Promise<Vae> {
+    const st = await readSafetensors(file);
+    let meta: CheckpointMeta | null = null;
+    if (st.metadata.voxvae !== undefined) {
+      try {
+        meta = JSON.parse(st.metadata.voxvae) as CheckpointMeta;
+      } catch {
+        throw new VoxvaeError('ECHECKPOINT', `${file}: the voxvae metadata is not JSON`, { path: file });
+      }
+      if (meta.format !== 'voxvae-checkpoint' || meta.version !== 1) throw new VoxvaeError('ECHECKPOINT', `${file}: unsupported checkpoint format ${meta.format} v${meta.version}`, { path: file });
+    }
+    const config = opts.config ?? meta?.config;
+    if (!config) throw new VoxvaeError('ECHECKPOINT', `${file} has no voxvae metadata: pass { config } describing the architecture (e.g. monaiVarAutoEncoder({...}))`, { path: file });
+    if (opts.threads !== undefined) setThreads(opts.threads);
+    const cfg = validateConfig(config, opts.config ? 'options.config' : `${file}: config`);
+    const dcfg = validateConfig(opts.decoderConfig ?? meta?.decoderConfig ?? cfg, 'decoderConfig');
+    const seed = meta?.seed ?? 0;
+    const vae = Vae.fromParts(new Encoder(cfg, seed), new Decoder(dcfg, seed), seed);
+    try {
+      const used = vae.encoder.network.loadStateDict(st.tensors, file);
+      for (const k of vae.decoder.network.loadStateDict(st.tensors, file)) used.add(k);
+      const extra = [...st.tensors.keys()].filter((k) => !used.has(k) && !k.startsWith(TRAINING_PREFIX));
+      if (extra.length)
+        throw new VoxvaeError('ECHECKPOINT', `${file}: ${extra.length} tensor(s) this model does not have: ${extra.slice(0, 6).join(', ')}${extra.length > 6 ? ', ...' : ''} — the checkpoint is for another architecture`, { path: file });
+      if (meta) {
+        vae.step = meta.step;
+        vae.encoder.frozen = meta.encoderFrozen;
+        vae.optimizerConfig = meta.optimizer;
+        for (const [part, net] of [['encoder', vae.encoder.network], ['decoder', vae.decoder.network]] as const) {
+          const steps = meta.adamSteps[part];
+          if (steps === null) continue;
+          const m = st.tensors.get(`${TRAINING_PREFIX}adam.${part}.m`), v = st.tensors.get(`${TRAINING_PREFIX}adam.${part}.v`);
+          if (!m || !v) throw new VoxvaeError('ECHECKPOINT', `${file}: optimizer state for the ${part} is missing`, { path: file });
+          const mf = toFloat32(m), vf = toFloat32(v);
+          if (mf.length !== net.numParams || vf.length !== net.numParams) throw new VoxvaeError('ECHECKPOINT', `${file}: optimizer state for the ${part} has the wrong size`, { path: file });
+          nativeSync(() => net.optimizer().setState(steps, mf, vf));
+        }
+      }
+    } catch (e) {
+      vae.dispose();
+      throw e;
+    }
+    return vae;
+  }
+
+  dispose(): void {
+    this.encoder.dispose();
+    this.decoder.dispose();
+  }
+}
+
+/** Sets the number of CPU threads the kernels use (process-wide); 0 restores the default. */
+export function setThreads(n: number): number {
+  if (!Number.isInteger(n) || n < 0 || n > 256) invalid('threads', 'must be an integer in [0, 256]', n);
+  return nativeSync(() => native().setNumThreads(n));
+}
