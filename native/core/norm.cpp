@@ -2,7 +2,8 @@
 // Statistics take one pass: every fixed block of a (n, c) row sums (x - K) and (x - K)^2 in double,
 // K being the first value of the channel (batch norm) or row (instance norm) so that a large mean does
 // not cancel the variance; partials are summed in block order, so results do not depend on the thread
-// count. The normalization itself runs in float, as PyTorch's CPU kernels do.
+// count. The elementwise passes evaluate each output in double and round once: an output near zero
+// (x close to the mean, or a gradient whose terms cancel) keeps its relative precision.
 #include "norm.h"
 
 #include <cmath>
@@ -58,29 +59,29 @@ double row_sum(const std::vector<double>& part, int64_t row, int64_t nb, int whi
 
 // y[row] = (x[row] - mean[row]) * scale[row] + shift[row], per (n, c) row; `at` maps row -> index.
 template <class At>
-void normalize(float* y, const float* x, int64_t rows, int64_t len, const float* mean, const float* scale,
-               const float* shift, const At& at) {
+void normalize(float* y, const float* x, int64_t rows, int64_t len, const double* mean, const double* scale,
+               const double* shift, const At& at) {
   parallel_for_blocks(rows, len, kBlock, kGrain, [&](int64_t, int64_t row, int64_t lo, int64_t hi) {
     const int64_t k = at(row);
-    const float m = mean[k], sc = scale[k], sh = shift[k];
+    const double m = mean[k], sc = scale[k], sh = shift[k];
     const float* xr = x + row * len;
     float* yr = y + row * len;
-    for (int64_t i = lo; i < hi; ++i) yr[i] = (xr[i] - m) * sc + sh;
+    for (int64_t i = lo; i < hi; ++i) yr[i] = static_cast<float>((double(xr[i]) - m) * sc + sh);
   });
 }
 
 // dx = k1 * dy + k2 * (x - mean) + k3 per row: the input gradient of a normalization whose statistics
 // depend on x (k2, k3 != 0) or not (k2 = k3 = 0).
 template <class At>
-void input_grad(float* dx, const float* dy, const float* x, int64_t rows, int64_t len, const float* mean,
-                const float* k1, const float* k2, const float* k3, const At& at) {
+void input_grad(float* dx, const float* dy, const float* x, int64_t rows, int64_t len, const double* mean,
+                const double* k1, const double* k2, const double* k3, const At& at) {
   parallel_for_blocks(rows, len, kBlock, kGrain, [&](int64_t, int64_t row, int64_t lo, int64_t hi) {
     const int64_t k = at(row);
-    const float m = mean[k], a = k1[k], b = k2[k], c = k3[k];
+    const double m = mean[k], a = k1[k], b = k2[k], c = k3[k];
     const float* xr = x + row * len;
     const float* gr = dy + row * len;
     float* dr = dx + row * len;
-    for (int64_t i = lo; i < hi; ++i) dr[i] = a * gr[i] + b * (xr[i] - m) + c;
+    for (int64_t i = lo; i < hi; ++i) dr[i] = static_cast<float>(a * gr[i] + b * (double(xr[i]) - m) + c);
   });
 }
 
@@ -111,7 +112,7 @@ Status batch_norm3d_forward_train(float* y, float* save_mean, float* save_invstd
     a += d;
     b += d * d;
   }));
-  std::vector<float> mean, scale, shift;
+  std::vector<double> mean, scale, shift;
   VX_TRY(alloc(op, mean, static_cast<size_t>(s.c)));
   VX_TRY(alloc(op, scale, static_cast<size_t>(s.c)));
   VX_TRY(alloc(op, shift, static_cast<size_t>(s.c)));
@@ -144,7 +145,7 @@ Status batch_norm3d_forward_eval(float* y, const float* x, const float* gamma, c
   VX_TRY(check_shape(op, s));
   if (!y || !x || !running_mean || !running_var)
     return fail(Status::InvalidArgument, "%s: null y, x or running statistics", op);
-  std::vector<float> scale, shift;
+  std::vector<double> mean, scale, shift;
   VX_TRY(alloc(op, scale, static_cast<size_t>(s.c)));
   VX_TRY(alloc(op, shift, static_cast<size_t>(s.c)));
   for (int c = 0; c < s.c; ++c) {
@@ -173,7 +174,7 @@ Status batch_norm3d_backward(float* dx, float* dgamma, float* dbeta, const float
     a += g;
     b += g * (double(x[row * len + i]) - double(save_mean[row % s.c]));
   }));
-  std::vector<float> k1, k2, k3;
+  std::vector<double> k1, k2, k3;
   VX_TRY(alloc(op, k1, static_cast<size_t>(s.c)));
   VX_TRY(alloc(op, k2, static_cast<size_t>(s.c)));
   VX_TRY(alloc(op, k3, static_cast<size_t>(s.c)));
@@ -204,7 +205,7 @@ Status batch_norm3d_backward_eval(float* dx, float* dgamma, float* dbeta, const 
   if (!dy || !x || !running_mean || !running_var)
     return fail(Status::InvalidArgument, "%s: null dy, x or running statistics", op);
   const int64_t rows = int64_t(s.n) * s.c, len = s.spatial, nb = blocks_per_row(len, kBlock);
-  std::vector<float> k1, zero;
+  std::vector<double> k1, zero, mean;
   VX_TRY(alloc(op, k1, static_cast<size_t>(s.c)));
   VX_TRY(alloc(op, zero, static_cast<size_t>(s.c)));
   std::vector<double> inv;
@@ -250,7 +251,7 @@ Status instance_norm3d_forward(float* y, float* save_mean, float* save_invstd, c
     a += d;
     b += d * d;
   }));
-  std::vector<float> mean, scale, shift;
+  std::vector<double> mean, scale, shift;
   VX_TRY(alloc(op, mean, static_cast<size_t>(rows)));
   VX_TRY(alloc(op, scale, static_cast<size_t>(rows)));
   VX_TRY(alloc(op, shift, static_cast<size_t>(rows)));
@@ -286,7 +287,7 @@ Status instance_norm3d_backward(float* dx, float* dgamma, float* dbeta, const fl
     a += g;
     b += g * (double(x[row * len + i]) - double(save_mean[row]));
   }));
-  std::vector<float> k1, k2, k3;
+  std::vector<double> k1, k2, k3;
   VX_TRY(alloc(op, k1, static_cast<size_t>(rows)));
   VX_TRY(alloc(op, k2, static_cast<size_t>(rows)));
   VX_TRY(alloc(op, k3, static_cast<size_t>(rows)));

@@ -1,0 +1,41 @@
+// Shared test helpers: closeness with an explicit tolerance, fixture loading.
+import type { ExecutionContext } from 'ava';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readSafetensors, toFloat32, type SafeTensors } from '../ts/safetensors.js';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const fixture = (...p: string[]): string => path.join(ROOT, 'test', 'fixtures', ...p);
+
+/**
+ * Elementwise relative error with a floor: |a - e| / (|e| + floor * max|e|). The floor (default 1 %
+ * of the tensor's largest magnitude) keeps values that are nearly zero from dominating.
+ */
+export function relErr(actual: ArrayLike<number>, expected: ArrayLike<number>, floor = 0.01): number {
+  if (actual.length !== expected.length) return Infinity;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const d = Math.abs(actual[i]! - expected[i]!) / (Math.abs(expected[i]!) + floor * scale + 1e-30);
+    if (!(d <= worst)) worst = d; // NaN counts as a failure
+  }
+  return worst;
+}
+
+export function assertClose(t: ExecutionContext, actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what: string, floor = 0.01): void {
+  const e = relErr(actual, expected, floor);
+  t.true(e <= tol, `${what}: max relative error ${e.toExponential(3)} > ${tol} (n=${expected.length})`);
+}
+
+const cache = new Map<string, Promise<SafeTensors>>();
+export function loadFixture(name: string): Promise<SafeTensors> {
+  if (!cache.has(name)) cache.set(name, readSafetensors(fixture('torch', name)));
+  return cache.get(name)!;
+}
+
+export function f32(st: SafeTensors, name: string): Float32Array {
+  const e = st.tensors.get(name);
+  if (!e) throw new Error(`fixture tensor ${name} missing`);
+  return toFloat32(e);
+}
