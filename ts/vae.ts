@@ -75,13 +75,83 @@ function batchOf(x: Float32Array, perSample: number, field: string): number {
   return x.length / perSample;
 }
 
-function tensor(data: Float32Array, shape: number[]): NativeTensor {
+/** Copies data into a native tensor; NaN/Inf is refused with an error naming `field`. */
+function tensor(data: Float32Array, shape: number[], field = 'input'): NativeTensor {
   const nb = native();
-  return nativeSync(() => new nb.Tensor(data, shape, true));
+  try {
+    return nativeSync(() => new nb.Tensor(data, shape, true));
+  } catch (e) {
+    if (e instanceof VoxvaeError && e.code === 'ENOTFINITE')
+      throw new VoxvaeError('ENOTFINITE', `${field} ${e.message.replace(/^input /, '')}: replace NaN/Inf values (e.g. threshold the volume) before passing it`, { path: field });
+    throw e;
+  }
 }
 
 function release(...ts: (NativeTensor | null | undefined)[]): void {
   for (const t of ts) t?.dispose();
+}
+
+function resolveRecon(dcfg: VaeConfig, r: Partial<ReconLoss> | undefined): ReconLoss {
+  const defaultRecon: ReconLoss = dcfg.outputActivation === 'softmax' ? { kind: 'dice', weight: 80, reduction: 'sum' } : { kind: 'mse', weight: 1, reduction: 'mean' };
+  const recon: ReconLoss = { ...defaultRecon, ...(r ?? {}) } as ReconLoss;
+  if (!['dice', 'bce', 'mse', 'l1'].includes(recon.kind)) invalid('options.recon.kind', "must be 'dice', 'bce', 'mse' or 'l1'", recon.kind);
+  if (!(recon.weight >= 0 && Number.isFinite(recon.weight))) invalid('options.recon.weight', 'must be a finite number >= 0', recon.weight);
+  if (recon.reduction !== 'sum' && recon.reduction !== 'mean') invalid('options.recon.reduction', "must be 'sum' or 'mean'", recon.reduction);
+  return recon;
+}
+
+function resolveOptimizer(o: Partial<OptimizerConfig> | undefined, prev: OptimizerConfig | null): OptimizerConfig {
+  const kind = o?.kind ?? prev?.kind ?? 'adam';
+  if (kind !== 'adam' && kind !== 'adamw') invalid('options.optimizer.kind', "must be 'adam' or 'adamw'", kind);
+  const cfg: OptimizerConfig = {
+    kind,
+    lr: o?.lr ?? prev?.lr ?? 1e-4,
+    betas: o?.betas ?? prev?.betas ?? [0.9, 0.999],
+    eps: o?.eps ?? prev?.eps ?? 1e-8,
+    weightDecay: o?.weightDecay ?? prev?.weightDecay ?? (kind === 'adamw' ? 0.01 : 0),
+  };
+  if (!(cfg.lr >= 0 && Number.isFinite(cfg.lr))) invalid('options.optimizer.lr', 'must be a finite number >= 0', cfg.lr);
+  if (!Array.isArray(cfg.betas) || cfg.betas.length !== 2 || !cfg.betas.every((b) => b >= 0 && b < 1)) invalid('options.optimizer.betas', 'must be two numbers in [0, 1)', cfg.betas);
+  if (!(cfg.eps >= 0)) invalid('options.optimizer.eps', 'must be >= 0', cfg.eps);
+  if (!(cfg.weightDecay >= 0)) invalid('options.optimizer.weightDecay', 'must be >= 0', cfg.weightDecay);
+  return cfg;
+}
+
+/** Checks (or defaults to the input) the reconstruction target for n samples. */
+function resolveTarget(recon: ReconLoss, dcfg: VaeConfig, n: number, target: Float32Array | undefined, input: Float32Array | null, inChannels: number): Float32Array {
+  const S = dcfg.inputShape[0] * dcfg.inputShape[1] * dcfg.inputShape[2];
+  const targetLen = recon.kind === 'dice' ? n * S : n * dcfg.outChannels * S;
+  if (!target) {
+    if (!input) invalid('target', 'is required');
+    if (recon.kind === 'dice' && inChannels !== 1) invalid('batch.target', 'is required for Dice when inChannels != 1');
+    if (recon.kind !== 'dice' && dcfg.outChannels !== inChannels) invalid('batch.target', 'is required when outChannels != inChannels');
+    target = input;
+  }
+  if (!(target instanceof Float32Array)) invalid('batch.target', 'must be a Float32Array', target);
+  if (target.length !== targetLen) throw new VoxvaeError('ESHAPE', `batch.target has ${target.length} values, expected ${targetLen} for ${recon.kind}`, { path: 'batch.target' });
+  return target;
+}
+
+function reconLoss(recon: ReconLoss, dcfg: VaeConfig, logits: NativeTensor, tgt: NativeTensor, n: number): Promise<{ loss: number; grad: NativeTensor | null }> {
+  const nb = native();
+  const S = dcfg.inputShape[0] * dcfg.inputShape[1] * dcfg.inputShape[2];
+  return nativeCall(() =>
+    recon.kind === 'dice'
+      ? nb.diceLoss(logits, tgt, n, dcfg.outChannels, S, recon.smoothNr ?? 1e-5, recon.smoothDr ?? 1e-5, recon.reduction, recon.weight, true)
+      : nb.elementLoss(recon.kind as 'bce' | 'mse' | 'l1', logits, tgt, recon.reduction, recon.weight, true),
+  );
+}
+
+/** Clips the joint gradient of `nets` to maxGradNorm (torch clip_grad_norm_) and takes one Adam/AdamW step on each. */
+async function optimizerStep(nets: Network[], optim: OptimizerConfig, maxGradNorm: number | undefined): Promise<void> {
+  let scale = 1;
+  if (maxGradNorm !== undefined) {
+    const total = Math.sqrt(nets.reduce((a, n) => a + n.net.gradSumSq(), 0));
+    const coef = maxGradNorm / (total + 1e-6);
+    if (coef < 1) scale = coef;
+  }
+  const [b1, b2] = optim.betas;
+  for (const net of nets) await nativeCall(() => net.optimizer().step(optim.lr, b1, b2, optim.eps, optim.weightDecay, optim.kind === 'adamw', scale));
 }
 
 /** Encoder: x → (mu, logvar). MONAI parameter names encode.encode_i.*, mu.*, logvar.*. */
@@ -113,7 +183,7 @@ export class Encoder {
   /** Encodes a batch [N, C, D, H, W]. Eval mode (running BN statistics) unless mode: 'train'. */
   async encode(x: Float32Array, opts: { mode?: Mode } = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
     const n = batchOf(x, this.sampleSize, 'x');
-    const xt = tensor(x, [n, this.config.inChannels, ...this.config.inputShape]);
+    const xt = tensor(x, [n, this.config.inChannels, ...this.config.inputShape], 'x');
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(xt, n, opts.mode === 'train'));
@@ -147,7 +217,7 @@ export class Decoder {
    *  outputActivation, or raw logits with { logits: true }. Eval mode unless mode: 'train'. */
   async decode(z: Float32Array, opts: { mode?: Mode; logits?: boolean } = {}): Promise<Float32Array> {
     const n = batchOf(z, this.config.latentSize, 'z');
-    const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1]);
+    const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1], 'z');
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(zt, n, opts.mode === 'train'));
@@ -155,6 +225,40 @@ export class Decoder {
       return opts.logits ? y : activate(y, n, this.config);
     } finally {
       release(zt, ...outs);
+    }
+  }
+
+  private optimizerConfig: OptimizerConfig | null = null;
+  private steps = 0;
+
+  /**
+   * Trains the decoder alone on given latents: loss = weight·recon(decode(z), target), backward, Adam.
+   * (A frozen encoder feeding a new decoder — the two-stage method — is Vae.trainStep with
+   * vae.encoder.frozen; this is for latents that come from elsewhere.)
+   */
+  async trainStep(z: Float32Array, target: Float32Array, opts: Pick<TrainStepOptions, 'recon' | 'optimizer' | 'maxGradNorm'> = {}): Promise<{ loss: number; step: number }> {
+    const n = batchOf(z, this.config.latentSize, 'z');
+    const recon = resolveRecon(this.config, opts.recon);
+    const optim = resolveOptimizer(opts.optimizer, this.optimizerConfig);
+    const tgtData = resolveTarget(recon, this.config, n, target, null, this.config.inChannels);
+    const [D, H, W] = this.config.inputShape;
+    const live: (NativeTensor | null)[] = [];
+    try {
+      const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1]);
+      const tgt = tensor(tgtData, recon.kind === 'dice' ? [n, D * H * W] : [n, this.config.outChannels, D, H, W]);
+      live.push(zt, tgt);
+      nativeSync(() => this.network.net.zeroGrad());
+      const [logits] = await nativeCall(() => this.network.net.forward(zt, n, true, 0, this.steps));
+      live.push(logits!);
+      const rec = await reconLoss(recon, this.config, logits!, tgt, n);
+      live.push(rec.grad);
+      if (!Number.isFinite(rec.loss)) throw new VoxvaeError('ENOTFINITE', `Decoder.trainStep: the loss is ${rec.loss}; lower the learning rate or check the input`);
+      live.push(await nativeCall(() => this.network.net.backward([rec.grad], false)));
+      await optimizerStep([this.network], optim, opts.maxGradNorm);
+      this.optimizerConfig = optim;
+      return { loss: rec.loss, step: ++this.steps };
+    } finally {
+      release(...live);
     }
   }
 
@@ -298,23 +402,6 @@ export class Vae {
     }
   }
 
-  private resolveOptimizer(o: Partial<OptimizerConfig> | undefined): OptimizerConfig {
-    const kind = o?.kind ?? this.optimizerConfig?.kind ?? 'adam';
-    if (kind !== 'adam' && kind !== 'adamw') invalid('options.optimizer.kind', "must be 'adam' or 'adamw'", kind);
-    const cfg: OptimizerConfig = {
-      kind,
-      lr: o?.lr ?? this.optimizerConfig?.lr ?? 1e-4,
-      betas: o?.betas ?? this.optimizerConfig?.betas ?? [0.9, 0.999],
-      eps: o?.eps ?? this.optimizerConfig?.eps ?? 1e-8,
-      weightDecay: o?.weightDecay ?? this.optimizerConfig?.weightDecay ?? (kind === 'adamw' ? 0.01 : 0),
-    };
-    if (!(cfg.lr >= 0 && Number.isFinite(cfg.lr))) invalid('options.optimizer.lr', 'must be a finite number >= 0', cfg.lr);
-    if (!Array.isArray(cfg.betas) || cfg.betas.length !== 2 || !cfg.betas.every((b) => b >= 0 && b < 1)) invalid('options.optimizer.betas', 'must be two numbers in [0, 1)', cfg.betas);
-    if (!(cfg.eps >= 0)) invalid('options.optimizer.eps', 'must be >= 0', cfg.eps);
-    if (!(cfg.weightDecay >= 0)) invalid('options.optimizer.weightDecay', 'must be >= 0', cfg.weightDecay);
-    return cfg;
-  }
-
   private async trainStepInner(batch: Batch, opts: TrainStepOptions): Promise<StepResult> {
     const cfg = this.config;
     const dcfg = this.decoder.config;
@@ -326,26 +413,14 @@ export class Vae {
     if (!(typeof beta === 'number' && beta >= 0 && Number.isFinite(beta))) invalid('options.beta', 'must be a finite number >= 0', beta);
     const latent = opts.latent ?? 'sample';
     if (!(latent in LATENT_CODE)) invalid('options.latent', "must be 'sample', 'mean' or 'mean+std'", latent);
-    const defaultRecon: ReconLoss = dcfg.outputActivation === 'softmax' ? { kind: 'dice', weight: 80, reduction: 'sum' } : { kind: 'mse', weight: 1, reduction: 'mean' };
-    const recon: ReconLoss = { ...defaultRecon, ...(opts.recon ?? {}) } as ReconLoss;
-    if (!['dice', 'bce', 'mse', 'l1'].includes(recon.kind)) invalid('options.recon.kind', "must be 'dice', 'bce', 'mse' or 'l1'", recon.kind);
-    if (!(recon.weight >= 0 && Number.isFinite(recon.weight))) invalid('options.recon.weight', 'must be a finite number >= 0', recon.weight);
-    if (recon.reduction !== 'sum' && recon.reduction !== 'mean') invalid('options.recon.reduction', "must be 'sum' or 'mean'", recon.reduction);
+    const recon = resolveRecon(dcfg, opts.recon);
     const klReduction = opts.klReduction ?? 'sum';
     if (klReduction !== 'sum' && klReduction !== 'mean') invalid('options.klReduction', "must be 'sum' or 'mean'", klReduction);
-    const optim = this.resolveOptimizer(opts.optimizer);
+    const optim = resolveOptimizer(opts.optimizer, this.optimizerConfig);
     if (opts.maxGradNorm !== undefined && !(opts.maxGradNorm > 0)) invalid('options.maxGradNorm', 'must be > 0', opts.maxGradNorm);
 
     // Targets: class indices for Dice, same-shaped values for the elementwise losses.
-    const targetLen = recon.kind === 'dice' ? n * S : n * dcfg.outChannels * S;
-    let target = batch.target;
-    if (!target) {
-      if (recon.kind === 'dice' && cfg.inChannels !== 1) invalid('batch.target', 'is required for Dice when inChannels != 1');
-      if (recon.kind !== 'dice' && dcfg.outChannels !== cfg.inChannels) invalid('batch.target', 'is required when outChannels != inChannels');
-      target = batch.input;
-    }
-    if (!(target instanceof Float32Array)) invalid('batch.target', 'must be a Float32Array', target);
-    if (target.length !== targetLen) throw new VoxvaeError('ESHAPE', `batch.target has ${target.length} values, expected ${targetLen} for ${recon.kind}`, { path: 'batch.target' });
+    const target = resolveTarget(recon, dcfg, n, batch.target, batch.input, cfg.inChannels);
 
     const nb = native();
     const enc = this.encoder.network, dec = this.decoder.network;
@@ -353,8 +428,8 @@ export class Vae {
     const live: (NativeTensor | null | undefined)[] = [];
     const keep = <T extends NativeTensor | null | undefined>(t: T): T => (live.push(t), t);
     try {
-      const x = keep(tensor(batch.input, [n, cfg.inChannels, D, H, W]));
-      const tgt = keep(tensor(target, recon.kind === 'dice' ? [n, S] : [n, dcfg.outChannels, D, H, W]));
+      const x = keep(tensor(batch.input, [n, cfg.inChannels, D, H, W], 'batch.input'));
+      const tgt = keep(tensor(target, recon.kind === 'dice' ? [n, S] : [n, dcfg.outChannels, D, H, W], 'batch.target'));
       nativeSync(() => {
         if (trainEncoder) enc.net.zeroGrad();
         dec.net.zeroGrad();
@@ -364,11 +439,7 @@ export class Vae {
       keep(r.z);
       keep(r.eps);
       const [logits] = (await nativeCall(() => dec.net.forward(r.z, n, true, this.seed, this.step))).map(keep) as [NativeTensor];
-      const rec = await nativeCall(() =>
-        recon.kind === 'dice'
-          ? nb.diceLoss(logits, tgt, n, dcfg.outChannels, S, recon.smoothNr ?? 1e-5, recon.smoothDr ?? 1e-5, recon.reduction, recon.weight, true)
-          : nb.elementLoss(recon.kind as 'bce' | 'mse' | 'l1', logits, tgt, recon.reduction, recon.weight, true),
-      );
+      const rec = await reconLoss(recon, dcfg, logits, tgt, n);
       keep(rec.grad);
       const kl = nativeSync(() => nb.klNormal(mu, logvar, n, L, klReduction, trainEncoder ? beta : 0));
       keep(kl.dmu);
@@ -384,16 +455,7 @@ export class Vae {
         keep(g.dlogvar);
         await nativeCall(() => enc.net.backward([g.dmu, g.dlogvar], false));
       }
-      let scale = 1;
-      if (opts.maxGradNorm !== undefined) {
-        const total = Math.sqrt(dec.net.gradSumSq() + (trainEncoder ? enc.net.gradSumSq() : 0));
-        const coef = opts.maxGradNorm / (total + 1e-6);
-        if (coef < 1) scale = coef;
-      }
-      const [b1, b2] = optim.betas;
-      const decoupled = optim.kind === 'adamw';
-      await nativeCall(() => dec.optimizer().step(optim.lr, b1, b2, optim.eps, optim.weightDecay, decoupled, scale));
-      if (trainEncoder) await nativeCall(() => enc.optimizer().step(optim.lr, b1, b2, optim.eps, optim.weightDecay, decoupled, scale));
+      await optimizerStep(trainEncoder ? [dec, enc] : [dec], optim, opts.maxGradNorm);
       this.optimizerConfig = optim;
       this.step++;
       return { loss, recon: rec.loss, kl: klValue, klPerSample, beta: trainEncoder ? beta : 0, step: this.step };
@@ -453,7 +515,12 @@ export class Vae {
     if (!config) throw new VoxvaeError('ECHECKPOINT', `${file} has no voxvae metadata: pass { config } describing the architecture (e.g. monaiVarAutoEncoder({...}))`, { path: file });
     if (opts.threads !== undefined) setThreads(opts.threads);
     const cfg = validateConfig(config, opts.config ? 'options.config' : `${file}: config`);
-    const dcfg = validateConfig(opts.decoderConfig ?? meta?.decoderConfig ?? cfg, 'decoderConfig');
+    // With an explicit config and no decoderConfig, the decoder follows the config (keeping the
+    // checkpoint's decoder block style, e.g. an aggregated VAE's skullVAE decoder).
+    const dcfg = validateConfig(
+      opts.decoderConfig ?? (opts.config ? { ...cfg, decoderBlock: meta?.decoderConfig?.decoderBlock ?? cfg.decoderBlock } : meta?.decoderConfig ?? cfg),
+      'decoderConfig',
+    );
     const seed = meta?.seed ?? 0;
     const vae = Vae.fromParts(new Encoder(cfg, seed), new Decoder(dcfg, seed), seed);
     try {

@@ -164,10 +164,13 @@ Status dice_loss(double* loss, float* grad, const float* logits, const float* la
   *loss = total * scale;
   if (!grad) return Status::Ok;
 
-  // grad = p * (dp - sum_k p_k dp_k), dp_k = a_k - b_k [label == k]; grad holds p on entry.
+  // grad_k = p_k * (dp_k - sum_j p_j dp_j), dp_k = a_k - b_k [label == k]; grad holds p on entry. It is
+  // evaluated as p_k * (dp_k * sum_j p_j - sum_j p_j dp_j) = p_k * sum_j p_j (dp_k - dp_j): with the
+  // stored (float) p the terms still cancel exactly where the true ones do, e.g. for two classes
+  // grad_0 = p_0 p_1 (dp_0 - dp_1) stays accurate when dp_0 is close to dp_1.
   parallel_for_blocks(n, spatial, kSpan, std::max<int64_t>(kSpan, kGrain / c),
                       [&](int64_t, int64_t in, int64_t lo, int64_t hi) {
-    double dot[kTile];
+    double dot[kTile], psum[kTile];
     int lab[kTile];
     const double* a = coef_a.data() + in * c;
     const double* b = coef_b.data() + in * c;
@@ -177,14 +180,19 @@ Status dice_loss(double* loss, float* grad, const float* logits, const float* la
       for (int64_t s = 0; s < len; ++s) {
         lab[s] = static_cast<int>(labels[in * spatial + t0 + s]);
         dot[s] = -b[lab[s]] * double(gb[lab[s] * spatial + t0 + s]);
+        psum[s] = 0.0;
       }
       for (int k = 0; k < c; ++k)
-        for (int64_t s = 0; s < len; ++s) dot[s] += a[k] * double(gb[k * spatial + t0 + s]);
+        for (int64_t s = 0; s < len; ++s) {
+          const double p = gb[k * spatial + t0 + s];
+          dot[s] += a[k] * p;
+          psum[s] += p;
+        }
       for (int k = 0; k < c; ++k)
         for (int64_t s = 0; s < len; ++s) {
           float& g = gb[k * spatial + t0 + s];
           const double dp = a[k] - (lab[s] == k ? b[k] : 0.0);
-          g = static_cast<float>(double(g) * (dp - dot[s]));
+          g = static_cast<float>(double(g) * (dp * psum[s] - dot[s]));
         }
     }
   });
@@ -193,14 +201,17 @@ Status dice_loss(double* loss, float* grad, const float* logits, const float* la
 
 Status bce_with_logits_loss(double* loss, float* grad, const float* x, const float* t, int64_t count, Reduction r,
                             float weight) {
+  // In double: sigmoid(x) - t cancels where the prediction is right, and float would leave an absolute
+  // error of ~1e-7 there.
   return elementwise_loss("bce_with_logits_loss", loss, grad, x, t, count, r, weight,
-                          [](float xv, float tv, float gs, float* g) {
-                            const float e = std::exp(-std::fabs(xv));  // in (0, 1]: never overflows
+                          [](float xf, float tf, float gs, float* g) {
+                            const double xv = xf, tv = tf;
+                            const double e = std::exp(-std::fabs(xv));  // in (0, 1]: never overflows
                             if (g) {
-                              const float sig = xv >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-                              *g = gs * (sig - tv);
+                              const double sig = xv >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+                              *g = static_cast<float>(double(gs) * (sig - tv));
                             }
-                            return double(std::max(xv, 0.0f)) - double(xv) * double(tv) + double(std::log1p(e));
+                            return std::max(xv, 0.0) - xv * tv + std::log1p(e);
                           });
 }
 
@@ -264,8 +275,10 @@ Status reparameterize_forward(float* z, float* eps, const float* mu, const float
       for (int64_t s = 0; s < len; ++s) {
         const int64_t i = t0 + s;
         const float e = mode == LatentMode::Sample ? noise[s] : (mode == LatentMode::Mean ? 0.0f : 1.0f);
-        // PyTorch's order: randn_like(std).mul(std).add_(mu).
-        z[i] = mode == LatentMode::Mean ? mu[i] : e * std::exp(0.5f * logvar[i]) + mu[i];
+        // In double, rounded once: mu and eps * std may nearly cancel.
+        z[i] = mode == LatentMode::Mean
+                   ? mu[i]
+                   : static_cast<float>(double(e) * std::exp(0.5 * double(logvar[i])) + double(mu[i]));
         if (eps) eps[i] = e;
       }
     }
@@ -282,7 +295,9 @@ Status reparameterize_backward(float* dmu, float* dlogvar, const float* dz, cons
   parallel_for(int64_t(n) * l, kGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       if (dmu) dmu[i] += dz[i];
-      if (dlogvar) dlogvar[i] += dz[i] * eps[i] * 0.5f * std::exp(0.5f * logvar[i]);
+      if (dlogvar)
+        dlogvar[i] = static_cast<float>(double(dlogvar[i]) +
+                                        double(dz[i]) * double(eps[i]) * 0.5 * std::exp(0.5 * double(logvar[i])));
     }
   });
   return Status::Ok;

@@ -127,9 +127,9 @@ Status batch_norm3d_forward_train(float* y, float* save_mean, float* save_invstd
     const double mu = double(x[int64_t(c) * len]) + sd / double(m);
     const double ss = std::fmax(sq - sd * sd / double(m), 0.0);  // sum of squared deviations
     const double invstd = 1.0 / std::sqrt(ss / double(m) + double(s.eps));
-    mean[c] = static_cast<float>(mu);
-    scale[c] = static_cast<float>((gamma ? double(gamma[c]) : 1.0) * invstd);
-    shift[c] = beta ? beta[c] : 0.0f;
+    mean[c] = mu;
+    scale[c] = (gamma ? double(gamma[c]) : 1.0) * invstd;
+    shift[c] = beta ? double(beta[c]) : 0.0;
     if (save_mean) save_mean[c] = static_cast<float>(mu);
     if (save_invstd) save_invstd[c] = static_cast<float>(invstd);
     if (running_mean) running_mean[c] = static_cast<float>((1.0 - mom) * running_mean[c] + mom * mu);
@@ -146,14 +146,16 @@ Status batch_norm3d_forward_eval(float* y, const float* x, const float* gamma, c
   if (!y || !x || !running_mean || !running_var)
     return fail(Status::InvalidArgument, "%s: null y, x or running statistics", op);
   std::vector<double> mean, scale, shift;
+  VX_TRY(alloc(op, mean, static_cast<size_t>(s.c)));
   VX_TRY(alloc(op, scale, static_cast<size_t>(s.c)));
   VX_TRY(alloc(op, shift, static_cast<size_t>(s.c)));
   for (int c = 0; c < s.c; ++c) {
     const double invstd = 1.0 / std::sqrt(double(running_var[c]) + double(s.eps));
-    scale[c] = static_cast<float>((gamma ? double(gamma[c]) : 1.0) * invstd);
-    shift[c] = beta ? beta[c] : 0.0f;
+    mean[c] = running_mean[c];
+    scale[c] = (gamma ? double(gamma[c]) : 1.0) * invstd;
+    shift[c] = beta ? double(beta[c]) : 0.0;
   }
-  normalize(y, x, int64_t(s.n) * s.c, s.spatial, running_mean, scale.data(), shift.data(),
+  normalize(y, x, int64_t(s.n) * s.c, s.spatial, mean.data(), scale.data(), shift.data(),
             [&](int64_t row) { return row % s.c; });
   return Status::Ok;
 }
@@ -174,11 +176,13 @@ Status batch_norm3d_backward(float* dx, float* dgamma, float* dbeta, const float
     a += g;
     b += g * (double(x[row * len + i]) - double(save_mean[row % s.c]));
   }));
-  std::vector<double> k1, k2, k3;
+  std::vector<double> k1, k2, k3, mean;
   VX_TRY(alloc(op, k1, static_cast<size_t>(s.c)));
   VX_TRY(alloc(op, k2, static_cast<size_t>(s.c)));
   VX_TRY(alloc(op, k3, static_cast<size_t>(s.c)));
+  VX_TRY(alloc(op, mean, static_cast<size_t>(s.c)));
   for (int c = 0; c < s.c; ++c) {
+    mean[c] = save_mean[c];
     double sdy = 0, sdyx = 0;  // sum(dy), sum(dy * (x - mean))
     for (int n = 0; n < s.n; ++n) {
       sdy += row_sum(part, int64_t(n) * s.c + c, nb, 0);
@@ -188,12 +192,12 @@ Status batch_norm3d_backward(float* dx, float* dgamma, float* dbeta, const float
     if (dbeta) dbeta[c] = static_cast<float>(double(dbeta[c]) + sdy);
     if (dgamma) dgamma[c] = static_cast<float>(double(dgamma[c]) + sdyx * inv);
     // dx = g * inv * (dy - sum(dy) / m - xhat * sum(dy * xhat) / m)
-    k1[c] = static_cast<float>(g * inv);
-    k2[c] = static_cast<float>(-g * inv * inv * inv * sdyx / m);
-    k3[c] = static_cast<float>(-g * inv * sdy / m);
+    k1[c] = g * inv;
+    k2[c] = -g * inv * inv * inv * sdyx / m;
+    k3[c] = -g * inv * sdy / m;
   }
   if (dx)
-    input_grad(dx, dy, x, rows, len, save_mean, k1.data(), k2.data(), k3.data(), [&](int64_t row) { return row % s.c; });
+    input_grad(dx, dy, x, rows, len, mean.data(), k1.data(), k2.data(), k3.data(), [&](int64_t row) { return row % s.c; });
   return Status::Ok;
 }
 
@@ -208,11 +212,13 @@ Status batch_norm3d_backward_eval(float* dx, float* dgamma, float* dbeta, const 
   std::vector<double> k1, zero, mean;
   VX_TRY(alloc(op, k1, static_cast<size_t>(s.c)));
   VX_TRY(alloc(op, zero, static_cast<size_t>(s.c)));
+  VX_TRY(alloc(op, mean, static_cast<size_t>(s.c)));
   std::vector<double> inv;
   VX_TRY(alloc(op, inv, static_cast<size_t>(s.c)));
   for (int c = 0; c < s.c; ++c) {
     inv[c] = 1.0 / std::sqrt(double(running_var[c]) + double(s.eps));
-    k1[c] = static_cast<float>((gamma ? double(gamma[c]) : 1.0) * inv[c]);
+    k1[c] = (gamma ? double(gamma[c]) : 1.0) * inv[c];
+    mean[c] = running_mean[c];
   }
   if (dgamma || dbeta) {
     std::vector<double> part;
@@ -232,7 +238,7 @@ Status batch_norm3d_backward_eval(float* dx, float* dgamma, float* dbeta, const 
     }
   }
   if (dx)
-    input_grad(dx, dy, x, rows, len, running_mean, k1.data(), zero.data(), zero.data(),
+    input_grad(dx, dy, x, rows, len, mean.data(), k1.data(), zero.data(), zero.data(),
                [&](int64_t row) { return row % s.c; });
   return Status::Ok;
 }
@@ -261,9 +267,9 @@ Status instance_norm3d_forward(float* y, float* save_mean, float* save_invstd, c
     const double mu = double(x[row * len]) + sd / double(len);
     const double var = std::fmax(sq - sd * sd / double(len), 0.0) / double(len);
     const double invstd = 1.0 / std::sqrt(var + double(s.eps));
-    mean[row] = static_cast<float>(mu);
-    scale[row] = static_cast<float>((gamma ? double(gamma[c]) : 1.0) * invstd);
-    shift[row] = beta ? beta[c] : 0.0f;
+    mean[row] = mu;
+    scale[row] = (gamma ? double(gamma[c]) : 1.0) * invstd;
+    shift[row] = beta ? double(beta[c]) : 0.0;
     if (save_mean) save_mean[row] = static_cast<float>(mu);
     if (save_invstd) save_invstd[row] = static_cast<float>(invstd);
   }
@@ -287,10 +293,11 @@ Status instance_norm3d_backward(float* dx, float* dgamma, float* dbeta, const fl
     a += g;
     b += g * (double(x[row * len + i]) - double(save_mean[row]));
   }));
-  std::vector<double> k1, k2, k3;
+  std::vector<double> k1, k2, k3, mean;
   VX_TRY(alloc(op, k1, static_cast<size_t>(rows)));
   VX_TRY(alloc(op, k2, static_cast<size_t>(rows)));
   VX_TRY(alloc(op, k3, static_cast<size_t>(rows)));
+  VX_TRY(alloc(op, mean, static_cast<size_t>(rows)));
   std::vector<double> sdg, sdb;
   VX_TRY(alloc(op, sdg, static_cast<size_t>(s.c)));
   VX_TRY(alloc(op, sdb, static_cast<size_t>(s.c)));
@@ -298,17 +305,18 @@ Status instance_norm3d_backward(float* dx, float* dgamma, float* dbeta, const fl
     const int c = static_cast<int>(row % s.c);
     const double sdy = row_sum(part, row, nb, 0), sdyx = row_sum(part, row, nb, 1);
     const double inv = save_invstd[row], g = gamma ? double(gamma[c]) : 1.0;
+    mean[row] = save_mean[row];
     sdb[c] += sdy;
     sdg[c] += sdyx * inv;
-    k1[row] = static_cast<float>(g * inv);
-    k2[row] = static_cast<float>(-g * inv * inv * inv * sdyx / m);
-    k3[row] = static_cast<float>(-g * inv * sdy / m);
+    k1[row] = g * inv;
+    k2[row] = -g * inv * inv * inv * sdyx / m;
+    k3[row] = -g * inv * sdy / m;
   }
   for (int c = 0; c < s.c; ++c) {
     if (dbeta) dbeta[c] = static_cast<float>(double(dbeta[c]) + sdb[c]);
     if (dgamma) dgamma[c] = static_cast<float>(double(dgamma[c]) + sdg[c]);
   }
-  if (dx) input_grad(dx, dy, x, rows, len, save_mean, k1.data(), k2.data(), k3.data(), [](int64_t row) { return row; });
+  if (dx) input_grad(dx, dy, x, rows, len, mean.data(), k1.data(), k2.data(), k3.data(), [](int64_t row) { return row; });
   return Status::Ok;
 }
 

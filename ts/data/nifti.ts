@@ -211,6 +211,13 @@ function decodeBody(header: NiftiHeader, raw: Uint8Array): Volume {
       'the file is truncated or its header is wrong',
     );
   }
+  if (raw.length > end) {
+    throw fmt(
+      file,
+      `the ${header.compressed ? 'inflated ' : ''}data holds ${raw.length - end} bytes more than the header declares (${shape.join('×')} ${dtype} from offset ${voxOffset})`,
+      'the header sizes or datatype are wrong, or the file is corrupt',
+    );
+  }
   const n = voxelCount(shape);
   const fileOrder = typedFromBytes(dtype, raw.subarray(voxOffset, end), n, header.littleEndian);
   let data: VoxelArray = fromFileOrder(fileOrder, shape);

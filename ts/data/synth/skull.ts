@@ -140,7 +140,8 @@ interface Shape {
   poly: Float64Array; // 19 vault deformation coefficients
   fMin: number;
   fMax: number;
-  thick: number; // drawn mean thickness (≥ minimum)
+  thick: number; // mean vault thickness as sampled
+  vaultMin: Vec3; // least vault thickness along a normal parallel to x, y, z (1.2 voxels)
   tpoly: Float64Array; // 9: thickness variation (deg 1–2)
   zb0: number;
   zSlope: number;
@@ -172,8 +173,12 @@ function evalPoly2(c: Float64Array, x: number, y: number, z: number): number {
 // Monomials odd in x (the left–right axis) make the skull asymmetric; they get a small amplitude.
 const ODD_IN_X = [0, 6, 7, 9, 14, 16, 18];
 
-function sampleShape(rng: Rng, minThick: number, opts: SkullOptions): { shape: Shape; factors: Omit<SkullFactors, 'index' | 'seed' | 'foreground' | 'warpAmplitude' | 'cranialDefect' | 'facialDefect'> } {
+function sampleShape(rng: Rng, spacing: Vec3, opts: SkullOptions): { shape: Shape; factors: Omit<SkullFactors, 'index' | 'seed' | 'foreground' | 'warpAmplitude' | 'cranialDefect' | 'facialDefect'> } {
   const size = rng.clippedNormal(1, 0.05, 0.88, 1.12);
+  // Walls thinner than a voxel would leak. Drawn in the canonical frame (world / size), every wall is at
+  // least 1.2 voxels thick (with the vault, along its normal; see drawVault), plus room for the warp.
+  const minThick = (1.2 * Math.max(...spacing)) / size;
+  const vaultMin = spacing.map((sp) => (1.2 * sp) / size) as Vec3;
   const A = 70 * rng.clippedNormal(1, 0.045, 0.88, 1.12);
   const B = 90 * rng.clippedNormal(1, 0.04, 0.9, 1.1);
   const C = 72 * rng.clippedNormal(1, 0.05, 0.88, 1.12);
@@ -196,7 +201,7 @@ function sampleShape(rng: Rng, minThick: number, opts: SkullOptions): { shape: S
   fMin -= 0.03;
   fMax += 0.03;
   const thickness = rng.uniform(4.5, 8);
-  const thick = Math.max(thickness, minThick);
+  const thick = thickness;
   const tpoly = new Float64Array(9);
   for (let m = 0; m < 9; m++) tpoly[m] = rng.normal(0, 0.12);
   const zb0 = -0.42 * C;
@@ -266,7 +271,7 @@ function sampleShape(rng: Rng, minThick: number, opts: SkullOptions): { shape: S
   };
   return {
     shape: {
-      size, A, B, C, poly, fMin, fMax, thick, tpoly, zb0, zSlope, baseThick: Math.max(0.8 * thickness, minThick),
+      size, A, B, C, poly, fMin, fMax, thick, vaultMin, tpoly, zb0, zSlope, baseThick: Math.max(0.8 * thickness, minThick),
       foramen: { y: -0.3 * B, rx: 14, ry: 17 },
       face, holes, zygBodies, arches, maxilla, palate, mandible, landmarks,
     },
@@ -366,8 +371,10 @@ function fill(g: Ctx, lo: Vec3, hi: Vec3, label: number, test: Test): void {
 
 function drawVault(g: Ctx, s: Shape): void {
   const { A, B, C, poly, tpoly, fMin, fMax, thick, zb0, zSlope, baseThick, foramen } = s;
+  const [vx, vy, vz] = s.vaultMin;
   const fMax2 = fMax * fMax;
-  const rhoMin = Math.max(0, fMin - (1.6 * thick) / Math.min(A, B, C));
+  const tBand = Math.max(1.6 * thick, 2.5 * Math.max(vx, vy, vz));
+  const rhoMin = Math.max(0, fMin - tBand / Math.min(A, B, C));
   const rhoMin2 = rhoMin * rhoMin;
   const tLo = 0.6 * thick, tHi = 1.6 * thick;
   const [i0, i1] = span(g, 0, -A * fMax, A * fMax);
@@ -401,10 +408,21 @@ function drawVault(g: Ctx, s: Shape): void {
           if (cx * cx * frx2 + dy * dy * fry2 >= 1 && part[p] === 0) part[p] = PART.base;
           continue;
         }
-        const L = Math.sqrt(cx * cx + cy * cy + cz * cz) * inv;
+        const len = Math.sqrt(cx * cx + cy * cy + cz * cz);
+        const L = len * inv;
+        const radial = (f - rho) * L;
+        if (radial > tBand) continue;
         let t = thick * (1 + evalPoly2(tpoly, nx, ny, nz));
         t = t < tLo ? tLo : t > tHi ? tHi : t;
-        if ((f - rho) * L <= t) part[p] = PART.vault;
+        // A band thinner than Σ|m_a|·voxel_a along the normal m can be crossed between voxel centres.
+        let mx = qx * iA, my = qy * iB, mz = qz * iC;
+        const ml = 1 / Math.sqrt(mx * mx + my * my + mz * mz);
+        mx *= ml;
+        my *= ml;
+        mz *= ml;
+        const cos = Math.max(0.5, (cx * mx + cy * my + cz * mz) / len);
+        const tMin = (Math.abs(mx) * vx + Math.abs(my) * vy + Math.abs(mz) * vz) / cos;
+        if (radial <= (t > tMin ? t : tMin)) part[p] = PART.vault;
       }
     }
   }
@@ -699,9 +717,7 @@ function makeDefect(
 export function generateSkull(grid: SynthGrid, seed: number, index: number, options: SkullOptions = {}): SkullVolumes {
   const rng = new Rng(seed, index);
   const n = grid.shape[0] * grid.shape[1] * grid.shape[2];
-  // Shells thinner than a voxel would leak; draw every wall at least ~1.2 voxels thick.
-  const minThick = 1.2 * Math.max(...grid.spacing);
-  const { shape, factors } = sampleShape(rng, minThick, options);
+  const { shape, factors } = sampleShape(rng, grid.spacing, options);
   const warpAmp = rng.uniform(1.5, 4.5);
   const part = new Uint8Array(n);
   const g = makeCtx(grid, shape.size, rng, warpAmp, part);
