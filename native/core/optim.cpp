@@ -1,8 +1,10 @@
 // Adam/AdamW, gradient norm and clipping over flat float32 buffers (see optim.h).
-// adam_step follows the operation order of torch.optim.Adam's single-tensor path (_single_tensor_adam,
-// amsgrad=False, capturable=False): scalars are computed in double, as Python does, then each tensor
-// op rounds to float. That keeps a CPU step within a few ulps of PyTorch's, though not bit-identical
-// (PyTorch's vectorized lerp may use FMA).
+// adam_step follows torch.optim.Adam's single-tensor path (_single_tensor_adam, amsgrad=False,
+// capturable=False) with the hyperparameters as Python would hold them (widen_decimal), but evaluates
+// each element's update in double and rounds param, m and v once: PyTorch's chain of float tensor ops
+// loses precision where m or the new parameter nearly cancel, and its vectorized lerp may use FMA, so
+// bit-identity with PyTorch is out of reach either way; this keeps every step within one rounding of the
+// exact algorithm.
 #include "optim.h"
 
 #include <algorithm>
@@ -35,29 +37,19 @@ Status adam_step(float* param, float* m, float* v, const float* grad, int64_t n,
   const double lr = widen_decimal(a.lr), b1 = widen_decimal(a.beta1), b2 = widen_decimal(a.beta2);
   const double eps = widen_decimal(a.eps), wd = widen_decimal(a.weight_decay);
   const double bc1 = 1.0 - std::pow(b1, double(step)), bc2 = 1.0 - std::pow(b2, double(step));
-  // The float scalars each PyTorch tensor op receives.
   const bool l2 = wd != 0.0 && !a.decoupled, decay = wd != 0.0 && a.decoupled;
-  const float wd_f = static_cast<float>(wd);
-  const float shrink = static_cast<float>(1.0 - lr * wd);  // param.mul_(1 - lr * wd)
-  const float w1 = static_cast<float>(1.0 - b1);           // exp_avg.lerp_(grad, 1 - beta1)
-  const float b2_f = static_cast<float>(b2);               // exp_avg_sq.mul_(beta2)
-  const float w2 = static_cast<float>(1.0 - b2);           // .addcmul_(grad, grad, value=1 - beta2)
-  const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  const float eps_f = static_cast<float>(eps);
-  const float neg_step = static_cast<float>(-(lr / bc1));  // param.addcdiv_(exp_avg, denom, value=-step_size)
+  const double shrink = 1.0 - lr * wd, step_size = lr / bc1, bc2_sqrt = std::sqrt(bc2);
   parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
-      float p = param[i], g = grad[i];
-      if (l2) g = g + wd_f * p;
-      if (decay) p = p * shrink;
-      float mi = m[i];
-      mi = w1 < 0.5f ? mi + w1 * (g - mi) : g - (g - mi) * (1.0f - w1);  // at::lerp
-      float vi = v[i] * b2_f;
-      vi = vi + w2 * g * g;
-      const float denom = std::sqrt(vi) / bc2_sqrt + eps_f;
-      param[i] = p + neg_step * (mi / denom);
-      m[i] = mi;
-      v[i] = vi;
+      double p = param[i], g = grad[i], mi = m[i], vi = v[i];
+      if (l2) g += wd * p;
+      if (decay) p *= shrink;
+      mi += (1.0 - b1) * (g - mi);  // exp_avg.lerp_(grad, 1 - beta1)
+      vi = vi * b2 + (1.0 - b2) * g * g;
+      p -= step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
+      param[i] = static_cast<float>(p);
+      m[i] = static_cast<float>(mi);
+      v[i] = static_cast<float>(vi);
     }
   });
   return Status::Ok;

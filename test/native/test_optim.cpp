@@ -117,22 +117,31 @@ TEST(adam_matches_torch_algorithm) {
     CHECK_REL(pr.data(), pt.data(), n, 1e-12);
     CHECK_REL(mr.data(), mt.data(), n, 1e-12);
     CHECK_REL(vr.data(), vt.data(), n, 1e-12);
-    // The float kernel, 1 and 2 threads.
+    // The float kernel, 1 and 2 threads. Each of the 5 steps is checked against the torch algorithm in
+    // double run from the kernel's own float state (param, m, v), to 1e-6. The whole 5-step trajectory
+    // is checked to 1e-4 only: storing param, m and v in float between steps costs ~6e-8 of their
+    // magnitude per step, and CHECK_REL divides by max(|expected|, 1e-3), so a parameter or moment that
+    // passes near 0 after being ~0.1 shows that as ~1e-5.
     F p1;
     with_threads([&](int th) {
       F p = p0, m(n, 0.0f), v(n, 0.0f);
-      for (int t = 1; t <= 5; ++t)
+      for (int t = 1; t <= 5; ++t) {
+        V pd(p.begin(), p.end()), md(m.begin(), m.end()), vd(v.begin(), v.end());
+        torch.step(pd, md, vd, V(grads[t - 1].begin(), grads[t - 1].end()), t);
         CHECK(vx::adam_step(p.data(), m.data(), v.data(), grads[t - 1].data(), int64_t(n), a, t) == Status::Ok);
-      CHECK_REL(p.data(), pt.data(), n, 1e-6);
-      CHECK_REL(m.data(), mt.data(), n, 1e-6);
-      CHECK_REL(v.data(), vt.data(), n, 1e-6);
+        CHECK_REL(p.data(), pd.data(), n, 1e-6);
+        CHECK_REL(m.data(), md.data(), n, 1e-6);
+        CHECK_REL(v.data(), vd.data(), n, 1e-6);
+      }
+      CHECK_REL(p.data(), pt.data(), n, 1e-4);
+      CHECK_REL(m.data(), mt.data(), n, 1e-4);
+      CHECK_REL(v.data(), vt.data(), n, 1e-4);
       if (th == 1) p1 = p;
       else CHECK(same_bits(p, p1));
     });
   }
 }
 
-// The first step of Adam moves every parameter by lr * sign(g) (up to eps), whatever the betas.
 TEST(adam_first_step_by_hand) {
   AdamParams a;
   a.lr = 0.01f;

@@ -420,11 +420,14 @@ export class VolumeDataset {
       p.catch(() => undefined); // awaited in order below; this only stops an "unhandled" report when the consumer stops early
       queue.push(p);
     };
-    for (let i = 0; i <= prefetch; i++) startNext();
+    startNext();
     while (queue.length > 0) {
-      const batch = await queue.shift()!;
-      startNext();
+      const current = queue.shift()!;
+      // Keep `prefetch` batches loading behind the one about to be handed out.
+      while (queue.length < prefetch && started < groups.length) startNext();
+      const batch = await current;
       if (batch) yield batch;
+      if (queue.length === 0) startNext();
     }
   }
 }

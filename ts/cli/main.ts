@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+// The voxvae command line: `voxvae demo` (npm start), `voxvae dataset ...`.
+import { Command, InvalidArgumentError } from 'commander';
+import { VoxvaeError } from '../errors.js';
+import { registerDatasetCommands } from './dataset.js';
+import { runDemo } from './demo.js';
+
+const int = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+  return n;
+};
+const num = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+  return n;
+};
+const shape = (v: string): [number, number, number] => {
+  const p = v.split(/[,x×]/).map(Number);
+  if (p.length !== 3 || !p.every((d) => Number.isInteger(d) && d > 0)) throw new InvalidArgumentError('shape must be D,H,W (e.g. 64,64,32)');
+  return p as [number, number, number];
+};
+
+const program = new Command();
+program.name('voxvae').description('3D convolutional VAEs for volumetric shapes').showHelpAfterError();
+
+program
+  .command('demo')
+  .description('train a VAE on built-in synthetic skulls and write a report (the main job, `npm start`)')
+  .option('--out <dir>', 'output folder', 'runs/demo')
+  .option('--skulls <n>', 'complete skulls (each also gives a cranial and a facial defect volume)', int('skulls'), 30)
+  .option('--shape <D,H,W>', 'volume shape', shape, [64, 64, 32] as [number, number, number])
+  .option('--epochs <n>', 'epochs', int('epochs'), 15)
+  .option('--batch <n>', 'batch size', int('batch'), 4)
+  .option('--beta <b>', 'KL weight', num('beta'), 1e-4)
+  .option('--lr <lr>', 'Adam learning rate', num('lr'), 1e-3)
+  .option('--seed <n>', 'seed', int('seed'), 1)
+  .option('--threads <n>', 'CPU threads (default: all cores)', int('threads'))
+  .action(async (o) => {
+    await runDemo(o);
+  });
+
+registerDatasetCommands(program);
+
+program.parseAsync().catch((e: unknown) => {
+  if (e instanceof VoxvaeError) {
+    console.error(`voxvae: ${e.message} [${e.code}]`);
+    process.exitCode = 2;
+  } else {
+    console.error(e);
+    process.exitCode = 1;
+  }
+});
