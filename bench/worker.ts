@@ -7,23 +7,16 @@
 //           backward without dx (dw only); median of a few runs (plain performance.now timing)
 import { readFileSync, writeFileSync } from 'node:fs';
 import b from 'benny';
-import { native, type NativeNet, type NativeTensor } from '../ts/native.js';
+import { native } from '../ts/native.js';
 import { Vae } from '../ts/vae.js';
-import { convLayers, MODELS, modelConfig, type CaseDef, type LayerDef } from './models.js';
+import { randomBinary, randomUniform, timeLayer, type LayerTiming, type Timing } from './layer.js';
+import { convLayers, MODELS, modelConfig, type CaseDef } from './models.js';
+
+export type { LayerTiming, Timing };
 
 export interface Job {
   case: CaseDef;
   threads: number;
-}
-
-export interface Timing {
-  medianS: number;
-  minS: number;
-  meanS: number;
-  samples: number;
-  /** benny's relative margin of error, % (model cases only). */
-  rme?: number;
-  sampleResults: number[];
 }
 
 export interface Memory {
@@ -41,15 +34,6 @@ export interface ModelResult {
   nativeFlops: { encoder: number; decoder: number };
   /** How often the timed function ran in all (benny's detection calls, calibration and samples). */
   calls: number;
-}
-
-export interface LayerTiming {
-  name: string;
-  fwd: Timing;
-  /** Backward with dx (absent for a layer whose input needs no gradient). */
-  bwd?: Timing;
-  /** Backward without dx: dw and db only. */
-  bwd_w: Timing;
 }
 
 export interface LayersResult {
@@ -78,42 +62,6 @@ function resetPeakRss(): boolean {
   } catch {
     return false;
   }
-}
-
-function timingOf(ts: number[]): Timing {
-  const s = [...ts].sort((a, c) => a - c);
-  const mid = s.length >> 1;
-  return {
-    medianS: s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2,
-    minS: s[0]!,
-    meanS: ts.reduce((a, v) => a + v, 0) / ts.length,
-    samples: ts.length,
-    sampleResults: ts,
-  };
-}
-
-/** xorshift32 stream: reproducible and fast enough for 8M voxels. */
-function xorshift(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return s >>> 0;
-  };
-}
-
-function randomBinary(n: number, seed: number): Float32Array {
-  const r = xorshift(seed), x = new Float32Array(n);
-  for (let i = 0; i < n; i++) x[i] = r() & 1;
-  return x;
-}
-
-/** Uniform in [-1, 1). */
-function randomUniform(n: number, seed: number): Float32Array {
-  const r = xorshift(seed), x = new Float32Array(n);
-  for (let i = 0; i < n; i++) x[i] = r() / 2147483648 - 1;
-  return x;
 }
 
 async function runModel(c: CaseDef, threads: number): Promise<ModelResult> {
@@ -168,54 +116,16 @@ async function runModel(c: CaseDef, threads: number): Promise<ModelResult> {
   return result;
 }
 
-function layerSpec(l: LayerDef): string {
-  const conv = l.kind === 'conv' ? `conv3d in=0 cout=${l.cout} k=3 s=2 p=1 bias=1` : `conv_transpose3d in=0 cout=${l.cout} k=3 s=2 p=1 op=1 bias=1`;
-  return [`input c=${l.cin} d=${l.in[0]} h=${l.in[1]} w=${l.in[2]}`, conv, 'output 1'].join('\n');
-}
-
 async function runLayers(c: CaseDef, threads: number): Promise<LayersResult> {
-  const nb = native();
-  nb.setNumThreads(threads);
-  const n = c.batch;
-  const reps = c.benny.minSamples;
+  native().setNumThreads(threads);
   const layers: LayerTiming[] = [];
   const nativeFlops: number[] = [];
+  const ms = (t?: Timing): string => (t ? (t.medianS * 1e3).toFixed(1) : '-');
   for (const l of convLayers(MODELS[c.model])) {
-    const net: NativeNet = new nb.Net(layerSpec(l));
-    net.initParams(1);
-    nativeFlops.push(net.flops);
-    const inVox = l.in[0] * l.in[1] * l.in[2], outVox = l.out[0] * l.out[1] * l.out[2];
-    const x = new nb.Tensor(randomUniform(n * l.cin * inVox, 3), [n, l.cin, ...l.in]);
-    const dy = new nb.Tensor(randomUniform(n * l.cout * outVox, 5), [n, l.cout, ...l.out]);
-    const fwd = async (): Promise<number> => {
-      const t0 = performance.now();
-      const outs = await net.forward(x, n, true);
-      const t = performance.now() - t0;
-      for (const o of outs) o.dispose();
-      return t / 1e3;
-    };
-    const bwd = (dx: boolean) => async (): Promise<number> => {
-      for (const o of await net.forward(x, n, true)) o.dispose();
-      const t0 = performance.now();
-      const g: NativeTensor | null = await net.backward([dy], dx);
-      const t = performance.now() - t0;
-      g?.dispose();
-      return t / 1e3;
-    };
-    const measure = async (f: () => Promise<number>): Promise<Timing> => {
-      for (let i = 0; i < c.torch.warmup; i++) await f();
-      const ts: number[] = [];
-      for (let i = 0; i < reps; i++) ts.push(await f());
-      return timingOf(ts);
-    };
-    const row: LayerTiming = { name: l.name, fwd: await measure(fwd), bwd_w: await measure(bwd(false)) };
-    if (l.needDx) row.bwd = await measure(bwd(true));
-    layers.push(row);
-    const ms = (t?: Timing): string => (t ? (t.medianS * 1e3).toFixed(1) : '-');
-    console.log(`  ${c.name} ${l.name} ${l.kind} ${l.cin}->${l.cout} in ${l.in.join('x')}: fwd ${ms(row.fwd)} ms, bwd ${ms(row.bwd)} ms, bwd (dw only) ${ms(row.bwd_w)} ms`);
-    x.dispose();
-    dy.dispose();
-    net.dispose();
+    const { timing, nativeFlops: f } = await timeLayer(l, c.batch, c.torch.warmup, c.benny.minSamples);
+    layers.push(timing);
+    nativeFlops.push(f);
+    console.log(`  ${c.name} ${l.name} ${l.kind} ${l.cin}->${l.cout} in ${l.in.join('x')}: fwd ${ms(timing.fwd)} ms, bwd ${ms(timing.bwd)} ms, bwd (dw only) ${ms(timing.bwd_w)} ms`);
   }
   return { kind: 'layers', layers, nativeFlops };
 }

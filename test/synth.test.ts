@@ -169,9 +169,18 @@ test('writeSkullDataset: SkullBreak layout, factors.json, manifest.csv, readable
     t.is(manifest.length, 1 + 15);
     // The files hold what generateSkullDataset gives in memory, with the synthetic grid's geometry.
     const mem = await generateSkullDataset({ n: 1, shape: [40, 40, 24], seed: 9, workers: 0 });
-    const vol = await readVolume(path.join(a, 'implant', 'cranial', `000.${format}`));
-    t.deepEqual(Array.from(vol.data), Array.from(mem.skulls[0]!.cranial.implant!.data));
-    for (let i = 0; i < 3; i++) t.true(Math.abs(vol.spacing[i]! - mem.grid.spacing[i]!) < 1e-5);
+    const m = mem.skulls[0]!;
+    for (const [rel, want] of [
+      ['complete_skull', m.complete],
+      ['defective_skull/cranial', m.cranial.defective],
+      ['defective_skull/facial', m.facial.defective],
+      ['implant/cranial', m.cranial.implant!],
+      ['implant/facial', m.facial.implant!],
+    ] as const) {
+      const vol = await readVolume(path.join(a, rel, `000.${format}`));
+      t.true(Buffer.from(vol.data.buffer, vol.data.byteOffset, vol.data.byteLength).equals(want.data), `${rel}/000.${format}`);
+      for (let i = 0; i < 3; i++) t.true(Math.abs(vol.spacing[i]! - mem.grid.spacing[i]!) < 1e-5);
+    }
     // And the folder is recognised as it is.
     const ds = await VolumeDataset.fromFolder(a);
     t.is(ds.layout, 'skullbreak');

@@ -139,23 +139,18 @@ Status Net::parse(const std::string& spec) {
       long long iv = 0;
       bool ok = true;
       if (key == "in") {
-        int tri[3];
-        size_t commas = 0;
-        for (char ch : val) commas += ch == ',';
-        if (commas == 0) {
-          ok = parse_int(val, &iv);
-          n.in = {int(iv)};
-        } else if (commas == 1) {
-          std::string a = val.substr(0, val.find(',')), b = val.substr(val.find(',') + 1);
-          long long ia, ib;
-          ok = parse_int(a, &ia) && parse_int(b, &ib);
-          n.in = {int(ia), int(ib)};
-        } else {
-          ok = false;
+        // One or two comma-separated node indices.
+        n.in.clear();
+        size_t pos = 0;
+        while (ok && pos <= val.size() && n.in.size() < 3) {
+          size_t c = val.find(',', pos);
+          if (c == std::string::npos) c = val.size();
+          long long j = -1;
+          ok = parse_int(val.substr(pos, c - pos), &j) && j >= 0 && j < (long long)nodes_.size();
+          if (ok) n.in.push_back(int(j));
+          pos = c + 1;
         }
-        (void)tri;
-        for (int j : n.in)
-          if (ok && (j < 0 || j >= int(nodes_.size()))) ok = false;
+        ok = ok && n.in.size() <= 2;
       } else if (key == "c" || key == "d" || key == "h" || key == "w" || key == "cout" || key == "out" ||
                  key == "n") {
         ok = parse_int(val, &iv) && iv >= 1 && iv <= (1LL << 30);

@@ -42,7 +42,7 @@ LDFLAGS="-sSTANDALONE_WASM --no-entry -sALLOW_MEMORY_GROWTH=1 -sINITIAL_MEMORY=1
 build() {
   name=$1
   shift
-  tmp="$OUT/.$name.tmp"
+  tmp="$OUT/.tmp.$name"  # emcc picks the output kind from the suffix: keep .wasm last
   # shellcheck disable=SC2086
   "$EMXX" $CXXFLAGS "$@" $SRC $LDFLAGS -o "$tmp"
   mv "$tmp" "$OUT/$name"

@@ -254,7 +254,7 @@ export class VolumeDataset {
     if (!item) return invalid('index', `must be an integer from 0 to ${this.items.length - 1}`, index);
     if (this.layout === 'memory') {
       const v = await this.loader(item);
-      return { format: 'nifti', file: item.path, shape: [...v.shape], dtype: 'uint8', spacing: [...v.spacing], origin: [...v.origin], direction: [...v.direction], compressed: false };
+      return { format: 'memory', file: item.path, shape: [...v.shape], dtype: 'uint8', spacing: [...v.spacing], origin: [...v.origin], direction: [...v.direction], compressed: false };
     }
     return readVolumeHeader(item.path, { ...(this.options.maxBytes !== undefined ? { maxBytes: this.options.maxBytes } : {}), dataRoot: this.dataRootOf(item) });
   }

@@ -63,7 +63,7 @@ export async function datasetInfo(target: string, options: InfoOptions = {}): Pr
       const skey = sp.join(',');
       spacings.set(skey, { spacing: sp, count: (spacings.get(skey)?.count ?? 0) + 1 });
       dtypes[h.dtype] = (dtypes[h.dtype] ?? 0) + 1;
-      const fmt = h.format === 'nifti' ? (h.compressed ? 'nii.gz' : 'nii') : `nrrd${h.compressed ? ' (gzip)' : ''}`;
+      const fmt = h.format === 'nifti' ? (h.compressed ? 'nii.gz' : 'nii') : h.format === 'nrrd' ? `nrrd${h.compressed ? ' (gzip)' : ''}` : h.format;
       formats[fmt] = (formats[fmt] ?? 0) + 1;
       if (measure) {
         const v = await ds.readRaw(i);

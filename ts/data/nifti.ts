@@ -339,6 +339,14 @@ export function encodeNifti(vol: Volume, options: NiftiWriteOptions = {}): Uint8
 }
 
 function encodeParts(vol: Volume, options: NiftiWriteOptions): { header: Buffer; body: Uint8Array } {
+  return { header: niftiHeaderBytes(vol, options), body: bytesOf(toFileOrder(vol.data, vol.shape), true) };
+}
+
+/**
+ * The 352 bytes before the voxels of a .nii file for `vol` (its data is only checked for type and
+ * length, so callers that already hold the voxels in file order can pass those).
+ */
+export function niftiHeaderBytes(vol: Volume, options: Pick<NiftiWriteOptions, 'description'> = {}): Buffer {
   validateVolume(vol);
   const dtype = dtypeOf(vol.data);
   const le = true;
@@ -374,8 +382,7 @@ function encodeParts(vol: Volume, options: NiftiWriteOptions): { header: Buffer;
   for (let r = 0; r < 3; r++) for (let c = 0; c < 4; c++) dv.setFloat32(280 + (r * 4 + c) * 4, A[r]![c]!, le);
   h.write('n+1\0', 344, 'latin1');
   // bytes 348..351: extension flag, all zero (no extensions)
-  const body = bytesOf(toFileOrder(vol.data, vol.shape), le);
-  return { header: h, body };
+  return h;
 }
 
 /** Writes a volume to `file` atomically; gzipped when the name ends in .gz (or options.gzip). */

@@ -405,18 +405,24 @@ export async function decodeNrrd(bytes: Uint8Array, file = '<buffer>', options: 
 /** Reads only the header of a .nrrd or .nhdr file. */
 export async function readNrrdHeader(file: string, options: NrrdReadOptions = {}): Promise<NrrdHeader> {
   let fh: fsp.FileHandle | undefined;
-  let prefix: Buffer;
   try {
     fh = await fsp.open(file, 'r');
-    const buf = Buffer.alloc(64 * 1024);
-    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    prefix = buf.subarray(0, bytesRead);
+    // Most headers are well under 64 KiB; a longer one (many key/value pairs) is read up to the limit.
+    for (const size of [64 * 1024, MAX_HEADER + 2]) {
+      const buf = Buffer.alloc(size);
+      const { bytesRead } = await fh.read(buf, 0, size, 0);
+      const prefix = buf.subarray(0, bytesRead);
+      if (bytesRead < size || prefix.indexOf('\n\n') >= 0 || prefix.indexOf('\n\r\n') >= 0 || size > MAX_HEADER) {
+        return decodeNrrdHeader(prefix, file, options);
+      }
+    }
+    throw new VoxvaeError('EINTERNAL', `${file}: header read loop ended`);
   } catch (err) {
+    if (err instanceof VoxvaeError) throw err;
     throw new VoxvaeError('EIO', `cannot read ${file}: ${(err as Error).message}`, { path: file, cause: err });
   } finally {
     await fh?.close().catch(() => undefined);
   }
-  return decodeNrrdHeader(prefix, file, options);
 }
 
 function vec(v: readonly number[]): string {

@@ -216,7 +216,8 @@ export function cloneVolume<A extends VoxelArray>(vol: Volume<A>): Volume<A> {
 
 /** What a file's header says about its volume, read without loading the voxels. */
 export interface VolumeHeader extends Pick<Volume, 'shape' | 'spacing' | 'origin' | 'direction'> {
-  format: 'nifti' | 'nrrd';
+  /** 'memory' for volumes of an in-memory dataset (VolumeDataset.fromSynthetic). */
+  format: 'nifti' | 'nrrd' | 'memory';
   /** The file the header was read from (for a detached NRRD header, the .nhdr). */
   file: string;
   /** The voxel type stored in the file (after scaling, the volume may be float32/float64). */

@@ -115,7 +115,8 @@ async function runJobs(config: SkullJobConfig, n: number, workers: number, consu
       if (failed) return;
       failed = true;
       for (const w of pool) void w.terminate();
-      rejectAll(err);
+      // Let a write in progress finish first, so the caller can clean up a folder nobody writes to.
+      void consumeChain.finally(() => rejectAll(err));
     };
     const onAbort = (): void => fail(aborted());
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -201,7 +202,7 @@ export async function generateSkullDataset(options: SynthOptions & { implants?: 
 export interface WriteSynthOptions extends SynthOptions {
   /** File format (default nii.gz). */
   format?: SynthFormat;
-  /** gzip level 1–9 (default 6). */
+  /** gzip level 1–9 (default 1: a 128×128×64 mask shrinks to ~22 KB, 3× faster than level 6, which halves that). */
   level?: number;
   /** Replace a non-empty folder (default false: refuse). */
   overwrite?: boolean;
@@ -224,7 +225,7 @@ export async function writeSkullDataset(dir: string, options: WriteSynthOptions 
   const r = resolve(options);
   const format = options.format ?? 'nii.gz';
   if (!SYNTH_FORMATS.includes(format)) invalid('format', `must be one of ${SYNTH_FORMATS.join(', ')}`, format);
-  const level = options.level ?? 6;
+  const level = options.level ?? 1;
   if (!Number.isInteger(level) || level < 1 || level > 9) invalid('level', 'must be an integer from 1 to 9', level);
   const digits = Math.max(3, String(r.n - 1).length);
   const config: SkullJobConfig = { grid: r.grid, seed: r.seed, skull: r.skull, cycleCranial: true, implants: true, encode: { format, level, digits } };

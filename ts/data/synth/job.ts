@@ -2,11 +2,10 @@
 // and the in-thread fallback so both produce the same bytes.
 
 import * as zlib from 'node:zlib';
-import { encodeNifti } from '../nifti.js';
+import { niftiHeaderBytes } from '../nifti.js';
 import { nrrdHeaderText } from '../nrrd.js';
-import { bytesOf } from '../bytes.js';
-import { type BinaryVolume, IDENTITY3, toFileOrder } from '../volume.js';
-import { CRANIAL_DEFECT_TYPES, type SkullFactors, type SkullOptions, type SynthGrid, generateSkull } from './skull.js';
+import { type BinaryVolume, type Vec3, IDENTITY3, toFileOrder } from '../volume.js';
+import { CRANIAL_DEFECT_TYPES, type SkullFactors, type SkullOptions, type SkullVolumes, type SynthGrid, generateSkull } from './skull.js';
 
 export type SynthFormat = 'nii.gz' | 'nii' | 'nrrd' | 'nhdr';
 export const SYNTH_FORMATS: readonly SynthFormat[] = ['nii.gz', 'nii', 'nrrd', 'nhdr'];
@@ -51,15 +50,44 @@ export function maskVolume(grid: SynthGrid, data: Uint8Array): BinaryVolume {
   return { shape: [...grid.shape], data, spacing: [...grid.spacing], origin: [...grid.origin], direction: [...IDENTITY3] };
 }
 
-function encode(vol: BinaryVolume, rel: string, format: SynthFormat, level: number): { rel: string; bytes: Uint8Array }[] {
-  if (format === 'nii' || format === 'nii.gz') return [{ rel, bytes: encodeNifti(vol, { gzip: format === 'nii.gz', level, description: 'voxvae synthetic skull' }) }];
-  const body = zlib.gzipSync(bytesOf(toFileOrder(vol.data, vol.shape), true), { level });
+/** File bytes of one mask whose voxels are already in file order (i fastest). */
+function encodeFileOrder(grid: SynthGrid, fileOrder: Uint8Array, rel: string, format: SynthFormat, level: number): { rel: string; bytes: Uint8Array }[] {
+  const vol = maskVolume(grid, fileOrder); // geometry for the header; data only checked for length
+  if (format === 'nii' || format === 'nii.gz') {
+    const whole = Buffer.concat([niftiHeaderBytes(vol, { description: 'voxvae synthetic skull' }), fileOrder]);
+    return [{ rel, bytes: format === 'nii.gz' ? zlib.gzipSync(whole, { level }) : whole }];
+  }
+  const body = zlib.gzipSync(fileOrder, { level });
   if (format === 'nrrd') return [{ rel, bytes: Buffer.concat([Buffer.from(nrrdHeaderText(vol, { encoding: 'gzip' }), 'latin1'), body]) }];
   const dataName = rel.replace(/^.*\//, '').replace(/\.nhdr$/, '.raw.gz');
   return [
     { rel: rel.replace(/\.nhdr$/, '.raw.gz'), bytes: body },
     { rel, bytes: Buffer.from(nrrdHeaderText(vol, { encoding: 'gzip', dataFile: dataName }), 'latin1') },
   ];
+}
+
+/**
+ * The five masks in file order. Only the complete skull is transposed; the defective versions and the
+ * implants differ from it by a few thousand voxels, which are moved one by one.
+ */
+function fileOrderMasks(s: SkullVolumes, shape: Vec3): Record<'complete' | 'cranialDefective' | 'facialDefective' | 'cranialImplant' | 'facialImplant', Uint8Array> {
+  const [D, H, W] = shape;
+  const complete = toFileOrder(s.complete, shape);
+  const split = (implant: Uint8Array): [Uint8Array, Uint8Array] => {
+    const def = complete.slice();
+    const imp = new Uint8Array(complete.length);
+    for (let p = 0; p < implant.length; p++) {
+      if (implant[p] === 0) continue;
+      const k = p % W, j = ((p - k) / W) % H, i = (p - k - j * W) / (W * H);
+      const f = i + D * (j + H * k);
+      imp[f] = 1;
+      def[f] = 0;
+    }
+    return [def, imp];
+  };
+  const [cranialDefective, cranialImplant] = split(s.cranialImplant);
+  const [facialDefective, facialImplant] = split(s.facialImplant);
+  return { complete, cranialDefective, facialDefective, cranialImplant, facialImplant };
 }
 
 export async function runSkullJob(config: SkullJobConfig, index: number): Promise<SkullJobResult> {
@@ -69,8 +97,9 @@ export async function runSkullJob(config: SkullJobConfig, index: number): Promis
   if (config.encode) {
     const { format, level, digits } = config.encode;
     const paths = skullPaths(skullId(index, digits), format);
+    const masks = fileOrderMasks(s, config.grid.shape);
     const files = (['complete', 'cranialDefective', 'facialDefective', 'cranialImplant', 'facialImplant'] as const)
-      .flatMap((key) => encode(maskVolume(config.grid, s[key]), paths[key], format, level))
+      .flatMap((key) => encodeFileOrder(config.grid, masks[key], paths[key], format, level))
       .map((f) => ({ rel: f.rel, bytes: owned(f.bytes) }));
     return { index, factors: s.factors, masks: null, files, transfer: files.map((f) => f.bytes.buffer as ArrayBuffer) };
   }

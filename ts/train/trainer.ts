@@ -1,0 +1,345 @@
+// Trainer: epochs over a VolumeDataset with seeded shuffling, Adam/AdamW with a learning-rate
+// schedule, a β schedule or KL controller, validation per epoch, callbacks, cancellation, periodic
+// checkpoints with exact resume, and a NaN/Inf guard that rolls back and lowers the learning rate.
+//
+// β protocol. The native trainStep does forward, loss and backward in one call, so the β used at
+// iteration t is computed *before* that call from the KL measured at iteration t−1:
+//   β(t) = schedule.next(KL(t−1)),  KL(0) = 0.
+// The KL the controllers see is `klPerSample` = the batch mean of Σ_j KL_j, as ControlVAE's and
+// DynamicVAE's code measure it; the loss itself uses the KL summed over the batch (skullVAE, klReduction
+// 'sum'). The authors' loops measure KL on the current minibatch; this one-iteration lag is the price
+// of not running the encoder twice (and of not touching BatchNorm's running statistics twice).
+// For capacity annealing `next` returns γ·sign(KL − C), the gradient weight; the reported loss
+// uses klTerm.
+//
+// Checkpoints are folders: `model.safetensors` (Vae.save: weights, Adam moments, step/noise position)
+// and `trainer.json` (epoch, batch position in the epoch, β-schedule state, the lagged KL, the
+// learning-rate scale and the history). Resuming replays the same data order (VolumeDataset.order is
+// a function of seed and epoch), so a resumed run gives the same losses bit for bit on the CPU.
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { VoxvaeError, invalid } from '../errors.js';
+import type { AugmentOptions, VolumeDataset } from '../data/dataset.js';
+import { parseSafetensors, serializeSafetensors, toFloat32, writeFileAtomic, type TensorToWrite } from '../safetensors.js';
+import { Vae, type LatentMode, type ReconLoss, type StepResult } from '../vae.js';
+import { dice } from '../metrics/overlap.js';
+import { betaScheduleFromState, createBetaSchedule, type BetaSchedule, type BetaScheduleSpec, type BetaScheduleState } from './beta.js';
+
+/** Learning-rate schedules, as a factor of the base lr at optimisation step t (0-based). */
+export type LrScheduleSpec =
+  | { kind: 'constant' }
+  /** lr · gamma^floor(epoch / everyEpochs) (torch StepLR over epochs). */
+  | { kind: 'step'; everyEpochs: number; gamma: number }
+  /** Linear warm-up over warmupSteps, then cosine decay to minFactor·lr at totalSteps. */
+  | { kind: 'cosine'; totalSteps: number; warmupSteps?: number; minFactor?: number };
+
+export interface TrainerOptions {
+  epochs: number;
+  batchSize: number;
+  /** Seed of the data order (and augmentation). Default 0. */
+  seed?: number;
+  shuffle?: boolean;
+  dropLast?: boolean;
+  augment?: AugmentOptions | null;
+  /** A number is a constant β. Default { kind: 'constant', beta: 1 }. Ignored while the encoder is frozen. */
+  beta?: number | BetaScheduleSpec;
+  latent?: LatentMode;
+  recon?: Partial<ReconLoss>;
+  optimizer?: { kind?: 'adam' | 'adamw'; lr?: number; betas?: [number, number]; eps?: number; weightDecay?: number };
+  lrSchedule?: LrScheduleSpec;
+  maxGradNorm?: number;
+  /** Validated after every epoch: mean reconstruction Dice (eval mode, z = μ) and anything `validate` returns. */
+  validation?: VolumeDataset;
+  validate?: (vae: Vae, epoch: number) => Promise<Record<string, number>>;
+  onStep?: (s: StepInfo) => void | Promise<void>;
+  onEpoch?: (e: EpochInfo) => void | Promise<void>;
+  /** Called when the NaN/Inf guard rolls back. */
+  onRollback?: (r: RollbackInfo) => void;
+  signal?: AbortSignal;
+  /** Write dir/epoch-NNNN/ every `every` epochs (and dir/last/ on cancellation). */
+  checkpoint?: { dir: string; every: number; keepLast?: number };
+  /** NaN/Inf guard: on a non-finite loss restore the last good state, multiply the lr by `lrFactor`
+   *  (default 0.5) and retry; give up after `maxRollbacks` (default 5). */
+  nanGuard?: { lrFactor?: number; maxRollbacks?: number } | false;
+}
+
+export interface StepInfo extends StepResult {
+  epoch: number;
+  batch: number;
+  lr: number;
+  /** The KL the β schedule saw (lagged, per sample). */
+  klSeen: number;
+  /** recon + klTerm (differs from loss only for capacity annealing). */
+  objective: number;
+}
+
+export interface EpochInfo {
+  epoch: number;
+  loss: number;
+  recon: number;
+  kl: number;
+  klPerSample: number;
+  beta: number;
+  lr: number;
+  steps: number;
+  seconds: number;
+  validation: Record<string, number>;
+}
+
+export interface RollbackInfo {
+  epoch: number;
+  batch: number;
+  step: number;
+  error: string;
+  /** The learning-rate factor from now on. */
+  lrScale: number;
+}
+
+export interface TrainResult {
+  epochs: EpochInfo[];
+  steps: StepInfo[];
+  rollbacks: RollbackInfo[];
+  cancelled: boolean;
+  /** Epochs completed (resume starts at the next). */
+  epoch: number;
+}
+
+interface TrainerState {
+  format: 'voxvae.trainer';
+  version: 1;
+  epoch: number;
+  batch: number;
+  lastKl: number;
+  lrScale: number;
+  schedule: BetaScheduleState;
+  history: { epochs: EpochInfo[]; steps: StepInfo[]; rollbacks: RollbackInfo[] };
+}
+
+function lrFactor(s: LrScheduleSpec, step: number, epoch: number): number {
+  switch (s.kind) {
+    case 'constant':
+      return 1;
+    case 'step':
+      return Math.pow(s.gamma, Math.floor(epoch / s.everyEpochs));
+    case 'cosine': {
+      const w = s.warmupSteps ?? 0, min = s.minFactor ?? 0;
+      if (step < w) return (step + 1) / w;
+      const p = Math.min(1, (step - w) / Math.max(1, s.totalSteps - w));
+      return min + (1 - min) * 0.5 * (1 + Math.cos(Math.PI * p));
+    }
+  }
+}
+
+function checkOptions(o: TrainerOptions): void {
+  if (!Number.isInteger(o.epochs) || o.epochs < 0) invalid('options.epochs', 'must be an integer >= 0', o.epochs);
+  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) invalid('options.batchSize', 'must be a positive integer', o.batchSize);
+  if (o.checkpoint && (!Number.isInteger(o.checkpoint.every) || o.checkpoint.every < 1)) invalid('options.checkpoint.every', 'must be a positive integer', o.checkpoint.every);
+  const s = o.lrSchedule;
+  if (s && !['constant', 'step', 'cosine'].includes(s.kind)) invalid('options.lrSchedule.kind', "must be 'constant', 'step' or 'cosine'", s.kind);
+  if (s?.kind === 'step' && !(Number.isInteger(s.everyEpochs) && s.everyEpochs >= 1 && s.gamma > 0)) invalid('options.lrSchedule', 'step needs everyEpochs >= 1 and gamma > 0', s);
+  if (s?.kind === 'cosine' && !(Number.isInteger(s.totalSteps) && s.totalSteps >= 1)) invalid('options.lrSchedule.totalSteps', 'must be a positive integer', s.totalSteps);
+}
+
+/** An in-memory copy of everything a training step changes in the model. */
+interface Snapshot {
+  bytes: Uint8Array;
+  step: number;
+  adam: { encoder: { step: number } | null; decoder: { step: number } | null };
+}
+
+function snapshot(vae: Vae): Snapshot {
+  const t = new Map<string, TensorToWrite>();
+  for (const [k, v] of vae.encoder.network.stateDict()) t.set(k, v);
+  for (const [k, v] of vae.decoder.network.stateDict()) t.set(k, v);
+  const adam = { encoder: null as { step: number } | null, decoder: null as { step: number } | null };
+  for (const part of ['encoder', 'decoder'] as const) {
+    const st = vae[part].network.adam?.getState();
+    if (!st) continue;
+    t.set(`__adam.${part}.m`, { dtype: 'F32', shape: [st.m.length], data: st.m });
+    t.set(`__adam.${part}.v`, { dtype: 'F32', shape: [st.v.length], data: st.v });
+    adam[part] = { step: st.step };
+  }
+  return { bytes: serializeSafetensors(t), step: vae.step, adam };
+}
+
+function restore(vae: Vae, s: Snapshot): void {
+  const st = parseSafetensors(s.bytes, '<snapshot>');
+  vae.encoder.network.loadStateDict(st.tensors, '<snapshot>');
+  vae.decoder.network.loadStateDict(st.tensors, '<snapshot>');
+  for (const part of ['encoder', 'decoder'] as const) {
+    const a = s.adam[part];
+    if (!a) continue;
+    const m = st.tensors.get(`__adam.${part}.m`)!, v = st.tensors.get(`__adam.${part}.v`)!;
+    vae[part].network.optimizer().setState(a.step, toFloat32(m), toFloat32(v));
+  }
+  vae.step = s.step;
+}
+
+/** Mean reconstruction Dice (foreground = class 1 > 0.5, eval mode, z = μ) over a dataset. */
+export async function reconstructionDice(vae: Vae, ds: VolumeDataset, batchSize = 4): Promise<number> {
+  const [D, H, W] = vae.config.inputShape;
+  const S = D * H * W;
+  let sum = 0, n = 0;
+  for await (const b of ds.batches({ batchSize, shuffle: false, prefetch: 0 })) {
+    const { recon } = await vae.forward(b.input, { mode: 'eval', latent: 'mean' });
+    const C = vae.decoder.config.outChannels;
+    for (let k = 0; k < b.items.length; k++) {
+      const fg = new Uint8Array(S), gt = new Uint8Array(S);
+      const ch = C === 1 ? 0 : 1;
+      for (let j = 0; j < S; j++) {
+        fg[j] = recon[(k * C + ch) * S + j]! > 0.5 ? 1 : 0;
+        gt[j] = b.target[k * S + j]! > 0.5 ? 1 : 0;
+      }
+      sum += dice({ data: fg, shape: [D, H, W] }, { data: gt, shape: [D, H, W] });
+      n++;
+    }
+  }
+  return n ? sum / n : NaN;
+}
+
+export class Trainer {
+  readonly vae: Vae;
+  readonly data: VolumeDataset;
+  readonly options: TrainerOptions;
+  schedule: BetaSchedule;
+  /** Epochs completed. */
+  epoch = 0;
+  /** Batches done in the current epoch (non-zero only after a cancellation). */
+  batch = 0;
+  private lastKl = 0;
+  private lrScale = 1;
+  private history: TrainerState['history'] = { epochs: [], steps: [], rollbacks: [] };
+
+  constructor(vae: Vae, data: VolumeDataset, options: TrainerOptions) {
+    checkOptions(options);
+    this.vae = vae;
+    this.data = data;
+    this.options = options;
+    const b = options.beta ?? 1;
+    this.schedule = createBetaSchedule(typeof b === 'number' ? { kind: 'constant', beta: b } : b, 'options.beta');
+  }
+
+  /** Restores a trainer from a checkpoint folder written by `save`/the checkpoint option: the model
+   *  (weights, Adam, step), the β-schedule state and the position in the data order. */
+  static async resume(dir: string, data: VolumeDataset, options: TrainerOptions): Promise<Trainer> {
+    const vae = await Vae.load(path.join(dir, 'model.safetensors'));
+    let st: TrainerState;
+    try {
+      st = JSON.parse(await readFile(path.join(dir, 'trainer.json'), 'utf8')) as TrainerState;
+    } catch (e) {
+      vae.dispose();
+      throw new VoxvaeError('ECHECKPOINT', `${dir}: trainer.json is missing or not JSON (${(e as Error).message})`, { path: dir });
+    }
+    if (st.format !== 'voxvae.trainer' || st.version !== 1) {
+      vae.dispose();
+      throw new VoxvaeError('ECHECKPOINT', `${dir}: not a voxvae trainer checkpoint`, { path: dir });
+    }
+    const t = new Trainer(vae, data, options);
+    t.schedule = betaScheduleFromState(st.schedule);
+    t.epoch = st.epoch;
+    t.batch = st.batch;
+    t.lastKl = st.lastKl;
+    t.lrScale = st.lrScale;
+    t.history = st.history;
+    return t;
+  }
+
+  /** Writes a checkpoint folder (atomically: a temporary folder renamed into place). */
+  async save(dir: string): Promise<void> {
+    const tmp = `${dir}.tmp-${process.pid}`;
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+    await this.vae.save(path.join(tmp, 'model.safetensors'));
+    const st: TrainerState = { format: 'voxvae.trainer', version: 1, epoch: this.epoch, batch: this.batch, lastKl: this.lastKl, lrScale: this.lrScale, schedule: this.schedule.state(), history: this.history };
+    await writeFileAtomic(path.join(tmp, 'trainer.json'), new TextEncoder().encode(JSON.stringify(st)));
+    await rm(dir, { recursive: true, force: true });
+    await rename(tmp, dir);
+  }
+
+  private baseLr(): number {
+    return this.options.optimizer?.lr ?? 1e-4;
+  }
+
+  /** Trains until options.epochs epochs are complete (counting those before a resume), or cancelled. */
+  async run(): Promise<TrainResult> {
+    const o = this.options;
+    const guard = o.nanGuard === false ? null : { lrFactor: o.nanGuard?.lrFactor ?? 0.5, maxRollbacks: o.nanGuard?.maxRollbacks ?? 5 };
+    let cancelled = false;
+    while (this.epoch < o.epochs) {
+      const epoch = this.epoch;
+      const t0 = performance.now();
+      // Last good state: the start of this epoch (or of the resumed position).
+      let good = { snap: snapshot(this.vae), schedule: this.schedule.state(), lastKl: this.lastKl, batch: this.batch, steps: this.history.steps.length };
+      const acc = { loss: 0, recon: 0, kl: 0, klPerSample: 0, n: 0, steps: 0, beta: 0, lr: 0 };
+      let restart = false;
+      let i = 0;
+      const startBatch = this.batch;
+      for await (const b of this.data.batches({ batchSize: o.batchSize, seed: o.seed ?? 0, epoch, shuffle: o.shuffle ?? true, dropLast: o.dropLast ?? false, augment: o.augment ?? null })) {
+        if (i++ < startBatch) continue; // replay the order up to the resumed position
+        if (o.signal?.aborted) {
+          cancelled = true;
+          break;
+        }
+        const lr = this.baseLr() * lrFactor(o.lrSchedule ?? { kind: 'constant' }, this.vae.step, epoch) * this.lrScale;
+        const klSeen = this.lastKl;
+        const beta = this.schedule.next(klSeen);
+        let r: StepResult;
+        try {
+          r = await this.vae.trainStep({ input: b.input, target: b.target }, {
+            beta,
+            ...(o.latent ? { latent: o.latent } : {}),
+            ...(o.recon ? { recon: o.recon } : {}),
+            optimizer: { ...o.optimizer, lr },
+            ...(o.maxGradNorm !== undefined ? { maxGradNorm: o.maxGradNorm } : {}),
+          });
+          if (!Number.isFinite(r.loss) || !Number.isFinite(r.klPerSample)) throw new VoxvaeError('ENOTFINITE', `loss ${r.loss}, KL ${r.klPerSample}`);
+        } catch (e) {
+          if (!(e instanceof VoxvaeError && e.code === 'ENOTFINITE') || !guard) throw e;
+          if (this.history.rollbacks.length >= guard.maxRollbacks)
+            throw new VoxvaeError('ENOTFINITE', `training diverged ${this.history.rollbacks.length + 1} times (last: ${e.message}); lower the learning rate (now ×${this.lrScale}) or clip gradients (maxGradNorm)`);
+          restore(this.vae, good.snap);
+          this.schedule = betaScheduleFromState(good.schedule);
+          this.lastKl = good.lastKl;
+          this.batch = good.batch;
+          this.history.steps.length = good.steps;
+          this.lrScale *= guard.lrFactor;
+          const info: RollbackInfo = { epoch, batch: i - 1, step: this.vae.step, error: e.message, lrScale: this.lrScale };
+          this.history.rollbacks.push(info);
+          o.onRollback?.(info);
+          restart = true;
+          break;
+        }
+        this.lastKl = r.klPerSample;
+        this.batch = i;
+        const n = b.items.length;
+        const info: StepInfo = { ...r, epoch, batch: i - 1, lr, klSeen, objective: r.recon + (this.vae.encoder.frozen ? 0 : this.schedule.klTerm(r.kl)) };
+        this.history.steps.push(info);
+        acc.loss += r.loss; acc.recon += r.recon; acc.kl += r.kl; acc.klPerSample += r.klPerSample * n; acc.n += n; acc.steps++; acc.beta = r.beta; acc.lr = lr;
+        await o.onStep?.(info);
+      }
+      if (restart) continue;
+      if (cancelled) {
+        if (o.checkpoint) await this.save(path.join(o.checkpoint.dir, 'last'));
+        break;
+      }
+      this.epoch++;
+      this.batch = 0;
+      const validation: Record<string, number> = {};
+      if (o.validation) validation['dice'] = await reconstructionDice(this.vae, o.validation, o.batchSize);
+      if (o.validate) Object.assign(validation, await o.validate(this.vae, this.epoch));
+      const n = Math.max(1, acc.n);
+      const e: EpochInfo = { epoch: this.epoch, loss: acc.loss / n, recon: acc.recon / n, kl: acc.kl / n, klPerSample: acc.klPerSample / n, beta: acc.beta, lr: acc.lr, steps: acc.steps, seconds: (performance.now() - t0) / 1000, validation };
+      this.history.epochs.push(e);
+      good = { snap: snapshot(this.vae), schedule: this.schedule.state(), lastKl: this.lastKl, batch: 0, steps: this.history.steps.length };
+      void good;
+      await o.onEpoch?.(e);
+      if (o.checkpoint && this.epoch % o.checkpoint.every === 0) {
+        await this.save(path.join(o.checkpoint.dir, `epoch-${String(this.epoch).padStart(4, '0')}`));
+        const keep = o.checkpoint.keepLast;
+        if (keep !== undefined && this.epoch - keep * o.checkpoint.every > 0)
+          await rm(path.join(o.checkpoint.dir, `epoch-${String(this.epoch - keep * o.checkpoint.every).padStart(4, '0')}`), { recursive: true, force: true });
+      }
+    }
+    return { epochs: this.history.epochs, steps: this.history.steps, rollbacks: this.history.rollbacks, cancelled, epoch: this.epoch };
+  }
+}

@@ -1,0 +1,157 @@
+// WasmNet: one native/core network (a spec from ts/config.ts) inside the WebAssembly module, with the
+// PyTorch names of its tensors (the same naming as ts/network.ts) and eval-mode forward. The module owns
+// the parameters and activations; this class owns the handle and frees it in dispose().
+import { VoxvaeError } from '../errors.js';
+import type { BuiltNet } from '../config.js';
+import { toFloat32, type TensorEntry } from '../safetensors_core.js';
+import type { WasmRuntime } from './runtime.js';
+
+const ROLES = ['weight', 'bias', 'running_mean', 'running_var'] as const;
+const OP_BATCH_NORM = 4; // vx::OpKind::BatchNorm3d
+
+interface Entry {
+  name: string;
+  buffer: boolean;
+  offset: number;
+  count: number;
+  shape: number[];
+}
+
+export class WasmNet {
+  readonly rt: WasmRuntime;
+  readonly spec: string;
+  /** Tensors by PyTorch name, in state_dict order. */
+  readonly entries: Entry[];
+  /** num_batches_tracked names (inference ignores the counters, but they belong to the checkpoint). */
+  readonly counterNames: string[];
+  readonly inputSize: number;
+  readonly outputSizes: number[];
+  private handle: number;
+
+  constructor(rt: WasmRuntime, built: BuiltNet) {
+    this.rt = rt;
+    this.spec = built.spec;
+    const ex = rt.exports;
+    const spec = rt.string(built.spec, 'wasm: network spec');
+    try {
+      this.handle = rt.withAlloc(4, 'wasm: network handle', (out) => {
+        rt.check(ex.vx_net_create(spec.ptr, spec.len, out), 'wasm: cannot build the network');
+        return rt.i32(out, 1)[0]! >>> 0;
+      });
+    } finally {
+      rt.free(spec.ptr);
+    }
+    try {
+      const h = this.handle;
+      const table: { node: number; role: number; buffer: boolean; offset: number; count: number; shape: number[] }[] = [];
+      rt.withAlloc(11 * 4, 'wasm: parameter table', (out) => {
+        const n = ex.vx_net_num_entries(h);
+        for (let i = 0; i < n; i++) {
+          rt.check(ex.vx_net_entry(h, i, out), 'wasm: parameter table');
+          const v = rt.i32(out, 11);
+          table.push({ node: v[0]!, role: v[1]!, buffer: v[2] === 1, offset: v[3]!, count: v[4]!, shape: Array.from(v.subarray(6, 6 + v[5]!)) });
+        }
+      });
+      const entries: Entry[] = [];
+      const counters: string[] = [];
+      const nodes = ex.vx_net_num_nodes(h);
+      for (let i = 0; i < nodes; i++) {
+        const own = table.filter((e) => e.node === i);
+        const prefix = built.nodeNames[i];
+        if (own.length && !prefix) throw new VoxvaeError('EINTERNAL', `node ${i} has parameters but no name`);
+        for (const e of own) entries.push({ name: `${prefix}.${ROLES[e.role]}`, buffer: e.buffer, offset: e.offset, count: e.count, shape: e.shape });
+        if (ex.vx_net_node_op(h, i) === OP_BATCH_NORM) counters.push(`${prefix}.num_batches_tracked`);
+      }
+      this.entries = entries;
+      this.counterNames = counters;
+      const shapes = rt.withAlloc(16, 'wasm: shapes', (out) => {
+        rt.check(ex.vx_net_node_shape(h, 0, out), 'wasm: input shape');
+        const input = Array.from(rt.i32(out, 4));
+        const outs: number[][] = [];
+        for (let k = 0; k < ex.vx_net_num_outputs(h); k++) {
+          rt.check(ex.vx_net_output_shape(h, k, out), 'wasm: output shape');
+          outs.push(Array.from(rt.i32(out, 4)));
+        }
+        return { input, outs };
+      });
+      this.inputSize = shapes.input.reduce((a, d) => a * d, 1);
+      this.outputSizes = shapes.outs.map((s) => s.reduce((a, d) => a * d, 1));
+    } catch (e) {
+      ex.vx_net_destroy(this.handle);
+      this.handle = 0;
+      throw e;
+    }
+  }
+
+  get disposed(): boolean {
+    return this.handle === 0;
+  }
+
+  private live(where: string): number {
+    if (!this.handle) throw new VoxvaeError('EDISPOSED', `${where}: the model was disposed`);
+    return this.handle;
+  }
+
+  /**
+   * Copies tensors (with an optional name prefix) into the module. Every tensor the network needs must
+   * be present with its exact shape and finite values; `file` names the checkpoint in errors. Returns
+   * the names used.
+   */
+  load(tensors: Map<string, TensorEntry>, file: string, prefix = ''): Set<string> {
+    const h = this.live('load');
+    const ex = this.rt.exports;
+    const used = new Set<string>();
+    const missing: string[] = [];
+    for (const t of this.entries) {
+      const key = prefix + t.name;
+      const e = tensors.get(key);
+      if (!e) {
+        missing.push(key);
+        continue;
+      }
+      if (e.shape.length !== t.shape.length || e.shape.some((d, i) => d !== t.shape[i]))
+        throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} has shape [${e.shape.join(', ')}], this model needs [${t.shape.join(', ')}] — the checkpoint is for another architecture (check the config's channels, latentSize and inputShape)`, { path: file });
+      if (!['F32', 'F64', 'F16', 'BF16'].includes(e.dtype))
+        throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} has dtype ${e.dtype}, expected a float type`, { path: file });
+      const f = toFloat32(e);
+      for (let i = 0; i < f.length; i++) if (!Number.isFinite(f[i]!)) throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} holds a non-finite value at index ${i}`, { path: file });
+      const base = t.buffer ? ex.vx_net_buffers(h) : ex.vx_net_params(h);
+      this.rt.f32(base + t.offset * 4, t.count).set(f);
+      used.add(key);
+    }
+    if (missing.length)
+      throw new VoxvaeError('ECHECKPOINT', `${file}: missing ${missing.length} tensor(s) this model needs: ${missing.slice(0, 6).join(', ')}${missing.length > 6 ? ', ...' : ''} — the checkpoint is for another architecture or another part of the model`, { path: file });
+    // PyTorch omits num_batches_tracked only when track_running_stats is off; tolerate its absence.
+    for (const c of this.counterNames) if (tensors.has(prefix + c)) used.add(prefix + c);
+    return used;
+  }
+
+  /** Bytes a forward pass of `batch` samples needs in module memory (activations and scratch). */
+  forwardBytes(batch: number): number {
+    return this.rt.exports.vx_net_forward_bytes(this.live('forward'), batch);
+  }
+
+  /**
+   * Eval-mode forward of `batch` samples. `fill` writes the input into module memory (a view of
+   * batch × inputSize floats, valid only during the call); `read` gets views of the outputs, valid only
+   * during the call (copy what you keep).
+   */
+  forward<T>(batch: number, fill: (input: Float32Array) => void, read: (outputs: Float32Array[]) => T, where: string): T {
+    const h = this.live(where);
+    const ex = this.rt.exports;
+    const need = this.forwardBytes(batch);
+    if (need >= 2 ** 32)
+      throw new VoxvaeError('ENOMEM', `${where}: batch ${batch} needs ${(need / 2 ** 30).toFixed(2)} GiB of activations; WebAssembly memory is limited to 4 GiB (use a smaller batch or volume, or the native engine)`);
+    const inPtr = this.rt.ptr(ex.vx_net_input(h, batch), where);
+    fill(this.rt.f32(inPtr, batch * this.inputSize));
+    this.rt.check(ex.vx_net_forward(h, batch), where);
+    const outs = this.outputSizes.map((size, k) => this.rt.f32(this.rt.ptr(ex.vx_net_output(h, k), where, 'EINTERNAL'), batch * size));
+    return read(outs);
+  }
+
+  dispose(): void {
+    if (!this.handle) return;
+    this.rt.exports.vx_net_destroy(this.handle);
+    this.handle = 0;
+  }
+}

@@ -1,0 +1,371 @@
+// The WebAssembly runtime: finds, fetches and instantiates native/wasm's standalone .wasm (SIMD or
+// scalar build), provides its few imports, and wraps the C ABI of native/wasm/exports.cpp with status
+// checks. Shared by the browser entry (ts/web) and Node: nothing here imports a Node module; in Node,
+// file: locations are read through a dynamic import of node:fs that browsers never reach.
+import { VoxvaeError, type ErrorCode } from '../errors.js';
+
+// ---- minimal WebAssembly typings (tsconfig's lib has no DOM; the public API exposes none of these) ----
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmModuleImport {
+  module: string;
+  name: string;
+  kind: string;
+}
+interface WasmModule {}
+interface WasmInstance {
+  readonly exports: Record<string, unknown>;
+}
+interface WasmNamespace {
+  validate(bytes: Uint8Array): boolean;
+  compile(bytes: Uint8Array): Promise<WasmModule>;
+  instantiate(module: WasmModule, imports: Record<string, Record<string, unknown>>): Promise<WasmInstance>;
+  Module: { imports(m: WasmModule): WasmModuleImport[] };
+  Memory: new (d: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
+}
+function wasmApi(): WasmNamespace | undefined {
+  return (globalThis as { WebAssembly?: WasmNamespace }).WebAssembly;
+}
+
+/** The exports of native/wasm/exports.cpp (pointers are wasm32 addresses, read with `>>> 0`). */
+export interface VxExports {
+  memory: WasmMemory;
+  _initialize?: () => void;
+  vx_abi_version(): number;
+  vx_simd(): number;
+  vx_last_error(): number;
+  vx_clear_error(): void;
+  vx_alloc(bytes: number): number;
+  vx_free(ptr: number): void;
+  vx_num_threads(): number;
+  vx_set_num_threads(n: number): number;
+  vx_net_create(spec: number, len: number, out: number): number;
+  vx_net_destroy(net: number): void;
+  vx_net_num_nodes(net: number): number;
+  vx_net_node_op(net: number, i: number): number;
+  vx_net_node_shape(net: number, i: number, out: number): number;
+  vx_net_num_params(net: number): number;
+  vx_net_params(net: number): number;
+  vx_net_num_buffers(net: number): number;
+  vx_net_buffers(net: number): number;
+  vx_net_num_entries(net: number): number;
+  vx_net_entry(net: number, i: number, out: number): number;
+  vx_net_num_outputs(net: number): number;
+  vx_net_output_shape(net: number, k: number, out: number): number;
+  vx_net_forward_bytes(net: number, batch: number): number;
+  vx_net_input(net: number, batch: number): number;
+  vx_net_forward(net: number, batch: number): number;
+  vx_net_output(net: number, k: number): number;
+  vx_reparameterize(z: number, eps: number, mu: number, logvar: number, n: number, l: number, mode: number, seed: number, step: number): number;
+  vx_softmax(y: number, x: number, n: number, c: number, spatial: number): number;
+  vx_sigmoid(y: number, x: number, count: number): number;
+  vx_argmax(mask: number, x: number, n: number, c: number, spatial: number, threshold: number): number;
+}
+
+/** The C ABI version this loader speaks (kAbiVersion in native/wasm/exports.cpp). */
+export const ABI_VERSION = 1;
+/** WebAssembly memory is 32-bit: 4 GiB at most. */
+export const MAX_WASM_BYTES = 2 ** 32;
+
+const STATUS_CODES: ErrorCode[] = ['EINVAL', 'EINVAL', 'ESHAPE', 'ENOMEM', 'ENOTFINITE', 'EUNSUPPORTED', 'EBUSY', 'EINTERNAL'];
+
+// ---- feature probes ---------------------------------------------------------------------------------------
+// Tiny modules that validate only where the feature exists (the same probes wasm-feature-detect uses).
+// SIMD: a function returning v128 (i8x16.splat / i32x4 ops).
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
+// Threads: a shared memory and an atomic load.
+const THREADS_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 5, 4, 1, 3, 1, 1, 10, 11, 1, 9, 0, 65, 0, 254, 16, 2, 0, 26, 11]);
+
+/** What this JavaScript engine offers the WebAssembly builds. */
+export interface WasmFeatures {
+  /** WebAssembly is available at all. */
+  wasm: boolean;
+  /** Fixed-width SIMD (voxvae_simd.wasm). */
+  simd: boolean;
+  /** Shared memory and atomics usable for threads: in browsers only on cross-origin isolated pages. */
+  threads: boolean;
+}
+
+let featureCache: WasmFeatures | null = null;
+
+/** Probes SIMD and thread support once (cheap: two tiny modules are validated). */
+export function wasmFeatures(): WasmFeatures {
+  if (featureCache) return featureCache;
+  const W = wasmApi();
+  if (!W) return (featureCache = { wasm: false, simd: false, threads: false });
+  const validate = (b: Uint8Array): boolean => {
+    try {
+      return W.validate(b);
+    } catch {
+      return false;
+    }
+  };
+  const g = globalThis as { SharedArrayBuffer?: unknown; crossOriginIsolated?: boolean; process?: { versions?: { node?: string } } };
+  let threads = typeof g.SharedArrayBuffer === 'function' && validate(THREADS_PROBE);
+  // Browsers expose SharedArrayBuffer to cross-origin isolated pages only (COOP + COEP headers).
+  if (threads && g.crossOriginIsolated === false) threads = false;
+  if (threads) {
+    try {
+      new W.Memory({ initial: 1, maximum: 1, shared: true });
+    } catch {
+      threads = false;
+    }
+  }
+  return (featureCache = { wasm: true, simd: validate(SIMD_PROBE), threads });
+}
+
+// ---- where the .wasm files are ------------------------------------------------------------------------------
+export type WasmVariant = 'simd' | 'scalar';
+export const WASM_FILES: Record<WasmVariant, string> = { simd: 'voxvae_simd.wasm', scalar: 'voxvae.wasm' };
+
+/** The files next to the package (native/wasm/dist); literal URLs so that bundlers can find and copy them. */
+function defaultLocation(variant: WasmVariant): URL {
+  return variant === 'simd'
+    ? new URL('../../native/wasm/dist/voxvae_simd.wasm', import.meta.url)
+    : new URL('../../native/wasm/dist/voxvae.wasm', import.meta.url);
+}
+
+let wasmPathSetting: string | URL | undefined;
+
+/**
+ * Sets where the .wasm files are looked for (bundlers move them): a folder (URL or path ending in '/')
+ * that holds voxvae_simd.wasm and voxvae.wasm, or `undefined` for the package's own copy. A per-call
+ * `wasmPath` option takes precedence.
+ */
+export function setWasmPath(location: string | URL | undefined): void {
+  if (location !== undefined && typeof location !== 'string' && !(location instanceof URL))
+    throw new VoxvaeError('EINVAL', 'setWasmPath: location must be a string, a URL or undefined', { path: 'wasmPath' });
+  wasmPathSetting = location;
+}
+
+export function getWasmPath(): string | URL | undefined {
+  return wasmPathSetting;
+}
+
+function isNode(): boolean {
+  const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return typeof p?.versions?.node === 'string' && typeof (globalThis as { window?: unknown }).window === 'undefined';
+}
+
+/** Resolves a folder or file location plus the variant's file name to what will be fetched or read. */
+export function resolveWasmLocation(location: string | URL | undefined, variant: WasmVariant): string | URL {
+  if (location === undefined) return defaultLocation(variant);
+  const file = WASM_FILES[variant];
+  const s = location instanceof URL ? location.href : location;
+  if (s.endsWith('.wasm')) return location;
+  const dir = s.endsWith('/') ? s : s + '/';
+  if (location instanceof URL) return new URL(file, dir);
+  return dir + file;
+}
+
+function describeLocation(loc: string | URL): string {
+  return loc instanceof URL ? (loc.protocol === 'file:' ? decodeURIComponent(loc.pathname) : loc.href) : loc;
+}
+
+// A variable specifier keeps bundlers from trying to resolve node:fs for the browser.
+const NODE_FS = 'node:fs/promises';
+
+async function readBytes(loc: string | URL): Promise<Uint8Array> {
+  const where = describeLocation(loc);
+  const hint = 'set the location of the .wasm files with setWasmPath() or the wasmPath option (bundlers move them), or rebuild them with `npm run build:wasm`';
+  const fileUrl = loc instanceof URL ? loc.protocol === 'file:' : /^file:/i.test(loc);
+  const hasScheme = loc instanceof URL || /^[a-z][a-z0-9+.-]*:\/\//i.test(loc) || /^(data|blob):/i.test(loc);
+  if (isNode() && (fileUrl || !hasScheme)) {
+    try {
+      const fs = (await import(/* webpackIgnore: true */ /* @vite-ignore */ NODE_FS)) as { readFile(p: string | URL): Promise<Uint8Array> };
+      const b = await fs.readFile(typeof loc === 'string' && fileUrl ? new URL(loc) : loc);
+      return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    } catch (e) {
+      throw new VoxvaeError('EIO', `cannot read the WebAssembly module ${where}: ${(e as Error).message}; ${hint}`, { path: where, cause: e });
+    }
+  }
+  let res: Response;
+  try {
+    res = await fetch(loc);
+  } catch (e) {
+    throw new VoxvaeError('EIO', `cannot fetch the WebAssembly module ${where}: ${(e as Error).message}; ${hint}`, { path: where, cause: e });
+  }
+  if (!res.ok) throw new VoxvaeError('EIO', `cannot fetch the WebAssembly module ${where}: HTTP ${res.status} ${res.statusText}; ${hint}`, { path: where });
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+// ---- the runtime ----------------------------------------------------------------------------------------------
+export interface RuntimeOptions {
+  /** Folder (URL or path ending in '/') holding the .wasm files, or one .wasm file. Default: setWasmPath's, else the package's. */
+  wasmPath?: string | URL;
+  /** The module's bytes, when the caller has them (no fetch then). Their build must match `simd`. */
+  wasmBinary?: Uint8Array | ArrayBuffer;
+  /** 'auto' (default): the SIMD build where the engine supports SIMD, else the scalar one. */
+  simd?: boolean | 'auto';
+}
+
+/** One instantiated module: its memory and exports, plus checked helpers for the model code. */
+export class WasmRuntime {
+  readonly exports: VxExports;
+  /** Whether the SIMD build is running. */
+  readonly simd: boolean;
+  /** Where the module came from (a path or URL), for messages. */
+  readonly source: string;
+  private readonly decoder = new TextDecoder();
+
+  constructor(exports: VxExports, simd: boolean, source: string) {
+    this.exports = exports;
+    this.simd = simd;
+    this.source = source;
+  }
+
+  /** Bytes of linear memory in use by the allocator's heap (the memory's current size). */
+  get memoryBytes(): number {
+    return this.exports.memory.buffer.byteLength;
+  }
+
+  /** Views are made on demand: growing the memory detaches earlier ones. */
+  f32(ptr: number, length: number): Float32Array {
+    return new Float32Array(this.exports.memory.buffer, ptr >>> 0, length);
+  }
+  u8(ptr: number, length: number): Uint8Array {
+    return new Uint8Array(this.exports.memory.buffer, ptr >>> 0, length);
+  }
+  i32(ptr: number, length: number): Int32Array {
+    return new Int32Array(this.exports.memory.buffer, ptr >>> 0, length);
+  }
+
+  lastError(): string {
+    const p = this.exports.vx_last_error() >>> 0;
+    const mem = new Uint8Array(this.exports.memory.buffer);
+    let end = p;
+    while (end < mem.length && mem[end] !== 0 && end - p < 4096) end++;
+    return this.decoder.decode(mem.subarray(p, end));
+  }
+
+  /** Throws a VoxvaeError for a non-zero status, with the module's message, prefixed by `where`. */
+  check(status: number, where: string): void {
+    if (status === 0) return;
+    const code = STATUS_CODES[status] ?? 'EINTERNAL';
+    throw new VoxvaeError(code, `${where}: ${this.lastError() || `status ${status}`}`);
+  }
+
+  /** A pointer returned by the module, or the module's error when it is null. */
+  ptr(p: number, where: string, code: ErrorCode = 'ENOMEM'): number {
+    const q = p >>> 0;
+    if (q === 0) throw new VoxvaeError(code, `${where}: ${this.lastError() || 'null pointer'}`);
+    return q;
+  }
+
+  alloc(bytes: number, where: string): number {
+    if (!Number.isInteger(bytes) || bytes < 0 || bytes >= MAX_WASM_BYTES)
+      throw new VoxvaeError('ENOMEM', `${where}: ${bytes} bytes do not fit in WebAssembly's 4 GiB memory`);
+    return this.ptr(this.exports.vx_alloc(bytes), where);
+  }
+
+  free(ptr: number): void {
+    if (ptr) this.exports.vx_free(ptr);
+  }
+
+  /** Runs fn with `bytes` of scratch memory, freed afterwards whatever happens. */
+  withAlloc<T>(bytes: number, where: string, fn: (ptr: number) => T): T {
+    const p = this.alloc(bytes, where);
+    try {
+      return fn(p);
+    } finally {
+      this.free(p);
+    }
+  }
+
+  /** Copies a string (UTF-8, no terminator needed) into module memory; the caller frees. */
+  string(s: string, where: string): { ptr: number; len: number } {
+    const bytes = new TextEncoder().encode(s);
+    const ptr = this.alloc(bytes.length, where);
+    this.u8(ptr, bytes.length).set(bytes);
+    return { ptr, len: bytes.length };
+  }
+}
+
+const EXPORTS_NEEDED: (keyof VxExports)[] = [
+  'memory', 'vx_abi_version', 'vx_last_error', 'vx_alloc', 'vx_free', 'vx_net_create', 'vx_net_destroy', 'vx_net_forward', 'vx_net_input', 'vx_net_output',
+];
+
+/** Instantiates a module from its bytes; `where` names it in errors. */
+export async function instantiateRuntime(bytes: Uint8Array, where: string, simd: boolean): Promise<WasmRuntime> {
+  const W = wasmApi();
+  if (!W) throw new VoxvaeError('EUNSUPPORTED', 'this JavaScript engine has no WebAssembly');
+  let module: WasmModule;
+  try {
+    module = await W.compile(bytes);
+  } catch (e) {
+    const magic = bytes.length >= 4 && bytes[0] === 0 && bytes[1] === 0x61 && bytes[2] === 0x73 && bytes[3] === 0x6d;
+    const what = magic ? `is corrupt or uses features this engine lacks (${(e as Error).message})` : `is not a WebAssembly module (${bytes.length} bytes${bytes.length ? ', starting ' + JSON.stringify(new TextDecoder().decode(bytes.subarray(0, 16))) : ''})`;
+    throw new VoxvaeError('EFORMAT', `${where} ${what}; rebuild it with \`npm run build:wasm\` or point wasmPath at an intact copy`, { path: where, cause: e });
+  }
+  let memoryRef: WasmMemory | null = null;
+  const known: Record<string, Record<string, unknown>> = {
+    env: { emscripten_notify_memory_growth: () => {} },
+    wasi_snapshot_preview1: {
+      proc_exit: (code: number) => {
+        throw new VoxvaeError('EINTERNAL', `${where}: the module aborted (exit ${code}); create a new runtime`);
+      },
+      environ_sizes_get: (countPtr: number, sizePtr: number) => {
+        if (!memoryRef) return 52;
+        const dv = new DataView(memoryRef.buffer);
+        dv.setUint32(countPtr >>> 0, 0, true);
+        dv.setUint32(sizePtr >>> 0, 0, true);
+        return 0;
+      },
+      environ_get: () => 0,
+    },
+  };
+  // Anything else the module imports (a different emscripten) gets a stub that fails loudly if called.
+  const imports: Record<string, Record<string, unknown>> = {};
+  for (const imp of W.Module.imports(module)) {
+    const mod = (imports[imp.module] ??= {});
+    const fn = known[imp.module]?.[imp.name];
+    if (fn) mod[imp.name] = fn;
+    else if (imp.kind === 'function')
+      mod[imp.name] = () => {
+        throw new VoxvaeError('EINTERNAL', `${where}: called the unsupported import ${imp.module}.${imp.name}`);
+      };
+    else throw new VoxvaeError('EFORMAT', `${where} imports ${imp.kind} ${imp.module}.${imp.name}, which this loader does not provide (a build for another loader?)`, { path: where });
+  }
+  const instance = await W.instantiate(module, imports);
+  const ex = instance.exports as unknown as VxExports;
+  for (const k of EXPORTS_NEEDED)
+    if (!(k in (instance.exports as object))) throw new VoxvaeError('EFORMAT', `${where} is not a voxvae module: it lacks the export ${k}`, { path: where });
+  memoryRef = ex.memory;
+  ex._initialize?.();
+  const abi = ex.vx_abi_version();
+  if (abi !== ABI_VERSION) throw new VoxvaeError('EFORMAT', `${where} speaks C ABI version ${abi}, this loader version ${ABI_VERSION}: the .wasm and the JavaScript come from different voxvae versions`, { path: where });
+  return new WasmRuntime(ex, simd && ex.vx_simd() === 1, where);
+}
+
+const runtimeCache = new Map<string, Promise<WasmRuntime>>();
+
+/**
+ * Loads (once per location and variant) the WebAssembly runtime. The SIMD build is chosen where the
+ * engine validates SIMD, unless `simd` says otherwise.
+ */
+export async function loadRuntime(opts: RuntimeOptions = {}): Promise<WasmRuntime> {
+  const feats = wasmFeatures();
+  if (!feats.wasm) throw new VoxvaeError('EUNSUPPORTED', 'this JavaScript engine has no WebAssembly');
+  if (opts.simd !== undefined && opts.simd !== 'auto' && typeof opts.simd !== 'boolean') throw new VoxvaeError('EINVAL', "options.simd must be true, false or 'auto'", { path: 'options.simd' });
+  const wantSimd = opts.simd === undefined || opts.simd === 'auto' ? feats.simd : opts.simd;
+  if (wantSimd && !feats.simd) throw new VoxvaeError('EUNSUPPORTED', 'options.simd is true but this engine has no WebAssembly SIMD; leave it at "auto" to use the scalar build');
+  const variant: WasmVariant = wantSimd ? 'simd' : 'scalar';
+  if (opts.wasmBinary !== undefined) {
+    const b = opts.wasmBinary instanceof Uint8Array ? opts.wasmBinary : opts.wasmBinary instanceof ArrayBuffer ? new Uint8Array(opts.wasmBinary) : null;
+    if (!b) throw new VoxvaeError('EINVAL', 'options.wasmBinary must be a Uint8Array or an ArrayBuffer', { path: 'options.wasmBinary' });
+    return instantiateRuntime(b, '<wasmBinary>', wantSimd);
+  }
+  const loc = resolveWasmLocation(opts.wasmPath ?? wasmPathSetting, variant);
+  const key = `${variant}|${loc instanceof URL ? loc.href : loc}`;
+  let p = runtimeCache.get(key);
+  if (!p) {
+    const where = describeLocation(loc);
+    p = readBytes(loc).then((bytes) => instantiateRuntime(bytes, where, wantSimd));
+    runtimeCache.set(key, p);
+    // A failed load is not cached: the user may fix the path or the file and try again.
+    p.catch(() => runtimeCache.delete(key));
+  }
+  return p;
+}
