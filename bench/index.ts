@@ -4,7 +4,8 @@
 //   npm run bench -- --quick           tiny and quarter only
 //   npm run bench -- --only train-half,layers    cases whose name contains any of the words
 //   npm run bench -- --no-torch        voxvae only
-//   npm run bench -- --write           also regenerate the measured part of bench/RESULTS.md
+//   npm run bench -- --write           also regenerate the measured part of bench/RESULTS.md (and
+//                                      bench/results/results.json, that run's raw numbers)
 //   npm run bench -- --threads 2       kernel threads for both engines (default: all cores)
 //   npm run bench -- --list            print the case names
 //
@@ -53,7 +54,8 @@ function parseArgs(argv: string[]): Args {
     else if (v === '--threads') a.threads = Number(next());
     else if (v === '--python') a.python = next();
     else if (v === '--help' || v === '-h') {
-      console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).slice(0, 16).map((l) => l.slice(3)).join('\n'));
+      const src = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
+      console.log(src.slice(0, src.findIndex((l) => !l.startsWith('//'))).map((l) => l.slice(3)).join('\n'));
       process.exit(0);
     } else throw new Error(`unknown argument ${v} (try --help)`);
   }
@@ -188,7 +190,7 @@ interface TorchPeak extends TorchTiming {
   n: number;
 }
 interface TorchLayers {
-  layers: { name: string; fwd: TorchTiming; bwd?: TorchTiming; bwd_w: TorchTiming }[];
+  layers: { name: string; fwd: TorchTiming; bwd?: TorchTiming; bwd_w: TorchTiming; dx?: TorchTiming }[];
 }
 
 // ---- results ----------------------------------------------------------------------------------------------
@@ -225,7 +227,7 @@ function table(head: string[], rows: string[][], align?: ('l' | 'r')[]): string 
   return [line(head), `|${w.map((n, i) => (al[i] === 'l' ? ':' + '-'.repeat(n + 1) : '-'.repeat(n + 1) + ':')).join('|')}|`, ...rows.map(line)].join('\n');
 }
 
-function mainTable(results: ModelCaseResult[], torchOk: boolean): string {
+function mainTable(results: ModelCaseResult[], torchOk: boolean, noTorch: string): string {
   const rows = results.map((r) => {
     const ours = r.voxvae?.timing.medianS;
     const theirs = r.torch?.median_s;
@@ -237,16 +239,16 @@ function mainTable(results: ModelCaseResult[], torchOk: boolean): string {
       fmtG(r.flops / 1e9),
       ours !== undefined ? `${fmtS(ours)} (n=${r.voxvae!.timing.samples}, ±${r.voxvae!.timing.rme?.toFixed(0)}%)` : r.voxvaeError ? 'failed' : '-',
       fmtG(ours !== undefined ? r.flops / ours / 1e9 : undefined),
-      torchOk ? (theirs !== undefined ? `${fmtS(theirs)} (${r.torchPolicy === 'PASSIVE' ? 'P' : 'A'})` : 'failed') : 'PyTorch not installed',
+      torchOk ? (theirs !== undefined ? `${fmtS(theirs)} (${r.torchPolicy === 'PASSIVE' ? 'P' : 'A'})` : 'failed') : noTorch,
       fmtG(theirs !== undefined ? r.flops / theirs / 1e9 : undefined),
       ours !== undefined && theirs !== undefined ? `${(ours / theirs).toFixed(2)}×` : '-',
       r.case.targetS !== undefined ? fmtS(r.case.targetS) : '-',
     ];
   });
-  return table(['case', 'model', 'batch', 'GFLOP', 'voxvae s', 'voxvae GFLOP/s', 'PyTorch s', 'PyTorch GFLOP/s', 'voxvae/PyTorch', 'target s'], rows);
+  return table(['case', 'model', 'batch', 'GFLOP', 'voxvae s', 'voxvae GFLOP/s', 'PyTorch s', 'PyTorch GFLOP/s', 'voxvae/PyTorch', 'target s'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']);
 }
 
-function memoryTable(results: ModelCaseResult[], torchOk: boolean): string {
+function memoryTable(results: ModelCaseResult[], torchOk: boolean, noTorch: string): string {
   const rows = results
     .filter((r) => r.voxvae || r.torch)
     .map((r) => {
@@ -258,7 +260,7 @@ function memoryTable(results: ModelCaseResult[], torchOk: boolean): string {
         fmtMB(o?.peakRssKb),
         fmtMB(o?.baseRssKb),
         fmtMB(oAbove),
-        torchOk ? fmtMB(t?.peak_rss_kb) : 'PyTorch not installed',
+        torchOk ? fmtMB(t?.peak_rss_kb) : noTorch,
         fmtMB(t?.base_rss_kb),
         fmtMB(tAbove),
         oAbove !== undefined && tAbove !== undefined && tAbove > 0 ? `${(oAbove / tAbove).toFixed(2)}×` : '-',
@@ -271,12 +273,12 @@ interface LayerPart {
   ms: number | undefined;
   gflops: number | undefined;
 }
-function layerParts(l: LayerDef, n: number, t: { fwd: Timing | TorchTiming; bwd?: Timing | TorchTiming; bwd_w: Timing | TorchTiming } | undefined): { fwd: LayerPart; dx: LayerPart; dw: LayerPart; total: number | undefined } {
+function layerParts(l: LayerDef, n: number, t: { fwd: Timing | TorchTiming; bwd?: Timing | TorchTiming; bwd_w: Timing | TorchTiming; dx?: Timing | TorchTiming } | undefined): { fwd: LayerPart; dx: LayerPart; dw: LayerPart; total: number | undefined } {
   const med = (x: Timing | TorchTiming | undefined): number | undefined => (x === undefined ? undefined : 'medianS' in x ? x.medianS : x.median_s);
   const f = layerFlops(l, n);
   const tf = med(t?.fwd), tw = med(t?.bwd_w), tb = med(t?.bwd);
-  // backward-data time is (backward with dx) - (backward without dx).
-  const tx = tb !== undefined && tw !== undefined ? Math.max(0, tb - tw) : undefined;
+  // backward-data time: the median of the paired (backward with dx) - (backward without dx).
+  const tx = med(t?.dx);
   const part = (flops: number, s: number | undefined): LayerPart => ({ ms: s, gflops: s !== undefined && s > 0 && flops > 0 ? flops / s / 1e9 : undefined });
   const total = tf !== undefined && tw !== undefined ? tf + (l.needDx ? (tb ?? NaN) : tw) : undefined;
   return { fwd: part(f.fwd, tf), dx: part(f.dx, l.needDx ? tx : undefined), dw: part(f.dw, tw), total };
@@ -329,6 +331,7 @@ function layersTable(r: LayersCaseResult, engine: 'voxvae' | 'torch', peak: numb
 // ---- report ---------------------------------------------------------------------------------------------
 interface Report {
   machine: Machine;
+  python: string;
   argv: string[];
   startedAt: string;
   finishedAt?: string;
@@ -339,7 +342,7 @@ interface Report {
   layers: LayersCaseResult[];
 }
 
-function markdown(rep: Report, torchOk: boolean): string {
+function markdown(rep: Report, torchOk: boolean, noTorch: string): string {
   const m = rep.machine;
   const peak = rep.peak?.sgemm_gflops;
   const out: string[] = [];
@@ -347,7 +350,7 @@ function markdown(rep: Report, torchOk: boolean): string {
   out.push(`Measured ${rep.startedAt} → ${rep.finishedAt ?? '?'} with \`${cmd}\`.`, '');
   out.push(
     `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memGiB.toFixed(0)} GiB, AVX2+FMA ${m.avx2 ? 'yes' : 'no'}, AVX-512 ${m.avx512 ? 'yes' : 'no'}`,
-    `- Node ${m.node}; PyTorch ${m.torch ?? 'not installed'} (${'/usr/bin/python3'}); ${m.threads} threads for both engines (voxvae \`threads\`, \`torch.set_num_threads\`)`,
+    `- Node ${m.node}; PyTorch ${m.torch ?? 'not installed / not run'} (${rep.python}); ${m.threads} threads for both engines (voxvae \`threads\`, \`torch.set_num_threads\`)`,
     `- Load before: \`${m.loadBefore}\``,
     `- Load after: \`${m.loadAfter ?? '?'}\``,
     `- SGEMM peak (PyTorch \`torch.mm\` 2048², ${m.threads} threads, best of ${rep.peak?.times_s.length ?? 0}, OMP_WAIT_POLICY ${rep.peakPolicy === 'PASSIVE' ? 'PASSIVE' : 'unset'}): ${peak ? `**${peak.toFixed(1)} GFLOP/s** (median ${rep.peak!.sgemm_gflops_median.toFixed(1)})` : 'not measured (PyTorch not installed)'}`,
@@ -355,7 +358,7 @@ function markdown(rep: Report, torchOk: boolean): string {
   );
   if (rep.models.length) {
     out.push('### Training step and decode', '');
-    out.push(mainTable(rep.models, torchOk), '');
+    out.push(mainTable(rep.models, torchOk, noTorch), '');
     out.push(
       'voxvae s: benny median (n samples, ± relative margin of error); PyTorch s: median of its timed runs, the faster of OMP_WAIT_POLICY unset (A) and PASSIVE (P). ' +
         'voxvae/PyTorch is the time ratio (> 1: voxvae slower). GFLOP/s = analytic conv + linear FLOPs / median time: a training step counts N·(3·(F_enc + F_dec) − F_conv0), a decode N·F_dec (see bench/models.ts). ' +
@@ -363,7 +366,7 @@ function markdown(rep: Report, torchOk: boolean): string {
       '',
     );
     out.push('### Peak resident memory', '');
-    out.push(memoryTable(rep.models, torchOk), '');
+    out.push(memoryTable(rep.models, torchOk, noTorch), '');
     out.push(
       'Each case runs in its own child process (voxvae: a forked Node worker; PyTorch: one python3 process per case). base = RSS after Node/tsx/the addon (or Python/torch) are loaded, just before the model is built; ' +
         'peak = VmHWM after all timed runs, counted from a reset (`echo 5 > /proc/self/clear_refs`) at that point. "above base" is what the model, its optimizer state, inputs and activations add.',
@@ -384,7 +387,7 @@ function markdown(rep: Report, torchOk: boolean): string {
     out.push(
       'Each conv layer alone (voxvae: a one-layer native Net through `native().Net`; PyTorch: one `nn.Conv3d`/`nn.ConvTranspose3d`), batch as in training, median of ' +
         `${rep.layers[0]!.case.benny.minSamples} runs after ${rep.layers[0]!.case.torch.warmup} warm-up. fwd = forward; dW = backward without input gradient (weight + bias gradients); ` +
-        'dX = (backward with input gradient) − dW, so it is a difference of two medians. % peak = GFLOP/s ÷ the SGEMM peak above. "rest of the step" = training step median − the sum of the layers\' fwd + bwd.',
+        'dX = the median over rounds of (backward with input gradient) − (backward without), each round running forward, dW, backward in turn. % peak = GFLOP/s ÷ the SGEMM peak above. "rest of the step" = training step median − the sum of the layers\' fwd + bwd.',
       '',
     );
   return out.join('\n');
@@ -422,7 +425,7 @@ async function main(): Promise<void> {
   console.log(`load before: ${mach.loadBefore}`);
   console.log(`cases: ${cases.map((c) => c.name).join(', ')}\n`);
 
-  const rep: Report = { machine: mach, argv, startedAt: new Date().toISOString(), models: [], layers: [] };
+  const rep: Report = { machine: mach, python: args.python, argv, startedAt: new Date().toISOString(), models: [], layers: [] };
   if (torchOk) {
     const p = torchBest<TorchPeak>(args.python, 'peak', { n: 2048, warmup: 3, reps: 15 }, args.threads, 'sgemm 2048²', (r) => -r.sgemm_gflops, (r) => `${r.sgemm_gflops.toFixed(1)} GFLOP/s (best), ${r.sgemm_gflops_median.toFixed(1)} (median)`);
     if (p.best) {
@@ -492,17 +495,21 @@ async function main(): Promise<void> {
   mach.loadAfter = uptime();
   rep.finishedAt = new Date().toISOString();
 
-  const md = markdown(rep, torchOk);
+  const md = markdown(rep, torchOk, args.torch ? 'PyTorch not installed' : 'skipped (--no-torch)');
   console.log(`\n${md}`);
   const dir = path.join(HERE, 'results');
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'last-run.json'), JSON.stringify(rep, null, 1));
   writeFileSync(path.join(dir, 'last-run.md'), md + '\n');
   console.log(`\nwrote bench/results/last-run.json and bench/results/last-run.md`);
-  if (args.write) writeResultsMd(md);
+  if (args.write) {
+    writeResultsMd(md);
+    writeFileSync(path.join(dir, 'results.json'), JSON.stringify(rep, null, 1));
+    console.log('wrote bench/results/results.json (the run behind bench/RESULTS.md)');
+  }
 }
 
 main().catch((e: unknown) => {
-  console.error((e as Error).stack ?? String(e));
+  console.error(e instanceof Error && /^(no case matches|unknown argument|--)/.test(e.message) ? `bench: ${e.message}` : (e as Error).stack ?? String(e));
   process.exitCode = 1;
 });

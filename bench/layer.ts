@@ -20,6 +20,8 @@ export interface LayerTiming {
   bwd?: Timing;
   /** Backward without dx: dw and db only. */
   bwd_w: Timing;
+  /** Backward-data alone: per round (backward with dx) - (backward without dx). */
+  dx?: Timing;
 }
 
 export function timingOf(ts: number[]): Timing {
@@ -66,10 +68,10 @@ export function layerSpec(l: LayerDef): string {
 
 /**
  * Times one conv layer alone at batch n: forward; backward without dx (dw, db); backward with dx (when the
- * layer needs it). Each is run `warmup` times, then `reps` times; the timings are per call.
- * Uses the kernels' current thread count (native().setNumThreads).
+ * layer needs it); `warmup` untimed rounds, then `reps` timed ones; the timings are per call.
+ * Uses the kernels' current thread count (native().setNumThreads). forwardOnly: time the forward alone.
  */
-export async function timeLayer(l: LayerDef, n: number, warmup: number, reps: number): Promise<{ timing: LayerTiming; nativeFlops: number }> {
+export async function timeLayer(l: LayerDef, n: number, warmup: number, reps: number, forwardOnly = false): Promise<{ timing: LayerTiming; nativeFlops: number }> {
   const nb = native();
   const net: NativeNet = new nb.Net(layerSpec(l));
   const inVox = l.in[0] * l.in[1] * l.in[2], outVox = l.out[0] * l.out[1] * l.out[2];
@@ -92,14 +94,26 @@ export async function timeLayer(l: LayerDef, n: number, warmup: number, reps: nu
       g?.dispose();
       return t / 1e3;
     };
-    const measure = async (f: () => Promise<number>): Promise<Timing> => {
-      for (let i = 0; i < warmup; i++) await f();
-      const ts: number[] = [];
-      for (let i = 0; i < reps; i++) ts.push(await f());
-      return timingOf(ts);
-    };
-    const timing: LayerTiming = { name: l.name, fwd: await measure(fwd), bwd_w: await measure(bwd(false)) };
-    if (l.needDx) timing.bwd = await measure(bwd(true));
+    // Interleaved: each round runs forward, backward without dx, backward with dx, so that dX (the
+    // difference of the last two) is a median of paired differences, robust to drifting machine load.
+    for (let i = 0; i < warmup; i++) {
+      await fwd();
+      if (!forwardOnly) await bwd(false)();
+      if (!forwardOnly && l.needDx) await bwd(true)();
+    }
+    const tf: number[] = [], tw: number[] = [], tb: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      tf.push(await fwd());
+      if (forwardOnly) continue;
+      tw.push(await bwd(false)());
+      if (l.needDx) tb.push(await bwd(true)());
+    }
+    if (forwardOnly) return { timing: { name: l.name, fwd: timingOf(tf), bwd_w: timingOf([NaN]) }, nativeFlops: net.flops };
+    const timing: LayerTiming = { name: l.name, fwd: timingOf(tf), bwd_w: timingOf(tw) };
+    if (l.needDx) {
+      timing.bwd = timingOf(tb);
+      timing.dx = timingOf(tb.map((t, i) => t - tw[i]!));
+    }
     return { timing, nativeFlops: net.flops };
   } finally {
     x.dispose();

@@ -44,7 +44,8 @@ export interface CaseDef {
   batch: number;
   /** In `--quick` runs. */
   quick: boolean;
-  /** benny options for voxvae (benchmark.js: at least minSamples samples, stop after maxTime s). */
+  /** benny options for voxvae (benchmark.js: at least minSamples samples, stop after maxTime s). Layer
+   *  cases are timed without benny: warm-up rounds torch.warmup, timed rounds minSamples. */
   benny: { minSamples: number; maxTime: number };
   /** PyTorch warm-up runs and timed runs (median reported). */
   torch: { warmup: number; reps: number };
@@ -57,10 +58,10 @@ export const CASES: CaseDef[] = [
   { name: 'decode-tiny', task: 'decode', model: 'tiny', batch: 1, quick: true, benny: { minSamples: 10, maxTime: 1 }, torch: { warmup: 3, reps: 20 } },
   { name: 'train-quarter', task: 'train', model: 'quarter', batch: 4, quick: true, benny: { minSamples: 5, maxTime: 3 }, torch: { warmup: 2, reps: 8 }, targetS: 0.188 },
   { name: 'decode-quarter', task: 'decode', model: 'quarter', batch: 1, quick: true, benny: { minSamples: 8, maxTime: 1.5 }, torch: { warmup: 2, reps: 15 } },
-  { name: 'layers-quarter', task: 'layers', model: 'quarter', batch: 4, quick: true, benny: { minSamples: 3, maxTime: 0 }, torch: { warmup: 1, reps: 3 } },
+  { name: 'layers-quarter', task: 'layers', model: 'quarter', batch: 4, quick: true, benny: { minSamples: 5, maxTime: 0 }, torch: { warmup: 1, reps: 5 } },
   { name: 'train-half', task: 'train', model: 'half', batch: 4, quick: false, benny: { minSamples: 3, maxTime: 5 }, torch: { warmup: 1, reps: 5 }, targetS: 1.52 },
   { name: 'decode-half', task: 'decode', model: 'half', batch: 1, quick: false, benny: { minSamples: 5, maxTime: 2 }, torch: { warmup: 2, reps: 8 }, targetS: 0.088 },
-  { name: 'layers-half', task: 'layers', model: 'half', batch: 4, quick: false, benny: { minSamples: 3, maxTime: 0 }, torch: { warmup: 1, reps: 3 } },
+  { name: 'layers-half', task: 'layers', model: 'half', batch: 4, quick: false, benny: { minSamples: 4, maxTime: 0 }, torch: { warmup: 1, reps: 4 } },
   { name: 'decode-full', task: 'decode', model: 'full', batch: 1, quick: false, benny: { minSamples: 3, maxTime: 4 }, torch: { warmup: 1, reps: 5 }, targetS: 0.956 },
 ];
 

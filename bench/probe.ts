@@ -6,7 +6,7 @@
 // backward-weight times and GFLOP/s, and the speed-up over the first thread count.
 // --loop N times the forward alone N times (a steady process for `perf record -p PID`).
 import { native } from '../ts/native.js';
-import { timeLayer, timingOf } from './layer.js';
+import { timeLayer } from './layer.js';
 import { convLayers, layerFlops, MODELS, type ModelName } from './models.js';
 
 const argv = process.argv.slice(2);
@@ -32,16 +32,13 @@ for (const name of names) {
   for (const t of threads) {
     nb.setNumThreads(t);
     if (loop > 0) {
-      // Forward only, many times (for perf record on this process).
-      const { timing } = await timeLayer({ ...l, needDx: false }, batch, 1, 1);
-      console.log(`pid ${process.pid}: looping forward of ${name} ${loop}x (one run ${(timing.fwd.medianS * 1e3).toFixed(1)} ms)`);
-      const ts: number[] = [];
-      for (let i = 0; i < loop; i++) ts.push((await timeLayer({ ...l, needDx: false }, batch, 0, 1)).timing.fwd.medianS);
-      console.log(`  median ${(timingOf(ts).medianS * 1e3).toFixed(1)} ms`);
+      console.log(`pid ${process.pid}: ${name} forward ${loop}x, ${t} thread(s)`);
+      const { timing } = await timeLayer(l, batch, 1, loop, true);
+      console.log(`  median ${(timing.fwd.medianS * 1e3).toFixed(1)} ms, ${(f.fwd / timing.fwd.medianS / 1e9).toFixed(1)} GFLOP/s`);
       continue;
     }
     const { timing } = await timeLayer(l, batch, 1, reps);
-    const fwd = timing.fwd.medianS, dw = timing.bwd_w.medianS, dx = timing.bwd ? Math.max(0, timing.bwd.medianS - dw) : NaN;
+    const fwd = timing.fwd.medianS, dw = timing.bwd_w.medianS, dx = timing.dx?.medianS ?? NaN;
     const g = (flops: number, s: number): string => (Number.isFinite(s) && s > 0 ? (flops / s / 1e9).toFixed(1) : '-');
     const sp = (k: string, s: number): string => (t === threads[0] ? '' : ` (×${(base[k]! / s).toFixed(2)})`);
     if (t === threads[0]) Object.assign(base, { fwd, dw, dx });

@@ -175,27 +175,38 @@ def mode_layers(args, threads):
         dy = torch.randn_like(y)
         row = {'name': L['name']}
 
+        x_dx = x0.clone().requires_grad_(True)
+
         def fwd():
             with torch.no_grad():
-                m(x0)
-        row['fwd'] = summary(timed(fwd, args['warmup'], args['reps']))
-
-        def bwd_with(requires_dx):
-            x = x0.clone().requires_grad_(requires_dx)
-
-            def f():
-                m.zero_grad(set_to_none=True)
-                x.grad = None
-                yy = m(x)
                 t0 = time.perf_counter()
-                yy.backward(dy)
+                m(x0)
                 return time.perf_counter() - t0
-            for _ in range(args['warmup']):
-                f()
-            return summary([f() for _ in range(args['reps'])])
-        if L.get('needDx', True):
-            row['bwd'] = bwd_with(True)
-        row['bwd_w'] = bwd_with(False)
+
+        def bwd(x):
+            m.zero_grad(set_to_none=True)
+            x.grad = None
+            yy = m(x)
+            t0 = time.perf_counter()
+            yy.backward(dy)
+            return time.perf_counter() - t0
+
+        # Interleaved rounds (forward, backward without dx, backward with dx): dX is the median of the
+        # paired differences.
+        need_dx = L.get('needDx', True)
+        tf, tw, tb = [], [], []
+        for i in range(args['warmup'] + args['reps']):
+            r = (fwd(), bwd(x0), bwd(x_dx) if need_dx else None)
+            if i >= args['warmup']:
+                tf.append(r[0])
+                tw.append(r[1])
+                if need_dx:
+                    tb.append(r[2])
+        row['fwd'] = summary(tf)
+        row['bwd_w'] = summary(tw)
+        if need_dx:
+            row['bwd'] = summary(tb)
+            row['dx'] = summary([b - w for b, w in zip(tb, tw)])
         res.append(row)
     return {'batch': n, 'layers': res}
 
@@ -207,9 +218,9 @@ def main():
         i = argv.index('--threads')
         threads = int(argv[i + 1])
         del argv[i:i + 2]
-    if not argv:
+    if not argv or argv[0] in ('-h', '--help') or argv[0] not in ('peak', 'model', 'layers'):
         print(__doc__)
-        sys.exit(2)
+        sys.exit(0 if argv and argv[0] in ('-h', '--help') else 2)
     mode = argv[0]
     args = json.loads(argv[1]) if len(argv) > 1 else {}
     torch.set_num_threads(threads)

@@ -71,6 +71,12 @@ export interface NativeBinding {
     dmu?: NativeTensor | null, dlogvar?: NativeTensor | null): { dmu: NativeTensor; dlogvar: NativeTensor };
   philoxNormal(seed: number, step: number, offset: number, count: number): Float32Array;
   philoxUniform(seed: number, step: number, offset: number, count: number): Float32Array;
+  /** Rivera's population prior KL(N(mean of μ, diag v) ‖ N(0, I)); grads = given + its own (native/core/population_prior.h). */
+  populationKl(mu: NativeTensor, logvar: NativeTensor | null, n: number, l: number, variance: 'means' | 'mixture', weight: number,
+    dmu?: NativeTensor | null, dlogvar?: NativeTensor | null): { loss: number; mean: Float32Array; variance: Float32Array; dmu: NativeTensor; dlogvar: NativeTensor };
+  /** Rivera's per-sample variance penalty weight·R_i Σ_k (σ² − log σ² − 1); dlogvar = given + its own. */
+  variancePenalty(logvar: NativeTensor, n: number, l: number, reduction: Reduction, weight: number,
+    dlogvar?: NativeTensor | null): { loss: number; perSample: Float32Array; dlogvar: NativeTensor };
   setNumThreads(n: number): number;
   numThreads(): number;
   readonly backend: 'cpu';

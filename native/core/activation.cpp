@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <new>
 #include <vector>
 
@@ -32,6 +33,19 @@ Status check_ncs(const char* op, int n, int c, int64_t spatial) {
   return Status::Ok;
 }
 
+// c ? a : b without a branch. GCC turns some float selects into jumps, which inputs of random sign
+// mispredict half of the time (measured 5-20x slower for prelu/leaky_relu backward).
+inline float select(bool c, float a, float b) {
+  uint32_t ua, ub;
+  std::memcpy(&ua, &a, 4);
+  std::memcpy(&ub, &b, 4);
+  const uint32_t m = 0u - static_cast<uint32_t>(c);
+  const uint32_t r = (ua & m) | (ub & ~m);
+  float f;
+  std::memcpy(&f, &r, 4);
+  return f;
+}
+
 template <class Fn>
 void elementwise(int64_t count, const Fn& fn) {
   parallel_for(count, kGrain, [&](int64_t lo, int64_t hi) {
@@ -57,7 +71,7 @@ Status relu_forward(float* y, const float* x, int64_t count) {
 Status relu_backward(float* dx, const float* dy, const float* x, int64_t count) {
   VX_TRY(check_count("relu_backward", count, dy, x));
   if (!dx) return Status::Ok;
-  elementwise(count, [&](int64_t i) { dx[i] = x[i] > 0.0f ? dy[i] : 0.0f; });
+  elementwise(count, [=](int64_t i) { dx[i] = select(x[i] > 0.0f, dy[i], 0.0f); });
   return Status::Ok;
 }
 
@@ -70,7 +84,8 @@ Status prelu_forward(float* y, const float* x, const float* a, int n, int c, int
     const float slope = a[num_a == 1 ? 0 : row % c];
     const float* xr = x + row * spatial;
     float* yr = y + row * spatial;
-    for (int64_t i = lo; i < hi; ++i) yr[i] = xr[i] > 0.0f ? xr[i] : slope * xr[i];
+    // max(x, 0) + a * min(x, 0) is exact and branch-free (random signs defeat the branch predictor).
+    for (int64_t i = lo; i < hi; ++i) yr[i] = std::max(xr[i], 0.0f) + slope * std::min(xr[i], 0.0f);
   });
   return Status::Ok;
 }
@@ -98,16 +113,12 @@ Status prelu_backward(float* dx, float* da, const float* dy, const float* x, con
     const float* gr = dy + row * spatial;
     if (dx) {
       float* dr = dx + row * spatial;
-      for (int64_t i = lo; i < hi; ++i) dr[i] = xr[i] > 0.0f ? gr[i] : slope * gr[i];
+      for (int64_t i = lo; i < hi; ++i) dr[i] = select(xr[i] > 0.0f, gr[i], slope * gr[i]);
     }
     if (da) {
-      double acc[4] = {0, 0, 0, 0};  // four chains: no serial dependency, fixed order
-      int64_t i = lo;
-      for (; i + 4 <= hi; i += 4)
-        for (int j = 0; j < 4; ++j)
-          if (!(xr[i + j] > 0.0f)) acc[j] += double(gr[i + j]) * double(xr[i + j]);
-      for (; i < hi; ++i)
-        if (!(xr[i] > 0.0f)) acc[0] += double(gr[i]) * double(xr[i]);
+      // sum over x <= 0 of dy * x (the select keeps it branch-free), in four chains by i % 4.
+      double acc[4] = {0, 0, 0, 0};
+      for (int64_t i = lo; i < hi; ++i) acc[i & 3] += double(gr[i]) * double(select(xr[i] > 0.0f, 0.0f, xr[i]));
       part[static_cast<size_t>(item)] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     }
   });
@@ -130,28 +141,23 @@ Status prelu_backward(float* dx, float* da, const float* dy, const float* x, con
 
 Status leaky_relu_forward(float* y, const float* x, int64_t count, float slope) {
   VX_TRY(check_count("leaky_relu_forward", count, y, x));
-  elementwise(count, [&](int64_t i) { y[i] = x[i] > 0.0f ? x[i] : slope * x[i]; });
+  elementwise(count, [=](int64_t i) { y[i] = std::max(x[i], 0.0f) + slope * std::min(x[i], 0.0f); });
   return Status::Ok;
 }
 
 Status leaky_relu_backward(float* dx, const float* dy, const float* x, int64_t count, float slope) {
   VX_TRY(check_count("leaky_relu_backward", count, dy, x));
   if (!dx) return Status::Ok;
-  elementwise(count, [&](int64_t i) { dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i]; });
+  elementwise(count, [=](int64_t i) { dx[i] = select(x[i] > 0.0f, dy[i], slope * dy[i]); });
   return Status::Ok;
 }
 
 Status sigmoid_forward(float* y, const float* x, int64_t count) {
   VX_TRY(check_count("sigmoid_forward", count, y, x));
-  // Two branches so that exp never overflows and tiny outputs keep their relative precision.
+  // exp(-|x|) never overflows, and e / (1 + e) keeps tiny outputs (x << 0) relatively precise.
   elementwise(count, [&](int64_t i) {
-    const float v = x[i];
-    if (v >= 0.0f) {
-      y[i] = 1.0f / (1.0f + std::exp(-v));
-    } else {
-      const float e = std::exp(v);
-      y[i] = e / (1.0f + e);
-    }
+    const float v = x[i], e = std::exp(-std::fabs(v)), inv = 1.0f / (1.0f + e);
+    y[i] = select(v >= 0.0f, inv, e * inv);
   });
   return Status::Ok;
 }

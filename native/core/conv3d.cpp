@@ -155,10 +155,10 @@ Status conv3d_forward(float* y, const float* x, const float* w, const float* b, 
       co_range(cout, plan.co_blocks, cb, &c0, &c1);
       if (p1 <= p0 || c1 <= c0) continue;
       const int64_t pt = p1 - p0;
-      float* col = scratch(kScratchCol, K * pt);
-      if (!col || !im2col_tile(col, pt, x + n * cin * g.IS, cin, g.ax, p0, p1) ||
-          !gemm(c1 - c0, pt, K, w + c0 * K, K, 1, col, pt, 1, y + (n * cout + c0) * P + p0, P, 1, false,
-                b ? b + c0 : nullptr)) {
+      float* col = scratch(kScratchCol, packed_b_size(K, pt));
+      if (!col || !im2col_packed(col, x + n * cin * g.IS, cin, g.ax, p0, p1) ||
+          !gemm_packed_b(c1 - c0, pt, K, w + c0 * K, K, 1, col, y + (n * cout + c0) * P + p0, P, 1, false,
+                         b ? b + c0 : nullptr)) {
         oom = true;
         return;
       }
@@ -198,10 +198,10 @@ Status conv3d_backward(float* dx, float* dw, float* db, const float* dy, const f
           int64_t p0, p1;
           tile_range(P, plan.tiles, tile, &p0, &p1);
           if (p1 <= p0) continue;
-          const int64_t pt = p1 - p0;
-          float* col = scratch(kScratchCol, K * pt);
-          if (!col || !im2col_tile(col, pt, x + n * cin * g.IS, cin, g.ax, p0, p1) ||
-              !gemm(cout, K, pt, dy + n * cout * P + p0, P, 1, col, 1, pt, pw, K, 1, true, nullptr)) {
+          const int64_t pt = p1 - p0, ld = col_stride(pt);
+          float* col = scratch(kScratchCol, K * ld);
+          if (!col || !im2col_tile(col, ld, x + n * cin * g.IS, cin, g.ax, p0, p1) ||
+              !gemm(cout, K, pt, dy + n * cout * P + p0, P, 1, col, 1, ld, pw, K, 1, true, nullptr)) {
             oom = true;
             return;
           }

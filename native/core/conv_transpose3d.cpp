@@ -171,18 +171,18 @@ Status conv_transpose3d_forward(float* y, const float* x, const float* w, const 
         ax[a] = ColAxis{k.n[a], a == 0 ? s.id : a == 1 ? s.ih : s.iw, 1, k.taps[a],
                         A.off.data() + A.begin[size_t(k.q[a])]};
       }
-      float* col = kc > 0 ? scratch(kScratchCol, kc * pt) : nullptr;
-      if (kc > 0 && (!col || !im2col_tile(col, pt, x + n * cin * IS, cin, ax, q0, q1))) {
+      float* col = kc > 0 ? scratch(kScratchCol, packed_b_size(kc, pt)) : nullptr;
+      if (kc > 0 && (!col || !im2col_packed(col, x + n * cin * IS, cin, ax, q0, q1))) {
         oom = true;
         return;
       }
       const float* a = wc + woff[size_t(c)] + c0 * kc;
       if (direct) {
-        if (!gemm(mc, pt, kc, a, kc, 1, col, pt, 1, yn + c0 * P + q0, P, 1, false, bias)) oom = true;
+        if (!gemm_packed_b(mc, pt, kc, a, kc, 1, col, yn + c0 * P + q0, P, 1, false, bias)) oom = true;
         continue;
       }
       float* tile_buf = scratch(kScratchTile, mc * pt);
-      if (!tile_buf || !gemm(mc, pt, kc, a, kc, 1, col, pt, 1, tile_buf, pt, 1, false, bias)) {
+      if (!tile_buf || !gemm_packed_b(mc, pt, kc, a, kc, 1, col, tile_buf, pt, 1, false, bias)) {
         oom = true;
         return;
       }

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "parallel.h"
@@ -286,9 +287,12 @@ bool gemm_select_kernel(const char* name) {
   return false;
 }
 
-bool gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t csa, const float* b,
-          int64_t rsb, int64_t csb, float* c, int64_t rsc, int64_t csc, bool accumulate,
-          const float* row_bias) {
+namespace {
+
+// The GEMM driver: B is packed here from (b, rsb, csb), or taken as is from bp when that is not null.
+bool gemm_impl(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t csa, const float* b,
+               int64_t rsb, int64_t csb, const float* bp, float* c, int64_t rsc, int64_t csc, bool accumulate,
+               const float* row_bias) {
   if (m <= 0 || n <= 0) return true;
   if (k <= 0) {
     for (int64_t i = 0; i < m; ++i) {
@@ -306,15 +310,25 @@ bool gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t 
   const int64_t mc_max = std::min(m, kMC);
   const int64_t nc_max = std::min(n, kNC);
   float* pa = scratch(kScratchPackA, kc_max * ((mc_max + mr - 1) / mr * mr));
-  float* pb = scratch(kScratchPackB, kc_max * ((nc_max + nr - 1) / nr * nr));
-  if (!pa || !pb) return false;
+  float* pb = bp ? nullptr : scratch(kScratchPackB, kc_max * ((nc_max + nr - 1) / nr * nr));
+  if (!pa || (!bp && !pb)) return false;
 
   for (int64_t jc = 0; jc < n; jc += kNC) {
     const int64_t nc = std::min(kNC, n - jc);
     for (int64_t pc = 0; pc < k; pc += kKC) {
       const int64_t kc = std::min(kKC, k - pc);
       const bool first = pc == 0;
-      pack_b(pb, b + pc * rsb + jc * csb, rsb, csb, kc, nc, nr);
+      // Panel jr of this block starts at bpanel + jr * bstride.
+      const float* bpanel;
+      int64_t bstride;
+      if (bp) {
+        bpanel = bp + jc * k + pc * nr;
+        bstride = k;
+      } else {
+        pack_b(pb, b + pc * rsb + jc * csb, rsb, csb, kc, nc, nr);
+        bpanel = pb;
+        bstride = kc;
+      }
       for (int64_t ic = 0; ic < m; ic += kMC) {
         const int64_t mc = std::min(kMC, m - ic);
         pack_a(pa, a + ic * rsa + pc * csa, rsa, csa, mc, kc, mr);
@@ -323,7 +337,7 @@ bool gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t 
           for (int64_t ir = 0; ir < mc; ir += mr) {
             const int nrows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
             float* ct = c + (ic + ir) * rsc + (jc + jr) * csc;
-            kern.fn(nrows, kc, pa + ir * kc, pb + jr * kc, ct, rsc, csc, ncols, accumulate || !first,
+            kern.fn(nrows, kc, pa + ir * kc, bpanel + jr * bstride, ct, rsc, csc, ncols, accumulate || !first,
                     first && row_bias ? row_bias + ic + ir : nullptr);
           }
         }
@@ -331,6 +345,30 @@ bool gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t 
     }
   }
   return true;
+}
+
+}  // namespace
+
+bool gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t csa, const float* b,
+          int64_t rsb, int64_t csb, float* c, int64_t rsc, int64_t csc, bool accumulate,
+          const float* row_bias) {
+  return gemm_impl(m, n, k, a, rsa, csa, b, rsb, csb, nullptr, c, rsc, csc, accumulate, row_bias);
+}
+
+bool gemm_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t csa, const float* bp,
+                   float* c, int64_t rsc, int64_t csc, bool accumulate, const float* row_bias) {
+  return gemm_impl(m, n, k, a, rsa, csa, nullptr, 0, 0, bp, c, rsc, csc, accumulate, row_bias);
+}
+
+int64_t packed_b_size(int64_t k, int64_t n) {
+  const int64_t nr = gemm_nr();
+  return k * ((n + nr - 1) / nr * nr);
+}
+
+int64_t col_stride(int64_t cols) {
+  int64_t ld = (cols + 15) / 16 * 16;
+  if (ld % 256 == 0) ld += 16;
+  return ld;
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -412,11 +450,103 @@ bool im2col_tile(float* col, int64_t ldcol, const float* in, int64_t channels, c
   return true;
 }
 
+bool im2col_packed(float* bp, const float* in, int64_t channels, const ColAxis ax[3], int64_t p0, int64_t p1) {
+  // Runs of consecutive x positions, cut at panel boundaries; panel q owns runs [first[q], first[q + 1]).
+  struct Run {
+    int64_t zb, yb;  // tz * step_z, ty * step_y
+    int64_t tx0, len, jj;  // x positions tx0 .. tx0 + len - 1 at panel columns jj ..
+  };
+  thread_local std::vector<Run> runs;
+  thread_local std::vector<int64_t> first;
+  thread_local std::vector<int64_t> xlo, xhi;
+  const int64_t nr = gemm_nr();
+  const int64_t cols = p1 - p0, panels = (cols + nr - 1) / nr;
+  const int64_t id = ax[0].in, ih = ax[1].in, iw = ax[2].in, sx = ax[2].step;
+  const int64_t rows = channels * ax[0].ntaps * ax[1].ntaps * ax[2].ntaps;
+  try {
+    runs.clear();
+    first.assign(size_t(panels) + 1, 0);
+    xlo.resize(size_t(ax[2].ntaps));
+    xhi.resize(size_t(ax[2].ntaps));
+    for (int64_t q = 0; q < panels; ++q) {
+      first[size_t(q)] = int64_t(runs.size());
+      const int64_t e = std::min(p1, p0 + (q + 1) * nr);
+      for_each_run(ax[1].n, ax[2].n, p0 + q * nr, e, [&](int64_t tz, int64_t ty, int64_t tx0, int64_t len, int64_t j) {
+        runs.push_back(Run{tz * ax[0].step, ty * ax[1].step, tx0, len, j});
+      });
+    }
+    first[size_t(panels)] = int64_t(runs.size());
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  for (int64_t u = 0; u < ax[2].ntaps; ++u) {
+    const int64_t ox = ax[2].off[u];
+    xlo[size_t(u)] = std::max<int64_t>(0, ceil_div(-ox, sx));
+    xhi[size_t(u)] = std::max(xlo[size_t(u)], ceil_div(iw - ox, sx));
+  }
+  const Run* rb = runs.data();
+  for (int64_t q = 0; q < panels; ++q) {
+    float* d = bp + q * nr * rows;  // row r of this panel at d + r * nr
+    const int64_t used = std::min(nr, cols - q * nr);
+    const Run* r0 = rb + first[size_t(q)];
+    const int nruns = static_cast<int>(first[size_t(q) + 1] - first[size_t(q)]);  // <= nr <= 32
+    const float* rowsrc[32];
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* inc = in + c * id * ih * iw;
+      for (int64_t u0 = 0; u0 < ax[0].ntaps; ++u0) {
+        const int64_t oz = ax[0].off[u0];
+        for (int64_t u1 = 0; u1 < ax[1].ntaps; ++u1) {
+          const int64_t oy = ax[1].off[u1];
+          // The input row each run reads for this (c, u0, u1), or null where it lies in the padding.
+          for (int i = 0; i < nruns; ++i) {
+            const int64_t iz = r0[i].zb + oz, iy = r0[i].yb + oy;
+            rowsrc[i] = (iz < 0 || iz >= id || iy < 0 || iy >= ih) ? nullptr : inc + (iz * ih + iy) * iw;
+          }
+          for (int64_t u2 = 0; u2 < ax[2].ntaps; ++u2, d += nr) {
+            const int64_t ox = ax[2].off[u2], lo = xlo[size_t(u2)], hi = xhi[size_t(u2)];
+            for (int i = 0; i < nruns; ++i) {
+              const Run& r = r0[i];
+              float* dr = d + r.jj - r.tx0;  // dr[tx] is position tx of this run
+              const int64_t tx1 = r.tx0 + r.len;
+              if (!rowsrc[i]) {
+                for (int64_t t = r.tx0; t < tx1; ++t) dr[t] = 0.0f;
+                continue;
+              }
+              const float* src = rowsrc[i] + ox;  // src[tx * sx] is input x = tx * sx + ox
+              if (sx == 1 && lo <= r.tx0 && tx1 <= hi) {
+                // The common case: a whole panel row inside the input; constant-size copies.
+                if (r.len == 16) {
+                  std::memcpy(dr + r.tx0, src + r.tx0, 16 * sizeof(float));
+                } else if (r.len == 8) {
+                  std::memcpy(dr + r.tx0, src + r.tx0, 8 * sizeof(float));
+                } else {
+                  for (int64_t t = r.tx0; t < tx1; ++t) dr[t] = src[t];
+                }
+                continue;
+              }
+              const int64_t a = std::min(std::max(lo, r.tx0), tx1);
+              const int64_t e = std::max(std::min(hi, tx1), a);
+              for (int64_t t = r.tx0; t < a; ++t) dr[t] = 0.0f;
+              for (int64_t t = a; t < e; ++t) dr[t] = src[t * sx];
+              for (int64_t t = e; t < tx1; ++t) dr[t] = 0.0f;
+            }
+            for (int64_t j = used; j < nr; ++j) d[j] = 0.0f;
+          }
+        }
+      }
+    }
+  }
+  return true;
+}
+
 // ------------------------------------------------------------------------------------------------------------
+// Floats of column tile per thread (a compile-time knob for tuning).
+#ifndef VX_COL_BUDGET
+#define VX_COL_BUDGET (int64_t(1) << 16)
+#endif
+
 int64_t max_tile_positions(int64_t rows) {
-  // 256 Ki floats (1 MiB) of column tile per thread: big enough that per-tile overheads (packing A,
-  // loop setup) are amortized, small enough to stay near L2.
-  constexpr int64_t kColBudget = int64_t(1) << 18;
+  constexpr int64_t kColBudget = VX_COL_BUDGET;
   constexpr int64_t kMaxTile = 4096;
   const int64_t nr = gemm_nr();
   int64_t t = kColBudget / std::max<int64_t>(rows, 1);

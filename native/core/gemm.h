@@ -35,6 +35,13 @@ bool gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t 
           int64_t rsb, int64_t csb, float* c, int64_t rsc, int64_t csc, bool accumulate,
           const float* row_bias);
 
+// gemm with B already packed (see im2col_packed): NR-column panels of the whole k x n operand, panel p
+// (columns p*NR ..) at bp + p*NR*k, element (kk, j) at + kk*NR + j % NR, the last panel zero-padded.
+bool gemm_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t csa, const float* bp,
+                   float* c, int64_t rsc, int64_t csc, bool accumulate, const float* row_bias);
+// Floats that a packed k x n B operand occupies.
+int64_t packed_b_size(int64_t k, int64_t n);
+
 // The micro-kernel in use, e.g. "avx2+fma 6x16"; its row and column blocking.
 const char* gemm_kernel_name();
 int gemm_mr();
@@ -76,6 +83,14 @@ struct ColAxis {
 // c < channels, from in [channels, ax[0].in, ax[1].in, ax[2].in]. Returns false when out of memory.
 bool im2col_tile(float* col, int64_t ldcol, const float* in, int64_t channels, const ColAxis ax[3],
                  int64_t p0, int64_t p1);
+
+// The same column tile written straight into gemm_packed_b's layout (k = rows, n = p1 - p0), so the GEMM
+// needs no second copy. bp holds packed_b_size(rows, p1 - p0) floats.
+bool im2col_packed(float* bp, const float* in, int64_t channels, const ColAxis ax[3], int64_t p0, int64_t p1);
+
+// Leading dimension for a row-major column tile of `cols` columns: rounded up to a multiple of 16 floats
+// and kept off multiples of 1 KiB, so that rows read together do not alias in the caches.
+int64_t col_stride(int64_t cols);
 
 // Calls fn(t, ty, tx0, len, j) for the runs of consecutive x positions that make up [p0, p1) of an
 // (ny, nx) grid flattened as above: tz = t, positions tx0..tx0+len-1, tile column j = p - p0.

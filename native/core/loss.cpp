@@ -103,7 +103,8 @@ Status dice_loss(double* loss, float* grad, const float* logits, const float* la
       const int64_t len = std::min(tile, hi - t0);
       for (int64_t s = 0; s < len; ++s) {
         const float l = lb[t0 + s];
-        if (!(l >= 0.0f && l < float(c) && l == std::floor(l))) {
+        // In range first (also rejects NaN), so that the cast is defined; then integral.
+        if (!(l >= 0.0f && l < float(c)) || static_cast<float>(static_cast<int>(l)) != l) {
           bad[static_cast<size_t>(item)] = in * spatial + t0 + s;
           return;
         }
@@ -130,7 +131,7 @@ Status dice_loss(double* loss, float* grad, const float* logits, const float* la
           pb[k * ps + s] = p;
           const int lane = static_cast<int>((t0 + s) & 3);
           acc[4 + lane] += p;
-          if (lab[s] == k) acc[lane] += p;
+          acc[lane] += p * static_cast<float>(lab[s] == k);  // arithmetic, not a branch
         }
       }
     }
@@ -191,7 +192,7 @@ Status dice_loss(double* loss, float* grad, const float* logits, const float* la
       for (int k = 0; k < c; ++k)
         for (int64_t s = 0; s < len; ++s) {
           float& g = gb[k * spatial + t0 + s];
-          const double dp = a[k] - (lab[s] == k ? b[k] : 0.0);
+          const double dp = a[k] - b[k] * static_cast<double>(lab[s] == k);
           g = static_cast<float>(double(g) * (dp * psum[s] - dot[s]));
         }
     }
@@ -208,7 +209,7 @@ Status bce_with_logits_loss(double* loss, float* grad, const float* x, const flo
                             const double xv = xf, tv = tf;
                             const double e = std::exp(-std::fabs(xv));  // in (0, 1]: never overflows
                             if (g) {
-                              const double sig = xv >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+                              const double inv = 1.0 / (1.0 + e), sig = xv >= 0.0 ? inv : e * inv;
                               *g = static_cast<float>(double(gs) * (sig - tv));
                             }
                             return std::max(xv, 0.0) - xv * tv + std::log1p(e);
@@ -228,7 +229,7 @@ Status l1_loss(double* loss, float* grad, const float* x, const float* t, int64_
                float weight) {
   return elementwise_loss("l1_loss", loss, grad, x, t, count, r, weight, [](float xv, float tv, float gs, float* g) {
     const double d = double(xv) - double(tv);
-    if (g) *g = d > 0 ? gs : (d < 0 ? -gs : 0.0f);
+    if (g) *g = gs * static_cast<float>((d > 0) - (d < 0));  // sign(d), 0 where x == t
     return std::fabs(d);
   });
 }

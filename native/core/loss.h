@@ -15,7 +15,8 @@ enum class Reduction : int32_t { Mean = 0, Sum = 1 };
 // f = 1 - (2 * sum(p * g) + smooth_nr) / (sum(g) + sum(p) + smooth_dr), g = one_hot(labels)[c];
 // then mean or sum over all n*c values. logits [n, c, spatial]; labels [n, spatial] holding class
 // indices 0..c-1 as floats (a label outside that range fails with InvalidArgument).
-// MONAI defaults: smooth_nr = smooth_dr = 1e-5.
+// MONAI defaults: smooth_nr = smooth_dr = 1e-5. A non-integer label also fails; on failure *loss and
+// grad hold unspecified values.
 Status dice_loss(double* loss, float* grad, const float* logits, const float* labels, int n, int c,
                  int64_t spatial, float smooth_nr, float smooth_dr, Reduction r, float weight);
 
@@ -46,7 +47,8 @@ enum class LatentMode : int32_t {
 // backward needs no regeneration. Element i of the flat [n, l] array uses stream index i.
 Status reparameterize_forward(float* z, float* eps, const float* mu, const float* logvar, int n, int l,
                               LatentMode mode, uint64_t seed, uint64_t step);
-// dmu += dz; dlogvar += dz * eps * 0.5 * exp(0.5 logvar).
+// dmu += dz; dlogvar += dz * eps * 0.5 * exp(0.5 logvar). eps and logvar are needed (non-null) only when
+// dlogvar is not null.
 Status reparameterize_backward(float* dmu, float* dlogvar, const float* dz, const float* eps,
                                const float* logvar, int n, int l);
 

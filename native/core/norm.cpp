@@ -197,7 +197,8 @@ Status batch_norm3d_backward(float* dx, float* dgamma, float* dbeta, const float
     k3[c] = -g * inv * sdy / m;
   }
   if (dx)
-    input_grad(dx, dy, x, rows, len, mean.data(), k1.data(), k2.data(), k3.data(), [&](int64_t row) { return row % s.c; });
+    input_grad(dx, dy, x, rows, len, mean.data(), k1.data(), k2.data(), k3.data(),
+               [&](int64_t row) { return row % s.c; });
   return Status::Ok;
 }
 
@@ -316,7 +317,8 @@ Status instance_norm3d_backward(float* dx, float* dgamma, float* dbeta, const fl
     if (dbeta) dbeta[c] = static_cast<float>(double(dbeta[c]) + sdb[c]);
     if (dgamma) dgamma[c] = static_cast<float>(double(dgamma[c]) + sdg[c]);
   }
-  if (dx) input_grad(dx, dy, x, rows, len, mean.data(), k1.data(), k2.data(), k3.data(), [](int64_t row) { return row; });
+  if (dx)
+    input_grad(dx, dy, x, rows, len, mean.data(), k1.data(), k2.data(), k3.data(), [](int64_t row) { return row; });
   return Status::Ok;
 }
 

@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Net", net);
   exports.Set("Adam", adam);
   InitOps(env, exports);
+  InitRivera(env, exports);
   exports.Set("backend", Napi::String::New(env, "cpu"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;

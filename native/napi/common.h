@@ -159,5 +159,6 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
 Napi::Function InitNet(Napi::Env env);
 Napi::Function InitAdam(Napi::Env env);
 void InitOps(Napi::Env env, Napi::Object exports);
+void InitRivera(Napi::Env env, Napi::Object exports);  // rivera.cpp
 
 }  // namespace vxn

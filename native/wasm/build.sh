@@ -2,6 +2,9 @@
 # Builds the WebAssembly inference modules from native/core plus native/wasm/exports.cpp:
 #   voxvae_simd.wasm  -O3 -msimd128, one thread
 #   voxvae.wasm       -O3 without SIMD, for engines that lack it
+#   voxvae_simd_mt.wasm  -O3 -msimd128 with threads: imports a shared memory that worker instances of
+#                     the same module share (native/wasm/parallel_wasm.cpp replaces native/core's pool,
+#                     and a locked dlmalloc replaces emscripten's; see the comments below)
 # Each is a standalone .wasm (no emscripten JS glue; ts/wasm/runtime.ts is the loader).
 #
 # Usage: native/wasm/build.sh [OUT_DIR]   (default native/wasm/dist)
@@ -51,3 +54,30 @@ build() {
 
 build voxvae_simd.wasm -msimd128
 build voxvae.wasm
+
+# Threads. emscripten 3.1.6 refuses pthreads in a standalone .wasm, so the threaded build is the same
+# standalone module compiled with atomics and linked against a shared, imported memory; ts/wasm/threads.ts
+# instantiates it once per worker. What pthreads would otherwise provide comes from here:
+# - the thread pool: native/wasm/parallel_wasm.cpp instead of native/core/parallel.cpp;
+# - thread-safe malloc: emscripten's own dlmalloc.c and sbrk.c built with dlmalloc's spin locks
+#   (-sMALLOC=none drops the unlocked one);
+# - thread-local storage: wasm-ld's __wasm_init_tls, exported, called by the loader per instance.
+# The prebuilt libc/libc++ are the single-threaded ones (hence --no-check-features): the kernels only
+# use them for memcpy/memset-like work and for allocation, which goes through the locked malloc.
+EMROOT=$(em-config EMSCRIPTEN_ROOT 2>/dev/null | tail -n 1)
+[ -f "$EMROOT/system/lib/dlmalloc.c" ] || { echo "build.sh: cannot find emscripten's system/lib/dlmalloc.c under '$EMROOT'" >&2; exit 1; }
+EMCC=${EMCC:-emcc}
+OBJ="$OUT/.tmp.mt-objects"
+rm -rf "$OBJ"
+mkdir -p "$OBJ"
+MTFLAGS="-msimd128 -matomics -mbulk-memory"
+# shellcheck disable=SC2086
+"$EMCC" -O2 -fno-builtin -DNDEBUG -DUSE_LOCKS=1 -DUSE_SPIN_LOCKS=1 $MTFLAGS -c "$EMROOT/system/lib/dlmalloc.c" -o "$OBJ/dlmalloc.o"
+# shellcheck disable=SC2086
+"$EMCC" -O2 -fno-builtin -DNDEBUG $MTFLAGS -c "$EMROOT/system/lib/sbrk.c" -o "$OBJ/sbrk.o"
+SRC="$(echo "$CORE" | tr ' ' '\n' | grep -v 'native/core/parallel.cpp' | tr '\n' ' ') native/wasm/parallel_wasm.cpp native/wasm/exports.cpp $OBJ/dlmalloc.o $OBJ/sbrk.o"
+LDFLAGS="$LDFLAGS -sMALLOC=none -sIMPORTED_MEMORY=1
+         -Wl,--shared-memory,--no-check-features,--export=__wasm_init_tls,--export=__tls_size,--export=__tls_align"
+CXXFLAGS=$(echo "$CXXFLAGS" | sed 's/-DVX_NO_THREADS//')
+build voxvae_simd_mt.wasm $MTFLAGS -DVX_WASM_THREADS
+rm -rf "$OBJ"

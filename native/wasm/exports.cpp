@@ -24,6 +24,7 @@
 
 #if defined(__EMSCRIPTEN__)
 #include <emscripten/emscripten.h>
+#include <malloc.h>
 #define VX_EXPORT extern "C" EMSCRIPTEN_KEEPALIVE
 #else
 #define VX_EXPORT extern "C"
@@ -84,6 +85,16 @@ VX_EXPORT void* vx_alloc(uint32_t bytes) {
   return p;
 }
 VX_EXPORT void vx_free(void* p) { std::free(p); }
+
+// Bytes currently allocated by the module's malloc (leak tests, memory reports).
+VX_EXPORT double vx_heap_bytes() {
+#if defined(__EMSCRIPTEN__)
+  struct mallinfo mi = mallinfo();
+  return double(uint32_t(mi.uordblks));
+#else
+  return 0;
+#endif
+}
 
 VX_EXPORT int32_t vx_num_threads() { return vx::num_threads(); }
 VX_EXPORT int32_t vx_set_num_threads(int32_t n) {

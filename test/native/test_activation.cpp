@@ -1,5 +1,6 @@
 // Activations: reference backward passes against finite differences (double), optimized float kernels
-// against the references over a table of shapes with 1 and 2 threads, and edge cases.
+// against the references over a table of shapes with 1, 2 and 3 threads (results bit-identical across
+// thread counts), and edge cases.
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -34,19 +35,21 @@ struct Shape {
   int64_t spatial;
 };
 // Shared table: odd sizes, channel counts that are not multiples of 8/16, one case large enough to be
-// split over two threads and several reduction blocks.
+// split over threads and several reduction blocks.
 const Shape kShapes[] = {{1, 1, 1}, {1, 3, 105}, {2, 5, 7}, {3, 17, 33}, {1, 9, 1}, {2, 3, 40001}};
 
 template <class Fn>
 void with_threads(const Fn& fn) {
-  for (int t : {1, 2}) {
+  for (int t : {1, 2, 3}) {  // 3 > the cores of a small CI machine: chunking, not speed, is tested
     vx::set_num_threads(t);
     fn(t);
   }
   vx::set_num_threads(0);
 }
 
-bool same_bits(const F& a, const F& b) { return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0; }
+bool same_bits(const F& a, const F& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
 
 const double kTol = 1e-5;  // optimized float vs double reference
 // Finite differences with h = 1e-5: truncation ~h^2 and rounding ~1e-16 * |L| / h both stay near 1e-10,
@@ -61,18 +64,30 @@ TEST(relu_leaky_sigmoid_fd) {
   const V x = away_from_zero(n, 1), r = random_vec(n, 2);
   V dx(n);
   // relu
-  auto relu_l = [&](const V& xv) { V y(n); vx::relu_forward_ref(y.data(), xv.data(), int64_t(n)); return dot(y, r); };
+  auto relu_l = [&](const V& xv) {
+    V y(n);
+    vx::relu_forward_ref(y.data(), xv.data(), int64_t(n));
+    return dot(y, r);
+  };
   CHECK(vx::relu_backward_ref(dx.data(), r.data(), x.data(), int64_t(n)) == vx::Status::Ok);
   V fd = finite_diff(x, relu_l);
   CHECK_REL(dx.data(), fd.data(), n, kFdTol);
   // leaky relu
-  auto leaky_l = [&](const V& xv) { V y(n); vx::leaky_relu_forward_ref(y.data(), xv.data(), int64_t(n), 0.07f); return dot(y, r); };
+  auto leaky_l = [&](const V& xv) {
+    V y(n);
+    vx::leaky_relu_forward_ref(y.data(), xv.data(), int64_t(n), 0.07f);
+    return dot(y, r);
+  };
   CHECK(vx::leaky_relu_backward_ref(dx.data(), r.data(), x.data(), int64_t(n), 0.07f) == vx::Status::Ok);
   fd = finite_diff(x, leaky_l);
   CHECK_REL(dx.data(), fd.data(), n, kFdTol);
   // sigmoid (backward from the output)
   const V xs = random_vec(n, 3, -4, 4);
-  auto sig_l = [&](const V& xv) { V y(n); vx::sigmoid_forward_ref(y.data(), xv.data(), int64_t(n)); return dot(y, r); };
+  auto sig_l = [&](const V& xv) {
+    V y(n);
+    vx::sigmoid_forward_ref(y.data(), xv.data(), int64_t(n));
+    return dot(y, r);
+  };
   V y(n);
   vx::sigmoid_forward_ref(y.data(), xs.data(), int64_t(n));
   CHECK(vx::sigmoid_backward_ref(dx.data(), r.data(), y.data(), int64_t(n)) == vx::Status::Ok);
@@ -86,10 +101,16 @@ TEST(prelu_fd_shared_and_per_channel_slopes) {
   const V x = away_from_zero(size_t(count), 4), r = random_vec(size_t(count), 5);
   for (int num_a : {1, c}) {
     const V a = random_vec(size_t(num_a), 6, 0.05, 0.5);
-    auto loss_x = [&](const V& xv) { V y(count); vx::prelu_forward_ref(y.data(), xv.data(), a.data(), n, c, sp, num_a); return dot(y, r); };
-    auto loss_a = [&](const V& av) { V y(count); vx::prelu_forward_ref(y.data(), x.data(), av.data(), n, c, sp, num_a); return dot(y, r); };
+    auto loss = [&](const V& xv, const V& av) {
+      V y(count);
+      vx::prelu_forward_ref(y.data(), xv.data(), av.data(), n, c, sp, num_a);
+      return dot(y, r);
+    };
+    auto loss_x = [&](const V& xv) { return loss(xv, a); };
+    auto loss_a = [&](const V& av) { return loss(x, av); };
     V dx(count), da(size_t(num_a), 0.25);  // da accumulates onto 0.25
-    CHECK(vx::prelu_backward_ref(dx.data(), da.data(), r.data(), x.data(), a.data(), n, c, sp, num_a) == vx::Status::Ok);
+    CHECK(vx::prelu_backward_ref(dx.data(), da.data(), r.data(), x.data(), a.data(), n, c, sp, num_a) ==
+          vx::Status::Ok);
     V fdx = finite_diff(x, loss_x), fda = finite_diff(a, loss_a);
     for (double& v : fda) v += 0.25;
     CHECK_REL(dx.data(), fdx.data(), size_t(count), kFdTol);
@@ -101,7 +122,11 @@ TEST(softmax_fd) {
   const int n = 2, c = 3;
   const int64_t sp = 5 * 3 * 7, count = n * c * sp;
   const V x = random_vec(size_t(count), 7, -3, 3), r = random_vec(size_t(count), 8);
-  auto loss = [&](const V& xv) { V y(count); vx::softmax_forward_ref(y.data(), xv.data(), n, c, sp); return dot(y, r); };
+  auto loss = [&](const V& xv) {
+    V y(count);
+    vx::softmax_forward_ref(y.data(), xv.data(), n, c, sp);
+    return dot(y, r);
+  };
   V y(count), dx(count);
   vx::softmax_forward_ref(y.data(), x.data(), n, c, sp);
   CHECK(vx::softmax_backward_ref(dx.data(), r.data(), y.data(), n, c, sp) == vx::Status::Ok);
@@ -114,7 +139,11 @@ TEST(softmax_fd) {
 TEST(dropout_fd) {
   const int64_t count = 3 * 3 * 105;
   const V x = random_vec(size_t(count), 9), r = random_vec(size_t(count), 10);
-  auto loss = [&](const V& xv) { V y(count); vx::dropout_forward_ref(y.data(), static_cast<double*>(nullptr), xv.data(), count, 0.3f, 5, 6); return dot(y, r); };
+  auto loss = [&](const V& xv) {
+    V y(count);
+    vx::dropout_forward_ref(y.data(), static_cast<double*>(nullptr), xv.data(), count, 0.3f, 5, 6);
+    return dot(y, r);
+  };
   V y(count), mask(count), dx(count);
   vx::dropout_forward_ref(y.data(), mask.data(), x.data(), count, 0.3f, 5, 6);
   CHECK(vx::dropout_backward_ref(dx.data(), r.data(), mask.data(), count) == vx::Status::Ok);
@@ -286,6 +315,11 @@ TEST(dropout_rate_consistency_determinism) {
   CHECK(!same_bits(mask, m1));
   vx::dropout_forward(y.data(), mask.data(), x.data(), count, p, 124, 4);
   CHECK(!same_bits(mask, m1));
+  // The boundary: mask[i] = u_i >= p, so an element whose u equals p exactly is kept.
+  const float p_eq = vx::philox_uniform(77, 2, 5);
+  F xs(8, 1.0f), ys(8), ms(8);
+  vx::dropout_forward(ys.data(), ms.data(), xs.data(), 8, p_eq, 77, 2);
+  CHECK(ms[5] != 0.0f);
   // p = 0 is the identity; p outside [0, 1) is rejected.
   vx::dropout_forward(y.data(), mask.data(), x.data(), count, 0.0f, 1, 1);
   CHECK(same_bits(y, x));

@@ -94,8 +94,8 @@ TEST(philox_uniform_range) {
   std::vector<float> u(count);
   vx::philox_uniform_fill(u.data(), count, 42, 7);
   double mean = 0, lo = 1, hi = 0;
+  for (int64_t i = 0; i < count; i += 4099) CHECK(u[i] == vx::philox_uniform(42, 7, uint64_t(i)));
   for (int64_t i = 0; i < count; ++i) {
-    CHECK(u[i] == vx::philox_uniform(42, 7, uint64_t(i)) || i % 65536 != 0);  // spot check vs scalar
     mean += u[i];
     lo = std::fmin(lo, u[i]);
     hi = std::fmax(hi, u[i]);

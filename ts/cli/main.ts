@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { VoxvaeError } from '../errors.js';
 import { registerDatasetCommands } from './dataset.js';
+import { registerExperimentCommands } from './experiment.js';
 import { runDemo } from './demo.js';
 
 const int = (name: string) => (v: string): number => {
@@ -41,6 +42,7 @@ program
   });
 
 registerDatasetCommands(program);
+registerExperimentCommands(program);
 
 program.parseAsync().catch((e: unknown) => {
   if (e instanceof VoxvaeError) {

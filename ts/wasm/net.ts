@@ -115,7 +115,7 @@ export class WasmNet {
         throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} has dtype ${e.dtype}, expected a float type`, { path: file });
       const f = toFloat32(e);
       for (let i = 0; i < f.length; i++) if (!Number.isFinite(f[i]!)) throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} holds a non-finite value at index ${i}`, { path: file });
-      const base = t.buffer ? ex.vx_net_buffers(h) : ex.vx_net_params(h);
+      const base = (t.buffer ? ex.vx_net_buffers(h) : ex.vx_net_params(h)) >>> 0;
       this.rt.f32(base + t.offset * 4, t.count).set(f);
       used.add(key);
     }

@@ -1,8 +1,10 @@
-// The WebAssembly runtime: finds, fetches and instantiates native/wasm's standalone .wasm (SIMD or
-// scalar build), provides its few imports, and wraps the C ABI of native/wasm/exports.cpp with status
-// checks. Shared by the browser entry (ts/web) and Node: nothing here imports a Node module; in Node,
-// file: locations are read through a dynamic import of node:fs that browsers never reach.
+// The WebAssembly runtime: finds, fetches and instantiates native/wasm's standalone .wasm (SIMD,
+// scalar, or SIMD with threads), provides its few imports, starts its worker threads, and wraps the C
+// ABI of native/wasm/exports.cpp with status checks. Shared by the browser entry (ts/web) and Node:
+// nothing here imports a Node module; in Node, file: locations are read through a dynamic import of
+// node:fs that browsers never reach.
 import { VoxvaeError, type ErrorCode } from '../errors.js';
+import { hardwareThreads, startWorkers, type WorkerPool } from './threads.js';
 
 // ---- minimal WebAssembly typings (tsconfig's lib has no DOM; the public API exposes none of these) ----
 interface WasmMemory {
@@ -31,8 +33,19 @@ function wasmApi(): WasmNamespace | undefined {
 
 /** The exports of native/wasm/exports.cpp (pointers are wasm32 addresses, read with `>>> 0`). */
 export interface VxExports {
-  memory: WasmMemory;
+  /** Exported by the single-threaded builds; the threaded one imports its (shared) memory. */
+  memory?: WasmMemory;
   _initialize?: () => void;
+  stackRestore?: (sp: number) => void;
+  vx_heap_bytes(): number;
+  // Threaded build only (native/wasm/parallel_wasm.cpp and wasm-ld's TLS support).
+  __wasm_init_tls?: (block: number) => void;
+  __tls_size?: { value: number };
+  __tls_align?: { value: number };
+  vx_main_tls_block?: () => number;
+  vx_main_tls_capacity?: () => number;
+  vx_workers_registered?: () => number;
+  vx_workers_quit?: () => void;
   vx_abi_version(): number;
   vx_simd(): number;
   vx_last_error(): number;
@@ -117,14 +130,19 @@ export function wasmFeatures(): WasmFeatures {
 }
 
 // ---- where the .wasm files are ------------------------------------------------------------------------------
-export type WasmVariant = 'simd' | 'scalar';
-export const WASM_FILES: Record<WasmVariant, string> = { simd: 'voxvae_simd.wasm', scalar: 'voxvae.wasm' };
+export type WasmVariant = 'simd' | 'scalar' | 'simd-mt';
+export const WASM_FILES: Record<WasmVariant, string> = { simd: 'voxvae_simd.wasm', scalar: 'voxvae.wasm', 'simd-mt': 'voxvae_simd_mt.wasm' };
 
 /** The files next to the package (native/wasm/dist); literal URLs so that bundlers can find and copy them. */
 function defaultLocation(variant: WasmVariant): URL {
-  return variant === 'simd'
-    ? new URL('../../native/wasm/dist/voxvae_simd.wasm', import.meta.url)
-    : new URL('../../native/wasm/dist/voxvae.wasm', import.meta.url);
+  switch (variant) {
+    case 'simd':
+      return new URL('../../native/wasm/dist/voxvae_simd.wasm', import.meta.url);
+    case 'scalar':
+      return new URL('../../native/wasm/dist/voxvae.wasm', import.meta.url);
+    case 'simd-mt':
+      return new URL('../../native/wasm/dist/voxvae_simd_mt.wasm', import.meta.url);
+  }
 }
 
 let wasmPathSetting: string | URL | undefined;
@@ -160,16 +178,20 @@ export function resolveWasmLocation(location: string | URL | undefined, variant:
   return dir + file;
 }
 
-function describeLocation(loc: string | URL): string {
+export function describeLocation(loc: string | URL): string {
   return loc instanceof URL ? (loc.protocol === 'file:' ? decodeURIComponent(loc.pathname) : loc.href) : loc;
 }
 
 // A variable specifier keeps bundlers from trying to resolve node:fs for the browser.
 const NODE_FS = 'node:fs/promises';
 
-async function readBytes(loc: string | URL): Promise<Uint8Array> {
+/**
+ * Reads a resource: in Node, file: URLs and plain paths from the file system; otherwise (browsers, and
+ * http(s)/data/blob URLs in Node) with fetch. `what` names the resource and `hint` says what to do, in
+ * the EIO error that names the location tried.
+ */
+export async function readResource(loc: string | URL, what: string, hint: string): Promise<Uint8Array> {
   const where = describeLocation(loc);
-  const hint = 'set the location of the .wasm files with setWasmPath() or the wasmPath option (bundlers move them), or rebuild them with `npm run build:wasm`';
   const fileUrl = loc instanceof URL ? loc.protocol === 'file:' : /^file:/i.test(loc);
   const hasScheme = loc instanceof URL || /^[a-z][a-z0-9+.-]*:\/\//i.test(loc) || /^(data|blob):/i.test(loc);
   if (isNode() && (fileUrl || !hasScheme)) {
@@ -178,66 +200,94 @@ async function readBytes(loc: string | URL): Promise<Uint8Array> {
       const b = await fs.readFile(typeof loc === 'string' && fileUrl ? new URL(loc) : loc);
       return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
     } catch (e) {
-      throw new VoxvaeError('EIO', `cannot read the WebAssembly module ${where}: ${(e as Error).message}; ${hint}`, { path: where, cause: e });
+      throw new VoxvaeError('EIO', `cannot read ${what} ${where}: ${(e as Error).message}; ${hint}`, { path: where, cause: e });
     }
   }
   let res: Response;
   try {
     res = await fetch(loc);
   } catch (e) {
-    throw new VoxvaeError('EIO', `cannot fetch the WebAssembly module ${where}: ${(e as Error).message}; ${hint}`, { path: where, cause: e });
+    throw new VoxvaeError('EIO', `cannot fetch ${what} ${where}: ${(e as Error).message}; ${hint}`, { path: where, cause: e });
   }
-  if (!res.ok) throw new VoxvaeError('EIO', `cannot fetch the WebAssembly module ${where}: HTTP ${res.status} ${res.statusText}; ${hint}`, { path: where });
+  if (!res.ok) throw new VoxvaeError('EIO', `cannot fetch ${what} ${where}: HTTP ${res.status} ${res.statusText}; ${hint}`, { path: where });
   return new Uint8Array(await res.arrayBuffer());
 }
+
+const WASM_HINT = 'set the location of the .wasm files with setWasmPath() or the wasmPath option (bundlers move them), or rebuild them with `npm run build:wasm`';
 
 // ---- the runtime ----------------------------------------------------------------------------------------------
 export interface RuntimeOptions {
   /** Folder (URL or path ending in '/') holding the .wasm files, or one .wasm file. Default: setWasmPath's, else the package's. */
   wasmPath?: string | URL;
-  /** The module's bytes, when the caller has them (no fetch then). Their build must match `simd`. */
+  /** The module's bytes, when the caller has them (no fetch then). Their build must match `simd` and `threads`. */
   wasmBinary?: Uint8Array | ArrayBuffer;
   /** 'auto' (default): the SIMD build where the engine supports SIMD, else the scalar one. */
   simd?: boolean | 'auto';
+  /**
+   * Threads for the kernels. 'auto' (default): the logical cores (at most 8) where shared memory works —
+   * Node, and cross-origin isolated pages — else 1. More than 1 needs SIMD and shared memory; where the
+   * threaded build cannot start, the runtime falls back to one thread and says why in
+   * `runtime.threadsUnavailable`.
+   */
+  threads?: number | 'auto';
 }
+
+/** The threaded build's memory: 16 MiB to start (INITIAL_MEMORY in build.sh), growable to 4 GiB. */
+const MT_INITIAL_PAGES = 256;
+const MT_MAX_PAGES = 65536;
 
 /** One instantiated module: its memory and exports, plus checked helpers for the model code. */
 export class WasmRuntime {
   readonly exports: VxExports;
+  readonly memory: WasmMemory;
   /** Whether the SIMD build is running. */
   readonly simd: boolean;
+  /** Threads the kernels use (1 + started workers). */
+  readonly threads: number;
+  /** Why fewer threads than asked for run (null when none were refused). */
+  threadsUnavailable: string | null = null;
   /** Where the module came from (a path or URL), for messages. */
   readonly source: string;
   private readonly decoder = new TextDecoder();
+  private pool: WorkerPool | null;
 
-  constructor(exports: VxExports, simd: boolean, source: string) {
+  constructor(exports: VxExports, memory: WasmMemory, simd: boolean, source: string, pool: WorkerPool | null = null) {
     this.exports = exports;
+    this.memory = memory;
     this.simd = simd;
     this.source = source;
+    this.pool = pool;
+    this.threads = 1 + (pool?.size ?? 0);
   }
 
-  /** Bytes of linear memory in use by the allocator's heap (the memory's current size). */
+  /** Bytes of linear memory (it only grows). */
   get memoryBytes(): number {
-    return this.exports.memory.buffer.byteLength;
+    return this.memory.buffer.byteLength;
   }
 
-  /** Views are made on demand: growing the memory detaches earlier ones. */
+  /** Bytes currently allocated by the module's malloc. */
+  get heapBytes(): number {
+    return this.exports.vx_heap_bytes();
+  }
+
+  /** Views are made on demand: growing the memory detaches (or, shared, outgrows) earlier ones. */
   f32(ptr: number, length: number): Float32Array {
-    return new Float32Array(this.exports.memory.buffer, ptr >>> 0, length);
+    return new Float32Array(this.memory.buffer, ptr >>> 0, length);
   }
   u8(ptr: number, length: number): Uint8Array {
-    return new Uint8Array(this.exports.memory.buffer, ptr >>> 0, length);
+    return new Uint8Array(this.memory.buffer, ptr >>> 0, length);
   }
   i32(ptr: number, length: number): Int32Array {
-    return new Int32Array(this.exports.memory.buffer, ptr >>> 0, length);
+    return new Int32Array(this.memory.buffer, ptr >>> 0, length);
   }
 
   lastError(): string {
     const p = this.exports.vx_last_error() >>> 0;
-    const mem = new Uint8Array(this.exports.memory.buffer);
+    const mem = new Uint8Array(this.memory.buffer);
     let end = p;
     while (end < mem.length && mem[end] !== 0 && end - p < 4096) end++;
-    return this.decoder.decode(mem.subarray(p, end));
+    // slice(): TextDecoder refuses views of shared memory.
+    return this.decoder.decode(mem.slice(p, end));
   }
 
   /** Throws a VoxvaeError for a non-zero status, with the module's message, prefixed by `where`. */
@@ -281,14 +331,28 @@ export class WasmRuntime {
     this.u8(ptr, bytes.length).set(bytes);
     return { ptr, len: bytes.length };
   }
+
+  /** Stops the worker threads (models on this runtime then run on one thread). Idempotent. */
+  dispose(): void {
+    if (!this.pool) return;
+    this.pool.terminate();
+    this.pool = null;
+    this.exports.vx_set_num_threads(1);
+  }
 }
 
 const EXPORTS_NEEDED: (keyof VxExports)[] = [
-  'memory', 'vx_abi_version', 'vx_last_error', 'vx_alloc', 'vx_free', 'vx_net_create', 'vx_net_destroy', 'vx_net_forward', 'vx_net_input', 'vx_net_output',
+  'vx_abi_version', 'vx_last_error', 'vx_alloc', 'vx_free', 'vx_heap_bytes', 'vx_net_create', 'vx_net_destroy', 'vx_net_forward', 'vx_net_input', 'vx_net_output',
+];
+const EXPORTS_NEEDED_MT: (keyof VxExports)[] = [
+  'stackRestore', '__wasm_init_tls', '__tls_size', '__tls_align', 'vx_main_tls_block', 'vx_main_tls_capacity', 'vx_workers_registered', 'vx_workers_quit',
 ];
 
-/** Instantiates a module from its bytes; `where` names it in errors. */
-export async function instantiateRuntime(bytes: Uint8Array, where: string, simd: boolean): Promise<WasmRuntime> {
+/**
+ * Instantiates a module from its bytes; `where` names it in errors. A module that imports its memory
+ * is the threaded build: it gets a shared memory and, with threads > 1, threads - 1 workers.
+ */
+export async function instantiateRuntime(bytes: Uint8Array, where: string, simd: boolean, threads = 1): Promise<WasmRuntime> {
   const W = wasmApi();
   if (!W) throw new VoxvaeError('EUNSUPPORTED', 'this JavaScript engine has no WebAssembly');
   let module: WasmModule;
@@ -299,16 +363,16 @@ export async function instantiateRuntime(bytes: Uint8Array, where: string, simd:
     const what = magic ? `is corrupt or uses features this engine lacks (${(e as Error).message})` : `is not a WebAssembly module (${bytes.length} bytes${bytes.length ? ', starting ' + JSON.stringify(new TextDecoder().decode(bytes.subarray(0, 16))) : ''})`;
     throw new VoxvaeError('EFORMAT', `${where} ${what}; rebuild it with \`npm run build:wasm\` or point wasmPath at an intact copy`, { path: where, cause: e });
   }
-  let memoryRef: WasmMemory | null = null;
+  let memory: WasmMemory | null = null;
   const known: Record<string, Record<string, unknown>> = {
     env: { emscripten_notify_memory_growth: () => {} },
     wasi_snapshot_preview1: {
       proc_exit: (code: number) => {
-        throw new VoxvaeError('EINTERNAL', `${where}: the module aborted (exit ${code}); create a new runtime`);
+        throw new VoxvaeError('EINTERNAL', `${where}: the module aborted (exit ${code}); load a new runtime`);
       },
       environ_sizes_get: (countPtr: number, sizePtr: number) => {
-        if (!memoryRef) return 52;
-        const dv = new DataView(memoryRef.buffer);
+        if (!memory) return 52;
+        const dv = new DataView(memory.buffer);
         dv.setUint32(countPtr >>> 0, 0, true);
         dv.setUint32(sizePtr >>> 0, 0, true);
         return 0;
@@ -318,32 +382,84 @@ export async function instantiateRuntime(bytes: Uint8Array, where: string, simd:
   };
   // Anything else the module imports (a different emscripten) gets a stub that fails loudly if called.
   const imports: Record<string, Record<string, unknown>> = {};
+  let threaded = false;
   for (const imp of W.Module.imports(module)) {
     const mod = (imports[imp.module] ??= {});
     const fn = known[imp.module]?.[imp.name];
-    if (fn) mod[imp.name] = fn;
+    if (imp.module === 'env' && imp.name === 'memory' && imp.kind === 'memory') {
+      threaded = true;
+      try {
+        memory = new W.Memory({ initial: MT_INITIAL_PAGES, maximum: MT_MAX_PAGES, shared: true });
+      } catch (e) {
+        throw new VoxvaeError('EUNSUPPORTED', `${where} is the threaded build and needs shared WebAssembly memory, which this engine refuses (${(e as Error).message}); in browsers the page must be cross-origin isolated`, { path: where, cause: e });
+      }
+      mod[imp.name] = memory;
+    } else if (fn) mod[imp.name] = fn;
     else if (imp.kind === 'function')
       mod[imp.name] = () => {
         throw new VoxvaeError('EINTERNAL', `${where}: called the unsupported import ${imp.module}.${imp.name}`);
       };
     else throw new VoxvaeError('EFORMAT', `${where} imports ${imp.kind} ${imp.module}.${imp.name}, which this loader does not provide (a build for another loader?)`, { path: where });
   }
-  const instance = await W.instantiate(module, imports);
+  let instance: WasmInstance;
+  try {
+    instance = await W.instantiate(module, imports);
+  } catch (e) {
+    throw new VoxvaeError('EFORMAT', `${where} cannot be instantiated: ${(e as Error).message}`, { path: where, cause: e });
+  }
   const ex = instance.exports as unknown as VxExports;
-  for (const k of EXPORTS_NEEDED)
+  for (const k of [...EXPORTS_NEEDED, ...(threaded ? EXPORTS_NEEDED_MT : [])])
     if (!(k in (instance.exports as object))) throw new VoxvaeError('EFORMAT', `${where} is not a voxvae module: it lacks the export ${k}`, { path: where });
-  memoryRef = ex.memory;
+  if (!threaded) {
+    if (!ex.memory) throw new VoxvaeError('EFORMAT', `${where} is not a voxvae module: it neither exports nor imports a memory`, { path: where });
+    memory = ex.memory;
+  } else {
+    // The first instance's thread-local block must be in place before any C++ runs (static constructors included).
+    const tlsSize = ex.__tls_size!.value;
+    if (tlsSize > ex.vx_main_tls_capacity!()) throw new VoxvaeError('EINTERNAL', `${where}: thread-local data (${tlsSize} bytes) exceeds the main block`);
+    ex.__wasm_init_tls!(ex.vx_main_tls_block!());
+  }
   ex._initialize?.();
   const abi = ex.vx_abi_version();
   if (abi !== ABI_VERSION) throw new VoxvaeError('EFORMAT', `${where} speaks C ABI version ${abi}, this loader version ${ABI_VERSION}: the .wasm and the JavaScript come from different voxvae versions`, { path: where });
-  return new WasmRuntime(ex, simd && ex.vx_simd() === 1, where);
+  let pool: WorkerPool | null = null;
+  if (threaded && threads > 1) {
+    const rtForAlloc = new WasmRuntime(ex, memory!, simd, where);
+    pool = await startWorkers(
+      {
+        module,
+        memory,
+        alloc: (b, w) => rtForAlloc.alloc(b, w),
+        free: (p) => rtForAlloc.free(p),
+        tlsSize: ex.__tls_size!.value,
+        tlsAlign: Math.max(16, ex.__tls_align!.value),
+        registered: () => ex.vx_workers_registered!(),
+        quit: () => ex.vx_workers_quit!(),
+      },
+      threads - 1,
+    );
+  }
+  const rt = new WasmRuntime(ex, memory!, simd && ex.vx_simd() === 1, where, pool);
+  ex.vx_set_num_threads(rt.threads);
+  return rt;
 }
 
 const runtimeCache = new Map<string, Promise<WasmRuntime>>();
 
+async function resolveThreads(opt: number | 'auto' | undefined, feats: WasmFeatures, simd: boolean): Promise<{ threads: number; refused: string | null }> {
+  if (opt !== undefined && opt !== 'auto' && !(Number.isInteger(opt) && opt >= 1 && opt <= 64))
+    throw new VoxvaeError('EINVAL', `options.threads must be 'auto' or an integer in [1, 64] (got ${String(opt)})`, { path: 'options.threads' });
+  const want = opt === undefined || opt === 'auto' ? Math.min(8, await hardwareThreads()) : opt;
+  if (want <= 1) return { threads: 1, refused: null };
+  if (!feats.threads) return { threads: 1, refused: 'shared WebAssembly memory is unavailable (in browsers the page must be cross-origin isolated: COOP same-origin and COEP require-corp)' };
+  if (!simd) return { threads: 1, refused: 'the threaded build needs WebAssembly SIMD' };
+  return { threads: want, refused: null };
+}
+
 /**
- * Loads (once per location and variant) the WebAssembly runtime. The SIMD build is chosen where the
- * engine validates SIMD, unless `simd` says otherwise.
+ * Loads (once per location, variant and thread count) the WebAssembly runtime. The SIMD build is chosen
+ * where the engine validates SIMD, unless `simd` says otherwise; the threaded SIMD build where more
+ * than one thread is asked for (or 'auto' finds several cores) and shared memory works.
  */
 export async function loadRuntime(opts: RuntimeOptions = {}): Promise<WasmRuntime> {
   const feats = wasmFeatures();
@@ -351,21 +467,37 @@ export async function loadRuntime(opts: RuntimeOptions = {}): Promise<WasmRuntim
   if (opts.simd !== undefined && opts.simd !== 'auto' && typeof opts.simd !== 'boolean') throw new VoxvaeError('EINVAL', "options.simd must be true, false or 'auto'", { path: 'options.simd' });
   const wantSimd = opts.simd === undefined || opts.simd === 'auto' ? feats.simd : opts.simd;
   if (wantSimd && !feats.simd) throw new VoxvaeError('EUNSUPPORTED', 'options.simd is true but this engine has no WebAssembly SIMD; leave it at "auto" to use the scalar build');
-  const variant: WasmVariant = wantSimd ? 'simd' : 'scalar';
+  const { threads, refused } = await resolveThreads(opts.threads, feats, wantSimd);
   if (opts.wasmBinary !== undefined) {
     const b = opts.wasmBinary instanceof Uint8Array ? opts.wasmBinary : opts.wasmBinary instanceof ArrayBuffer ? new Uint8Array(opts.wasmBinary) : null;
     if (!b) throw new VoxvaeError('EINVAL', 'options.wasmBinary must be a Uint8Array or an ArrayBuffer', { path: 'options.wasmBinary' });
-    return instantiateRuntime(b, '<wasmBinary>', wantSimd);
+    return instantiateRuntime(b, '<wasmBinary>', wantSimd, threads);
   }
-  const loc = resolveWasmLocation(opts.wasmPath ?? wasmPathSetting, variant);
-  const key = `${variant}|${loc instanceof URL ? loc.href : loc}`;
-  let p = runtimeCache.get(key);
-  if (!p) {
-    const where = describeLocation(loc);
-    p = readBytes(loc).then((bytes) => instantiateRuntime(bytes, where, wantSimd));
-    runtimeCache.set(key, p);
-    // A failed load is not cached: the user may fix the path or the file and try again.
-    p.catch(() => runtimeCache.delete(key));
+  const location = opts.wasmPath ?? wasmPathSetting;
+  const load = async (variant: WasmVariant, n: number): Promise<WasmRuntime> => {
+    const loc = resolveWasmLocation(location, variant);
+    const key = `${variant}|${n}|${loc instanceof URL ? loc.href : loc}`;
+    let p = runtimeCache.get(key);
+    if (!p) {
+      const where = describeLocation(loc);
+      p = readResource(loc, 'the WebAssembly module', WASM_HINT).then((bytes) => instantiateRuntime(bytes, where, variant !== 'scalar', n));
+      runtimeCache.set(key, p);
+      // A failed load is not cached: the user may fix the path or the file and try again.
+      p.catch(() => runtimeCache.delete(key));
+    }
+    return p;
+  };
+  if (threads > 1) {
+    try {
+      return await load('simd-mt', threads);
+    } catch (e) {
+      // Fall back to one thread (the threaded file may be missing, or workers refused); say why.
+      const rt = await load('simd', 1);
+      rt.threadsUnavailable = `the threaded build could not start: ${(e as Error).message}`;
+      return rt;
+    }
   }
-  return p;
+  const rt = await load(wantSimd ? 'simd' : 'scalar', 1);
+  if (refused && rt.threadsUnavailable === null) rt.threadsUnavailable = refused;
+  return rt;
 }

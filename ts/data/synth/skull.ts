@@ -100,6 +100,8 @@ export interface SkullVolumes {
   facialDefective: Uint8Array;
   facialImplant: Uint8Array;
   factors: SkullFactors;
+  /** The same masks as voxel lists (C-order indices, ascending): the complete skull and each implant. */
+  indices: { complete: Int32Array; cranialImplant: Int32Array; facialImplant: Int32Array };
 }
 
 export interface SkullOptions {
@@ -634,30 +636,42 @@ interface Voxels {
 
 function listVoxels(g: Ctx): Voxels {
   const { D, H, W, part, XS, UXJ, UXK, YS, UYI, UYK, ZS, UZI, UZJ } = g;
-  let count = 0;
-  for (let p = 0; p < part.length; p++) if (part[p] !== 0) count++;
-  const v: Voxels = { count, index: new Int32Array(count), ijk: new Int32Array(3 * count), c: new Float64Array(3 * count), part: new Uint8Array(count) };
+  // One pass; the lists start at 1/8 of the grid (skulls fill 2–8 %) and grow if ever needed.
+  let cap = Math.max(1024, part.length >> 3);
+  let index = new Int32Array(cap), ijk = new Int32Array(3 * cap), c = new Float64Array(3 * cap), lab = new Uint8Array(cap);
   let q = 0;
   for (let i = 0; i < D; i++) {
     for (let j = 0; j < H; j++) {
       const row = (i * H + j) * W;
       const bx = XS[i]! + UXJ[j]!, by = YS[j]! + UYI[i]!, bz = UZI[i]! + UZJ[j]!;
       for (let k = 0; k < W; k++) {
-        const lab = part[row + k]!;
-        if (lab === 0) continue;
-        v.index[q] = row + k;
-        v.ijk[3 * q] = i;
-        v.ijk[3 * q + 1] = j;
-        v.ijk[3 * q + 2] = k;
-        v.c[3 * q] = bx + UXK[k]!;
-        v.c[3 * q + 1] = by + UYK[k]!;
-        v.c[3 * q + 2] = bz + ZS[k]!;
-        v.part[q] = lab;
+        const l = part[row + k]!;
+        if (l === 0) continue;
+        if (q === cap) {
+          cap *= 2;
+          const grow = <T extends Int32Array | Float64Array | Uint8Array>(a: T, n: number): T => {
+            const b = new (a.constructor as new (n: number) => T)(n);
+            b.set(a);
+            return b;
+          };
+          index = grow(index, cap);
+          ijk = grow(ijk, 3 * cap);
+          c = grow(c, 3 * cap);
+          lab = grow(lab, cap);
+        }
+        index[q] = row + k;
+        ijk[3 * q] = i;
+        ijk[3 * q + 1] = j;
+        ijk[3 * q + 2] = k;
+        c[3 * q] = bx + UXK[k]!;
+        c[3 * q + 1] = by + UYK[k]!;
+        c[3 * q + 2] = bz + ZS[k]!;
+        lab[q] = l;
         q++;
       }
     }
   }
-  return v;
+  return { count: q, index: index.slice(0, q), ijk, c, part: lab };
 }
 
 /** Applies `region` to the voxels of the allowed parts; returns the removed voxels (list positions) and statistics. */
@@ -691,7 +705,7 @@ function makeDefect(
   allowed: readonly number[],
   minVoxels: number,
   region: (grow: number) => Region,
-): { implant: Uint8Array; factors: DefectFactors } {
+): { implant: Uint8Array; indices: Int32Array; factors: DefectFactors } {
   let best: { r: ReturnType<typeof cut>; reg: Region } | null = null;
   for (let attempt = 0; attempt < 12; attempt++) {
     const reg = region(attempt < 4 ? 1 : 1.12 ** (attempt - 3));
@@ -706,8 +720,13 @@ function makeDefect(
   const center = centerIndex.map((c, a) => origin[a]! + c * spacing[a]!) as Vec3;
   const extent = [0, 1, 2].map((a) => (r.count > 0 ? (r.hi[a]! - r.lo[a]! + 1) * spacing[a]! : 0)) as Vec3;
   const implant = new Uint8Array(g.part.length);
-  for (let m = 0; m < r.count; m++) implant[vox.index[r.members[m]!]!] = 1;
-  return { implant, factors: { kind, type, side: reg.side, center, centerIndex, extent, voxels: r.count, params: reg.params } };
+  const indices = new Int32Array(r.count);
+  for (let m = 0; m < r.count; m++) {
+    const p = vox.index[r.members[m]!]!;
+    implant[p] = 1;
+    indices[m] = p;
+  }
+  return { implant, indices, factors: { kind, type, side: reg.side, center, centerIndex, extent, voxels: r.count, params: reg.params } };
 }
 
 /**
@@ -751,6 +770,7 @@ export function generateSkull(grid: SynthGrid, seed: number, index: number, opti
     cranialImplant: ci,
     facialDefective,
     facialImplant: fi,
+    indices: { complete: vox.index, cranialImplant: cranial.indices, facialImplant: facial.indices },
     factors: {
       index,
       seed,

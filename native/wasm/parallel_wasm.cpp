@@ -1,0 +1,128 @@
+// parallel_wasm: vx::parallel_for (native/core/parallel.h) for the multi-threaded WebAssembly build,
+// in place of native/core/parallel.cpp. Emscripten 3.1.6 cannot build pthreads into a standalone
+// .wasm, so threads are plain instances of the same module sharing one WebAssembly.Memory: the
+// loader (ts/wasm/threads.ts) starts workers (Web Workers, or worker_threads in Node), gives each a
+// stack and a TLS block, and parks it in vx_worker_main, which runs chunks of the jobs that the
+// calling thread publishes here.
+//
+// Chunking is the same as native/core's (chunk i covers [i*n/k, (i+1)*n/k)), so results do not depend
+// on whether this pool or a serial loop runs them. The publishing thread may be a browser's main
+// thread, which must not block in memory.atomic.wait: it runs chunk 0 itself, then spins until the
+// workers are done. Workers sleep in memory.atomic.wait between jobs. One job at a time: the module
+// is only ever entered by one caller thread (JavaScript is single-threaded per instance).
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+
+#include "parallel.h"
+
+#include <emscripten/emscripten.h>
+#define VX_EXPORT extern "C" EMSCRIPTEN_KEEPALIVE
+
+namespace vx {
+
+namespace {
+
+constexpr int kMaxThreads = 64;
+
+std::atomic<int> g_threads{0};   // requested thread count (0: all started workers + 1)
+thread_local bool t_in_worker = false;
+
+// One slot per worker, in shared linear memory: `go` is the futex word the worker sleeps on; the
+// publisher writes `job`, then bumps `go`. Per-worker words (rather than one broadcast generation) mean
+// a worker can only ever see a job meant for it, published after the job pointer.
+struct alignas(64) Slot {
+  std::atomic<int32_t> go{0};
+  const std::function<void(int)>* job = nullptr;
+};
+Slot g_slots[kMaxThreads];
+std::atomic<int32_t> g_pending{0};
+std::atomic<int32_t> g_registered{0};  // workers parked in vx_worker_main
+std::atomic<int32_t> g_quit{0};
+
+int32_t* word(std::atomic<int32_t>& a) { return reinterpret_cast<int32_t*>(&a); }
+
+int available() { return 1 + std::min<int>(g_registered.load(), kMaxThreads - 1); }
+
+void run(int chunks, const std::function<void(int)>& job) {
+  g_pending.store(chunks - 1);
+  for (int i = 1; i < chunks; ++i) {
+    g_slots[i].job = &job;
+    g_slots[i].go.fetch_add(1);
+    __builtin_wasm_memory_atomic_notify(word(g_slots[i].go), 1);
+  }
+  t_in_worker = true;
+  job(0);
+  t_in_worker = false;
+  while (g_pending.load() != 0) {
+  }
+}
+
+}  // namespace
+
+int num_threads() {
+  const int t = g_threads.load();
+  return t > 0 ? std::min(t, available()) : available();
+}
+
+void set_num_threads(int n) { g_threads.store(n > 0 ? std::min(n, kMaxThreads) : 0); }
+
+int parallel_chunks(int64_t n, int64_t grain) {
+  if (n <= 0) return 0;
+  if (grain < 1) grain = 1;
+  const int64_t by_grain = (n + grain - 1) / grain;
+  const int t = t_in_worker ? 1 : num_threads();
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(t, by_grain)));
+}
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t lo, int64_t hi)>& fn) {
+  const int chunks = parallel_chunks(n, grain);
+  if (chunks <= 0) return;
+  if (chunks == 1) {
+    fn(0, n);
+    return;
+  }
+  run(chunks, [&](int i) { fn(i * n / chunks, (i + 1) * n / chunks); });
+}
+
+}  // namespace vx
+
+// ---- exports for the loader ------------------------------------------------------------------------------
+
+// Static TLS block of the first (main) instance: wasm-ld leaves __tls_base at 0 until someone calls
+// __wasm_init_tls, which the loader does with this block before anything else runs.
+alignas(16) static char g_main_tls[8192];
+VX_EXPORT void* vx_main_tls_block() { return g_main_tls; }
+VX_EXPORT int32_t vx_main_tls_capacity() { return int32_t(sizeof g_main_tls); }
+
+// Workers parked in vx_worker_main so far.
+VX_EXPORT int32_t vx_workers_registered() { return vx::g_registered.load(); }
+
+// A worker's life: register, then run chunk `id` of each job published to its slot, until
+// vx_workers_quit. Workers are numbered 1, 2, ... (the publisher is 0); the loader must not run a
+// forward pass until every worker it started has registered, since the thread count counts them.
+VX_EXPORT void vx_worker_main(int32_t id) {
+  using namespace vx;
+  if (id < 1 || id >= kMaxThreads) return;
+  t_in_worker = true;
+  Slot& slot = g_slots[id];
+  int32_t seen = slot.go.load();
+  g_registered.fetch_add(1);
+  for (;;) {
+    while (slot.go.load() == seen && !g_quit.load()) __builtin_wasm_memory_atomic_wait32(word(slot.go), seen, -1);
+    if (g_quit.load()) break;
+    seen = slot.go.load();
+    (*slot.job)(id);
+    g_pending.fetch_sub(1);
+  }
+  g_registered.fetch_sub(1);
+}
+
+VX_EXPORT void vx_workers_quit() {
+  vx::g_quit.store(1);
+  for (auto& s : vx::g_slots) {
+    s.go.fetch_add(1);
+    __builtin_wasm_memory_atomic_notify(vx::word(s.go), 1);
+  }
+}

@@ -1,0 +1,296 @@
+// WasmVae: inference with a trained voxvae model in WebAssembly — decode(z), encode(x) and
+// complete(x, dev, γ) — loaded from the same safetensors checkpoints as the native engine (a whole
+// VAE, an aggregated VAE whose decoder is skullVAE's stage-2 decoder, or a decoder alone).
+// Inputs and outputs are Float32Arrays in NCDHW order, like the native API; masks are Uint8Arrays.
+import { VoxvaeError, invalid } from '../errors.js';
+import { buildDecoder, buildEncoder, validateConfig, type VaeConfig } from '../config.js';
+import { parseSafetensors, type SafeTensors } from '../safetensors_core.js';
+import { WasmNet } from './net.js';
+import { describeLocation, loadRuntime, readResource, type RuntimeOptions, type WasmRuntime } from './runtime.js';
+
+/** 'probabilities': the decoder config's outputActivation applied; 'logits': raw; 'mask': Uint8Array labels. */
+export type OutputKind = 'probabilities' | 'logits' | 'mask';
+/** How z is formed from (mu, logvar): 'mean' = mu; 'mean+std' = mu + σ (MONAI's eval-mode reparameterize,
+ *  what skullVAE's deviation vectors were computed from); 'sample' = mu + σ·ε, ε from the Philox stream
+ *  (seed, step) exactly as the native engine draws it. */
+export type WasmLatentMode = 'mean' | 'mean+std' | 'sample';
+/** 'vae': encoder + MONAI decoder; 'aggregated': encoder + skullVAE stage-2 decoder; 'decoder': decoder alone. */
+export type ModelKind = 'vae' | 'aggregated' | 'decoder';
+
+export type CheckpointSource = Uint8Array | ArrayBuffer | string | URL;
+
+export interface LoadModelOptions extends RuntimeOptions {
+  /** The architecture, for checkpoints without voxvae metadata (PyTorch state_dicts). */
+  config?: VaeConfig;
+  /** The decoder's architecture when it differs from config (aggregated VAE without metadata). */
+  decoderConfig?: VaeConfig;
+  /** Load only the decoder of a whole-VAE checkpoint (less memory; encode() is then unavailable). */
+  decoderOnly?: boolean;
+  /** A runtime from loadRuntime() to share; default: the cached one for wasmPath/simd. */
+  runtime?: WasmRuntime;
+  /** Names the checkpoint in errors when it is given as bytes. */
+  name?: string;
+}
+
+export interface OutputOptions {
+  output?: OutputKind;
+}
+
+const TRAINING_PREFIX = '__voxvae__.';
+const LATENT_CODE: Record<WasmLatentMode, number> = { sample: 0, mean: 1, 'mean+std': 2 };
+
+interface CheckpointMeta {
+  format?: unknown;
+  version?: unknown;
+  kind?: unknown;
+  config?: VaeConfig;
+  decoderConfig?: VaeConfig;
+  seed?: unknown;
+}
+
+function f32Input(x: unknown, field: string, perSample: number): number {
+  if (!(x instanceof Float32Array)) invalid(field, 'must be a Float32Array', x);
+  if (x.length === 0 || x.length % perSample !== 0)
+    throw new VoxvaeError('ESHAPE', `${field} has ${x.length} values, not a positive multiple of one sample's ${perSample}`, { path: field });
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i]!)) throw new VoxvaeError('ENOTFINITE', `${field}[${i}] is ${x[i]}`, { path: field });
+  return x.length / perSample;
+}
+
+function outputKind(opts: OutputOptions | undefined): OutputKind {
+  const o = opts?.output ?? 'probabilities';
+  if (o !== 'probabilities' && o !== 'logits' && o !== 'mask') invalid('options.output', "must be 'probabilities', 'logits' or 'mask'", o);
+  return o;
+}
+
+/** A trained VAE (or its decoder) running in WebAssembly. Create with loadModel(). */
+export class WasmVae {
+  readonly runtime: WasmRuntime;
+  readonly kind: ModelKind;
+  /** The encoder's config (null for a decoder alone). */
+  readonly config: VaeConfig | null;
+  readonly decoderConfig: VaeConfig;
+  /** The checkpoint's seed (the default Philox seed of latent: 'sample'). */
+  readonly seed: number;
+  private readonly encoderNet: WasmNet | null;
+  private readonly decoderNet: WasmNet;
+
+  private constructor(rt: WasmRuntime, kind: ModelKind, config: VaeConfig | null, dcfg: VaeConfig, enc: WasmNet | null, dec: WasmNet, seed: number) {
+    this.runtime = rt;
+    this.kind = kind;
+    this.config = config;
+    this.decoderConfig = dcfg;
+    this.encoderNet = enc;
+    this.decoderNet = dec;
+    this.seed = seed;
+  }
+
+  /** Builds the networks and copies the weights in; `file` names the checkpoint in errors. */
+  static fromSafetensors(rt: WasmRuntime, st: SafeTensors, file: string, opts: LoadModelOptions = {}): WasmVae {
+    let meta: CheckpointMeta | null = null;
+    if (st.metadata.voxvae !== undefined) {
+      try {
+        meta = JSON.parse(st.metadata.voxvae) as CheckpointMeta;
+      } catch {
+        throw new VoxvaeError('ECHECKPOINT', `${file}: the voxvae metadata is not JSON`, { path: file });
+      }
+      if (typeof meta !== 'object' || meta === null || meta.format !== 'voxvae-checkpoint' || meta.version !== 1)
+        throw new VoxvaeError('ECHECKPOINT', `${file}: unsupported checkpoint format ${String(meta?.format)} v${String(meta?.version)} (expected voxvae-checkpoint v1)`, { path: file });
+      if (meta.kind !== 'vae' && meta.kind !== 'decoder')
+        throw new VoxvaeError('ECHECKPOINT', `${file} is a voxvae checkpoint of kind '${String(meta.kind)}'; WebAssembly inference loads 'vae' checkpoints (whole or aggregated) and decoders`, { path: file });
+    }
+    const names = [...st.tensors.keys()].filter((k) => !k.startsWith(TRAINING_PREFIX));
+    const isEncoderName = (k: string) => k.startsWith('encode.') || k.startsWith('mu.') || k.startsWith('logvar.');
+    const isDecoderName = (k: string) => k.startsWith('decodeL.') || k.startsWith('decode.');
+    const hasEncoder = names.some(isEncoderName);
+    if (!names.some(isDecoderName))
+      throw new VoxvaeError('ECHECKPOINT', `${file} holds no decoder tensors (decodeL.*, decode.*): it is not a voxvae/MONAI VAE checkpoint${names.length ? ` (it has ${names.slice(0, 4).join(', ')}${names.length > 4 ? ', ...' : ''})` : ' (it has no tensors)'}`, { path: file });
+    const cfgSource = opts.config ?? meta?.config;
+    const dcfgSource = opts.decoderConfig ?? meta?.decoderConfig ?? cfgSource;
+    if (!dcfgSource)
+      throw new VoxvaeError('ECHECKPOINT', `${file} has no voxvae metadata: pass { config } describing the architecture (e.g. monaiVarAutoEncoder({...}))`, { path: file });
+    const withEncoder = hasEncoder && !opts.decoderOnly;
+    if (withEncoder && !cfgSource)
+      throw new VoxvaeError('ECHECKPOINT', `${file} holds an encoder but only a decoder config was given: pass { config } too, or { decoderOnly: true }`, { path: file });
+    const config = cfgSource ? validateConfig(cfgSource, opts.config ? 'options.config' : `${file}: config`) : null;
+    const dcfg = validateConfig(dcfgSource, opts.decoderConfig ? 'options.decoderConfig' : meta?.decoderConfig ? `${file}: decoderConfig` : 'config');
+    if (config && withEncoder) {
+      if (dcfg.latentSize !== config.latentSize) invalid('decoderConfig.latentSize', `must equal the encoder's ${config.latentSize}`, dcfg.latentSize);
+    }
+    const seed = typeof meta?.seed === 'number' && Number.isSafeInteger(meta.seed) && meta.seed >= 0 ? meta.seed : 0;
+    let enc: WasmNet | null = null;
+    let dec: WasmNet | null = null;
+    try {
+      dec = new WasmNet(rt, buildDecoder(dcfg));
+      const used = dec.load(st.tensors, file);
+      if (withEncoder) {
+        enc = new WasmNet(rt, buildEncoder(config!));
+        for (const k of enc.load(st.tensors, file)) used.add(k);
+      }
+      const extra = names.filter((k) => !used.has(k) && !(opts.decoderOnly && isEncoderName(k)));
+      if (extra.length)
+        throw new VoxvaeError('ECHECKPOINT', `${file}: ${extra.length} tensor(s) this model does not have: ${extra.slice(0, 6).join(', ')}${extra.length > 6 ? ', ...' : ''} — the checkpoint is for another architecture`, { path: file });
+    } catch (e) {
+      enc?.dispose();
+      dec?.dispose();
+      throw e;
+    }
+    const kind: ModelKind = !withEncoder ? 'decoder' : dcfg.decoderBlock === 'skullvae' ? 'aggregated' : 'vae';
+    return new WasmVae(rt, kind, withEncoder ? config : null, dcfg, enc, dec, seed);
+  }
+
+  get latentSize(): number {
+    return this.decoderConfig.latentSize;
+  }
+  /** Values per decoded sample: outChannels × D × H × W. */
+  get outputSize(): number {
+    const [d, h, w] = this.decoderConfig.inputShape;
+    return this.decoderConfig.outChannels * d * h * w;
+  }
+  /** Values per encoder input sample: inChannels × D × H × W (0 without an encoder). */
+  get inputSize(): number {
+    if (!this.config || !this.encoderNet) return 0;
+    const [d, h, w] = this.config.inputShape;
+    return this.config.inChannels * d * h * w;
+  }
+  get hasEncoder(): boolean {
+    return this.encoderNet !== null;
+  }
+  get disposed(): boolean {
+    return this.decoderNet.disposed;
+  }
+
+  /**
+   * Decodes latents [N, latentSize] to [N, outChannels, D, H, W]: probabilities (the decoder config's
+   * outputActivation; default), logits, or a mask [N, D, H, W] — the most probable class per voxel when
+   * outChannels ≥ 2, else probability > 0.5 (value > 0.5 for outputActivation 'none').
+   */
+  decode(z: Float32Array, opts?: { output?: 'probabilities' | 'logits' }): Promise<Float32Array>;
+  decode(z: Float32Array, opts: { output: 'mask' }): Promise<Uint8Array>;
+  decode(z: Float32Array, opts?: OutputOptions): Promise<Float32Array | Uint8Array>;
+  async decode(z: Float32Array, opts?: OutputOptions): Promise<Float32Array | Uint8Array> {
+    return this.decodeSync(z, opts);
+  }
+
+  /** decode() without the Promise (the work is synchronous either way). */
+  decodeSync(z: Float32Array, opts?: { output?: 'probabilities' | 'logits' }): Float32Array;
+  decodeSync(z: Float32Array, opts: { output: 'mask' }): Uint8Array;
+  decodeSync(z: Float32Array, opts?: OutputOptions): Float32Array | Uint8Array;
+  decodeSync(z: Float32Array, opts?: OutputOptions): Float32Array | Uint8Array {
+    const kind = outputKind(opts);
+    this.alive('decode');
+    const n = f32Input(z, 'z', this.latentSize);
+    return this.runDecoder(n, (input) => input.set(z), kind, 'decode');
+  }
+
+  /** Encodes a batch [N, inChannels, D, H, W] (eval mode: running BN statistics) to mu and logvar [N, latentSize]. */
+  async encode(x: Float32Array): Promise<{ mu: Float32Array; logvar: Float32Array }> {
+    return this.encodeSync(x);
+  }
+
+  encodeSync(x: Float32Array): { mu: Float32Array; logvar: Float32Array } {
+    const enc = this.encoder('encode');
+    const n = f32Input(x, 'x', this.inputSize);
+    return enc.forward(n, (input) => input.set(x), ([mu, logvar]) => ({ mu: mu!.slice(), logvar: logvar!.slice() }), 'encode');
+  }
+
+  /**
+   * Shape completion with the aggregated VAE's deviation vector: z = latent(x) + γ·dev, decoded. x is a
+   * batch [N, inChannels, D, H, W] of defective shapes; dev is one vector [latentSize] (or one per sample,
+   * [N, latentSize]); γ scales it (0 reconstructs). latent defaults to 'mean'.
+   */
+  complete(x: Float32Array, dev: Float32Array, gamma: number, opts?: { latent?: WasmLatentMode; seed?: number; step?: number; output?: 'probabilities' | 'logits' }): Promise<Float32Array>;
+  complete(x: Float32Array, dev: Float32Array, gamma: number, opts: { latent?: WasmLatentMode; seed?: number; step?: number; output: 'mask' }): Promise<Uint8Array>;
+  complete(x: Float32Array, dev: Float32Array, gamma: number, opts?: { latent?: WasmLatentMode; seed?: number; step?: number } & OutputOptions): Promise<Float32Array | Uint8Array>;
+  async complete(x: Float32Array, dev: Float32Array, gamma: number, opts: { latent?: WasmLatentMode; seed?: number; step?: number } & OutputOptions = {}): Promise<Float32Array | Uint8Array> {
+    const kind = outputKind(opts);
+    const L = this.latentSize;
+    const enc = this.encoder('complete');
+    if (typeof gamma !== 'number' || !Number.isFinite(gamma)) invalid('gamma', 'must be a finite number', gamma);
+    const latent = opts.latent ?? 'mean';
+    if (!(latent in LATENT_CODE)) invalid('options.latent', "must be 'mean', 'mean+std' or 'sample'", latent);
+    const seed = opts.seed ?? this.seed, step = opts.step ?? 0;
+    if (!Number.isSafeInteger(seed) || seed < 0) invalid('options.seed', 'must be a non-negative safe integer', seed);
+    if (!Number.isSafeInteger(step) || step < 0) invalid('options.step', 'must be a non-negative safe integer', step);
+    const n = f32Input(x, 'x', this.inputSize);
+    if (!(dev instanceof Float32Array)) invalid('dev', 'must be a Float32Array', dev);
+    if (dev.length !== L && dev.length !== n * L)
+      throw new VoxvaeError('ESHAPE', `dev has ${dev.length} values; expected the latent size ${L}${n > 1 ? ` or ${n} × ${L}` : ''}`, { path: 'dev' });
+    for (let i = 0; i < dev.length; i++) if (!Number.isFinite(dev[i]!)) throw new VoxvaeError('ENOTFINITE', `dev[${i}] is ${dev[i]}`, { path: 'dev' });
+    const rt = this.runtime;
+    const z = rt.withAlloc(3 * n * L * 4, 'complete', (p) =>
+      enc.forward(n, (input) => input.set(x), ([mu, logvar]) => {
+        rt.f32(p + n * L * 4, n * L).set(mu!);
+        rt.f32(p + 2 * n * L * 4, n * L).set(logvar!);
+        rt.check(rt.exports.vx_reparameterize(p, 0, p + n * L * 4, p + 2 * n * L * 4, n, L, LATENT_CODE[latent], seed, step), 'complete');
+        const zz = rt.f32(p, n * L).slice();
+        for (let i = 0; i < zz.length; i++) zz[i] = zz[i]! + gamma * dev[dev.length === L ? i % L : i]!;
+        return zz;
+      }, 'complete'),
+    );
+    return this.runDecoder(n, (input) => input.set(z), kind, 'complete');
+  }
+
+  /** Frees the module memory this model holds. The runtime itself stays loaded for other models. */
+  dispose(): void {
+    this.encoderNet?.dispose();
+    this.decoderNet.dispose();
+  }
+
+  private alive(where: string): void {
+    if (this.decoderNet.disposed) throw new VoxvaeError('EDISPOSED', `${where}: the model was disposed`);
+  }
+
+  private encoder(where: string): WasmNet {
+    this.alive(where);
+    if (!this.encoderNet)
+      throw new VoxvaeError('EUNSUPPORTED', `${where}: this model has no encoder (${this.kind === 'decoder' ? 'the checkpoint holds a decoder alone' : 'loaded with decoderOnly'})`);
+    return this.encoderNet;
+  }
+
+  private runDecoder(n: number, fill: (input: Float32Array) => void, kind: OutputKind, where: string): Float32Array | Uint8Array {
+    const c = this.decoderConfig;
+    const rt = this.runtime;
+    const C = c.outChannels;
+    const S = this.outputSize / C;
+    return this.decoderNet.forward(n, fill, ([y]) => {
+      const ptr = y!.byteOffset;
+      if (kind === 'mask') {
+        // Scores keep their order under softmax and sigmoid, so the mask is taken from the logits.
+        const threshold = c.outputActivation === 'sigmoid' ? 0 : c.outputActivation === 'none' ? 0.5 : -Infinity;
+        return rt.withAlloc(n * S, where, (m) => {
+          rt.check(rt.exports.vx_argmax(m, ptr, n, C, S, threshold), where);
+          return rt.u8(m, n * S).slice();
+        });
+      }
+      if (kind === 'probabilities' && c.outputActivation === 'softmax') rt.check(rt.exports.vx_softmax(ptr, ptr, n, C, S), where);
+      if (kind === 'probabilities' && c.outputActivation === 'sigmoid') rt.check(rt.exports.vx_sigmoid(ptr, ptr, n * C * S), where);
+      return rt.f32(ptr, n * C * S).slice();
+    }, where);
+  }
+}
+
+/**
+ * Loads a checkpoint for WebAssembly inference: bytes, or a URL/path (fetched in browsers, read from disk
+ * in Node). Whole VAEs, aggregated VAEs and decoders alone are recognised by their tensor names and the
+ * voxvae metadata; checkpoints without metadata need { config }.
+ */
+export async function loadModel(source: CheckpointSource, opts: LoadModelOptions = {}): Promise<WasmVae> {
+  if (typeof opts !== 'object' || opts === null) invalid('options', 'must be an object', opts);
+  let bytes: Uint8Array;
+  let file: string;
+  if (source instanceof Uint8Array) {
+    bytes = source;
+    file = opts.name ?? '<checkpoint bytes>';
+  } else if (source instanceof ArrayBuffer) {
+    bytes = new Uint8Array(source);
+    file = opts.name ?? '<checkpoint bytes>';
+  } else if (typeof source === 'string' || source instanceof URL) {
+    file = opts.name ?? describeLocation(source);
+    bytes = await readResource(source, 'the checkpoint', 'check the path or URL');
+  } else {
+    invalid('source', 'must be a Uint8Array, an ArrayBuffer, a path or a URL', source);
+  }
+  const st = parseSafetensors(bytes, file);
+  const rt = opts.runtime ?? (await loadRuntime(opts));
+  return WasmVae.fromSafetensors(rt, st, file, opts);
+}

@@ -1,0 +1,39 @@
+// voxvae/web: WebAssembly inference with trained voxvae models, for browsers (and Node, with the same
+// API). Imports nothing from Node: the whole graph under here is ts/wasm, ts/config, ts/errors and
+// ts/safetensors_core. Load a checkpoint with loadModel(), then decode(z), encode(x) or
+// complete(x, dev, γ).
+export { VoxvaeError, type ErrorCode } from '../errors.js';
+export {
+  monaiVarAutoEncoder,
+  skullVaeDecoder,
+  validateConfig,
+  bottleneckShape,
+  type VaeConfig,
+  type VaeConfigInput,
+  type OutputActivation,
+  type NormKind,
+  type ActivationKind,
+  type DecoderBlock,
+} from '../config.js';
+export { parseSafetensors, type SafeTensors } from '../safetensors_core.js';
+export {
+  loadModel,
+  WasmVae,
+  type CheckpointSource,
+  type LoadModelOptions,
+  type ModelKind,
+  type OutputKind,
+  type OutputOptions,
+  type WasmLatentMode,
+} from '../wasm/model.js';
+export {
+  loadRuntime,
+  setWasmPath,
+  getWasmPath,
+  wasmFeatures,
+  WasmRuntime,
+  WASM_FILES,
+  type RuntimeOptions,
+  type WasmFeatures,
+  type WasmVariant,
+} from '../wasm/runtime.js';
