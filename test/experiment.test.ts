@@ -11,7 +11,7 @@ test('beta-tradeoff end to end at 32³ (scale test)', async (t) => {
   t.teardown(() => rm(out, { recursive: true, force: true }));
   const lines: string[] = [];
   const { rows } = await runBetaTradeoff({ out, scale: 'test', skulls: 4, epochs: 1, seed: 2, log: (l) => lines.push(l) });
-  t.deepEqual(rows.map((r) => r.method).sort(), ['aggregated', 'controlvae', 'dynamicvae', 'vae-100', 'vae-1e-4']);
+  t.deepEqual(rows.map((r) => r.method).sort(), ['aggregated', 'controlvae', 'dynamicvae', 'rivera', 'rivera-gan', 'vae-100', 'vae-1e-4']);
   for (const r of rows) {
     t.true(r.reconDice >= 0 && r.reconDice <= 1, `${r.method} recon Dice ${r.reconDice}`);
     t.true(Number.isFinite(r.kl) && Number.isFinite(r.gaussKlFull), r.method);

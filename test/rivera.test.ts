@@ -251,3 +251,29 @@ test('ResNet-v2 preset: block structure, shapes, names, and it trains with River
   }
   t.throws(() => buildResNetV2Encoder(CONFIG, { stages: 5 }), { message: /multiple of 2\^stages = 32/ });
 });
+
+test('ResNet-v2 models save and load like any Vae (the architecture is part of the config)', async (t) => {
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { resnetV2Vae } = await import('../ts/config.js');
+  const { Vae } = await import('../ts/vae.js');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'voxvae-resnet-'));
+  try {
+    const cfg = resnetV2Vae({ inputShape: CONFIG.inputShape, latentSize: CONFIG.latentSize, resnet: { filters: 4, stages: 2, bottleneckChannels: 2 } });
+    const vae = await Vae.create(cfg, { seed: 3 });
+    await vae.trainStep(blobs(2), { beta: 1, optimizer: { lr: 1e-3 } });
+    const p = path.join(dir, 'resnet.safetensors');
+    await vae.save(p);
+    const back = await Vae.load(p);
+    t.is(back.config.architecture, 'resnet-v2');
+    t.true(back.encoder.network.tensors.some((x) => x.name === 'encoder.stages.1.down.shortcut.conv.weight'));
+    const x = blobs(1);
+    t.deepEqual((await back.forward(x)).recon, (await vae.forward(x)).recon);
+    t.throws(() => resnetV2Vae({ inputShape: [12, 16, 16], resnet: { stages: 3 } }), { message: /inputShape\[0\].*multiple of 2\^stages = 8/ });
+    back.dispose();
+    vae.dispose();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

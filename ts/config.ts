@@ -2,6 +2,7 @@
 // the presets (MONAI's VarAutoEncoder as skullVAE uses it, skullVAE's stage-2 decoder), and the
 // translation of a config into native network specs with PyTorch parameter names.
 import { invalid } from './errors.js';
+import { buildResNetV2Decoder, buildResNetV2Encoder } from './resnet.js';
 
 export type OutputActivation = 'softmax' | 'sigmoid' | 'none';
 export type NormKind = 'batch' | 'instance' | 'none';
@@ -10,7 +11,29 @@ export type ActivationKind = 'prelu' | 'relu' | 'leaky_relu';
  *  'skullvae': ConvT → Norm → Act → ReLU on every block, the last one too (skullVAE's stage-2 decoder). */
 export type DecoderBlock = 'monai' | 'skullvae';
 
+/** 'monai': MONAI's VarAutoEncoder layout (channels/strides per level). 'resnet-v2': Rivera's
+ *  pre-activation ResNet-v2 encoder/decoder (ts/resnet.ts), configured by `resnet`. */
+export type Architecture = 'monai' | 'resnet-v2';
+
+export interface ResNetV2Options {
+  /** Filters of every stage's blocks (official: 128). */
+  filters: number;
+  /** Resampling stages (official: 6 for 256² → 4²); every side must be divisible by 2^stages. */
+  stages: number;
+  /** Identity blocks per encoder stage (official 2) and per decoder stage (official 1). */
+  encoderIdentityBlocks: number;
+  decoderIdentityBlocks: number;
+  /** Channels of the 1×1 conv before the latent linear layers (official: latent_dim / 8 = 64). */
+  bottleneckChannels: number;
+}
+
+export const RESNET_V2_DEFAULTS: ResNetV2Options = { filters: 128, stages: 6, encoderIdentityBlocks: 2, decoderIdentityBlocks: 1, bottleneckChannels: 64 };
+
 export interface VaeConfig {
+  /** Network family (default 'monai'). */
+  architecture: Architecture;
+  /** ResNet-v2 settings, used when architecture is 'resnet-v2'. */
+  resnet: ResNetV2Options;
   /** Spatial input shape [D, H, W]; each must be divisible by the product of the strides. */
   inputShape: [number, number, number];
   inChannels: number;
@@ -38,6 +61,8 @@ export interface VaeConfig {
 }
 
 const DEFAULTS: Omit<VaeConfig, 'inputShape'> = {
+  architecture: 'monai',
+  resnet: RESNET_V2_DEFAULTS,
   inChannels: 1,
   outChannels: 2,
   outputActivation: 'softmax',
@@ -73,6 +98,27 @@ export function skullVaeDecoder(opts: VaeConfigInput): VaeConfig {
   return validateConfig({ ...DEFAULTS, strides: channels.map(() => 2), ...opts, decoderBlock: 'skullvae' });
 }
 
+/** Rivera's ResNet-v2 encoder/decoder preset (How2TrainUrVAE, in 3D); `resnet` overrides the official sizes. */
+export function resnetV2Vae(opts: VaeConfigInput & { resnet?: Partial<ResNetV2Options> }): VaeConfig {
+  return validateConfig({ ...DEFAULTS, ...opts, architecture: 'resnet-v2', resnet: { ...RESNET_V2_DEFAULTS, ...(opts.resnet ?? {}) } });
+}
+
+/** Validates ResNet-v2 options for a config's shape (every side divisible by 2^stages). */
+export function validateResNetV2(c: Pick<VaeConfig, 'inputShape'>, o: Partial<ResNetV2Options>, field = 'resnet', checkShape = true): ResNetV2Options {
+  if (typeof o !== 'object' || o === null) invalid(field, 'must be an object', o);
+  for (const k of Object.keys(o)) if (!(k in RESNET_V2_DEFAULTS)) invalid(`${field}.${k}`, 'is not a ResNet-v2 option');
+  const r = { ...RESNET_V2_DEFAULTS, ...o };
+  for (const [k, max] of [['filters', 8192], ['stages', 12], ['bottleneckChannels', 8192]] as const)
+    if (!Number.isInteger(r[k]) || r[k] < 1 || r[k] > max) invalid(`${field}.${k}`, `must be an integer in [1, ${max}]`, r[k]);
+  for (const k of ['encoderIdentityBlocks', 'decoderIdentityBlocks'] as const)
+    if (!Number.isInteger(r[k]) || r[k] < 0 || r[k] > 16) invalid(`${field}.${k}`, 'must be an integer in [0, 16]', r[k]);
+  const f = 2 ** r.stages;
+  if (checkShape) c.inputShape.forEach((d, a) => {
+    if (d % f !== 0) invalid(`config.inputShape[${a}]`, `must be a multiple of 2^stages = ${f} for the ResNet-v2 preset (e.g. ${Math.max(f, Math.round(d / f) * f)}), or use fewer stages`, d);
+  });
+  return r;
+}
+
 function posInt(field: string, v: unknown, max = 1 << 20): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) invalid(field, `must be an integer in [1, ${max}]`, v);
   return v;
@@ -99,7 +145,10 @@ export function validateConfig(c: unknown, field = 'config'): VaeConfig {
   strides.forEach((s, i) => posInt(`${field}.strides[${i}]`, s, 8));
   const kernelSize = posInt(`${field}.kernelSize`, o.kernelSize, 15);
   if (kernelSize % 2 === 0) invalid(`${field}.kernelSize`, 'must be odd (MONAI same_padding)', kernelSize);
+  const architecture = oneOf(`${field}.architecture`, o.architecture, ['monai', 'resnet-v2'] as const);
   const cfg: VaeConfig = {
+    architecture,
+    resnet: validateResNetV2({ inputShape }, (o.resnet ?? {}) as Partial<ResNetV2Options>, `${field}.resnet`, architecture === 'resnet-v2'),
     inputShape,
     inChannels: posInt(`${field}.inChannels`, o.inChannels, 4096),
     outChannels: posInt(`${field}.outChannels`, o.outChannels, 4096),
@@ -116,6 +165,7 @@ export function validateConfig(c: unknown, field = 'config'): VaeConfig {
     normEps: typeof o.normEps === 'number' && o.normEps > 0 ? o.normEps : invalid(`${field}.normEps`, 'must be > 0', o.normEps),
     normMomentum: typeof o.normMomentum === 'number' && o.normMomentum >= 0 && o.normMomentum <= 1 ? o.normMomentum : invalid(`${field}.normMomentum`, 'must be in [0, 1]', o.normMomentum),
   };
+  if (architecture === 'resnet-v2') return cfg; // channels/strides describe the MONAI layout only
   const bottleneck = bottleneckShape(cfg);
   for (let a = 0; a < 3; a++) {
     const total = cfg.strides.reduce((p, s) => p * s, 1);
@@ -162,6 +212,7 @@ function normAct(b: SpecBuilder, c: VaeConfig, x: number, channels: number, pref
 
 /** Encoder: x [inChannels, D, H, W] → (mu [latent], logvar [latent]); MONAI names encode.encode_i.*, mu, logvar. */
 export function buildEncoder(c: VaeConfig): BuiltNet {
+  if (c.architecture === 'resnet-v2') return buildResNetV2Encoder(c, c.resnet);
   const b = new SpecBuilder();
   const k = c.kernelSize, p = (k - 1) / 2;
   let x = b.add(`input c=${c.inChannels} d=${c.inputShape[0]} h=${c.inputShape[1]} w=${c.inputShape[2]}`);
@@ -178,6 +229,7 @@ export function buildEncoder(c: VaeConfig): BuiltNet {
 
 /** Decoder: z [latent] → logits [outChannels, D, H, W]; names decodeL, decode.decode_i.conv.{conv,adn.N,adn.A}. */
 export function buildDecoder(c: VaeConfig): BuiltNet {
+  if (c.architecture === 'resnet-v2') return buildResNetV2Decoder(c, c.resnet);
   const b = new SpecBuilder();
   const k = c.kernelSize, p = (k - 1) / 2;
   const small = bottleneckShape(c);

@@ -11,37 +11,10 @@
 // The official encoder's input LayerNormalization over (H, W) is left out (binary volumes need none).
 // Convolutions keep their biases (Keras' default), so parameter counts follow the official model's.
 // Builds the same BuiltNet {spec, nodeNames} as config.ts, with PyTorch-style names.
-import { invalid } from './errors.js';
-import { validateConfig, type BuiltNet, type VaeConfig } from './config.js';
-import { Network } from './network.js';
+import { resnetV2Vae, validateConfig, validateResNetV2, type BuiltNet, type ResNetV2Options, type VaeConfig } from './config.js';
 import { Vae, type CreateOptions } from './vae.js';
 
-export interface ResNetV2Options {
-  /** Filters of every stage's blocks (official: 128). */
-  filters: number;
-  /** Resampling stages (official: 6 for 256² → 4²); every side must be divisible by 2^stages. */
-  stages: number;
-  /** Identity blocks per encoder stage (official 2) and per decoder stage (official 1). */
-  encoderIdentityBlocks: number;
-  decoderIdentityBlocks: number;
-  /** Channels of the 1×1 conv before the latent linear layers (official: latent_dim / 8 = 64). */
-  bottleneckChannels: number;
-}
-
-export const RESNET_V2_DEFAULTS: ResNetV2Options = { filters: 128, stages: 6, encoderIdentityBlocks: 2, decoderIdentityBlocks: 1, bottleneckChannels: 64 };
-
-export function validateResNetV2(c: VaeConfig, o: Partial<ResNetV2Options>): ResNetV2Options {
-  const r = { ...RESNET_V2_DEFAULTS, ...o };
-  for (const [k, max] of [['filters', 8192], ['stages', 12], ['bottleneckChannels', 8192]] as const)
-    if (!Number.isInteger(r[k]) || r[k] < 1 || r[k] > max) invalid(`resnet.${k}`, `must be an integer in [1, ${max}]`, r[k]);
-  for (const k of ['encoderIdentityBlocks', 'decoderIdentityBlocks'] as const)
-    if (!Number.isInteger(r[k]) || r[k] < 0 || r[k] > 16) invalid(`resnet.${k}`, 'must be an integer in [0, 16]', r[k]);
-  const f = 2 ** r.stages;
-  c.inputShape.forEach((d, a) => {
-    if (d % f !== 0) invalid(`config.inputShape[${a}]`, `must be a multiple of 2^stages = ${f} for the ResNet-v2 preset (e.g. ${Math.max(f, Math.round(d / f) * f)}), or use fewer stages`, d);
-  });
-  return r;
-}
+export { RESNET_V2_DEFAULTS, validateResNetV2, type ResNetV2Options } from './config.js';
 
 class Builder {
   lines: string[] = [];
@@ -123,19 +96,11 @@ export function buildResNetV2Decoder(config: VaeConfig, opts: Partial<ResNetV2Op
 }
 
 /**
- * A Vae whose encoder and decoder are the ResNet-v2 preset (config gives shapes, channels, latent size,
- * output activation and BN settings; its MONAI `channels`/`strides` are not used). It trains with
- * Vae.trainStep or riveraTrainStep and saves with Vae.save; Vae.load rebuilds the MONAI layout, so to
- * reload, create the model again with this function and call network.loadStateDict on encoder and decoder.
+ * A Vae whose encoder and decoder are the ResNet-v2 preset: `Vae.create(resnetV2Vae({ ...config, resnet }))`.
+ * The config's shapes, latent size, output activation and BN settings apply; its MONAI `channels` and
+ * `strides` are not used. Saves and loads like any Vae (the architecture is part of the config).
  */
-export async function createResNetV2Vae(config: VaeConfig, opts: CreateOptions & { resnet?: Partial<ResNetV2Options> } = {}): Promise<Vae> {
-  const enc = buildResNetV2Encoder(config, opts.resnet), dec = buildResNetV2Decoder(config, opts.resnet);
-  const vae = await Vae.create(config, opts);
-  const seed = vae.seed;
-  // Swap the MONAI networks for the ResNet ones (same seeds as Encoder/Decoder use).
-  vae.encoder.network.dispose();
-  vae.decoder.network.dispose();
-  (vae.encoder as { network: Network }).network = new Network(enc, seed);
-  (vae.decoder as { network: Network }).network = new Network(dec, seed + 1);
-  return vae;
+export function createResNetV2Vae(config: VaeConfig, opts: CreateOptions & { resnet?: Partial<ResNetV2Options> } = {}): Promise<Vae> {
+  const { resnet, ...create } = opts;
+  return Vae.create(resnetV2Vae({ ...config, resnet: { ...config.resnet, ...(resnet ?? {}) } }), create);
 }

@@ -73,6 +73,186 @@ inline vf4 operator+(const vf4& a, float s) {
 }
 #endif
 
+// Smallest q with q*b >= a, for b > 0 and any sign of a.
+inline int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+
+// A column tile is built (or, by the direct kernels, consumed) panel by panel: `width` consecutive output
+// positions at a time. Within a panel the positions form runs of consecutive x.
+struct Run {
+  int64_t zb, yb;        // tz * step_z, ty * step_y
+  int64_t tx0, len, jj;  // x positions tx0 .. tx0 + len - 1 at panel columns jj ..
+};
+
+// Runs of [p0, p1) cut at panel boundaries (panel q owns runs [first[q], first[q + 1])), and per x tap
+// the output x range [xlo, xhi) that reads inside the input. Per-thread storage, reused.
+struct PanelRuns {
+  const Run* runs;
+  const int64_t* first;
+  const int64_t* xlo;
+  const int64_t* xhi;
+  int64_t panels;
+};
+
+bool build_panel_runs(int64_t width, const ColAxis ax[3], int64_t p0, int64_t p1, PanelRuns* out) {
+  thread_local std::vector<Run> runs;
+  thread_local std::vector<int64_t> first, xlo, xhi;
+  const int64_t panels = (p1 - p0 + width - 1) / width;
+  try {
+    runs.clear();
+    first.assign(size_t(panels) + 1, 0);
+    xlo.resize(size_t(ax[2].ntaps));
+    xhi.resize(size_t(ax[2].ntaps));
+    for (int64_t q = 0; q < panels; ++q) {
+      first[size_t(q)] = int64_t(runs.size());
+      const int64_t e = std::min(p1, p0 + (q + 1) * width);
+      for_each_run(ax[1].n, ax[2].n, p0 + q * width, e,
+                   [&](int64_t tz, int64_t ty, int64_t tx0, int64_t len, int64_t j) {
+                     runs.push_back(Run{tz * ax[0].step, ty * ax[1].step, tx0, len, j});
+                   });
+    }
+    first[size_t(panels)] = int64_t(runs.size());
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  for (int64_t u = 0; u < ax[2].ntaps; ++u) {
+    const int64_t ox = ax[2].off[u], sx = ax[2].step;
+    xlo[size_t(u)] = std::max<int64_t>(0, ceil_div(-ox, sx));
+    xhi[size_t(u)] = std::max(xlo[size_t(u)], ceil_div(ax[2].in - ox, sx));
+  }
+  *out = PanelRuns{runs.data(), first.data(), xlo.data(), xhi.data(), panels};
+  return true;
+}
+
+// The input row each run of a panel reads for taps (u0, u1) of channel plane inc, or null where that
+// row lies in the padding. Returns whether any run reads a real row.
+inline bool panel_row_sources(const float** rowsrc, const Run* r0, int nruns, const float* inc, const ColAxis ax[3],
+                              int64_t oz, int64_t oy) {
+  const int64_t id = ax[0].in, ih = ax[1].in, iw = ax[2].in;
+  bool any = false;
+  for (int i = 0; i < nruns; ++i) {
+    const int64_t iz = r0[i].zb + oz, iy = r0[i].yb + oy;
+    const bool in = iz >= 0 && iz < id && iy >= 0 && iy < ih;
+    rowsrc[i] = in ? inc + (iz * ih + iy) * iw : nullptr;
+    any = any || in;
+  }
+  return any;
+}
+
+// One row of one panel (x tap with offset ox, valid output x range [lo, hi)) into d[0 .. width): the
+// runs' values, zero in the padding and past the last position.
+inline void fill_panel_row(float* d, int64_t width, const Run* r0, int nruns, const float* const* rowsrc,
+                           int64_t ox, int64_t lo, int64_t hi, int64_t sx) {
+  int64_t used = 0;
+  for (int i = 0; i < nruns; ++i) {
+    const Run& r = r0[i];
+    float* dr = d + r.jj - r.tx0;  // dr[tx] is position tx of this run
+    const int64_t tx1 = r.tx0 + r.len;
+    used = r.jj + r.len;
+    if (!rowsrc[i]) {
+      for (int64_t t = r.tx0; t < tx1; ++t) dr[t] = 0.0f;
+      continue;
+    }
+    const float* src = rowsrc[i] + ox;  // src[tx * sx] is input x = tx * sx + ox
+    const int64_t a = std::min(std::max(lo, r.tx0), tx1);
+    const int64_t e = std::max(std::min(hi, tx1), a);
+    for (int64_t t = r.tx0; t < a; ++t) dr[t] = 0.0f;
+    if (sx == 1) {
+      for (int64_t t = a; t < e; ++t) dr[t] = src[t];
+    } else {
+      for (int64_t t = a; t < e; ++t) dr[t] = src[t * sx];
+    }
+    for (int64_t t = e; t < tx1; ++t) dr[t] = 0.0f;
+  }
+  for (int64_t j = used; j < width; ++j) d[j] = 0.0f;
+}
+
+// Arguments of the direct (fused im2col + multiply) kernels, see conv_direct in gemm.h.
+struct DirectArgs {
+  const float* w;
+  int64_t ldw;
+  const float* bias;
+  const float* in;
+  int64_t channels;
+  const ColAxis* ax;
+  PanelRuns pr;
+  int64_t cols;  // p1 - p0
+  float* c;
+  int64_t rsc;
+};
+
+// M output rows over panels of W = VL * NV positions: each column-tile row is formed in registers (two
+// vector loads when the panel is one run inside the input) and multiplied into M accumulators at once.
+template <class V, int VL, int NV, int M>
+VX_ALWAYS_INLINE void direct_body(const DirectArgs& g) {
+  constexpr int W = VL * NV;
+  const ColAxis* ax = g.ax;
+  const int64_t sx = ax[2].step, n1 = ax[1].ntaps, n2 = ax[2].ntaps;
+  const int64_t plane = ax[0].in * ax[1].in * ax[2].in;
+  for (int64_t q = 0; q < g.pr.panels; ++q) {
+    const Run* r0 = g.pr.runs + g.pr.first[q];
+    const int nruns = static_cast<int>(g.pr.first[q + 1] - g.pr.first[q]);  // <= W
+    const bool whole = nruns == 1 && r0->len == W && sx == 1;
+    V acc[M][NV];
+    VX_UNROLL for (int m = 0; m < M; ++m) {
+      VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] = V{};
+    }
+    const float* rowsrc[64];
+    int64_t r = 0;
+    for (int64_t ch = 0; ch < g.channels; ++ch) {
+      const float* inc = g.in + ch * plane;
+      for (int64_t u0 = 0; u0 < ax[0].ntaps; ++u0) {
+        for (int64_t u1 = 0; u1 < n1; ++u1, r += n2) {
+          if (!panel_row_sources(rowsrc, r0, nruns, inc, ax, ax[0].off[u0], ax[1].off[u1])) continue;
+          for (int64_t u2 = 0; u2 < n2; ++u2) {
+            const int64_t ox = ax[2].off[u2], lo = g.pr.xlo[u2], hi = g.pr.xhi[u2];
+            V b[NV];
+            if (whole && rowsrc[0] && lo <= r0->tx0 && r0->tx0 + W <= hi) {
+              const float* src = rowsrc[0] + ox + r0->tx0;
+              VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&b[j], src + j * VL, sizeof(V));
+            } else {
+              float t[W];
+              fill_panel_row(t, W, r0, nruns, rowsrc, ox, lo, hi, sx);
+              VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&b[j], t + j * VL, sizeof(V));
+            }
+            VX_UNROLL for (int m = 0; m < M; ++m) {
+              const float wm = g.w[m * g.ldw + r + u2];
+              VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] += b[j] * wm;
+            }
+          }
+        }
+      }
+    }
+    const int64_t used = std::min<int64_t>(W, g.cols - q * W);
+    for (int m = 0; m < M; ++m) {
+      float* cm = g.c + m * g.rsc + q * W;
+      const float bm = g.bias ? g.bias[m] : 0.0f;
+      if (used == W) {
+        VX_UNROLL for (int j = 0; j < NV; ++j) {
+          const V v = acc[m][j] + bm;
+          std::memcpy(cm + j * VL, &v, sizeof(V));
+        }
+      } else {
+        float t[W];
+        std::memcpy(t, acc[m], sizeof t);
+        for (int64_t j = 0; j < used; ++j) cm[j] = t[j] + bm;
+      }
+    }
+  }
+}
+
+template <class V, int VL, int NV>
+VX_ALWAYS_INLINE void direct_rows(int m, const DirectArgs& g) {
+  switch (m) {
+    case 1: direct_body<V, VL, NV, 1>(g); break;
+    case 2: direct_body<V, VL, NV, 2>(g); break;
+    case 3: direct_body<V, VL, NV, 3>(g); break;
+    case 4: direct_body<V, VL, NV, 4>(g); break;
+    default: break;
+  }
+}
+
+using DirectFn = void (*)(int m, const DirectArgs& g);
+
 using MicroFn = void (*)(int m, int64_t kc, const float* a, const float* b, float* c, int64_t rsc,
                          int64_t csc, int n, bool beta, const float* bias);
 
@@ -159,6 +339,7 @@ void micro_portable(int m, int64_t kc, const float* a, const float* b, float* c,
                     int n, bool beta, const float* bias) {
   micro_rows<vf4, 4, kPortableMR, kPortableNV>(m, kc, a, b, c, rsc, csc, n, beta, bias);
 }
+void direct_portable(int m, const DirectArgs& g) { direct_rows<vf4, 4, 2>(m, g); }
 
 #if VX_X86_DISPATCH
 __attribute__((target("avx2,fma"))) void micro_avx2(int m, int64_t kc, const float* a, const float* b,
@@ -166,10 +347,16 @@ __attribute__((target("avx2,fma"))) void micro_avx2(int m, int64_t kc, const flo
                                                     const float* bias) {
   micro_rows<vf8, 8, 6, 2>(m, kc, a, b, c, rsc, csc, n, beta, bias);
 }
+__attribute__((target("avx2,fma"))) void direct_avx2(int m, const DirectArgs& g) {
+  direct_rows<vf8, 8, 2>(m, g);
+}
 __attribute__((target("avx512f"))) void micro_avx512(int m, int64_t kc, const float* a, const float* b,
                                                      float* c, int64_t rsc, int64_t csc, int n, bool beta,
                                                      const float* bias) {
   micro_rows<vf16, 16, 6, 2>(m, kc, a, b, c, rsc, csc, n, beta, bias);
+}
+__attribute__((target("avx512f"))) void direct_avx512(int m, const DirectArgs& g) {
+  direct_rows<vf16, 16, 1>(m, g);
 }
 #endif
 
@@ -178,17 +365,19 @@ struct Kernel {
   int mr, nr;
   const char* name;
   const char* isa;
+  DirectFn direct;
+  int direct_width;
 };
 
 const Kernel kPortable = {micro_portable, kPortableMR, 4 * kPortableNV,
 #if VX_X86_DISPATCH
-                          "sse2 6x8", "sse2"};
+                          "sse2 6x8", "sse2", direct_portable, 8};
 #else
-                          kPortableMR == 4 ? "portable 4x16" : "portable 6x8", "portable"};
+                          kPortableMR == 4 ? "portable 4x16" : "portable 6x8", "portable", direct_portable, 8};
 #endif
 #if VX_X86_DISPATCH
-const Kernel kAvx2 = {micro_avx2, 6, 16, "avx2+fma 6x16", "avx2"};
-const Kernel kAvx512 = {micro_avx512, 6, 32, "avx512f 6x32", "avx512f"};
+const Kernel kAvx2 = {micro_avx2, 6, 16, "avx2+fma 6x16", "avx2", direct_avx2, 16};
+const Kernel kAvx512 = {micro_avx512, 6, 32, "avx512f 6x32", "avx512f", direct_avx512, 16};
 #endif
 
 bool supported(const Kernel& k) {
@@ -401,10 +590,6 @@ float* scratch(ScratchSlot slot, int64_t count) {
 }
 
 // ------------------------------------------------------------------------------------------------------------
-namespace {
-// Smallest q with q*b >= a, for b > 0 and any sign of a.
-inline int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
-}  // namespace
 
 bool im2col_tile(float* col, int64_t ldcol, const float* in, int64_t channels, const ColAxis ax[3],
                  int64_t p0, int64_t p1) {
@@ -451,90 +636,62 @@ bool im2col_tile(float* col, int64_t ldcol, const float* in, int64_t channels, c
 }
 
 bool im2col_packed(float* bp, const float* in, int64_t channels, const ColAxis ax[3], int64_t p0, int64_t p1) {
-  // Runs of consecutive x positions, cut at panel boundaries; panel q owns runs [first[q], first[q + 1]).
-  struct Run {
-    int64_t zb, yb;  // tz * step_z, ty * step_y
-    int64_t tx0, len, jj;  // x positions tx0 .. tx0 + len - 1 at panel columns jj ..
-  };
-  thread_local std::vector<Run> runs;
-  thread_local std::vector<int64_t> first;
-  thread_local std::vector<int64_t> xlo, xhi;
   const int64_t nr = gemm_nr();
-  const int64_t cols = p1 - p0, panels = (cols + nr - 1) / nr;
-  const int64_t id = ax[0].in, ih = ax[1].in, iw = ax[2].in, sx = ax[2].step;
+  PanelRuns pr;
+  if (!build_panel_runs(nr, ax, p0, p1, &pr)) return false;
+  const int64_t sx = ax[2].step;
+  const int64_t plane = ax[0].in * ax[1].in * ax[2].in;
   const int64_t rows = channels * ax[0].ntaps * ax[1].ntaps * ax[2].ntaps;
-  try {
-    runs.clear();
-    first.assign(size_t(panels) + 1, 0);
-    xlo.resize(size_t(ax[2].ntaps));
-    xhi.resize(size_t(ax[2].ntaps));
-    for (int64_t q = 0; q < panels; ++q) {
-      first[size_t(q)] = int64_t(runs.size());
-      const int64_t e = std::min(p1, p0 + (q + 1) * nr);
-      for_each_run(ax[1].n, ax[2].n, p0 + q * nr, e, [&](int64_t tz, int64_t ty, int64_t tx0, int64_t len, int64_t j) {
-        runs.push_back(Run{tz * ax[0].step, ty * ax[1].step, tx0, len, j});
-      });
-    }
-    first[size_t(panels)] = int64_t(runs.size());
-  } catch (const std::bad_alloc&) {
-    return false;
-  }
-  for (int64_t u = 0; u < ax[2].ntaps; ++u) {
-    const int64_t ox = ax[2].off[u];
-    xlo[size_t(u)] = std::max<int64_t>(0, ceil_div(-ox, sx));
-    xhi[size_t(u)] = std::max(xlo[size_t(u)], ceil_div(iw - ox, sx));
-  }
-  const Run* rb = runs.data();
-  for (int64_t q = 0; q < panels; ++q) {
+  for (int64_t q = 0; q < pr.panels; ++q) {
     float* d = bp + q * nr * rows;  // row r of this panel at d + r * nr
-    const int64_t used = std::min(nr, cols - q * nr);
-    const Run* r0 = rb + first[size_t(q)];
-    const int nruns = static_cast<int>(first[size_t(q) + 1] - first[size_t(q)]);  // <= nr <= 32
+    const Run* r0 = pr.runs + pr.first[q];
+    const int nruns = static_cast<int>(pr.first[q + 1] - pr.first[q]);  // <= nr <= 32
+    const bool whole = nruns == 1 && r0->len == nr && sx == 1;
     const float* rowsrc[32];
     for (int64_t c = 0; c < channels; ++c) {
-      const float* inc = in + c * id * ih * iw;
+      const float* inc = in + c * plane;
       for (int64_t u0 = 0; u0 < ax[0].ntaps; ++u0) {
-        const int64_t oz = ax[0].off[u0];
         for (int64_t u1 = 0; u1 < ax[1].ntaps; ++u1) {
-          const int64_t oy = ax[1].off[u1];
-          // The input row each run reads for this (c, u0, u1), or null where it lies in the padding.
-          for (int i = 0; i < nruns; ++i) {
-            const int64_t iz = r0[i].zb + oz, iy = r0[i].yb + oy;
-            rowsrc[i] = (iz < 0 || iz >= id || iy < 0 || iy >= ih) ? nullptr : inc + (iz * ih + iy) * iw;
-          }
+          panel_row_sources(rowsrc, r0, nruns, inc, ax, ax[0].off[u0], ax[1].off[u1]);
           for (int64_t u2 = 0; u2 < ax[2].ntaps; ++u2, d += nr) {
-            const int64_t ox = ax[2].off[u2], lo = xlo[size_t(u2)], hi = xhi[size_t(u2)];
-            for (int i = 0; i < nruns; ++i) {
-              const Run& r = r0[i];
-              float* dr = d + r.jj - r.tx0;  // dr[tx] is position tx of this run
-              const int64_t tx1 = r.tx0 + r.len;
-              if (!rowsrc[i]) {
-                for (int64_t t = r.tx0; t < tx1; ++t) dr[t] = 0.0f;
-                continue;
+            const int64_t ox = ax[2].off[u2], lo = pr.xlo[u2], hi = pr.xhi[u2];
+            if (whole && rowsrc[0] && lo <= r0->tx0 && r0->tx0 + nr <= hi) {
+              // The common case: a whole panel row inside the input; constant-size copies.
+              const float* src = rowsrc[0] + ox + r0->tx0;
+              if (nr == 16) {
+                std::memcpy(d, src, 16 * sizeof(float));
+              } else if (nr == 8) {
+                std::memcpy(d, src, 8 * sizeof(float));
+              } else {
+                std::memcpy(d, src, size_t(nr) * sizeof(float));
               }
-              const float* src = rowsrc[i] + ox;  // src[tx * sx] is input x = tx * sx + ox
-              if (sx == 1 && lo <= r.tx0 && tx1 <= hi) {
-                // The common case: a whole panel row inside the input; constant-size copies.
-                if (r.len == 16) {
-                  std::memcpy(dr + r.tx0, src + r.tx0, 16 * sizeof(float));
-                } else if (r.len == 8) {
-                  std::memcpy(dr + r.tx0, src + r.tx0, 8 * sizeof(float));
-                } else {
-                  for (int64_t t = r.tx0; t < tx1; ++t) dr[t] = src[t];
-                }
-                continue;
-              }
-              const int64_t a = std::min(std::max(lo, r.tx0), tx1);
-              const int64_t e = std::max(std::min(hi, tx1), a);
-              for (int64_t t = r.tx0; t < a; ++t) dr[t] = 0.0f;
-              for (int64_t t = a; t < e; ++t) dr[t] = src[t * sx];
-              for (int64_t t = e; t < tx1; ++t) dr[t] = 0.0f;
+              continue;
             }
-            for (int64_t j = used; j < nr; ++j) d[j] = 0.0f;
+            fill_panel_row(d, nr, r0, nruns, rowsrc, ox, lo, hi, sx);
           }
         }
       }
     }
+  }
+  return true;
+}
+
+bool conv_direct(int64_t m, const float* w, int64_t ldw, const float* bias, const float* in, int64_t channels,
+                 const ColAxis ax[3], int64_t p0, int64_t p1, float* c, int64_t rsc) {
+  const Kernel& kern = *current_kernel();
+  for (int64_t m0 = 0; m0 < m; m0 += kDirectMaxRows) {
+    DirectArgs g;
+    if (!build_panel_runs(kern.direct_width, ax, p0, p1, &g.pr)) return false;
+    g.w = w + m0 * ldw;
+    g.ldw = ldw;
+    g.bias = bias ? bias + m0 : nullptr;
+    g.in = in;
+    g.channels = channels;
+    g.ax = ax;
+    g.cols = p1 - p0;
+    g.c = c + m0 * rsc;
+    g.rsc = rsc;
+    kern.direct(static_cast<int>(std::min<int64_t>(kDirectMaxRows, m - m0)), g);
   }
   return true;
 }

@@ -88,6 +88,17 @@ bool im2col_tile(float* col, int64_t ldcol, const float* in, int64_t channels, c
 // needs no second copy. bp holds packed_b_size(rows, p1 - p0) floats.
 bool im2col_packed(float* bp, const float* in, int64_t channels, const ColAxis ax[3], int64_t p0, int64_t p1);
 
+// Output channels up to which conv_direct is used instead of im2col + gemm.
+constexpr int kDirectMaxRows = 4;
+
+// C[i, p - p0] = bias[i] + sum_r w[i*ldw + r] * col[r, p] for i < m and p in [p0, p1), where col is the
+// column tile that im2col_tile would build (rows r as there), row i of C at c + i*rsc; bias nullable.
+// The tile is never stored: each of its rows is formed in registers and used at once. For a handful of
+// output channels (a decoder's last layer) the tile's memory traffic would otherwise cost several times
+// the arithmetic. Any m works; it is efficient for m <= kDirectMaxRows. False when out of memory.
+bool conv_direct(int64_t m, const float* w, int64_t ldw, const float* bias, const float* in, int64_t channels,
+                 const ColAxis ax[3], int64_t p0, int64_t p1, float* c, int64_t rsc);
+
 // Leading dimension for a row-major column tile of `cols` columns: rounded up to a multiple of 16 floats
 // and kept off multiples of 1 KiB, so that rows read together do not alias in the caches.
 int64_t col_stride(int64_t cols);

@@ -31,8 +31,8 @@ export type Scale = 'test' | 'default' | 'full';
 export type MethodName = 'vae-1e-4' | 'vae-100' | 'aggregated' | 'controlvae' | 'dynamicvae' | RiveraMethod;
 /** Every method the experiment knows (the CLI's --methods). */
 export const METHODS: MethodName[] = ['vae-1e-4', 'vae-100', 'aggregated', 'controlvae', 'dynamicvae', 'rivera', 'rivera-gan'];
-/** What runs when `methods` is not given. Rivera's rows (see RIVERA below) are opt-in: --methods ...,rivera,rivera-gan. */
-export const DEFAULT_METHODS: MethodName[] = ['vae-1e-4', 'vae-100', 'aggregated', 'controlvae', 'dynamicvae'];
+/** What runs when `methods` is not given: all of them, Rivera's recipe with and without its discriminator included. */
+export const DEFAULT_METHODS: MethodName[] = METHODS;
 
 export interface BetaTradeoffOptions {
   out: string;
