@@ -1,8 +1,9 @@
 // conv3d: shape validation and the optimized float kernels (see conv3d.h).
 //
 // Forward and backward-weight are implicit GEMMs over tiles of output positions: a tile's column block
-// [cin*kd*kh*kw, positions] is built by im2col_tile and multiplied by the weight (forward) or by dy
-// (backward-weight). Work items are (sample, tile[, channel block]) so every layer shape, including
+// [cin*kd*kh*kw, positions] is built by im2col and multiplied by the weight (forward) or by dy
+// (backward-weight). A forward with at most kDirectMaxRows output channels skips the column block
+// (conv_direct): there its memory traffic would cost more than the arithmetic. Work items are (sample, tile[, channel block]) so every layer shape, including
 // cin = 1 and cout = 2, keeps all threads busy. Backward-weight gives each chunk of items its own partial
 // dw and sums the partials in chunk order, so dw is deterministic for a given thread count.
 // Backward-data is the transposed convolution of dy and is computed by conv_transpose3d_forward, a
@@ -155,6 +156,14 @@ Status conv3d_forward(float* y, const float* x, const float* w, const float* b, 
       co_range(cout, plan.co_blocks, cb, &c0, &c1);
       if (p1 <= p0 || c1 <= c0) continue;
       const int64_t pt = p1 - p0;
+      if (c1 - c0 <= kDirectMaxRows) {
+        if (!conv_direct(c1 - c0, w + c0 * K, K, b ? b + c0 : nullptr, x + n * cin * g.IS, cin, g.ax, p0, p1,
+                         y + (n * cout + c0) * P + p0, P)) {
+          oom = true;
+          return;
+        }
+        continue;
+      }
       float* col = scratch(kScratchCol, packed_b_size(K, pt));
       if (!col || !im2col_packed(col, x + n * cin * g.IS, cin, g.ax, p0, p1) ||
           !gemm_packed_b(c1 - c0, pt, K, w + c0 * K, K, 1, col, y + (n * cout + c0) * P + p0, P, 1, false,

@@ -171,21 +171,23 @@ Status conv_transpose3d_forward(float* y, const float* x, const float* w, const 
         ax[a] = ColAxis{k.n[a], a == 0 ? s.id : a == 1 ? s.ih : s.iw, 1, k.taps[a],
                         A.off.data() + A.begin[size_t(k.q[a])]};
       }
-      float* col = kc > 0 ? scratch(kScratchCol, packed_b_size(kc, pt)) : nullptr;
-      if (kc > 0 && (!col || !im2col_packed(col, x + n * cin * IS, cin, ax, q0, q1))) {
-        oom = true;
-        return;
-      }
+      // C (mc x pt) = packed class weights (mc x kc) * column tile (kc x pt): through im2col + gemm, or
+      // fused (conv_direct) for a handful of output channels. Stride 1 writes straight into y.
       const float* a = wc + woff[size_t(c)] + c0 * kc;
-      if (direct) {
-        if (!gemm_packed_b(mc, pt, kc, a, kc, 1, col, yn + c0 * P + q0, P, 1, false, bias)) oom = true;
-        continue;
-      }
-      float* tile_buf = scratch(kScratchTile, mc * pt);
-      if (!tile_buf || !gemm_packed_b(mc, pt, kc, a, kc, 1, col, tile_buf, pt, 1, false, bias)) {
+      const bool few = mc <= kDirectMaxRows;
+      float* col = kc > 0 && !few ? scratch(kScratchCol, packed_b_size(kc, pt)) : nullptr;
+      float* tile_buf = direct ? nullptr : scratch(kScratchTile, mc * pt);
+      float* cdst = direct ? yn + c0 * P + q0 : tile_buf;
+      const int64_t ldc = direct ? P : pt;
+      const bool ok = (direct || tile_buf) &&
+                      (few ? conv_direct(mc, a, kc, bias, x + n * cin * IS, cin, ax, q0, q1, cdst, ldc)
+                           : (kc == 0 || (col && im2col_packed(col, x + n * cin * IS, cin, ax, q0, q1))) &&
+                                 gemm_packed_b(mc, pt, kc, a, kc, 1, col, cdst, ldc, 1, false, bias));
+      if (!ok) {
         oom = true;
         return;
       }
+      if (direct) continue;
       for (int64_t co = c0; co < c1; ++co) {
         const float* src = tile_buf + (co - c0) * pt;
         float* dst = yn + co * P;

@@ -24,10 +24,12 @@
 
 #if defined(__GNUC__)
 #define VX_ALWAYS_INLINE inline __attribute__((always_inline))
+#define VX_NOINLINE __attribute__((noinline))
 #define VX_PRAGMA(x) _Pragma(#x)
 #define VX_UNROLL VX_PRAGMA(GCC unroll 16)
 #else
 #define VX_ALWAYS_INLINE inline
+#define VX_NOINLINE __declspec(noinline)
 #define VX_UNROLL
 #endif
 
@@ -139,8 +141,9 @@ inline bool panel_row_sources(const float** rowsrc, const Run* r0, int nruns, co
 }
 
 // One row of one panel (x tap with offset ox, valid output x range [lo, hi)) into d[0 .. width): the
-// runs' values, zero in the padding and past the last position.
-inline void fill_panel_row(float* d, int64_t width, const Run* r0, int nruns, const float* const* rowsrc,
+// runs' values, zero in the padding and past the last position. The slow path of the panel loops; kept
+// out of line so that it does not crowd the direct kernels' accumulators out of registers.
+VX_NOINLINE void fill_panel_row(float* d, int64_t width, const Run* r0, int nruns, const float* const* rowsrc,
                            int64_t ox, int64_t lo, int64_t hi, int64_t sx) {
   int64_t used = 0;
   for (int i = 0; i < nruns; ++i) {
@@ -222,19 +225,19 @@ VX_ALWAYS_INLINE void direct_body(const DirectArgs& g) {
         }
       }
     }
+    // Unrolled over m so that acc is only ever indexed by constants and stays in registers.
     const int64_t used = std::min<int64_t>(W, g.cols - q * W);
-    for (int m = 0; m < M; ++m) {
+    VX_UNROLL for (int m = 0; m < M; ++m) {
       float* cm = g.c + m * g.rsc + q * W;
       const float bm = g.bias ? g.bias[m] : 0.0f;
+      V v[NV];
+      VX_UNROLL for (int j = 0; j < NV; ++j) v[j] = acc[m][j] + bm;
       if (used == W) {
-        VX_UNROLL for (int j = 0; j < NV; ++j) {
-          const V v = acc[m][j] + bm;
-          std::memcpy(cm + j * VL, &v, sizeof(V));
-        }
+        VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(cm + j * VL, &v[j], sizeof(V));
       } else {
         float t[W];
-        std::memcpy(t, acc[m], sizeof t);
-        for (int64_t j = 0; j < used; ++j) cm[j] = t[j] + bm;
+        VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(t + j * VL, &v[j], sizeof(V));
+        for (int64_t j = 0; j < used; ++j) cm[j] = t[j];
       }
     }
   }

@@ -52,8 +52,11 @@ build() {
   echo "built $OUT/$name ($(wc -c <"$OUT/$name") bytes)"
 }
 
-build voxvae_simd.wasm -msimd128
-build voxvae.wasm
+# VARIANTS (default: all) limits the build while developing, e.g. VARIANTS=mt.
+VARIANTS=${VARIANTS:-"simd scalar mt"}
+case " $VARIANTS " in *" simd "*) build voxvae_simd.wasm -msimd128 ;; esac
+case " $VARIANTS " in *" scalar "*) build voxvae.wasm ;; esac
+case " $VARIANTS " in *" mt "*) ;; *) exit 0 ;; esac
 
 # Threads. emscripten 3.1.6 refuses pthreads in a standalone .wasm, so the threaded build is the same
 # standalone module compiled with atomics and linked against a shared, imported memory; ts/wasm/threads.ts

@@ -43,6 +43,7 @@ std::atomic<int32_t> g_quit{0};
 
 int32_t* word(std::atomic<int32_t>& a) { return reinterpret_cast<int32_t*>(&a); }
 
+std::atomic<int32_t> g_debug_stuck{0};
 int available() { return 1 + std::min<int>(g_registered.load(), kMaxThreads - 1); }
 
 void run(int chunks, const std::function<void(int)>& job) {
@@ -55,7 +56,9 @@ void run(int chunks, const std::function<void(int)>& job) {
   t_in_worker = true;
   job(0);
   t_in_worker = false;
+  long spins = 0;
   while (g_pending.load() != 0) {
+    if (++spins == 4000000000L) { g_debug_stuck.store(1); break; }
   }
 }
 
@@ -125,4 +128,13 @@ VX_EXPORT void vx_workers_quit() {
     s.go.fetch_add(1);
     __builtin_wasm_memory_atomic_notify(vx::word(s.go), 1);
   }
+}
+
+VX_EXPORT void vx_debug_state(int32_t* out) {
+  out[0] = vx::g_pending.load(); out[1] = vx::g_registered.load(); out[2] = vx::g_debug_stuck.load();
+  out[3] = vx::g_slots[1].go.load(); out[4] = int32_t(reinterpret_cast<uintptr_t>(vx::g_slots[1].job));
+}
+VX_EXPORT void vx_debug_addrs(int32_t* out) {
+  out[0] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_pending)); out[1] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_slots[1].go));
+  out[2] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_registered)); out[3] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_debug_stuck));
 }

@@ -6,7 +6,7 @@
 // 0/1/2, output_padding 0/1/2, channel counts that are not multiples of any SIMD width, batch 1-3, a
 // 1-input-channel and a 2-output-channel layer, and sizes that cross the GEMM's blocking (more than 120
 // output channels, more than 1024 column rows, more than one spatial tile, a single output voxel whose
-// work is split over output channels instead).
+// work is split over output channels instead, and rows wide enough for whole interior panels).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -54,6 +54,9 @@ inline const std::vector<ConvCase>& conv_cases() {
     {"big_spatial_many_tiles",   1,  2,  3,  20,18,16,  3, 3, 3,  1, 1, 1,  1, 1, 1,  0, 0, 0,  false},
     {"one_voxel_k1_cout17",      1,  3, 17,   1, 1, 1,  1, 1, 1,  1, 1, 1,  0, 0, 0,  0, 0, 0,  true},
     {"k3_to_one_voxel_cout17",   1,  5, 17,   3, 3, 3,  3, 3, 3,  1, 1, 1,  0, 0, 0,  0, 0, 0,  false},
+    {"wide_x_k3_cout3",          1,  2,  3,   3, 4,41,  3, 3, 3,  1, 1, 1,  1, 1, 1,  0, 0, 0,  false},
+    {"wide_x_k3_cout5",          1,  3,  5,   3, 3,41,  3, 3, 3,  1, 1, 1,  1, 1, 1,  0, 0, 0,  false},
+    {"wide_x_sw2_cout7",         1,  3,  7,   3, 3,70,  3, 3, 3,  1, 1, 2,  1, 1, 1,  0, 0, 1,  false},
     {"k2_s2_c7_c5_batch2",       2,  7,  5,   9, 7, 8,  2, 2, 2,  2, 2, 2,  0, 0, 0,  1, 1, 0,  false},
   };
   return cases;

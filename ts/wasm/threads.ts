@@ -158,6 +158,7 @@ export async function startWorkers(host: PoolHost, count: number, timeoutMs = 20
       ready.push(
         new Promise<void>((resolve, reject) => {
           w.onMessage((m) => {
+            if ((globalThis as any).VX_DEBUG) console.error('worker msg', id, m);
             if (m.ready !== undefined) resolve();
             else if (m.error !== undefined) reject(new VoxvaeError('EUNSUPPORTED', `wasm threads: worker ${id} failed: ${m.error}`));
           });

@@ -729,6 +729,8 @@ function makeDefect(
   return { implant, indices, factors: { kind, type, side: reg.side, center, centerIndex, extent, voxels: r.count, params: reg.params } };
 }
 
+let scratch: Uint8Array | null = null;
+
 /**
  * Draws skull number `index` of the set seeded by `seed` on `grid`: the complete skull, its cranial- and
  * facial-defect versions, both implants, and the ground-truth factors. Deterministic in (seed, index, grid, options).
@@ -738,7 +740,11 @@ export function generateSkull(grid: SynthGrid, seed: number, index: number, opti
   const n = grid.shape[0] * grid.shape[1] * grid.shape[2];
   const { shape, factors } = sampleShape(rng, grid.spacing, options);
   const warpAmp = rng.uniform(1.5, 4.5);
-  const part = new Uint8Array(n);
+  // The part labels are scratch, reused from skull to skull (a fresh 1 MiB+ array each time costs
+  // page faults and garbage collection, not just a memset).
+  if (scratch === null || scratch.length !== n) scratch = new Uint8Array(n);
+  else scratch.fill(0);
+  const part = scratch;
   const g = makeCtx(grid, shape.size, rng, warpAmp, part);
   drawVault(g, shape);
   drawFace(g, shape);

@@ -1,0 +1,100 @@
+// Process context and device probe (see context.h).
+#include "context.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+#include "cuda_check.h"
+#include "cudnn_conv.h"
+#include "kernels.h"
+
+namespace vx {
+namespace cuda {
+
+ProbeResult probe() {
+  ProbeResult r;
+  cudaRuntimeGetVersion(&r.runtime_version);
+  cudaError_t e = cudaDriverGetVersion(&r.driver_version);
+  if (e != cudaSuccess || r.driver_version == 0) {
+    cudaGetLastError();
+    r.reason = "no CUDA driver (libcuda.so.1 not found or not loadable)";
+    return r;
+  }
+  if (r.driver_version < r.runtime_version) {
+    char b[160];
+    std::snprintf(b, sizeof b, "the CUDA driver supports CUDA %d.%d, this binary needs %d.%d: update the NVIDIA driver",
+                  r.driver_version / 1000, r.driver_version % 1000 / 10, r.runtime_version / 1000, r.runtime_version % 1000 / 10);
+    r.reason = b;
+    return r;
+  }
+  int n = 0;
+  e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    r.reason = std::string("no CUDA device visible (") + (e == cudaSuccess ? "count 0" : cudaGetErrorString(e)) + ")";
+    cudaGetLastError();
+    return r;
+  }
+  cudaDeviceProp p;
+  if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) {
+    cudaGetLastError();
+    r.reason = "cannot read the properties of device 0";
+    return r;
+  }
+  r.device = p.name;
+  r.cc_major = p.major;
+  r.cc_minor = p.minor;
+  r.total_memory = p.totalGlobalMem;
+  r.cudnn_version = cudnn_runtime_version();
+  if (p.major * 10 + p.minor < VOXVAE_CUDA_MIN_CC) {
+    char b[200];
+    std::snprintf(b, sizeof b, "%s has compute capability %d.%d; this build targets >= %d.%d (rebuild with CMAKE_CUDA_ARCHITECTURES for it)",
+                  p.name, p.major, p.minor, VOXVAE_CUDA_MIN_CC / 10, VOXVAE_CUDA_MIN_CC % 10);
+    r.reason = b;
+    return r;
+  }
+  if (!kernels_loadable()) {
+    cudaGetLastError();
+    r.reason = "this binary has no kernel image for the device (rebuild for its compute capability)";
+    return r;
+  }
+  if (cudnn_built() && r.cudnn_version == 0) {
+    r.reason = "libcudnn could not be initialised (set LD_LIBRARY_PATH to cuDNN 9's lib folder)";
+    return r;
+  }
+  r.ok = true;
+  return r;
+}
+
+Status Context::get(Context** out) {
+  static std::mutex mu;
+  static Context* ctx = nullptr;
+  static Status failed = Status::Ok;
+  static std::string failed_msg;
+  std::lock_guard<std::mutex> lock(mu);
+  if (ctx) {
+    *out = ctx;
+    return Status::Ok;
+  }
+  if (failed != Status::Ok) return fail(failed, "%s", failed_msg.c_str());
+  ProbeResult p = probe();
+  if (!p.ok) {
+    failed = Status::Unsupported;
+    failed_msg = "CUDA backend unavailable: " + p.reason;
+    return fail(failed, "%s", failed_msg.c_str());
+  }
+  VXC_CUDA(cudaSetDevice(0));
+  auto* c = new Context();
+  VXC_CUDA(cudaStreamCreateWithFlags(&c->stream_, cudaStreamNonBlocking));
+  if (const char* v = std::getenv("VOXVAE_CUDA_TF32")) c->opts_.tf32 = v[0] != '0';
+  if (const char* v = std::getenv("VOXVAE_CUDA_DETERMINISTIC")) c->opts_.deterministic = v[0] == '1';
+  if (const char* v = std::getenv("VOXVAE_CUDA_GRAPHS")) c->opts_.graphs = v[0] == '1';
+  ctx = c;
+  *out = c;
+  return Status::Ok;
+}
+
+Status Context::sync(const char* what) { return check(cudaStreamSynchronize(stream_), what); }
+
+}  // namespace cuda
+}  // namespace vx

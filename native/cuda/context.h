@@ -1,0 +1,55 @@
+// The CUDA execution context of a process: device 0, one stream on which every op, network and copy
+// of this addon runs (so work is ordered without events), the cuDNN handle when cuDNN is built in,
+// and the precision / determinism options. probe() says whether a usable device is there at all.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "status.h"
+
+namespace vx {
+namespace cuda {
+
+struct Options {
+  bool tf32 = true;            // cuDNN convolutions may use TF32 tensor cores (fp32 I/O, 10-bit mantissa products)
+  bool deterministic = false;  // only deterministic cuDNN algorithms (voxvae's own kernels always are)
+  bool graphs = false;         // capture network forward/backward in CUDA graphs once shapes repeat
+  size_t workspace_limit = size_t(256) << 20;  // cuDNN workspace bound per convolution call
+};
+
+struct ProbeResult {
+  bool ok = false;
+  std::string reason;       // why not, when !ok ("no CUDA driver", "compute capability 8.0 < 9.0", ...)
+  std::string device;       // e.g. "NVIDIA H100 80GB HBM3"
+  int cc_major = 0, cc_minor = 0;
+  int driver_version = 0, runtime_version = 0;
+  int cudnn_version = 0;    // 0 when built without cuDNN (direct-convolution kernels are used)
+  size_t total_memory = 0;
+};
+
+// Checks driver, device, compute capability and that this binary has a kernel image for it; safe to
+// call without a GPU (never aborts).
+ProbeResult probe();
+
+class Context {
+ public:
+  // The process-wide context, created on first use (fails cleanly when probe() would fail).
+  static Status get(Context** out);
+  cudaStream_t stream() const { return stream_; }
+  Options& options() { return opts_; }
+  Status sync(const char* what);
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  Options opts_;
+};
+
+// Minimum compute capability (major*10+minor) this binary was built for (from CMake).
+#ifndef VOXVAE_CUDA_MIN_CC
+#define VOXVAE_CUDA_MIN_CC 90
+#endif
+
+}  // namespace cuda
+}  // namespace vx
