@@ -8,13 +8,14 @@
 //                                      bench/results/results.json, that run's raw numbers)
 //   npm run bench -- --threads 2       kernel threads for both engines (default: all cores)
 //   npm run bench -- --list            print the case names
+//   npm run bench -- --render bench/results/results.json [--write]   re-render a saved run's tables
 //
 // Each voxvae case runs in a forked child (bench/worker.ts) so that its peak RSS is its own; each
 // PyTorch case runs bench/torch_bench.py with /usr/bin/python3, once with OMP_WAIT_POLICY unset and once
 // with OMP_WAIT_POLICY=PASSIVE, and the faster run is reported. Everything runs one after another.
 // The run's numbers go to bench/results/last-run.json and bench/results/last-run.md.
 import { execFileSync, fork, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,12 +33,13 @@ interface Args {
   torch: boolean;
   write: boolean;
   list: boolean;
+  render: string | null;
   threads: number;
   python: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: [], torch: true, write: false, list: false, threads: os.availableParallelism(), python: '/usr/bin/python3' };
+  const a: Args = { quick: false, only: [], torch: true, write: false, list: false, render: null, threads: os.availableParallelism(), python: '/usr/bin/python3' };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]!;
     const next = (): string => {
@@ -51,6 +53,7 @@ function parseArgs(argv: string[]): Args {
     else if (v === '--no-torch') a.torch = false;
     else if (v === '--write') a.write = true;
     else if (v === '--list') a.list = true;
+    else if (v === '--render') a.render = next();
     else if (v === '--threads') a.threads = Number(next());
     else if (v === '--python') a.python = next();
     else if (v === '--help' || v === '-h') {
@@ -79,6 +82,30 @@ interface Machine {
   threads: number;
   loadBefore: string;
   loadAfter?: string;
+  /** git HEAD, native sources with uncommitted changes, and when the addon was built. */
+  source: string;
+}
+
+function provenance(): string {
+  const git = (...a: string[]): string => {
+    try {
+      return execFileSync('git', a, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trimEnd();
+    } catch {
+      return '';
+    }
+  };
+  const head = git('rev-parse', '--short', 'HEAD').trim() || 'unknown';
+  const dirty = git('status', '--porcelain', '--', 'native/core', 'native/napi')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.slice(3));
+  let built = 'unknown';
+  try {
+    built = statSync(path.join(ROOT, 'build/Release/voxvae.node')).mtime.toISOString();
+  } catch {
+    /* a prebuild, or not built */
+  }
+  return `commit ${head}${dirty.length ? ` + uncommitted changes in ${dirty.join(', ')}` : ''}; addon build/Release/voxvae.node built ${built}`;
 }
 
 function uptime(): string {
@@ -114,6 +141,7 @@ function machine(threads: number): Machine {
     torch: null,
     threads,
     loadBefore: uptime(),
+    source: provenance(),
   };
 }
 
@@ -351,9 +379,12 @@ function markdown(rep: Report, torchOk: boolean, noTorch: string): string {
   out.push(
     `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memGiB.toFixed(0)} GiB, AVX2+FMA ${m.avx2 ? 'yes' : 'no'}, AVX-512 ${m.avx512 ? 'yes' : 'no'}`,
     `- Node ${m.node}; PyTorch ${m.torch ?? 'not installed / not run'} (${rep.python}); ${m.threads} threads for both engines (voxvae \`threads\`, \`torch.set_num_threads\`)`,
+    `- voxvae: ${m.source}`,
     `- Load before: \`${m.loadBefore}\``,
     `- Load after: \`${m.loadAfter ?? '?'}\``,
-    `- SGEMM peak (PyTorch \`torch.mm\` 2048², ${m.threads} threads, best of ${rep.peak?.times_s.length ?? 0}, OMP_WAIT_POLICY ${rep.peakPolicy === 'PASSIVE' ? 'PASSIVE' : 'unset'}): ${peak ? `**${peak.toFixed(1)} GFLOP/s** (median ${rep.peak!.sgemm_gflops_median.toFixed(1)})` : 'not measured (PyTorch not installed)'}`,
+    rep.peak
+      ? `- SGEMM peak (PyTorch \`torch.mm\` 2048², ${m.threads} threads, best of ${rep.peak.times_s.length}, OMP_WAIT_POLICY ${rep.peakPolicy === 'PASSIVE' ? 'PASSIVE' : 'unset'}): **${rep.peak.sgemm_gflops.toFixed(1)} GFLOP/s** (median ${rep.peak.sgemm_gflops_median.toFixed(1)})`
+      : '- SGEMM peak: not measured (needs PyTorch), so no "% peak" columns',
     '',
   );
   if (rep.models.length) {
@@ -386,7 +417,7 @@ function markdown(rep: Report, torchOk: boolean, noTorch: string): string {
   if (rep.layers.length)
     out.push(
       'Each conv layer alone (voxvae: a one-layer native Net through `native().Net`; PyTorch: one `nn.Conv3d`/`nn.ConvTranspose3d`), batch as in training, median of ' +
-        `${rep.layers[0]!.case.benny.minSamples} runs after ${rep.layers[0]!.case.torch.warmup} warm-up. fwd = forward; dW = backward without input gradient (weight + bias gradients); ` +
+        `${rep.layers.map((l) => `${l.case.benny.minSamples} (${l.case.model})`).join(', ')} rounds after ${rep.layers[0]!.case.torch.warmup} warm-up round. fwd = forward; dW = backward without input gradient (weight + bias gradients); ` +
         'dX = the median over rounds of (backward with input gradient) − (backward without), each round running forward, dW, backward in turn. % peak = GFLOP/s ÷ the SGEMM peak above. "rest of the step" = training step median − the sum of the layers\' fwd + bwd.',
       '',
     );
@@ -413,6 +444,13 @@ async function main(): Promise<void> {
   const cases = selectCases(args);
   if (args.list) {
     for (const c of CASES) console.log(`${c.name}${c.quick ? ' (quick)' : ''}`);
+    return;
+  }
+  if (args.render) {
+    const saved = JSON.parse(readFileSync(args.render, 'utf8')) as Report;
+    const md = markdown(saved, saved.machine.torch !== null, 'PyTorch not installed');
+    console.log(md);
+    if (args.write) writeResultsMd(md);
     return;
   }
   if (!cases.length) throw new Error(`no case matches ${args.only.join(', ')} (try --list)`);

@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'EIO' // a file could not be read or written
   | 'ECHECKPOINT' // a checkpoint does not match the model or is incomplete
   | 'ENATIVE' // the native addon could not be loaded
+  | 'EDEVICE' // the GPU failed or was lost (the CPU backend still works)
   | 'EABORT'; // the operation was cancelled
 
 export class VoxvaeError extends Error {

@@ -79,7 +79,7 @@ export interface NativeBinding {
     dlogvar?: NativeTensor | null): { loss: number; perSample: Float32Array; dlogvar: NativeTensor };
   setNumThreads(n: number): number;
   numThreads(): number;
-  readonly backend: 'cpu';
+  readonly backend: 'cpu' | 'cuda';
   readonly abiVersion: number;
 }
 

@@ -1,7 +1,7 @@
 // Network: a native network plus the PyTorch names of its tensors (state_dict view), and the
 // per-network Adam state. Encoder and Decoder build on it.
 import { VoxvaeError } from './errors.js';
-import { native, nativeSync, type NativeAdam, type NativeNet, type ParamEntry } from './native.js';
+import { native, nativeSync, type NativeAdam, type NativeBinding, type NativeNet, type ParamEntry } from './native.js';
 import type { BuiltNet } from './config.js';
 import type { TensorToWrite, TensorEntry } from './safetensors.js';
 import { toFloat32, toNumbers } from './safetensors.js';
@@ -25,11 +25,14 @@ export class Network {
   readonly spec: string;
   readonly tensors: NamedTensor[];
   readonly net: NativeNet;
+  /** The engine this network lives on (CPU addon or CUDA addon): its tensors only mix with its own. */
+  readonly binding: NativeBinding;
   adam: NativeAdam | null = null;
   private disposed = false;
 
-  constructor(built: BuiltNet, seed: number) {
-    const nb = native();
+  constructor(built: BuiltNet, seed: number, binding: NativeBinding = native()) {
+    const nb = binding;
+    this.binding = nb;
     this.spec = built.spec;
     this.net = nativeSync(() => new nb.Net(built.spec));
     nativeSync(() => this.net.initParams(seed));
@@ -112,7 +115,7 @@ export class Network {
 
   /** Adam/AdamW moments for this network (created on first use). */
   optimizer(): NativeAdam {
-    if (!this.adam) this.adam = nativeSync(() => new (native().Adam)(this.net));
+    if (!this.adam) this.adam = nativeSync(() => new this.binding.Adam(this.net));
     return this.adam;
   }
 

@@ -2,11 +2,13 @@
 // Float32Arrays in NCDHW order; every length is checked here before native code sees it.
 import { VoxvaeError, invalid } from './errors.js';
 import { buildDecoder, buildEncoder, validateConfig, type VaeConfig } from './config.js';
-import { native, nativeCall, nativeSync, type NativeTensor, type Reduction } from './native.js';
+import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor, type Reduction } from './native.js';
+import { selectBackend } from './backend.js';
 import { Network, type OptimizerConfig } from './network.js';
 import { readSafetensors, serializeSafetensors, toFloat32, writeFileAtomic, type TensorToWrite } from './safetensors.js';
 
-export type Backend = 'cpu';
+/** 'cpu' (default), 'cuda' (throws EUNSUPPORTED with the reason when unusable) or 'auto' (see ts/backend.ts). */
+export type Backend = 'cpu' | 'cuda' | 'auto';
 export type LatentMode = 'sample' | 'mean' | 'mean+std';
 export type Mode = 'train' | 'eval';
 
@@ -76,8 +78,7 @@ function batchOf(x: Float32Array, perSample: number, field: string): number {
 }
 
 /** Copies data into a native tensor; NaN/Inf is refused with an error naming `field`. */
-function tensor(data: Float32Array, shape: number[], field = 'input'): NativeTensor {
-  const nb = native();
+function tensor(data: Float32Array, shape: number[], field = 'input', nb: NativeBinding = native()): NativeTensor {
   try {
     return nativeSync(() => new nb.Tensor(data, shape, true));
   } catch (e) {
@@ -132,8 +133,7 @@ function resolveTarget(recon: ReconLoss, dcfg: VaeConfig, n: number, target: Flo
   return target;
 }
 
-function reconLoss(recon: ReconLoss, dcfg: VaeConfig, logits: NativeTensor, tgt: NativeTensor, n: number): Promise<{ loss: number; grad: NativeTensor | null }> {
-  const nb = native();
+function reconLoss(recon: ReconLoss, dcfg: VaeConfig, logits: NativeTensor, tgt: NativeTensor, n: number, nb: NativeBinding): Promise<{ loss: number; grad: NativeTensor | null }> {
   const S = dcfg.inputShape[0] * dcfg.inputShape[1] * dcfg.inputShape[2];
   return nativeCall(() =>
     recon.kind === 'dice'
@@ -161,9 +161,9 @@ export class Encoder {
   /** A frozen encoder runs in eval mode during training and its weights never change. */
   frozen = false;
 
-  constructor(config: VaeConfig, seed = 0) {
+  constructor(config: VaeConfig, seed = 0, binding?: NativeBinding) {
     this.config = validateConfig(config);
-    this.network = new Network(buildEncoder(this.config), checkSeed(seed, 'seed'));
+    this.network = new Network(buildEncoder(this.config), checkSeed(seed, 'seed'), binding);
   }
 
   get sampleSize(): number {
@@ -183,7 +183,7 @@ export class Encoder {
   /** Encodes a batch [N, C, D, H, W]. Eval mode (running BN statistics) unless mode: 'train'. */
   async encode(x: Float32Array, opts: { mode?: Mode } = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
     const n = batchOf(x, this.sampleSize, 'x');
-    const xt = tensor(x, [n, this.config.inChannels, ...this.config.inputShape], 'x');
+    const xt = tensor(x, [n, this.config.inChannels, ...this.config.inputShape], 'x', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(xt, n, opts.mode === 'train'));
@@ -203,9 +203,9 @@ export class Decoder {
   readonly config: VaeConfig;
   readonly network: Network;
 
-  constructor(config: VaeConfig, seed = 0) {
+  constructor(config: VaeConfig, seed = 0, binding?: NativeBinding) {
     this.config = validateConfig(config);
-    this.network = new Network(buildDecoder(this.config), checkSeed(seed, 'seed') + 1);
+    this.network = new Network(buildDecoder(this.config), checkSeed(seed, 'seed') + 1, binding);
   }
 
   get outputSize(): number {
@@ -217,7 +217,7 @@ export class Decoder {
    *  outputActivation, or raw logits with { logits: true }. Eval mode unless mode: 'train'. */
   async decode(z: Float32Array, opts: { mode?: Mode; logits?: boolean } = {}): Promise<Float32Array> {
     const n = batchOf(z, this.config.latentSize, 'z');
-    const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1], 'z');
+    const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1], 'z', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(zt, n, opts.mode === 'train'));
@@ -244,13 +244,14 @@ export class Decoder {
     const [D, H, W] = this.config.inputShape;
     const live: (NativeTensor | null)[] = [];
     try {
-      const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1]);
-      const tgt = tensor(tgtData, recon.kind === 'dice' ? [n, D * H * W] : [n, this.config.outChannels, D, H, W]);
+      const nb = this.network.binding;
+      const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1], 'input', nb);
+      const tgt = tensor(tgtData, recon.kind === 'dice' ? [n, D * H * W] : [n, this.config.outChannels, D, H, W], 'input', nb);
       live.push(zt, tgt);
       nativeSync(() => this.network.net.zeroGrad());
       const [logits] = await nativeCall(() => this.network.net.forward(zt, n, true, 0, this.steps));
       live.push(logits!);
-      const rec = await reconLoss(recon, this.config, logits!, tgt, n);
+      const rec = await reconLoss(recon, this.config, logits!, tgt, n, nb);
       live.push(rec.grad);
       if (!Number.isFinite(rec.loss)) throw new VoxvaeError('ENOTFINITE', `Decoder.trainStep: the loss is ${rec.loss}; lower the learning rate or check the input`);
       live.push(await nativeCall(() => this.network.net.backward([rec.grad], false)));
@@ -322,10 +323,11 @@ export class Vae {
   /** Builds a VAE from a config with PyTorch's default initialisation, seeded. */
   static async create(config: VaeConfig, opts: CreateOptions = {}): Promise<Vae> {
     const seed = checkSeed(opts.seed ?? 0, 'options.seed');
-    if (opts.backend !== undefined && opts.backend !== 'cpu') invalid('options.backend', "must be 'cpu' (the CUDA backend is built separately)", opts.backend);
+    if (opts.backend !== undefined && !['cpu', 'cuda', 'auto'].includes(opts.backend)) invalid('options.backend', "must be 'cpu', 'cuda' or 'auto'", opts.backend);
     if (opts.threads !== undefined) setThreads(opts.threads);
     const cfg = validateConfig(config);
-    return new Vae(new Encoder(cfg, seed), new Decoder(cfg, seed), seed);
+    const nb = selectBackend(opts.backend ?? 'cpu');
+    return new Vae(new Encoder(cfg, seed, nb), new Decoder(cfg, seed, nb), seed);
   }
 
   /** An existing encoder with a new decoder (the two-stage method's stage 2). The decoder config must
@@ -333,6 +335,7 @@ export class Vae {
   static fromParts(encoder: Encoder, decoder: Decoder, seed = 0): Vae {
     if (decoder.config.latentSize !== encoder.config.latentSize) invalid('decoder.config.latentSize', `must equal the encoder's ${encoder.config.latentSize}`, decoder.config.latentSize);
     if (decoder.config.inputShape.some((d, i) => d !== encoder.config.inputShape[i])) invalid('decoder.config.inputShape', `must equal the encoder's [${encoder.config.inputShape.join(', ')}]`, decoder.config.inputShape);
+    if (decoder.network.binding !== encoder.network.binding) invalid('decoder', `must use the encoder's backend (${encoder.network.binding.backend})`, decoder.network.binding.backend);
     return new Vae(encoder, decoder, checkSeed(seed, 'seed'));
   }
 
@@ -343,6 +346,7 @@ export class Vae {
   /** Replaces the decoder (e.g. a fresh skullVaeDecoder for stage 2); its optimizer state starts anew. */
   attachDecoder(decoder: Decoder): void {
     if (decoder.config.latentSize !== this.config.latentSize) invalid('decoder.config.latentSize', `must equal the encoder's ${this.config.latentSize}`, decoder.config.latentSize);
+    if (decoder.network.binding !== this.encoder.network.binding) invalid('decoder', `must use the encoder's backend (${this.encoder.network.binding.backend})`, decoder.network.binding.backend);
     this.decoder = decoder;
   }
 
@@ -374,8 +378,8 @@ export class Vae {
     if (!(latent in LATENT_CODE)) invalid('options.latent', "must be 'sample', 'mean' or 'mean+std'", latent);
     const { mu, logvar } = await this.encode(x, { mode });
     const n = mu.length / this.config.latentSize;
-    const nb = native();
-    const mt = tensor(mu, [n, this.config.latentSize]), lt = tensor(logvar, [n, this.config.latentSize]);
+    const nb = this.encoder.network.binding;
+    const mt = tensor(mu, [n, this.config.latentSize], 'mu', nb), lt = tensor(logvar, [n, this.config.latentSize], 'logvar', nb);
     let r: { z: NativeTensor; eps: NativeTensor } | null = null;
     try {
       r = nativeSync(() => nb.reparameterize(mt, lt, n, this.config.latentSize, LATENT_CODE[latent], this.seed, opts.step ?? this.step));
@@ -422,14 +426,14 @@ export class Vae {
     // Targets: class indices for Dice, same-shaped values for the elementwise losses.
     const target = resolveTarget(recon, dcfg, n, batch.target, batch.input, cfg.inChannels);
 
-    const nb = native();
     const enc = this.encoder.network, dec = this.decoder.network;
+    const nb = enc.binding;
     const trainEncoder = !this.encoder.frozen;
     const live: (NativeTensor | null | undefined)[] = [];
     const keep = <T extends NativeTensor | null | undefined>(t: T): T => (live.push(t), t);
     try {
-      const x = keep(tensor(batch.input, [n, cfg.inChannels, D, H, W], 'batch.input'));
-      const tgt = keep(tensor(target, recon.kind === 'dice' ? [n, S] : [n, dcfg.outChannels, D, H, W], 'batch.target'));
+      const x = keep(tensor(batch.input, [n, cfg.inChannels, D, H, W], 'batch.input', nb));
+      const tgt = keep(tensor(target, recon.kind === 'dice' ? [n, S] : [n, dcfg.outChannels, D, H, W], 'batch.target', nb));
       nativeSync(() => {
         if (trainEncoder) enc.net.zeroGrad();
         dec.net.zeroGrad();
@@ -439,7 +443,7 @@ export class Vae {
       keep(r.z);
       keep(r.eps);
       const [logits] = (await nativeCall(() => dec.net.forward(r.z, n, true, this.seed, this.step))).map(keep) as [NativeTensor];
-      const rec = await reconLoss(recon, dcfg, logits, tgt, n);
+      const rec = await reconLoss(recon, dcfg, logits, tgt, n, nb);
       keep(rec.grad);
       const kl = nativeSync(() => nb.klNormal(mu, logvar, n, L, klReduction, trainEncoder ? beta : 0));
       keep(kl.dmu);
@@ -500,7 +504,7 @@ export class Vae {
    * Loads a checkpoint written by save(), or a plain PyTorch state_dict saved with
    * `safetensors.torch.save_file(model.state_dict(), path)` when `config` is given (MONAI names).
    */
-  static async load(file: string, opts: { config?: VaeConfig; decoderConfig?: VaeConfig; threads?: number } = {}): Promise<Vae> {
+  static async load(file: string, opts: { config?: VaeConfig; decoderConfig?: VaeConfig; threads?: number; backend?: Backend } = {}): Promise<Vae> {
     const st = await readSafetensors(file);
     let meta: CheckpointMeta | null = null;
     if (st.metadata.voxvae !== undefined) {
@@ -522,7 +526,8 @@ export class Vae {
       'decoderConfig',
     );
     const seed = meta?.seed ?? 0;
-    const vae = Vae.fromParts(new Encoder(cfg, seed), new Decoder(dcfg, seed), seed);
+    const nb = selectBackend(opts.backend ?? 'cpu');
+    const vae = Vae.fromParts(new Encoder(cfg, seed, nb), new Decoder(dcfg, seed, nb), seed);
     try {
       const used = vae.encoder.network.loadStateDict(st.tensors, file);
       for (const k of vae.decoder.network.loadStateDict(st.tensors, file)) used.add(k);

@@ -3,9 +3,10 @@
 // Forward and backward-weight are implicit GEMMs over tiles of output positions: a tile's column block
 // [cin*kd*kh*kw, positions] is built by im2col and multiplied by the weight (forward) or by dy
 // (backward-weight). A forward with at most kDirectMaxRows output channels skips the column block
-// (conv_direct): there its memory traffic would cost more than the arithmetic. Work items are (sample, tile[, channel block]) so every layer shape, including
-// cin = 1 and cout = 2, keeps all threads busy. Backward-weight gives each chunk of items its own partial
-// dw and sums the partials in chunk order, so dw is deterministic for a given thread count.
+// (conv_direct): there its memory traffic would cost more than the arithmetic.
+// Work items are (sample, tile[, channel block]) so every layer shape, including cin = 1 and cout = 2,
+// keeps all threads busy. Backward-weight gives each chunk of items its own partial dw and sums the
+// partials in chunk order, so dw is deterministic for a given thread count.
 // Backward-data is the transposed convolution of dy and is computed by conv_transpose3d_forward, a
 // gather (see conv_transpose3d.cpp).
 #include "conv3d.h"

@@ -125,37 +125,39 @@ bool build_panel_runs(int64_t width, const ColAxis ax[3], int64_t p0, int64_t p1
   return true;
 }
 
-// The input row each run of a panel reads for taps (u0, u1) of channel plane inc, or null where that
-// row lies in the padding. Returns whether any run reads a real row.
-inline bool panel_row_sources(const float** rowsrc, const Run* r0, int nruns, const float* inc, const ColAxis ax[3],
-                              int64_t oz, int64_t oy) {
+// Offset, within one channel plane, of the input row that each run of a panel reads for the taps with
+// offsets (oz, oy); -1 where that row lies in the padding. Returns whether any run reads a real row.
+// Rows do not depend on the channel, so the panel loops below run over channels innermost.
+inline bool panel_row_offsets(int64_t* rowoff, const Run* r0, int nruns, const ColAxis ax[3], int64_t oz,
+                              int64_t oy) {
   const int64_t id = ax[0].in, ih = ax[1].in, iw = ax[2].in;
   bool any = false;
   for (int i = 0; i < nruns; ++i) {
     const int64_t iz = r0[i].zb + oz, iy = r0[i].yb + oy;
     const bool in = iz >= 0 && iz < id && iy >= 0 && iy < ih;
-    rowsrc[i] = in ? inc + (iz * ih + iy) * iw : nullptr;
+    rowoff[i] = in ? (iz * ih + iy) * iw : -1;
     any = any || in;
   }
   return any;
 }
 
-// One row of one panel (x tap with offset ox, valid output x range [lo, hi)) into d[0 .. width): the
-// runs' values, zero in the padding and past the last position. The slow path of the panel loops; kept
-// out of line so that it does not crowd the direct kernels' accumulators out of registers.
-VX_NOINLINE void fill_panel_row(float* d, int64_t width, const Run* r0, int nruns, const float* const* rowsrc,
-                           int64_t ox, int64_t lo, int64_t hi, int64_t sx) {
+// One row of one panel (channel plane inc, x tap with offset ox, valid output x range [lo, hi)) into
+// d[0 .. width): the runs' values, zero in the padding and past the last position. The slow path of the
+// panel loops (edges, short rows, strided x); kept out of line so that it does not crowd the direct
+// kernels' accumulators out of registers.
+VX_NOINLINE void fill_panel_row(float* d, int64_t width, const Run* r0, int nruns, const int64_t* rowoff,
+                                const float* inc, int64_t ox, int64_t lo, int64_t hi, int64_t sx) {
   int64_t used = 0;
   for (int i = 0; i < nruns; ++i) {
     const Run& r = r0[i];
     float* dr = d + r.jj - r.tx0;  // dr[tx] is position tx of this run
     const int64_t tx1 = r.tx0 + r.len;
     used = r.jj + r.len;
-    if (!rowsrc[i]) {
+    if (rowoff[i] < 0) {
       for (int64_t t = r.tx0; t < tx1; ++t) dr[t] = 0.0f;
       continue;
     }
-    const float* src = rowsrc[i] + ox;  // src[tx * sx] is input x = tx * sx + ox
+    const float* src = inc + rowoff[i] + ox;  // src[tx * sx] is input x = tx * sx + ox
     const int64_t a = std::min(std::max(lo, r.tx0), tx1);
     const int64_t e = std::max(std::min(hi, tx1), a);
     for (int64_t t = r.tx0; t < a; ++t) dr[t] = 0.0f;
@@ -183,13 +185,13 @@ struct DirectArgs {
   int64_t rsc;
 };
 
-// M output rows over panels of W = VL * NV positions: each column-tile row is formed in registers (two
+// M output rows over panels of W = VL * NV positions: each column-tile row is formed in registers (NV
 // vector loads when the panel is one run inside the input) and multiplied into M accumulators at once.
 template <class V, int VL, int NV, int M>
 VX_ALWAYS_INLINE void direct_body(const DirectArgs& g) {
   constexpr int W = VL * NV;
   const ColAxis* ax = g.ax;
-  const int64_t sx = ax[2].step, n1 = ax[1].ntaps, n2 = ax[2].ntaps;
+  const int64_t sx = ax[2].step, n0 = ax[0].ntaps, n1 = ax[1].ntaps, n2 = ax[2].ntaps, ntap = n0 * n1 * n2;
   const int64_t plane = ax[0].in * ax[1].in * ax[2].in;
   for (int64_t q = 0; q < g.pr.panels; ++q) {
     const Run* r0 = g.pr.runs + g.pr.first[q];
@@ -199,27 +201,33 @@ VX_ALWAYS_INLINE void direct_body(const DirectArgs& g) {
     VX_UNROLL for (int m = 0; m < M; ++m) {
       VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] = V{};
     }
-    const float* rowsrc[64];
-    int64_t r = 0;
-    for (int64_t ch = 0; ch < g.channels; ++ch) {
-      const float* inc = g.in + ch * plane;
-      for (int64_t u0 = 0; u0 < ax[0].ntaps; ++u0) {
-        for (int64_t u1 = 0; u1 < n1; ++u1, r += n2) {
-          if (!panel_row_sources(rowsrc, r0, nruns, inc, ax, ax[0].off[u0], ax[1].off[u1])) continue;
-          for (int64_t u2 = 0; u2 < n2; ++u2) {
-            const int64_t ox = ax[2].off[u2], lo = g.pr.xlo[u2], hi = g.pr.xhi[u2];
-            V b[NV];
-            if (whole && rowsrc[0] && lo <= r0->tx0 && r0->tx0 + W <= hi) {
-              const float* src = rowsrc[0] + ox + r0->tx0;
+    int64_t rowoff[64];
+    for (int64_t u0 = 0; u0 < n0; ++u0) {
+      for (int64_t u1 = 0; u1 < n1; ++u1) {
+        if (!panel_row_offsets(rowoff, r0, nruns, ax, ax[0].off[u0], ax[1].off[u1])) continue;
+        for (int64_t u2 = 0; u2 < n2; ++u2) {
+          const int64_t ox = ax[2].off[u2], lo = g.pr.xlo[u2], hi = g.pr.xhi[u2];
+          const float* wt = g.w + (u0 * n1 + u1) * n2 + u2;  // weight (m, channel c): wt[m*ldw + c*ntap]
+          if (whole && rowoff[0] >= 0 && lo <= r0->tx0 && r0->tx0 + W <= hi) {
+            const float* src = g.in + rowoff[0] + ox + r0->tx0;
+            for (int64_t c = 0; c < g.channels; ++c, src += plane, wt += ntap) {
+              V b[NV];
               VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&b[j], src + j * VL, sizeof(V));
-            } else {
-              float t[W];
-              fill_panel_row(t, W, r0, nruns, rowsrc, ox, lo, hi, sx);
-              VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&b[j], t + j * VL, sizeof(V));
+              VX_UNROLL for (int m = 0; m < M; ++m) {
+                const float wm = wt[m * g.ldw];
+                VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] += b[j] * wm;
+              }
             }
-            VX_UNROLL for (int m = 0; m < M; ++m) {
-              const float wm = g.w[m * g.ldw + r + u2];
-              VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] += b[j] * wm;
+          } else {
+            for (int64_t c = 0; c < g.channels; ++c, wt += ntap) {
+              float t[W];
+              fill_panel_row(t, W, r0, nruns, rowoff, g.in + c * plane, ox, lo, hi, sx);
+              V b[NV];
+              VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&b[j], t + j * VL, sizeof(V));
+              VX_UNROLL for (int m = 0; m < M; ++m) {
+                const float wm = wt[m * g.ldw];
+                VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] += b[j] * wm;
+              }
             }
           }
         }
@@ -645,33 +653,38 @@ bool im2col_packed(float* bp, const float* in, int64_t channels, const ColAxis a
   const int64_t sx = ax[2].step;
   const int64_t plane = ax[0].in * ax[1].in * ax[2].in;
   const int64_t rows = channels * ax[0].ntaps * ax[1].ntaps * ax[2].ntaps;
+  const int64_t n0 = ax[0].ntaps, n1 = ax[1].ntaps, n2 = ax[2].ntaps, ntap = n0 * n1 * n2;
+  const int64_t cstride = ntap * nr;  // from one channel's row to the next channel's, same taps
   for (int64_t q = 0; q < pr.panels; ++q) {
-    float* d = bp + q * nr * rows;  // row r of this panel at d + r * nr
+    float* dq = bp + q * nr * rows;  // row r of this panel at dq + r * nr, r = c * ntap + tap
     const Run* r0 = pr.runs + pr.first[q];
     const int nruns = static_cast<int>(pr.first[q + 1] - pr.first[q]);  // <= nr <= 32
     const bool whole = nruns == 1 && r0->len == nr && sx == 1;
-    const float* rowsrc[32];
-    for (int64_t c = 0; c < channels; ++c) {
-      const float* inc = in + c * plane;
-      for (int64_t u0 = 0; u0 < ax[0].ntaps; ++u0) {
-        for (int64_t u1 = 0; u1 < ax[1].ntaps; ++u1) {
-          panel_row_sources(rowsrc, r0, nruns, inc, ax, ax[0].off[u0], ax[1].off[u1]);
-          for (int64_t u2 = 0; u2 < ax[2].ntaps; ++u2, d += nr) {
-            const int64_t ox = ax[2].off[u2], lo = pr.xlo[u2], hi = pr.xhi[u2];
-            if (whole && rowsrc[0] && lo <= r0->tx0 && r0->tx0 + nr <= hi) {
-              // The common case: a whole panel row inside the input; constant-size copies.
-              const float* src = rowsrc[0] + ox + r0->tx0;
-              if (nr == 16) {
-                std::memcpy(d, src, 16 * sizeof(float));
-              } else if (nr == 8) {
-                std::memcpy(d, src, 8 * sizeof(float));
-              } else {
-                std::memcpy(d, src, size_t(nr) * sizeof(float));
-              }
-              continue;
-            }
-            fill_panel_row(d, nr, r0, nruns, rowsrc, ox, lo, hi, sx);
+    int64_t rowoff[32];
+    for (int64_t u0 = 0; u0 < n0; ++u0) {
+      for (int64_t u1 = 0; u1 < n1; ++u1) {
+        const bool any = panel_row_offsets(rowoff, r0, nruns, ax, ax[0].off[u0], ax[1].off[u1]);
+        for (int64_t u2 = 0; u2 < n2; ++u2) {
+          float* d = dq + ((u0 * n1 + u1) * n2 + u2) * nr;
+          if (!any) {
+            for (int64_t c = 0; c < channels; ++c, d += cstride) std::memset(d, 0, size_t(nr) * sizeof(float));
+            continue;
           }
+          const int64_t ox = ax[2].off[u2], lo = pr.xlo[u2], hi = pr.xhi[u2];
+          if (whole && rowoff[0] >= 0 && lo <= r0->tx0 && r0->tx0 + nr <= hi) {
+            // The common case: a whole panel row inside the input; constant-size copies.
+            const float* src = in + rowoff[0] + ox + r0->tx0;
+            if (nr == 16) {
+              for (int64_t c = 0; c < channels; ++c, d += cstride, src += plane)
+                std::memcpy(d, src, 16 * sizeof(float));
+            } else {
+              for (int64_t c = 0; c < channels; ++c, d += cstride, src += plane)
+                std::memcpy(d, src, size_t(nr) * sizeof(float));
+            }
+            continue;
+          }
+          for (int64_t c = 0; c < channels; ++c, d += cstride)
+            fill_panel_row(d, nr, r0, nruns, rowoff, in + c * plane, ox, lo, hi, sx);
         }
       }
     }

@@ -34,7 +34,7 @@ thread_local bool t_in_worker = false;
 // a worker can only ever see a job meant for it, published after the job pointer.
 struct alignas(64) Slot {
   std::atomic<int32_t> go{0};
-  const std::function<void(int)>* job = nullptr;
+  std::atomic<const std::function<void(int)>*> job{nullptr};
 };
 Slot g_slots[kMaxThreads];
 std::atomic<int32_t> g_pending{0};
@@ -44,12 +44,13 @@ std::atomic<int32_t> g_quit{0};
 int32_t* word(std::atomic<int32_t>& a) { return reinterpret_cast<int32_t*>(&a); }
 
 std::atomic<int32_t> g_debug_stuck{0};
+std::atomic<int32_t> g_dbg_j{0};
 int available() { return 1 + std::min<int>(g_registered.load(), kMaxThreads - 1); }
 
 void run(int chunks, const std::function<void(int)>& job) {
   g_pending.store(chunks - 1);
   for (int i = 1; i < chunks; ++i) {
-    g_slots[i].job = &job;
+    g_slots[i].job.store(&job);
     g_slots[i].go.fetch_add(1);
     __builtin_wasm_memory_atomic_notify(word(g_slots[i].go), 1);
   }
@@ -91,6 +92,12 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t lo,
 
 }  // namespace vx
 
+// Thread-local objects with destructors (the kernels' per-thread scratch) register them through
+// __cxa_thread_atexit on first use in each thread. The single-threaded libc++abi linked here keeps that
+// registry in thread-specific storage it cannot create for our workers, and aborts. Workers never exit
+// (they live as long as the module), so there is nothing to run at thread exit: record nothing.
+extern "C" int __cxa_thread_atexit(void (*)(void*), void*, void*) { return 0; }
+
 // ---- exports for the loader ------------------------------------------------------------------------------
 
 // Static TLS block of the first (main) instance: wasm-ld leaves __tls_base at 0 until someone calls
@@ -116,7 +123,15 @@ VX_EXPORT void vx_worker_main(int32_t id) {
     while (slot.go.load() == seen && !g_quit.load()) __builtin_wasm_memory_atomic_wait32(word(slot.go), seen, -1);
     if (g_quit.load()) break;
     seen = slot.go.load();
-    (*slot.job)(id);
+    const std::function<void(int)>* j = slot.job.load();
+    if (!j || !*j) {
+      int32_t tries = 0;
+      while (!slot.job.load() && tries < 100000000) ++tries;
+      g_debug_stuck.fetch_add(1);
+      g_dbg_j.store(tries);
+      j = slot.job.load();
+    }
+    (*j)(id);
     g_pending.fetch_sub(1);
   }
   g_registered.fetch_sub(1);
@@ -132,9 +147,9 @@ VX_EXPORT void vx_workers_quit() {
 
 VX_EXPORT void vx_debug_state(int32_t* out) {
   out[0] = vx::g_pending.load(); out[1] = vx::g_registered.load(); out[2] = vx::g_debug_stuck.load();
-  out[3] = vx::g_slots[1].go.load(); out[4] = int32_t(reinterpret_cast<uintptr_t>(vx::g_slots[1].job));
+  out[3] = vx::g_slots[1].go.load(); out[4] = int32_t(reinterpret_cast<uintptr_t>(vx::g_slots[1].job.load()));
 }
 VX_EXPORT void vx_debug_addrs(int32_t* out) {
   out[0] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_pending)); out[1] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_slots[1].go));
-  out[2] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_registered)); out[3] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_debug_stuck));
+  out[2] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_registered)); out[3] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_slots[1].job)); out[4] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_debug_stuck)); out[5] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_dbg_j));
 }

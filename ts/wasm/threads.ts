@@ -32,10 +32,11 @@ const start = (d) => {
     const inst = new WebAssembly.Instance(d.module, imports);
     inst.exports.stackRestore(d.stackTop);
     inst.exports.__wasm_init_tls(d.tls);
-    post({ ready: d.id });
+    post({ ready: d.id, sp: inst.exports.stackSave(), top: d.stackTop });
     inst.exports.vx_worker_main(d.id);
     post({ exited: d.id });
   } catch (e) {
+    if (nodePort) require('fs').writeSync(2, 'WORKER ERROR ' + (e && e.stack) + String.fromCharCode(10));
     post({ error: String((e && e.message) || e) });
   }
 };

@@ -1,0 +1,95 @@
+// Where a training step's time goes: replays Vae.trainStep's sequence of native calls (the default
+// skullVAE loss, Adam) stage by stage and times each stage, with the minor page faults it takes.
+//
+//   node --import tsx bench/probe-step.ts --model half [--batch 4] [--steps 2] [--threads 2]
+//
+// Stages: encoder forward, decoder forward, Dice loss (+ gradient), decoder backward (with dz), encoder
+// backward, Adam (both nets), and "API": a whole vae.trainStep for comparison.
+import { readFileSync } from 'node:fs';
+import { native, type NativeTensor } from '../ts/native.js';
+import { Vae } from '../ts/vae.js';
+import { randomBinary } from './layer.js';
+import { MODELS, modelConfig, type ModelName } from './models.js';
+
+const argv = process.argv.slice(2);
+const opt = (name: string, dflt: string): string => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : dflt;
+};
+const model = opt('model', 'quarter') as ModelName;
+if (!(model in MODELS)) throw new Error(`--model must be one of ${Object.keys(MODELS).join(', ')}`);
+const n = Number(opt('batch', '4'));
+const steps = Number(opt('steps', '2'));
+const threads = Number(opt('threads', '2'));
+
+/** Minor page faults of this process so far (/proc/self/stat field 10). */
+function minflt(): number {
+  try {
+    const s = readFileSync('/proc/self/stat', 'utf8');
+    return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[7]);
+  } catch {
+    return NaN;
+  }
+}
+
+const nb = native();
+const cfg = modelConfig(MODELS[model]);
+const vae = await Vae.create(cfg, { threads });
+const L = cfg.latentSize;
+const S = cfg.inputShape[0] * cfg.inputShape[1] * cfg.inputShape[2];
+const input = randomBinary(n * S, 12345);
+const enc = vae.encoder.network, dec = vae.decoder.network;
+vae.train();
+
+const t0 = performance.now();
+await vae.trainStep({ input }, { beta: 1, optimizer: { lr: 1e-4 } });
+console.log(`${model} batch ${n}, ${threads} threads: warm-up vae.trainStep ${(performance.now() - t0).toFixed(0)} ms`);
+
+const totals = new Map<string, { ms: number; faults: number }>();
+for (let s = 0; s < steps; s++) {
+  const live: (NativeTensor | null)[] = [];
+  const keep = <T extends NativeTensor | null>(t: T): T => (live.push(t), t);
+  const stage = async <T>(name: string, f: () => Promise<T> | T): Promise<T> => {
+    const f0 = minflt(), a = performance.now();
+    const r = await f();
+    const e = totals.get(name) ?? { ms: 0, faults: 0 };
+    e.ms += performance.now() - a;
+    e.faults += minflt() - f0;
+    totals.set(name, e);
+    return r;
+  };
+  const x = keep(new nb.Tensor(input, [n, 1, ...cfg.inputShape]));
+  const tgt = keep(new nb.Tensor(input, [n, S]));
+  await stage('zero grads', () => {
+    enc.net.zeroGrad();
+    dec.net.zeroGrad();
+  });
+  const [mu, logvar] = (await stage('encoder forward', () => enc.net.forward(x, n, true))).map(keep) as [NativeTensor, NativeTensor];
+  const r = nb.reparameterize(mu, logvar, n, L, 0, 0, s);
+  keep(r.z);
+  keep(r.eps);
+  const [logits] = (await stage('decoder forward', () => dec.net.forward(r.z, n, true, 0, s))).map(keep) as [NativeTensor];
+  const rec = await stage('Dice loss + grad', () => nb.diceLoss(logits, tgt, n, cfg.outChannels, S, 1e-5, 1e-5, 'sum', 80, true));
+  keep(rec.grad);
+  const kl = nb.klNormal(mu, logvar, n, L, 'sum', 1);
+  keep(kl.dmu);
+  keep(kl.dlogvar);
+  const dz = keep(await stage('decoder backward', () => dec.net.backward([rec.grad], true)));
+  const g = nb.reparameterizeBackward(dz!, r.eps, logvar, n, L, kl.dmu, kl.dlogvar);
+  keep(g.dmu);
+  keep(g.dlogvar);
+  await stage('encoder backward', () => enc.net.backward([g.dmu, g.dlogvar], false));
+  await stage('Adam', async () => {
+    await dec.optimizer().step(1e-4, 0.9, 0.999, 1e-8, 0, false, 1);
+    await enc.optimizer().step(1e-4, 0.9, 0.999, 1e-8, 0, false, 1);
+  });
+  for (const t of live) t?.dispose();
+  await stage('whole vae.trainStep (API)', () => vae.trainStep({ input }, { beta: 1, optimizer: { lr: 1e-4 } }));
+}
+let sum = 0;
+for (const [name, e] of totals) {
+  if (!name.startsWith('whole')) sum += e.ms / steps;
+  console.log(`  ${name.padEnd(26)} ${(e.ms / steps).toFixed(1).padStart(8)} ms  ${Math.round(e.faults / steps).toString().padStart(8)} minor faults`);
+}
+console.log(`  ${'sum of stages'.padEnd(26)} ${sum.toFixed(1).padStart(8)} ms   (mean of ${steps} steps)`);
+vae.dispose();

@@ -1,0 +1,274 @@
+// voxvae_cuda.node: the CUDA addon. Exposes the same surface as the CPU addon (ts/native.ts
+// NativeBinding: Tensor, Net, Adam, losses, latent ops, Philox) over device memory, plus probe(),
+// memoryStats(), emptyCache() and setOptions(). Module load never touches the GPU: probe() does, and
+// every constructor fails with a clear EUNSUPPORTED/EDEVICE error when the device is unusable.
+// Heavy calls run on libuv workers and synchronise the stream before resolving, so CUDA errors
+// surface on the promise that caused them.
+#include <napi.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+
+#include "allocator.h"
+#include "context.h"
+#include "cuda_check.h"
+#include "cudnn_conv.h"
+#include "kernels.h"
+#include "net_cuda.h"
+#include "parallel.h"
+#include "population_prior.h"
+#include "rng.h"
+
+namespace vxg {
+
+using vx::Status;
+using vx::cuda::DeviceBufferPtr;
+
+struct AddonData {
+  Napi::FunctionReference tensor_ctor, net_ctor;
+};
+AddonData* data(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
+
+const char* code_for(Status s) {
+  if (s == Status::OutOfMemory) return "ENOMEM";
+  const auto k = vx::cuda::last_error_kind();
+  if (k == vx::cuda::ErrorKind::DeviceLost) return "EDEVICE";
+  if (k == vx::cuda::ErrorKind::NoDevice) return "EUNSUPPORTED";
+  return vx::status_code(s);
+}
+Napi::Error make_error(Napi::Env env, const char* code, const std::string& msg) {
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, code));
+  return e;
+}
+[[noreturn]] void throw_error(Napi::Env env, const char* code, const std::string& msg) { throw make_error(env, code, msg); }
+void check(Napi::Env env, Status s) {
+  if (s != Status::Ok) {
+    const char* c = code_for(s);
+    vx::cuda::clear_error_kind();
+    throw make_error(env, c, vx::last_error());
+  }
+}
+vx::cuda::Context& ctx(Napi::Env env) {
+  vx::cuda::Context* c = nullptr;
+  check(env, vx::cuda::Context::get(&c));
+  return *c;
+}
+
+double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw_error(info.Env(), "EINVAL", std::string(name) + " must be a number");
+  const double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(v)) throw_error(info.Env(), "EINVAL", std::string(name) + " must be finite");
+  return v;
+}
+int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
+  const double v = arg_number(info, i, name);
+  if (v != std::floor(v) || v < double(lo) || v > double(hi))
+    throw_error(info.Env(), "EINVAL", std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return int64_t(v);
+}
+uint64_t arg_u64(const Napi::CallbackInfo& info, size_t i, const char* name) { return uint64_t(arg_int(info, i, name, 0, int64_t(1) << 53)); }
+bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsBoolean()) throw_error(info.Env(), "EINVAL", std::string(name) + " must be a boolean");
+  return info[i].As<Napi::Boolean>().Value();
+}
+Napi::Float32Array arg_f32(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t expect) {
+  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw_error(info.Env(), "EINVAL", std::string(name) + " must be a Float32Array");
+  auto a = info[i].As<Napi::Float32Array>();
+  if (expect >= 0 && int64_t(a.ElementLength()) != expect)
+    throw_error(info.Env(), "ESHAPE", std::string(name) + " has " + std::to_string(a.ElementLength()) + " values, expected " + std::to_string(expect));
+  return a;
+}
+vx::Reduction arg_reduction(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() > i && info[i].IsString()) {
+    const std::string r = info[i].As<Napi::String>().Utf8Value();
+    if (r == "mean") return vx::Reduction::Mean;
+    if (r == "sum") return vx::Reduction::Sum;
+  }
+  throw_error(info.Env(), "EINVAL", "reduction must be 'mean' or 'sum'");
+}
+
+// Promise job: work() enqueues on the stream from a worker thread, then the stream is synchronised
+// there; done() builds the result on the JS thread.
+class Job : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<Status()>;
+  using Done = std::function<Napi::Value(Napi::Env)>;
+  static Napi::Promise Start(Napi::Env env, Work w, Done d, std::function<void()> fin = nullptr) {
+    auto* j = new Job(env, std::move(w), std::move(d), std::move(fin));
+    Napi::Promise p = j->def_.Promise();
+    j->Queue();
+    return p;
+  }
+
+ protected:
+  void Execute() override {
+    vx::cuda::clear_error_kind();
+    st_ = work_();
+    if (st_ == Status::Ok) {
+      vx::cuda::Context* c = nullptr;
+      st_ = vx::cuda::Context::get(&c);
+      if (st_ == Status::Ok) st_ = c->sync("stream synchronize");
+    }
+    if (st_ != Status::Ok) {
+      msg_ = vx::last_error();
+      code_ = code_for(st_);
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (fin_) fin_();
+    if (st_ != Status::Ok) return def_.Reject(make_error(env, code_, msg_).Value());
+    try {
+      def_.Resolve(done_ ? done_(env) : env.Undefined());
+    } catch (const Napi::Error& e) {
+      def_.Reject(e.Value());
+    }
+  }
+  void OnError(const Napi::Error& e) override {
+    if (fin_) fin_();
+    def_.Reject(e.Value());
+  }
+
+ private:
+  Job(Napi::Env env, Work w, Done d, std::function<void()> fin)
+      : Napi::AsyncWorker(env, "voxvae_cuda"), def_(Napi::Promise::Deferred::New(env)), work_(std::move(w)), done_(std::move(d)),
+        fin_(std::move(fin)) {}
+  Napi::Promise::Deferred def_;
+  Work work_;
+  Done done_;
+  std::function<void()> fin_;
+  Status st_ = Status::Ok;
+  std::string msg_;
+  const char* code_ = "EINTERNAL";
+};
+
+// Tensor: a device buffer with a shape; toArray() downloads.
+class Tensor : public Napi::ObjectWrap<Tensor> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Tensor", {InstanceAccessor<&Tensor::Shape>("shape"), InstanceAccessor<&Tensor::Length>("length"),
+                                       InstanceAccessor<&Tensor::Disposed>("disposed"), InstanceMethod<&Tensor::ToArray>("toArray"),
+                                       InstanceMethod<&Tensor::Dispose>("dispose")});
+  }
+  explicit Tensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() == 1 && info[0].IsExternal()) return;
+    if (info.Length() < 2 || !info[1].IsArray()) throw_error(env, "EINVAL", "Tensor(data, shape): shape must be an array of sizes");
+    Napi::Array s = info[1].As<Napi::Array>();
+    int64_t count = 1;
+    for (uint32_t i = 0; i < s.Length(); ++i) {
+      Napi::Value v = s.Get(i);
+      const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 1 && d == std::floor(d) && d <= double(1LL << 40))) throw_error(env, "EINVAL", "Tensor: shape[" + std::to_string(i) + "] must be a positive integer");
+      shape_.push_back(int64_t(d));
+      count *= int64_t(d);
+      if (count > (int64_t(1) << 40)) throw_error(env, "EINVAL", "Tensor: shape is too large");
+    }
+    vx::cuda::Context& c = ctx(env);
+    const bool has_data = !(info[0].IsNull() || info[0].IsUndefined());
+    Napi::Float32Array a;
+    if (has_data) {
+      a = arg_f32(info, 0, "Tensor data", count);
+      const bool check_finite = info.Length() < 3 || info[2].ToBoolean().Value();
+      const float* src = a.Data();
+      if (check_finite)
+        for (int64_t i = 0; i < count; ++i)
+          if (!std::isfinite(src[i]))
+            throw_error(env, "ENOTFINITE", "input holds a non-finite value (" + std::string(std::isnan(src[i]) ? "NaN" : "Inf") + ") at index " + std::to_string(i));
+    }
+    check(env, vx::cuda::make_buffer(count, &buf_));
+    if (has_data) check(env, vx::cuda::PinnedPool::get().upload(buf_->ptr, a.Data(), size_t(count) * 4, c.stream()));
+    else check(env, vx::cuda::check(cudaMemsetAsync(buf_->ptr, 0, size_t(count) * 4, c.stream()), "Tensor zeros"));
+  }
+  static Napi::Object Wrap(Napi::Env env, DeviceBufferPtr b, std::vector<int64_t> shape) {
+    Napi::Object o = data(env)->tensor_ctor.New({Napi::External<void>::New(env, nullptr)});
+    Tensor* t = Unwrap(o);
+    t->buf_ = std::move(b);
+    t->shape_ = std::move(shape);
+    return o;
+  }
+  static Tensor* From(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t expect = -1) {
+    Napi::Env env = info.Env();
+    if (info.Length() <= i || !info[i].IsObject() || !info[i].As<Napi::Object>().InstanceOf(data(env)->tensor_ctor.Value()))
+      throw_error(env, "EINVAL", std::string(name) + " must be a Tensor of the CUDA backend");
+    Tensor* t = Unwrap(info[i].As<Napi::Object>());
+    if (!t->buf_) throw_error(env, "EDISPOSED", std::string(name) + " was disposed");
+    if (expect >= 0 && t->buf_->count != expect)
+      throw_error(env, "ESHAPE", std::string(name) + " has " + std::to_string(t->buf_->count) + " values, expected " + std::to_string(expect));
+    return t;
+  }
+  static Tensor* Optional(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t expect) {
+    if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+    return From(info, i, name, expect);
+  }
+  const DeviceBufferPtr& buffer() const { return buf_; }
+  std::vector<int64_t> shape_copy() const { return shape_; }
+
+ private:
+  Napi::Value Shape(const Napi::CallbackInfo& info) {
+    Napi::Array a = Napi::Array::New(info.Env(), shape_.size());
+    for (size_t i = 0; i < shape_.size(); ++i) a.Set(uint32_t(i), double(shape_[i]));
+    return a;
+  }
+  Napi::Value Length(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), buf_ ? double(buf_->count) : 0); }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !buf_); }
+  Napi::Value ToArray(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!buf_) throw_error(env, "EDISPOSED", "tensor was disposed");
+    Napi::Float32Array a = Napi::Float32Array::New(env, size_t(buf_->count));
+    check(env, vx::cuda::PinnedPool::get().download(a.Data(), buf_->ptr, size_t(buf_->count) * 4, ctx(env).stream()));
+    return a;
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    buf_.reset();
+    return info.Env().Undefined();
+  }
+  DeviceBufferPtr buf_;
+  std::vector<int64_t> shape_;
+};
+
+DeviceBufferPtr new_buffer(Napi::Env env, int64_t count, bool zero) {
+  DeviceBufferPtr b;
+  check(env, vx::cuda::make_buffer(count, &b));
+  if (zero) check(env, vx::cuda::check(cudaMemsetAsync(b->ptr, 0, size_t(count) * 4, ctx(env).stream()), "zeros"));
+  return b;
+}
+DeviceBufferPtr copy_or_zeros(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t count) {
+  Napi::Env env = info.Env();
+  DeviceBufferPtr b = new_buffer(env, count, true);
+  if (Tensor* t = Tensor::Optional(info, i, name, count))
+    check(env, vx::cuda::check(cudaMemcpyAsync(b->ptr, t->buffer()->ptr, size_t(count) * 4, cudaMemcpyDeviceToDevice, ctx(env).stream()), "copy"));
+  return b;
+}
+double read_double(Napi::Env env, const double* d) {
+  double v = 0;
+  check(env, vx::cuda::PinnedPool::get().download(&v, d, sizeof v, ctx(env).stream()));
+  return v;
+}
+
+#include "net_wrap.inc"
+#include "ops.inc"
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* d = new AddonData();
+  env.SetInstanceData(d);
+  Napi::Function tensor = Tensor::Init(env), net = NetWrap::Init(env), adam = AdamWrap::Init(env);
+  d->tensor_ctor = Napi::Persistent(tensor);
+  d->net_ctor = Napi::Persistent(net);
+  exports.Set("Tensor", tensor);
+  exports.Set("Net", net);
+  exports.Set("Adam", adam);
+  InitOps(env, exports);
+  exports.Set("backend", Napi::String::New(env, "cuda"));
+  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  return exports;
+}
+
+}  // namespace vxg
+
+static Napi::Object InitAll(Napi::Env env, Napi::Object exports) { return vxg::Init(env, exports); }
+NODE_API_MODULE(voxvae_cuda, InitAll)

@@ -1,0 +1,63 @@
+// NetCuda: the device twin of vx::Net. It parses the same spec with vx::Net (shapes, parameter
+// layout, PyTorch initialisation on the host), keeps parameters, gradients and buffers in three flat
+// device buffers with the same offsets, and runs forward/backward over the node list with the kernels
+// of native/cuda. Activations are shared device buffers handed out like the CPU's (reused only while
+// nobody else holds them).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "allocator.h"
+#include "context.h"
+#include "net.h"
+
+namespace vx {
+namespace cuda {
+
+class NetCuda {
+ public:
+  static Status create(const std::string& spec, std::unique_ptr<NetCuda>* out);
+
+  const Net& host() const { return *host_; }
+  Net& host() { return *host_; }
+  int64_t num_params() const { return host_->num_params(); }
+  int64_t num_buffers() const { return host_->num_buffers(); }
+  float* params() { return params_->ptr; }
+  float* grads() { return grads_->ptr; }
+  float* buffers() { return buffers_ ? buffers_->ptr : nullptr; }
+  Context& ctx() { return *ctx_; }
+
+  // Host <-> device copies of the flat arrays (the host Net's arrays are the staging area).
+  Status init_params(uint64_t seed);
+  Status upload_params();   // host_->params()/buffers() -> device
+  Status download_params(); // device -> host_->params()/buffers()
+  Status download_grads();  // device grads -> host_->grads()
+  Status zero_grad();
+
+  Status forward(const DeviceBufferPtr& x, int batch, bool train, uint64_t dropout_seed = 0, uint64_t dropout_step = 0);
+  const DeviceBufferPtr& output(int k) const { return act_[size_t(host_->outputs()[size_t(k)])]; }
+  Shape4 output_shape(int k) const { return host_->output_shape(k); }
+  int batch() const { return batch_; }
+  Status backward(const std::vector<const float*>& dout, bool need_input_grad);
+  const DeviceBufferPtr& input_grad() const { return grad_[0]; }
+
+ private:
+  Status forward_node(int i, bool train, uint64_t dropout_step_mul);
+  Status backward_node(int i, float* dx0, float* dx1);
+  Status ensure(std::vector<DeviceBufferPtr>& v, int i, int64_t count);
+  Status ensure_save(std::vector<DeviceBufferPtr>& v, int i, int64_t count);
+  float* p(int node, ParamRole role);
+  float* g(int node, ParamRole role);
+
+  Context* ctx_ = nullptr;
+  std::unique_ptr<Net> host_;
+  std::vector<std::vector<int>> roles_;  // per node: param table index by role
+  DeviceBufferPtr params_, grads_, buffers_, seed_step_, scratch_;
+  std::vector<DeviceBufferPtr> act_, grad_, save_a_, save_b_;
+  int batch_ = 0;
+  bool last_train_ = false, have_forward_ = false;
+};
+
+}  // namespace cuda
+}  // namespace vx

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs every GPU check and benchmark of the CUDA backend on the device machine, in one call:
+#   build (CMake + nvcc + the cuDNN wheel of /opt/torch/.venv) -> native CUDA-vs-CPU op tests ->
+#   Node whole-step tests (if a Node binary was carried in .gpu/node.xz with node_modules) ->
+#   voxvae vs PyTorch training-step / decode benchmarks. Logs and JSON land in $OUT (or ./gpu-out).
+# Device call (see docs/cuda.md):  carry [".gpu", "node_modules"], command: bash scripts/gpu/run-all.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT="${OUT:-$PWD/gpu-out}"
+mkdir -p "$OUT"
+JOBS="${JOBS:-16}"
+summary=()
+note() { echo "== $*"; summary+=("$*"); }
+
+nvidia-smi -L 2>&1 | tee "$OUT/device.txt"
+CUDNN_ROOT="${CUDNN_ROOT:-$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' 2>/dev/null)}"
+if [ -n "$CUDNN_ROOT" ] && [ ! -e "$CUDNN_ROOT/lib/libcudnn.so" ] && [ -e "$CUDNN_ROOT/lib/libcudnn.so.9" ]; then
+  mkdir -p /tmp/cudnn/lib && ln -sf "$CUDNN_ROOT/include" /tmp/cudnn/include && ln -sf "$CUDNN_ROOT"/lib/* /tmp/cudnn/lib/ \
+    && ln -sf "$CUDNN_ROOT/lib/libcudnn.so.9" /tmp/cudnn/lib/libcudnn.so && CUDNN_ROOT=/tmp/cudnn
+fi
+echo "CUDNN_ROOT=$CUDNN_ROOT"
+export LD_LIBRARY_PATH="$CUDNN_ROOT/lib:${LD_LIBRARY_PATH:-}"
+
+# 1. Build: core + native tests + CUDA library, addon and GPU tests.
+GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
+if cmake -S . -B build/gpu "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DVOXVAE_CUDA=ON -DCUDNN_ROOT="$CUDNN_ROOT" > "$OUT/build.log" 2>&1 \
+   && cmake --build build/gpu -j"$JOBS" >> "$OUT/build.log" 2>&1; then note "build: ok ($(grep -o 'cuDNN [^ ]*' "$OUT/build.log" | head -1))"
+else note "build: FAILED (see build.log)"; tail -40 "$OUT/build.log"; fi
+
+# 2. Native CUDA vs CPU op tests (every op, forward + backward, fp32 and TF32, whole-net step, determinism).
+if [ -x build/gpu/test_cuda_ops ]; then
+  build/gpu/test_cuda_ops 2>&1 | tee "$OUT/cuda_ops.log"; rc=${PIPESTATUS[0]}
+  note "native CUDA op tests: rc=$rc, $(grep -c '^ok' "$OUT/cuda_ops.log") ok, $(grep -c '^FAIL' "$OUT/cuda_ops.log") failed"
+fi
+ctest --test-dir build/gpu --output-on-failure > "$OUT/ctest.log" 2>&1; note "ctest (CPU + CUDA): rc=$? $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
+
+# 3. Node side: carried binary (xz) + node_modules.
+if [ -f .gpu/node.xz ] && [ -d node_modules ]; then
+  mkdir -p /tmp/nb && xz -dc .gpu/node.xz > /tmp/nb/node && chmod +x /tmp/nb/node && export PATH=/tmp/nb:$PATH
+  node_modules/.bin/ava test/gpu.test.ts test/backend.test.ts --verbose > "$OUT/ava_gpu.log" 2>&1
+  note "ava GPU tests: rc=$? $(grep -E 'passed|failed|skipped' "$OUT/ava_gpu.log" | tr '\n' ' ')"
+  node --import tsx bench/gpu/step_bench.ts "$OUT" "${BENCH_BATCH:-2}" "${BENCH_D:-64}" 20 > "$OUT/bench_voxvae.log" 2>&1
+  note "voxvae bench: rc=$?"
+else
+  note "Node tests and voxvae bench: skipped (carry .gpu/node.xz and node_modules)"
+fi
+
+# 4. PyTorch on the same specs, batch and precision.
+if [ -f "$OUT/encoder.spec" ]; then
+  (cd bench/gpu && PYTHONUNBUFFERED=1 python3 torch_step.py "$OUT/torch_bench.json" "$OUT/encoder.spec" "$OUT/decoder.spec" \
+     "${BENCH_BATCH:-2}" 1 "${BENCH_D:-64}" "${BENCH_D:-64}" "${BENCH_D:-64}" 32 20) > "$OUT/bench_torch.log" 2>&1
+  note "pytorch bench: rc=$?"
+fi
+
+echo; echo "==================== summary"; printf '%s\n' "${summary[@]}" | tee "$OUT/summary.txt"
+python3 - "$OUT" <<'PY' 2>/dev/null | tee -a "$OUT/summary.txt"
+import json, os, sys
+o = sys.argv[1]
+rows = []
+for f in ('voxvae_bench.json', 'torch_bench.json'):
+    p = os.path.join(o, f)
+    if os.path.exists(p): rows += json.load(open(p))
+print(f"{'engine':8} {'prec':5} {'batch':>5} {'step ms':>9} {'decode ms':>10} {'peak MiB':>9}")
+for r in rows:
+    print(f"{r['engine']:8} {r['precision']:5} {r['batch']:>5} {r['step_ms']:>9.2f} {r['decode_ms']:>10.2f} {r['peak_mib']:>9.0f}")
+PY
