@@ -713,9 +713,10 @@ bool conv_direct(int64_t m, const float* w, int64_t ldw, const float* bias, cons
 }
 
 // ------------------------------------------------------------------------------------------------------------
-// Floats of column tile per thread (a compile-time knob for tuning).
+// Floats of column tile per thread (a compile-time knob for tuning). 1 MiB measured best on Zen 3 (512 KiB
+// L2): bigger tiles amortize repacking the weights once per tile, which outweighs the tile falling out of L2.
 #ifndef VX_COL_BUDGET
-#define VX_COL_BUDGET (int64_t(1) << 16)
+#define VX_COL_BUDGET (int64_t(1) << 18)
 #endif
 
 int64_t max_tile_positions(int64_t rows) {
