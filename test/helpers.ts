@@ -18,7 +18,8 @@ export function relErr(actual: ArrayLike<number>, expected: ArrayLike<number>, f
   let worst = 0;
   for (let i = 0; i < expected.length; i++) {
     const d = Math.abs(actual[i]! - expected[i]!) / (Math.abs(expected[i]!) + floor * scale + 1e-30);
-    if (!(d <= worst)) worst = d; // NaN counts as a failure
+    if (Number.isNaN(d)) return Infinity; // NaN anywhere is a failure, whatever follows
+    if (d > worst) worst = d;
   }
   return worst;
 }

@@ -1,12 +1,13 @@
 // conv_transpose3d: shape validation and the optimized float kernels (see conv_transpose3d.h).
 //
-// The forward pass is a gather: along each axis the output positions o split into residue classes
-// q = o mod stride, and class q only meets the taps a = q + p (mod stride), reading input t + (q + p - a) /
-// stride for o = q + stride * t. Within one class (qd, qh, qw) the transposed convolution is therefore a
+// The forward pass (and with it conv3d's backward-data) is a gather: along each axis the output positions
+// o split into residue classes q = o mod stride, and class q only meets the taps a = q + p (mod stride),
+// reading input t + (q + p - a) / stride for o = q + stride * t. Within one class (qd, qh, qw) the transposed convolution is therefore a
 // stride-1 correlation over the class's sub-grid with its own taps, which runs as an implicit GEMM like
-// conv3d forward: no multiplications by the structural zeros of a dilated input (8x fewer than the naive
-// gather for stride 2 in 3-D) and no col2im scatter-add. The GEMM's C tile is then stored to the class's
-// strided positions (each output voxel is written exactly once).
+// conv3d forward (or as conv_direct for a handful of output channels): no multiplications by the
+// structural zeros of a dilated input (8x fewer than the naive gather for stride 2 in 3-D) and no col2im
+// scatter-add. The GEMM's C tile is then stored to the class's strided positions (each output voxel is
+// written exactly once). Work items are (tile, sample, class[, channel block]).
 // conv3d's backward-data is this same forward (conv3d.cpp calls it); this op's backward-data is conv3d
 // forward and its backward-weight is conv3d's backward-weight with the roles of x and dy swapped.
 #include "conv_transpose3d.h"
@@ -143,9 +144,9 @@ Status conv_transpose3d_forward(float* y, const float* x, const float* w, const 
     }
   });
 
-  const bool direct = classes == 1;  // stride 1: the single class is the whole output grid
+  const bool unit_stride = classes == 1;  // the single class is the whole output grid
   const TilePlan plan =
-      plan_tiles(N * classes, pmax, max_tile_positions(kmax + (direct ? 0 : cout)), cout);
+      plan_tiles(N * classes, pmax, max_tile_positions(kmax + (unit_stride ? 0 : cout)), cout);
   const int64_t items = plan.tiles * N * classes * plan.co_blocks;
   std::atomic<bool> oom{false};
   parallel_for(items, 1, [&](int64_t lo, int64_t hi) {
@@ -171,23 +172,27 @@ Status conv_transpose3d_forward(float* y, const float* x, const float* w, const 
         ax[a] = ColAxis{k.n[a], a == 0 ? s.id : a == 1 ? s.ih : s.iw, 1, k.taps[a],
                         A.off.data() + A.begin[size_t(k.q[a])]};
       }
-      // C (mc x pt) = packed class weights (mc x kc) * column tile (kc x pt): through im2col + gemm, or
-      // fused (conv_direct) for a handful of output channels. Stride 1 writes straight into y.
+      // C (mc x pt) = packed class weights (mc x kc) * column tile (kc x pt), through im2col + gemm or,
+      // for a handful of output channels, fused (conv_direct). With unit stride C is y itself; otherwise
+      // a tile buffer whose columns are then stored to the class's strided positions.
       const float* a = wc + woff[size_t(c)] + c0 * kc;
-      const bool few = mc <= kDirectMaxRows;
-      float* col = kc > 0 && !few ? scratch(kScratchCol, packed_b_size(kc, pt)) : nullptr;
-      float* tile_buf = direct ? nullptr : scratch(kScratchTile, mc * pt);
-      float* cdst = direct ? yn + c0 * P + q0 : tile_buf;
-      const int64_t ldc = direct ? P : pt;
-      const bool ok = (direct || tile_buf) &&
-                      (few ? conv_direct(mc, a, kc, bias, x + n * cin * IS, cin, ax, q0, q1, cdst, ldc)
-                           : (kc == 0 || (col && im2col_packed(col, x + n * cin * IS, cin, ax, q0, q1))) &&
-                                 gemm_packed_b(mc, pt, kc, a, kc, 1, col, cdst, ldc, 1, false, bias));
+      const float* xn = x + n * cin * IS;
+      float* tile_buf = unit_stride ? nullptr : scratch(kScratchTile, mc * pt);
+      float* cdst = unit_stride ? yn + c0 * P + q0 : tile_buf;
+      const int64_t ldc = unit_stride ? P : pt;
+      bool ok = cdst != nullptr;
+      if (ok && mc <= kDirectMaxRows) {
+        ok = conv_direct(mc, a, kc, bias, xn, cin, ax, q0, q1, cdst, ldc);
+      } else if (ok) {
+        float* col = kc > 0 ? scratch(kScratchCol, packed_b_size(kc, pt)) : nullptr;
+        ok = (kc == 0 || (col && im2col_packed(col, xn, cin, ax, q0, q1))) &&
+             gemm_packed_b(mc, pt, kc, a, kc, 1, col, cdst, ldc, 1, false, bias);
+      }
       if (!ok) {
         oom = true;
         return;
       }
-      if (direct) continue;
+      if (unit_stride) continue;
       for (int64_t co = c0; co < c1; ++co) {
         const float* src = tile_buf + (co - c0) * pt;
         float* dst = yn + co * P;

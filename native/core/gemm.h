@@ -1,10 +1,12 @@
 // Shared machinery of the conv3d, conv_transpose3d and linear kernels: a single-threaded float GEMM with a
-// register-blocked micro-kernel, the implicit-GEMM column tile (im2col) and per-thread scratch memory.
-// Callers parallelize around these; every function here works on the calling thread only.
+// register-blocked micro-kernel, the implicit-GEMM column tile (im2col), a fused direct kernel for convs
+// with few output channels, per-thread scratch memory and work planning. Callers parallelize around
+// these; every function here works on the calling thread only.
 //
-// The micro-kernel is chosen once per process: on x86-64 with GCC/Clang the best of AVX-512F, AVX2+FMA and
-// the baseline (SSE2) build of the same template, by CPU detection (the build itself uses no -march flag);
-// elsewhere (arm64, WASM, MSVC) the portable build. Defining VX_PORTABLE_ONLY forces the portable kernel.
+// The hot kernels are chosen once per process: on x86-64 with GCC/Clang the best of AVX-512F, AVX2+FMA
+// and the baseline (SSE2) build of the same templates, by CPU detection (the build itself uses no -march
+// flag); elsewhere (arm64, WASM, MSVC) the portable build. Defining VX_PORTABLE_ONLY forces the portable
+// kernels.
 #pragma once
 #include <cstdint>
 

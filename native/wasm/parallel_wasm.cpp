@@ -37,14 +37,13 @@ struct alignas(64) Slot {
   std::atomic<const std::function<void(int)>*> job{nullptr};
 };
 Slot g_slots[kMaxThreads];
+volatile int32_t g_dbg[8];
 std::atomic<int32_t> g_pending{0};
 std::atomic<int32_t> g_registered{0};  // workers parked in vx_worker_main
 std::atomic<int32_t> g_quit{0};
 
 int32_t* word(std::atomic<int32_t>& a) { return reinterpret_cast<int32_t*>(&a); }
 
-std::atomic<int32_t> g_debug_stuck{0};
-std::atomic<int32_t> g_dbg_j{0};
 int available() { return 1 + std::min<int>(g_registered.load(), kMaxThreads - 1); }
 
 void run(int chunks, const std::function<void(int)>& job) {
@@ -52,14 +51,15 @@ void run(int chunks, const std::function<void(int)>& job) {
   for (int i = 1; i < chunks; ++i) {
     g_slots[i].job.store(&job);
     g_slots[i].go.fetch_add(1);
+    g_dbg[4] = int32_t(reinterpret_cast<uintptr_t>(g_slots[i].job.load()));
+    g_dbg[5] = g_slots[i].go.load();
+    g_dbg[6] = int32_t(reinterpret_cast<uintptr_t>(&g_slots[i]));
     __builtin_wasm_memory_atomic_notify(word(g_slots[i].go), 1);
   }
   t_in_worker = true;
   job(0);
   t_in_worker = false;
-  long spins = 0;
   while (g_pending.load() != 0) {
-    if (++spins == 4000000000L) { g_debug_stuck.store(1); break; }
   }
 }
 
@@ -124,13 +124,10 @@ VX_EXPORT void vx_worker_main(int32_t id) {
     if (g_quit.load()) break;
     seen = slot.go.load();
     const std::function<void(int)>* j = slot.job.load();
-    if (!j || !*j) {
-      int32_t tries = 0;
-      while (!slot.job.load() && tries < 100000000) ++tries;
-      g_debug_stuck.fetch_add(1);
-      g_dbg_j.store(tries);
-      j = slot.job.load();
-    }
+    g_dbg[0] = int32_t(reinterpret_cast<uintptr_t>(j));
+    g_dbg[1] = *reinterpret_cast<const int32_t*>(reinterpret_cast<const char*>(j) + 16);
+    g_dbg[2] = seen;
+    g_dbg[3] = int32_t(reinterpret_cast<uintptr_t>(&slot));
     (*j)(id);
     g_pending.fetch_sub(1);
   }
@@ -145,11 +142,4 @@ VX_EXPORT void vx_workers_quit() {
   }
 }
 
-VX_EXPORT void vx_debug_state(int32_t* out) {
-  out[0] = vx::g_pending.load(); out[1] = vx::g_registered.load(); out[2] = vx::g_debug_stuck.load();
-  out[3] = vx::g_slots[1].go.load(); out[4] = int32_t(reinterpret_cast<uintptr_t>(vx::g_slots[1].job.load()));
-}
-VX_EXPORT void vx_debug_addrs(int32_t* out) {
-  out[0] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_pending)); out[1] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_slots[1].go));
-  out[2] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_registered)); out[3] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_slots[1].job)); out[4] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_debug_stuck)); out[5] = int32_t(reinterpret_cast<uintptr_t>(&vx::g_dbg_j));
-}
+VX_EXPORT int32_t vx_dbg_addr() { return int32_t(reinterpret_cast<uintptr_t>(&vx::g_dbg[0])); }

@@ -33,7 +33,8 @@ double max_rel_err(const A* a, const B* b, size_t n, double floor = 1e-3) {
   double worst = 0;
   for (size_t i = 0; i < n; ++i) {
     double d = std::fabs(double(a[i]) - double(b[i])) / std::fmax(std::fabs(double(b[i])), floor);
-    if (!(d <= worst)) worst = d;  // NaN propagates as failure
+    if (std::isnan(d)) return INFINITY;  // NaN anywhere is a failure, whatever follows
+    if (d > worst) worst = d;
   }
   return worst;
 }

@@ -30,13 +30,14 @@ const start = (d) => {
       else mod[imp.name] = stub(imp.module + '.' + imp.name);
     }
     const inst = new WebAssembly.Instance(d.module, imports);
+    globalThis.__inst = inst;
     inst.exports.stackRestore(d.stackTop);
     inst.exports.__wasm_init_tls(d.tls);
     post({ ready: d.id, sp: inst.exports.stackSave(), top: d.stackTop });
     inst.exports.vx_worker_main(d.id);
     post({ exited: d.id });
   } catch (e) {
-    if (nodePort) require('fs').writeSync(2, 'WORKER ERROR ' + (e && e.stack) + String.fromCharCode(10));
+    if (nodePort) { const a = new Int32Array(d.memory.buffer); const g = globalThis.__inst.exports.vx_dbg_addr() >> 2; const j = a[g]; require('fs').writeSync(2, 'WORKER ERROR ' + (e && e.message) + ' dbg ' + Array.from(a.subarray(g, g + 8)) + ' now job ' + Atomics.load(a, (a[g+3] + 4) >> 2) + ' f ' + (j ? a[(j >> 2) + 4] : -1) + ' go ' + Atomics.load(a, a[g+3] >> 2) + String.fromCharCode(10)); }
     post({ error: String((e && e.message) || e) });
   }
 };
