@@ -29,7 +29,7 @@ import { VoxvaeError, invalid } from '../errors.js';
 import type { VaeConfig } from '../config.js';
 import { buildDiscriminator, patchGan3d, patchGridShape, validateDiscriminatorConfig, type DiscriminatorConfig, type DiscriminatorConfigInput } from '../discriminator.js';
 import type { VolumeDataset } from '../data/dataset.js';
-import { native, nativeCall, nativeSync, type NativeTensor, type Reduction } from '../native.js';
+import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor, type Reduction } from '../native.js';
 import { Network, type OptimizerConfig } from '../network.js';
 import { Vae, type Batch, type LatentMode, type ReconLoss } from '../vae.js';
 
@@ -77,10 +77,11 @@ export class Discriminator {
   readonly config: DiscriminatorConfig;
   readonly network: Network;
   readonly seed: number;
-  constructor(config: DiscriminatorConfig, seed = 0) {
+  /** `binding`: the engine to run on (default the CPU addon; discriminatorFor uses the VAE's). */
+  constructor(config: DiscriminatorConfig, seed = 0, binding: NativeBinding = native()) {
     this.config = validateDiscriminatorConfig(config);
     this.seed = seed;
-    this.network = new Network(buildDiscriminator(this.config), seed + 2);
+    this.network = new Network(buildDiscriminator(this.config), seed + 2, binding);
   }
   /** Patch logits [N, 1, D/8, H/8, W/8] (eval mode: running BN statistics, no dropout, unless mode 'train'). */
   async forward(x: Float32Array, opts: { mode?: 'train' | 'eval'; step?: number } = {}): Promise<Float32Array> {
@@ -89,7 +90,7 @@ export class Discriminator {
     if (!(x instanceof Float32Array) || x.length === 0 || x.length % per !== 0)
       throw new VoxvaeError('ESHAPE', `x has ${x?.length} values, not a positive multiple of one sample's ${per}`, { path: 'x' });
     const n = x.length / per;
-    const t = nativeSync(() => new (native().Tensor)(x, [n, this.config.inChannels, D, H, W], true));
+    const t = nativeSync(() => new this.network.binding.Tensor(x, [n, this.config.inChannels, D, H, W], true));
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(t, n, opts.mode === 'train', this.seed + 2, opts.step ?? 0));
@@ -115,7 +116,7 @@ export function discriminatorChannels(dcfg: VaeConfig): number {
 /** A discriminator that fits a VAE's volumes and decoder output (throws, naming the size needed, if it does not). */
 export function discriminatorFor(vae: Vae, opts: Partial<Omit<DiscriminatorConfigInput, 'inputShape' | 'inChannels'>> = {}): Discriminator {
   const dcfg = vae.decoder.config;
-  return new Discriminator(patchGan3d({ ...opts, inputShape: dcfg.inputShape, inChannels: discriminatorChannels(dcfg) }), vae.seed);
+  return new Discriminator(patchGan3d({ ...opts, inputShape: dcfg.inputShape, inChannels: discriminatorChannels(dcfg) }), vae.seed, vae.encoder.network.binding);
 }
 
 const DEFAULT_OPT: OptimizerConfig = { kind: 'adam', lr: 1e-4, betas: [0.5, 0.999], eps: 1e-7, weightDecay: 0 };
@@ -178,7 +179,9 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
   }
   if (!(target instanceof Float32Array) || target.length !== targetLen) throw new VoxvaeError('ESHAPE', `batch.target has ${target?.length} values, expected ${targetLen} for ${recon.kind}`, { path: 'batch.target' });
 
-  const nb = native();
+  // Everything runs on the VAE's engine (CPU or CUDA); the discriminator must live on the same one.
+  const nb = vae.encoder.network.binding;
+  if (disc && disc.network.binding !== nb) invalid('discriminator', "must be created on the VAE's backend (use discriminatorFor(vae))");
   const enc = vae.encoder.network, dec = vae.decoder.network;
   const live: (NativeTensor | null | undefined)[] = [];
   const keep = <T extends NativeTensor | null | undefined>(t: T): T => (live.push(t), t);
