@@ -37,12 +37,32 @@ struct alignas(64) Slot {
   std::atomic<const std::function<void(int)>*> job{nullptr};
 };
 Slot g_slots[kMaxThreads];
-volatile int32_t g_dbg[8];
 std::atomic<int32_t> g_pending{0};
 std::atomic<int32_t> g_registered{0};  // workers parked in vx_worker_main
 std::atomic<int32_t> g_quit{0};
 
 int32_t* word(std::atomic<int32_t>& a) { return reinterpret_cast<int32_t*>(&a); }
+
+// Sleeps until worker id's slot has a job newer than *seen and records it there; false on quit.
+// Kept out of line, and the slot re-derived from the id afterwards: V8's baseline compiler (Liftoff,
+// Node 20) has been seen to read a stale slot after memory.atomic.wait32 returns when the wait sat in
+// the same function as the reads (the job pointer read back as null although `go` had moved on).
+__attribute__((noinline)) bool wait_for_job(int id, int32_t* seen) {
+  Slot& slot = g_slots[id];
+  // A forward pass publishes many short jobs back to back: spin a little before sleeping, since a
+  // futex wake-up costs tens of microseconds.
+  for (int spin = 0; spin < 20000; ++spin)
+    if (slot.go.load() != *seen || g_quit.load()) break;
+  for (;;) {
+    if (g_quit.load()) return false;
+    const int32_t now = slot.go.load();
+    if (now != *seen) {
+      *seen = now;
+      return true;
+    }
+    __builtin_wasm_memory_atomic_wait32(word(slot.go), now, -1);
+  }
+}
 
 int available() { return 1 + std::min<int>(g_registered.load(), kMaxThreads - 1); }
 
@@ -51,9 +71,6 @@ void run(int chunks, const std::function<void(int)>& job) {
   for (int i = 1; i < chunks; ++i) {
     g_slots[i].job.store(&job);
     g_slots[i].go.fetch_add(1);
-    g_dbg[4] = int32_t(reinterpret_cast<uintptr_t>(g_slots[i].job.load()));
-    g_dbg[5] = g_slots[i].go.load();
-    g_dbg[6] = int32_t(reinterpret_cast<uintptr_t>(&g_slots[i]));
     __builtin_wasm_memory_atomic_notify(word(g_slots[i].go), 1);
   }
   t_in_worker = true;
@@ -116,19 +133,10 @@ VX_EXPORT void vx_worker_main(int32_t id) {
   using namespace vx;
   if (id < 1 || id >= kMaxThreads) return;
   t_in_worker = true;
-  Slot& slot = g_slots[id];
-  int32_t seen = slot.go.load();
+  int32_t seen = g_slots[id].go.load();
   g_registered.fetch_add(1);
-  for (;;) {
-    while (slot.go.load() == seen && !g_quit.load()) __builtin_wasm_memory_atomic_wait32(word(slot.go), seen, -1);
-    if (g_quit.load()) break;
-    seen = slot.go.load();
-    const std::function<void(int)>* j = slot.job.load();
-    g_dbg[0] = int32_t(reinterpret_cast<uintptr_t>(j));
-    g_dbg[1] = *reinterpret_cast<const int32_t*>(reinterpret_cast<const char*>(j) + 16);
-    g_dbg[2] = seen;
-    g_dbg[3] = int32_t(reinterpret_cast<uintptr_t>(&slot));
-    (*j)(id);
+  while (wait_for_job(id, &seen)) {
+    (*g_slots[id].job.load())(id);
     g_pending.fetch_sub(1);
   }
   g_registered.fetch_sub(1);
@@ -142,4 +150,3 @@ VX_EXPORT void vx_workers_quit() {
   }
 }
 
-VX_EXPORT int32_t vx_dbg_addr() { return int32_t(reinterpret_cast<uintptr_t>(&vx::g_dbg[0])); }

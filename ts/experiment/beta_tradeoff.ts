@@ -57,6 +57,10 @@ export interface MethodRow {
   reconDice: number;
   cranialDice: number;
   cranialHd95: number;
+  /** Dice of the predicted implant (completion minus the defective input) against the true implant:
+   *  the AutoImplant quantity, which whole-skull Dice hides because the defect is a small part. */
+  cranialImplantDice: number;
+  facialImplantDice: number;
   facialDice: number;
   facialHd95: number;
   /** Mean KL(q(z|x) ‖ N(0, I)) per validation volume, nats. */
@@ -171,10 +175,20 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
     };
     let rd = 0;
     encVal.indices.forEach((idx, r) => (rd += dice({ data: fg(recon, r), shape }, { data: valVols[idx]!.data, shape })));
-    const comp: Record<string, { dice: number; hd: number; n: number }> = { cranial: { dice: 0, hd: 0, n: 0 }, facial: { dice: 0, hd: 0, n: 0 } };
+    const comp: Record<string, { dice: number; hd: number; implant: number; n: number }> = { cranial: { dice: 0, hd: 0, implant: 0, n: 0 }, facial: { dice: 0, hd: 0, implant: 0, n: 0 } };
     const gridRows: { image: Float32Array; h: number; w: number }[][] = [], gridLabels: string[] = [];
-    const slice = (vol: ArrayLike<number>, off: number): Float32Array => {
-      const d = Math.floor(D / 2), img = new Float32Array(H * W); // axial-ish middle slice along D
+    // The figure shows, per row, the D slice that cuts the most of the true implant.
+    const defectSlice = (gt: ArrayLike<number>, def: ArrayLike<number>): number => {
+      let best = Math.floor(D / 2), most = 0;
+      for (let d = 0; d < D; d++) {
+        let c = 0;
+        for (let j = d * H * W; j < (d + 1) * H * W; j++) if (gt[j] && !def[j]) c++;
+        if (c > most) (most = c), (best = d);
+      }
+      return best;
+    };
+    const slice = (vol: ArrayLike<number>, off: number, d: number): Float32Array => {
+      const img = new Float32Array(H * W);
       for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) img[h * W + w] = vol[off + d * H * W + h * W + w]!;
       return img;
     };
@@ -193,17 +207,21 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
         comp[cls]!.dice += dice({ data: m, shape }, { data: gt, shape });
         const hd = hausdorffDistance95({ data: m, shape }, { data: gt, shape });
         comp[cls]!.hd += Number.isFinite(hd) ? hd : Math.hypot(D, H, W);
+        const def = valVols[encVal.indices[r]!]!.data;
+        const implantOf = (full: ArrayLike<number>): Uint8Array => Uint8Array.from({ length: S }, (_, j) => (full[j] && !def[j] ? 1 : 0));
+        comp[cls]!.implant += dice({ data: implantOf(m), shape }, { data: implantOf(gt), shape });
         comp[cls]!.n++;
         if (i === 0) {
           gridLabels.push(`${cls} input`, `${cls} truth`);
-          const pr = gammas.map((_, g) => ({ image: slice(out, ((g * rowsC.length + i) * 2 + 1) * S), h: H, w: W }));
-          gridRows.push([{ image: slice(valVols[encVal.indices[r]!]!.data, 0), h: H, w: W }, { image: slice(gt, 0), h: H, w: W }, ...pr]);
+          const d = defectSlice(gt, def);
+          const pr = gammas.map((_, g) => ({ image: slice(out, ((g * rowsC.length + i) * 2 + 1) * S, d), h: H, w: W }));
+          gridRows.push([{ image: slice(def, 0, d), h: H, w: W }, { image: slice(gt, 0, d), h: H, w: W }, ...pr]);
         }
       });
     }
     if (gridRows.length) {
       const file = `completion_${name}.png`;
-      await writePng(path.join(o.out, file), imageGrid(`${name}: completion z + γ·DEV (middle slice)`, gridRows.map((r) => r), gridRows.map((_, i) => gridLabels[2 * i]!.split(' ')[0]!), ['defective input', 'true complete', 'γ = 0', 'γ = 0.5', 'γ = 1'], 3));
+      await writePng(path.join(o.out, file), imageGrid(`${name}: completion z + γ·DEV (slice through the defect)`, gridRows.map((r) => r), gridRows.map((_, i) => gridLabels[2 * i]!.split(' ')[0]!), ['defective input', 'true complete', 'γ = 0', 'γ = 0.5', 'γ = 1'], 3));
       slices.push(file);
     }
     // Gaussianity of the training latents, MIG against the generating factors (+ the class).
@@ -231,12 +249,14 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
     const sfile = `latent_pca_${name}.png`;
     await writePng(path.join(o.out, sfile), scatterChart(`${name}: PCA of μ (training set)`, groups, { centroids: cent, arrows }));
     scatters.push({ method: name, file: sfile });
-    const avg = (c: { dice: number; hd: number; n: number }, key: 'dice' | 'hd'): number => (c.n ? c[key] / c.n : NaN);
+    const avg = (c: { dice: number; hd: number; implant: number; n: number }, key: 'dice' | 'hd' | 'implant'): number => (c.n ? c[key] / c.n : NaN);
     const row: MethodRow = {
       method: name,
       reconDice: rd / encVal.n,
       cranialDice: avg(comp['cranial']!, 'dice'),
       cranialHd95: avg(comp['cranial']!, 'hd'),
+      cranialImplantDice: avg(comp['cranial']!, 'implant'),
+      facialImplantDice: avg(comp['facial']!, 'implant'),
       facialDice: avg(comp['facial']!, 'dice'),
       facialHd95: avg(comp['facial']!, 'hd'),
       kl: klOf(encVal),
@@ -340,8 +360,8 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
 
   const f3 = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : '—');
   const f2 = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '—');
-  const header = '| method | recon Dice | cranial Dice | cranial HD95 | facial Dice | facial HD95 | KL / vol | Gaussian-fit KL (μ) | aggregate-posterior KL | active units | MIG | seconds |';
-  const table = [header, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|', ...rows.map((r) => `| ${r.method} | ${f3(r.reconDice)} | ${f3(r.cranialDice)} | ${f2(r.cranialHd95)} | ${f3(r.facialDice)} | ${f2(r.facialHd95)} | ${f2(r.kl)} | ${f2(r.gaussKlFull)} | ${f2(r.aggregateKl)} | ${r.activeUnits} | ${f3(r.mig)} | ${r.seconds.toFixed(0)} |`)].join('\n');
+  const header = '| method | recon Dice | cranial Dice | cranial implant Dice | cranial HD95 | facial Dice | facial implant Dice | facial HD95 | KL / vol | Gaussian-fit KL (μ) | aggregate-posterior KL | active units | MIG | seconds |';
+  const table = [header, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|', ...rows.map((r) => `| ${r.method} | ${f3(r.reconDice)} | ${f3(r.cranialDice)} | ${f3(r.cranialImplantDice)} | ${f2(r.cranialHd95)} | ${f3(r.facialDice)} | ${f3(r.facialImplantDice)} | ${f2(r.facialHd95)} | ${f2(r.kl)} | ${f2(r.gaussKlFull)} | ${f2(r.aggregateKl)} | ${r.activeUnits} | ${f3(r.mig)} | ${r.seconds.toFixed(0)} |`)].join('\n');
   const agg = rows.find((r) => r.method === 'aggregated'), lo = rows.find((r) => r.method === 'vae-1e-4'), hi = rows.find((r) => r.method === 'vae-100');
   const verdict = agg && lo && hi
     ? `Aggregated VAE reconstruction Dice ${f3(agg.reconDice)} vs β = 1e-4: ${f3(lo.reconDice)} and β = 100: ${f3(hi.reconDice)}. Gaussian-fit KL of μ: aggregated ${f2(agg.gaussKlFull)} (same encoder as β = 100: ${f2(hi.gaussKlFull)}) vs β = 1e-4: ${f2(lo.gaussKlFull)}. ` +
@@ -386,6 +406,7 @@ function riveraVerdictOf(rows: MethodRow[]): string | null {
     others.filter((r) => Number.isFinite(r[key] as number)).sort((a, b) => (low ? 1 : -1) * ((a[key] as number) - (b[key] as number)))[0];
   const metrics: [keyof MethodRow, string, boolean][] = [
     ['reconDice', 'recon Dice', false], ['cranialDice', 'cranial completion Dice', false], ['facialDice', 'facial completion Dice', false],
+    ['cranialImplantDice', 'cranial implant Dice', false], ['facialImplantDice', 'facial implant Dice', false],
     ['cranialHd95', 'cranial HD95', true], ['facialHd95', 'facial HD95', true], ['gaussKlFull', 'Gaussian-fit KL of μ', true], ['mig', 'MIG', false],
   ];
   const parts = riv.map((r) => {

@@ -30,14 +30,12 @@ const start = (d) => {
       else mod[imp.name] = stub(imp.module + '.' + imp.name);
     }
     const inst = new WebAssembly.Instance(d.module, imports);
-    globalThis.__inst = inst;
     inst.exports.stackRestore(d.stackTop);
     inst.exports.__wasm_init_tls(d.tls);
-    post({ ready: d.id, sp: inst.exports.stackSave(), top: d.stackTop });
+    post({ ready: d.id });
     inst.exports.vx_worker_main(d.id);
     post({ exited: d.id });
   } catch (e) {
-    if (nodePort) { const a = new Int32Array(d.memory.buffer); const g = globalThis.__inst.exports.vx_dbg_addr() >> 2; const j = a[g]; require('fs').writeSync(2, 'WORKER ERROR ' + (e && e.message) + ' dbg ' + Array.from(a.subarray(g, g + 8)) + ' now job ' + Atomics.load(a, (a[g+3] + 4) >> 2) + ' f ' + (j ? a[(j >> 2) + 4] : -1) + ' go ' + Atomics.load(a, a[g+3] >> 2) + String.fromCharCode(10)); }
     post({ error: String((e && e.message) || e) });
   }
 };
@@ -160,7 +158,6 @@ export async function startWorkers(host: PoolHost, count: number, timeoutMs = 20
       ready.push(
         new Promise<void>((resolve, reject) => {
           w.onMessage((m) => {
-            if ((globalThis as any).VX_DEBUG) console.error('worker msg', id, m);
             if (m.ready !== undefined) resolve();
             else if (m.error !== undefined) reject(new VoxvaeError('EUNSUPPORTED', `wasm threads: worker ${id} failed: ${m.error}`));
           });

@@ -1,0 +1,299 @@
+// WebAssembly inference (voxvae/web) against the native CPU engine on random checkpoints of every
+// benchmark preset (tiny, quarter, half, full) and of odd architectures, and against PyTorch on the
+// MONAI fixture. One table of cases; each row says which builds run it.
+//
+// Error measure: max over elements of |wasm − native| / (|native| + 1e-3 · max|native|) — relative
+// per element, with a floor at a thousandth of the tensor's scale so that values that are nearly zero
+// (where both engines round differently) cannot dominate. The target is 1e-5.
+import test from 'ava';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { MODELS, modelConfig, type ModelName } from '../bench/models.js';
+import { monaiVarAutoEncoder, skullVaeDecoder, type VaeConfig } from '../ts/config.js';
+import { readSafetensors, serializeSafetensors, toFloat32, type TensorToWrite } from '../ts/safetensors.js';
+import { Decoder, Encoder, Vae, activate, setThreads } from '../ts/vae.js';
+import { loadModel, loadRuntime, type WasmRuntime } from '../ts/web/index.js';
+import { f32, loadFixture, relErr } from './helpers.js';
+
+const TOL = 1e-5;
+const FLOOR = 1e-3;
+
+let tmp = '';
+test.before(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'voxvae-wasm-'));
+  setThreads(2);
+});
+test.after.always(async () => {
+  if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+/** Deterministic pseudo-random numbers (xorshift), so that failures reproduce. */
+function rng(seed: number): () => number {
+  let s = (seed * 2654435761) >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 4294967296;
+  };
+}
+
+function randomArray(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  return Float32Array.from({ length: n }, () => (2 * r() - 1) * scale);
+}
+
+/**
+ * A checkpoint as Vae.save() writes it, with every tensor randomised (non-trivial BN statistics and
+ * affine parameters, PReLU slopes, perturbed weights), so that eval-mode norms are really exercised.
+ * Returns the file and the native VAE loaded back from it.
+ */
+async function randomCheckpoint(name: string, cfg: VaeConfig, dcfg: VaeConfig = cfg, seed = 1, keep?: (k: string) => boolean, metadata = true): Promise<{ file: string; native: Vae }> {
+  const vae = Vae.fromParts(new Encoder(cfg, seed), new Decoder(dcfg, seed), seed);
+  const raw = path.join(tmp, `${name}.raw.safetensors`);
+  await vae.save(raw);
+  vae.dispose();
+  const st = await readSafetensors(raw);
+  const r = rng(seed + 17);
+  const out = new Map<string, TensorToWrite>();
+  for (const [k, e] of st.tensors) {
+    if (keep && !keep(k)) continue;
+    if (e.dtype === 'I64') {
+      out.set(k, { dtype: 'I64', shape: e.shape, data: [7] });
+      continue;
+    }
+    const v = toFloat32(e);
+    for (let i = 0; i < v.length; i++) {
+      if (k.endsWith('running_var')) v[i] = 0.5 + 1.5 * r();
+      else if (k.endsWith('running_mean')) v[i] = 0.4 * (2 * r() - 1);
+      else if (/\.N\.weight$/.test(k)) v[i] = 0.6 + 0.8 * r();
+      else if (/\.A\.weight$/.test(k)) v[i] = 0.5 * r();
+      else v[i] = v[i]! * (0.8 + 0.4 * r()) + 0.02 * (2 * r() - 1);
+    }
+    out.set(k, { dtype: 'F32', shape: e.shape, data: v });
+  }
+  const file = path.join(tmp, `${name}.safetensors`);
+  await writeFile(file, serializeSafetensors(out, metadata ? st.metadata : {}));
+  const native = await Vae.load(file, metadata ? {} : { config: cfg, decoderConfig: dcfg });
+  return { file, native };
+}
+
+interface Case {
+  name: string;
+  cfg: VaeConfig;
+  dcfg?: VaeConfig;
+  batch: number;
+  /** Builds to run: 'simd' | 'scalar' | 'mt' (threaded, 2 threads). */
+  builds: ('simd' | 'scalar' | 'mt')[];
+  encode: boolean;
+}
+
+const preset = (m: ModelName): VaeConfig => modelConfig(MODELS[m]);
+
+const CASES: Case[] = [
+  { name: 'tiny', cfg: preset('tiny'), batch: 2, builds: ['simd', 'scalar', 'mt'], encode: true },
+  { name: 'quarter', cfg: preset('quarter'), batch: 1, builds: ['simd', 'mt'], encode: true },
+  { name: 'half', cfg: preset('half'), batch: 1, builds: ['simd'], encode: true },
+  { name: 'full', cfg: preset('full'), batch: 1, builds: ['simd'], encode: false },
+  {
+    // Odd sizes, kernel 5, instance norm, leaky ReLU, sigmoid output, two input channels.
+    name: 'odd-instance-sigmoid',
+    cfg: monaiVarAutoEncoder({ inputShape: [24, 8, 40], inChannels: 2, outChannels: 1, outputActivation: 'sigmoid', channels: [3, 5, 7], kernelSize: 5, latentSize: 5, norm: 'instance', activation: 'leaky_relu', leakySlope: 0.2 }),
+    batch: 3,
+    builds: ['simd', 'scalar', 'mt'],
+    encode: true,
+  },
+  {
+    // Stride 3, no norm, ReLU, three classes without output activation.
+    name: 'odd-stride3-relu',
+    cfg: monaiVarAutoEncoder({ inputShape: [27, 9, 18], outChannels: 3, outputActivation: 'none', channels: [4, 6], strides: [3, 3], latentSize: 4, norm: 'none', activation: 'relu' }),
+    batch: 2,
+    builds: ['simd', 'scalar'],
+    encode: true,
+  },
+  {
+    // Per-channel PReLU, a stride-1 level, softmax over 3 classes.
+    name: 'odd-prelu-channels',
+    cfg: monaiVarAutoEncoder({ inputShape: [16, 48, 8], outChannels: 3, channels: [4, 8, 8, 4], strides: [2, 2, 2, 1], latentSize: 7, preluPerChannel: true }),
+    batch: 2,
+    builds: ['simd', 'scalar'],
+    encode: true,
+  },
+  {
+    // The aggregated VAE: MONAI encoder, skullVAE's stage-2 decoder.
+    name: 'aggregated',
+    cfg: monaiVarAutoEncoder({ inputShape: [32, 32, 16], channels: [8, 16, 16, 32], latentSize: 12 }),
+    dcfg: skullVaeDecoder({ inputShape: [32, 32, 16], channels: [8, 16, 16, 32], latentSize: 12 }),
+    batch: 2,
+    builds: ['simd', 'scalar', 'mt'],
+    encode: true,
+  },
+];
+
+const runtimes = new Map<string, Promise<WasmRuntime>>();
+function runtime(build: 'simd' | 'scalar' | 'mt'): Promise<WasmRuntime> {
+  if (!runtimes.has(build)) runtimes.set(build, loadRuntime(build === 'mt' ? { threads: 2 } : { simd: build === 'simd', threads: 1 }));
+  return runtimes.get(build)!;
+}
+
+for (const c of CASES) {
+  test(`${c.name}: decode${c.encode ? ', encode and complete' : ''} match the native engine (${c.builds.join(', ')})`, async (t) => {
+    const dcfg = c.dcfg ?? c.cfg;
+    const { file, native } = await randomCheckpoint(c.name, c.cfg, dcfg, c.name.length);
+    try {
+      const z = randomArray(c.batch * dcfg.latentSize, 3, 1.5);
+      const logitsRef = await native.decode(z, { logits: true });
+      const probsRef = activate(logitsRef.slice(), c.batch, dcfg);
+      const [D, H, W] = c.cfg.inputShape;
+      const x = c.encode ? randomArray(c.batch * c.cfg.inChannels * D * H * W, 5).map((v) => (v > 0.2 ? 1 : 0)) : null;
+      const encRef = x ? await native.encode(x) : null;
+      const dev = randomArray(dcfg.latentSize, 9, 0.7);
+      let compRef: Float32Array | null = null;
+      if (encRef) {
+        const zc = encRef.mu.map((m, i) => m + 1.5 * dev[i % dcfg.latentSize]!);
+        compRef = await native.decode(zc);
+      }
+      for (const build of c.builds) {
+        const rt = await runtime(build);
+        t.is(rt.threads, build === 'mt' ? 2 : 1, `${build}: ${rt.threadsUnavailable}`);
+        const m = await loadModel(file, { runtime: rt });
+        try {
+          t.is(m.kind, c.dcfg ? 'aggregated' : 'vae');
+          const logits = await m.decode(z, { output: 'logits' });
+          const e1 = relErr(logits, logitsRef, FLOOR);
+          t.true(e1 <= TOL, `${build} logits: ${e1.toExponential(2)}`);
+          const probs = await m.decode(z);
+          const e2 = relErr(probs, probsRef, FLOOR);
+          t.true(e2 <= TOL, `${build} probabilities: ${e2.toExponential(2)}`);
+          t.log(`${c.name} ${build}: logits ${e1.toExponential(2)}, probabilities ${e2.toExponential(2)}`);
+          // The mask is the most probable class (or p > 0.5): compare where the reference is not a near tie.
+          const mask = await m.decode(z, { output: 'mask' });
+          const C = dcfg.outChannels, S = probsRef.length / (c.batch * C);
+          t.is(mask.length, c.batch * S);
+          let wrong = 0;
+          for (let b = 0; b < c.batch; b++)
+            for (let s = 0; s < S; s++) {
+              const p = (k: number) => probsRef[(b * C + k) * S + s]!;
+              let best = 0;
+              for (let k = 1; k < C; k++) if (p(k) > p(best)) best = k;
+              const want = C === 1 ? (p(0) > 0.5 ? 1 : 0) : best;
+              const margin = C === 1 ? Math.abs(p(0) - 0.5) : Math.min(...Array.from({ length: C }, (_, k) => (k === best ? Infinity : p(best) - p(k))));
+              if (margin > 1e-4 && mask[b * S + s] !== want) wrong++;
+            }
+          t.is(wrong, 0, `${build} mask: ${wrong} voxels differ`);
+          if (x && encRef && compRef) {
+            const { mu, logvar } = await m.encode(x);
+            const e3 = Math.max(relErr(mu, encRef.mu, FLOOR), relErr(logvar, encRef.logvar, FLOOR));
+            t.true(e3 <= TOL, `${build} encode: ${e3.toExponential(2)}`);
+            const comp = await m.complete(x, dev, 1.5);
+            const e4 = relErr(comp, compRef, FLOOR);
+            t.true(e4 <= TOL, `${build} complete: ${e4.toExponential(2)}`);
+            t.log(`${c.name} ${build}: encode ${e3.toExponential(2)}, complete ${e4.toExponential(2)}`);
+          }
+        } finally {
+          m.dispose();
+        }
+      }
+    } finally {
+      native.dispose();
+    }
+  });
+}
+
+test('a decoder alone (plain state_dict, no metadata) loads with its config and decodes like the native decoder', async (t) => {
+  const cfg = monaiVarAutoEncoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 });
+  const { file, native } = await randomCheckpoint('decoder-only', cfg, cfg, 4, (k) => k.startsWith('decode'), false);
+  native.dispose();
+  await t.throwsAsync(loadModel(file, { threads: 1 }), { code: 'ECHECKPOINT', message: /no voxvae metadata: pass \{ config \}/ });
+  const m = await loadModel(file, { config: cfg, threads: 1 });
+  t.is(m.kind, 'decoder');
+  t.false(m.hasEncoder);
+  await t.throwsAsync(m.encode(new Float32Array(16 * 16 * 8)), { code: 'EUNSUPPORTED', message: /no encoder/ });
+  // The native reference: a Decoder with the same tensors.
+  const st = await readSafetensors(file);
+  const dec = new Decoder(cfg, 0);
+  dec.network.loadStateDict(st.tensors, file);
+  const z = randomArray(3 * 6, 11);
+  const e = relErr(await m.decode(z, { output: 'logits' }), await dec.decode(z, { logits: true }), FLOOR);
+  t.true(e <= TOL, `decoder alone: ${e.toExponential(2)}`);
+  dec.dispose();
+  m.dispose();
+});
+
+test('decoderOnly loads the decoder of a whole VAE and ignores its encoder', async (t) => {
+  const cfg = monaiVarAutoEncoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 });
+  const { file, native } = await randomCheckpoint('decoder-only-of-vae', cfg);
+  const m = await loadModel(file, { decoderOnly: true, threads: 1 });
+  t.is(m.kind, 'decoder');
+  const z = randomArray(6, 2);
+  t.true(relErr(await m.decode(z, { output: 'logits' }), await native.decode(z, { logits: true }), FLOOR) <= TOL);
+  m.dispose();
+  native.dispose();
+});
+
+test('MONAI VarAutoEncoder fixture: eval-mode encode and decode in WebAssembly match PyTorch', async (t) => {
+  // A PyTorch state_dict (trained BN statistics: step3.*) saved without voxvae metadata, as
+  // safetensors.torch.save_file(model.state_dict()) writes it.
+  const st = await loadFixture('monai_vae_tiny.safetensors');
+  const cfg = monaiVarAutoEncoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], strides: [2, 2, 2], latentSize: 6 });
+  const tensors = new Map<string, TensorToWrite>();
+  for (const [k, v] of st.tensors)
+    if (k.startsWith('step3.')) tensors.set(k.slice(6), v.dtype === 'I64' ? { dtype: 'I64', shape: v.shape, data: [3] } : { dtype: 'F32', shape: v.shape, data: toFloat32(v) });
+  const m = await loadModel(serializeSafetensors(tensors), { config: cfg, name: 'monai_vae_tiny step3', threads: 1 });
+  const { mu, logvar } = await m.encode(f32(st, 'x'));
+  t.true(relErr(mu, f32(st, 'eval3.mu')) <= 1e-4);
+  t.true(relErr(logvar, f32(st, 'eval3.logvar')) <= 1e-4);
+  t.true(relErr(await m.decode(mu, { output: 'logits' }), f32(st, 'eval3.recon_mean')) <= 1e-4);
+  // MONAI's eval-mode forward decodes mu + σ: complete() with γ = 0 and latent 'mean+std' is exactly that.
+  const recon = await m.complete(f32(st, 'x'), new Float32Array(6), 0, { latent: 'mean+std', output: 'logits' });
+  t.true(relErr(recon, f32(st, 'eval3.recon_meanstd')) <= 1e-4);
+  m.dispose();
+});
+
+test('the threaded build gives the same bits as itself on one thread, and its workers start and stop', async (t) => {
+  const cfg = preset('tiny');
+  const { file, native } = await randomCheckpoint('mt-bits', cfg);
+  native.dispose();
+  const rt = await loadRuntime({ threads: 2 });
+  t.is(rt.threads, 2);
+  const m = await loadModel(file, { runtime: rt });
+  const z = randomArray(2 * cfg.latentSize, 8);
+  const two = await m.decode(z, { output: 'logits' });
+  rt.exports.vx_set_num_threads(1);
+  const one = await m.decode(z, { output: 'logits' });
+  rt.exports.vx_set_num_threads(2);
+  t.true(two.every((v, i) => v === one[i]), 'thread count changed the result');
+  for (let i = 0; i < 50; i++) {
+    const again = await m.decode(z, { output: 'logits' });
+    if (!again.every((v, k) => v === two[k])) return t.fail(`decode ${i} differs`);
+  }
+  m.dispose();
+  t.pass();
+});
+
+test('1,000 decodes in a row do not grow the module heap, and dispose frees everything', async (t) => {
+  const rt = await loadRuntime({ simd: true, threads: 1 });
+  const cfg = monaiVarAutoEncoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 });
+  const { file, native } = await randomCheckpoint('leak', cfg);
+  native.dispose();
+  const base = rt.heapBytes;
+  const m = await loadModel(file, { runtime: rt });
+  const z = randomArray(2 * 6, 1);
+  const x = randomArray(2 * 16 * 16 * 8, 2);
+  await m.decode(z);
+  await m.decode(z, { output: 'mask' });
+  await m.encode(x);
+  await m.complete(x, z.subarray(0, 6), 1);
+  const heap = rt.heapBytes, memory = rt.memoryBytes;
+  for (let i = 0; i < 1000; i++) {
+    await m.decode(z, { output: (['probabilities', 'logits', 'mask'] as const)[i % 3] });
+    if (i % 100 === 0) await m.complete(x, z.subarray(0, 6), 1);
+  }
+  t.is(rt.heapBytes, heap, 'heap grew over 1,000 decodes');
+  t.is(rt.memoryBytes, memory, 'memory grew over 1,000 decodes');
+  m.dispose();
+  t.is(rt.heapBytes, base, 'dispose left allocations behind');
+});
