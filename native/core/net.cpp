@@ -92,6 +92,17 @@ bool parse_triple(const std::string& s, int out[3]) {
   return true;
 }
 
+// The kernel shape of a conv3d / conv_transpose3d node for a batch of N samples of shape `in`.
+Status conv_shape_of(const NodeSpec& n, const Shape4& in, int N, Conv3dShape* out) {
+  Conv3dShape& s = *out;
+  s.n = N; s.cin = in.c; s.cout = n.cout; s.id = in.d; s.ih = in.h; s.iw = in.w;
+  s.kd = n.k[0]; s.kh = n.k[1]; s.kw = n.k[2]; s.sd = n.s[0]; s.sh = n.s[1]; s.sw = n.s[2];
+  s.pd = n.p[0]; s.ph = n.p[1]; s.pw = n.p[2];
+  if (n.op == OpKind::Conv3d) return conv3d_shape(s);
+  s.opd = n.op_pad[0]; s.oph = n.op_pad[1]; s.opw = n.op_pad[2];
+  return conv_transpose3d_shape(s);
+}
+
 }  // namespace
 
 Status Net::create(const std::string& spec, std::unique_ptr<Net>* out) {
@@ -221,11 +232,7 @@ Status Net::infer_shapes_and_layout() {
       case OpKind::ConvTranspose3d: {
         if (n.cout < 1) return fail(Status::InvalidArgument, "net spec line %d: %s needs cout=", line, op_name(n.op));
         Conv3dShape s;
-        s.n = 1; s.cin = in.c; s.cout = n.cout; s.id = in.d; s.ih = in.h; s.iw = in.w;
-        s.kd = n.k[0]; s.kh = n.k[1]; s.kw = n.k[2]; s.sd = n.s[0]; s.sh = n.s[1]; s.sw = n.s[2];
-        s.pd = n.p[0]; s.ph = n.p[1]; s.pw = n.p[2];
-        s.opd = n.op_pad[0]; s.oph = n.op_pad[1]; s.opw = n.op_pad[2];
-        Status st = n.op == OpKind::Conv3d ? conv3d_shape(s) : conv_transpose3d_shape(s);
+        Status st = conv_shape_of(n, in, 1, &s);
         if (st != Status::Ok) return fail(st, "net spec line %d: %s", line, last_error());
         n.shape = Shape4{n.cout, s.od, s.oh, s.ow};
         std::vector<int64_t> ws = n.op == OpKind::Conv3d
@@ -403,14 +410,10 @@ Status Net::forward_node(int i, bool train, uint64_t dseed, uint64_t dstep) {
     case OpKind::Conv3d:
     case OpKind::ConvTranspose3d: {
       Conv3dShape s;
-      s.n = N; s.cin = in.c; s.cout = n.cout; s.id = in.d; s.ih = in.h; s.iw = in.w;
-      s.kd = n.k[0]; s.kh = n.k[1]; s.kw = n.k[2]; s.sd = n.s[0]; s.sh = n.s[1]; s.sw = n.s[2];
-      s.pd = n.p[0]; s.ph = n.p[1]; s.pw = n.p[2]; s.opd = n.op_pad[0]; s.oph = n.op_pad[1]; s.opw = n.op_pad[2];
+      VX_TRY(conv_shape_of(n, in, N, &s));
       if (n.op == OpKind::Conv3d) {
-        VX_TRY(conv3d_shape(s));
         return conv3d_forward(y, x, cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::Bias), s);
       }
-      VX_TRY(conv_transpose3d_shape(s));
       return conv_transpose3d_forward(y, x, cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::Bias), s);
     }
     case OpKind::Linear:
@@ -533,15 +536,11 @@ Status Net::backward_node(int i, float* dx, float* dx1) {
     case OpKind::Conv3d:
     case OpKind::ConvTranspose3d: {
       Conv3dShape s;
-      s.n = N; s.cin = in.c; s.cout = n.cout; s.id = in.d; s.ih = in.h; s.iw = in.w;
-      s.kd = n.k[0]; s.kh = n.k[1]; s.kw = n.k[2]; s.sd = n.s[0]; s.sh = n.s[1]; s.sw = n.s[2];
-      s.pd = n.p[0]; s.ph = n.p[1]; s.pw = n.p[2]; s.opd = n.op_pad[0]; s.oph = n.op_pad[1]; s.opw = n.op_pad[2];
+      VX_TRY(conv_shape_of(n, in, N, &s));
       if (n.op == OpKind::Conv3d) {
-        VX_TRY(conv3d_shape(s));
         return conv3d_backward(dx, grad_ptr(i, ParamRole::Weight), grad_ptr(i, ParamRole::Bias), dy, x,
                                cparam_ptr(i, ParamRole::Weight), s);
       }
-      VX_TRY(conv_transpose3d_shape(s));
       return conv_transpose3d_backward(dx, grad_ptr(i, ParamRole::Weight), grad_ptr(i, ParamRole::Bias), dy, x,
                                        cparam_ptr(i, ParamRole::Weight), s);
     }
