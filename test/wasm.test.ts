@@ -2,9 +2,11 @@
 // benchmark preset (tiny, quarter, half, full) and of odd architectures, and against PyTorch on the
 // MONAI fixture. One table of cases; each row says which builds run it.
 //
-// Error measure: max over elements of |wasm − native| / (|native| + 1e-3 · max|native|) — relative
-// per element, with a floor at a thousandth of the tensor's scale so that values that are nearly zero
-// (where both engines round differently) cannot dominate. The target is 1e-5.
+// Error measure (test/helpers.ts relErr, the project's convention): max over elements of
+// |wasm − native| / (|native| + 0.01 · max|native|) — relative per element, with a floor at 1 % of the
+// tensor's scale so that values that are nearly zero (where both engines round differently: the native
+// kernels use FMA, WebAssembly SIMD has none) cannot dominate. The target is 1e-5. The logs also show
+// the normwise error max|wasm − native| / max|native|.
 import test from 'ava';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -17,7 +19,16 @@ import { loadModel, loadRuntime, type WasmRuntime } from '../ts/web/index.js';
 import { f32, loadFixture, relErr } from './helpers.js';
 
 const TOL = 1e-5;
-const FLOOR = 1e-3;
+const FLOOR = 0.01;
+
+function normwise(a: ArrayLike<number>, e: ArrayLike<number>): number {
+  let d = 0, m = 0;
+  for (let i = 0; i < e.length; i++) {
+    d = Math.max(d, Math.abs(a[i]! - e[i]!));
+    m = Math.max(m, Math.abs(e[i]!));
+  }
+  return d / (m || 1);
+}
 
 let tmp = '';
 test.before(async () => {
@@ -51,7 +62,7 @@ function randomArray(n: number, seed: number, scale = 1): Float32Array {
  * affine parameters, PReLU slopes, perturbed weights), so that eval-mode norms are really exercised.
  * Returns the file and the native VAE loaded back from it.
  */
-async function randomCheckpoint(name: string, cfg: VaeConfig, dcfg: VaeConfig = cfg, seed = 1, keep?: (k: string) => boolean, metadata = true): Promise<{ file: string; native: Vae }> {
+async function randomCheckpoint(name: string, cfg: VaeConfig, dcfg: VaeConfig = cfg, seed = 1, keep?: (k: string) => boolean, metadata = true): Promise<{ file: string; native: Vae | null }> {
   const vae = Vae.fromParts(new Encoder(cfg, seed), new Decoder(dcfg, seed), seed);
   const raw = path.join(tmp, `${name}.raw.safetensors`);
   await vae.save(raw);
@@ -77,7 +88,8 @@ async function randomCheckpoint(name: string, cfg: VaeConfig, dcfg: VaeConfig = 
   }
   const file = path.join(tmp, `${name}.safetensors`);
   await writeFile(file, serializeSafetensors(out, metadata ? st.metadata : {}));
-  const native = await Vae.load(file, metadata ? {} : { config: cfg, decoderConfig: dcfg });
+  // A partial checkpoint (keep) is no whole VAE: the caller builds its own reference.
+  const native = keep ? null : await Vae.load(file, metadata ? {} : { config: cfg, decoderConfig: dcfg });
   return { file, native };
 }
 
@@ -140,9 +152,12 @@ function runtime(build: 'simd' | 'scalar' | 'mt'): Promise<WasmRuntime> {
 }
 
 for (const c of CASES) {
-  test(`${c.name}: decode${c.encode ? ', encode and complete' : ''} match the native engine (${c.builds.join(', ')})`, async (t) => {
+  // The presets run one at a time (the big ones need a few hundred MB and all cores); odd shapes run alongside.
+  const heavy = c.name === 'quarter' || c.name === 'half' || c.name === 'full';
+  (heavy ? test.serial : test)(`${c.name}: decode${c.encode ? ', encode and complete' : ''} match the native engine (${c.builds.join(', ')})`, async (t) => {
     const dcfg = c.dcfg ?? c.cfg;
-    const { file, native } = await randomCheckpoint(c.name, c.cfg, dcfg, c.name.length);
+    const { file, native: n } = await randomCheckpoint(c.name, c.cfg, dcfg, c.name.length);
+    const native = n!;
     try {
       const z = randomArray(c.batch * dcfg.latentSize, 3, 1.5);
       const logitsRef = await native.decode(z, { logits: true });
@@ -168,7 +183,7 @@ for (const c of CASES) {
           const probs = await m.decode(z);
           const e2 = relErr(probs, probsRef, FLOOR);
           t.true(e2 <= TOL, `${build} probabilities: ${e2.toExponential(2)}`);
-          t.log(`${c.name} ${build}: logits ${e1.toExponential(2)}, probabilities ${e2.toExponential(2)}`);
+          t.log(`${c.name} ${build}: logits ${e1.toExponential(2)} (normwise ${normwise(logits, logitsRef).toExponential(2)}), probabilities ${e2.toExponential(2)}`);
           // The mask is the most probable class (or p > 0.5): compare where the reference is not a near tie.
           const mask = await m.decode(z, { output: 'mask' });
           const C = dcfg.outChannels, S = probsRef.length / (c.batch * C);
@@ -205,8 +220,7 @@ for (const c of CASES) {
 
 test('a decoder alone (plain state_dict, no metadata) loads with its config and decodes like the native decoder', async (t) => {
   const cfg = monaiVarAutoEncoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 });
-  const { file, native } = await randomCheckpoint('decoder-only', cfg, cfg, 4, (k) => k.startsWith('decode'), false);
-  native.dispose();
+  const { file } = await randomCheckpoint('decoder-only', cfg, cfg, 4, (k) => k.startsWith('decode'), false);
   await t.throwsAsync(loadModel(file, { threads: 1 }), { code: 'ECHECKPOINT', message: /no voxvae metadata: pass \{ config \}/ });
   const m = await loadModel(file, { config: cfg, threads: 1 });
   t.is(m.kind, 'decoder');
@@ -225,7 +239,8 @@ test('a decoder alone (plain state_dict, no metadata) loads with its config and 
 
 test('decoderOnly loads the decoder of a whole VAE and ignores its encoder', async (t) => {
   const cfg = monaiVarAutoEncoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 });
-  const { file, native } = await randomCheckpoint('decoder-only-of-vae', cfg);
+  const { file, native: n } = await randomCheckpoint('decoder-only-of-vae', cfg);
+  const native = n!;
   const m = await loadModel(file, { decoderOnly: true, threads: 1 });
   t.is(m.kind, 'decoder');
   const z = randomArray(6, 2);
@@ -256,7 +271,7 @@ test('MONAI VarAutoEncoder fixture: eval-mode encode and decode in WebAssembly m
 test('the threaded build gives the same bits as itself on one thread, and its workers start and stop', async (t) => {
   const cfg = preset('tiny');
   const { file, native } = await randomCheckpoint('mt-bits', cfg);
-  native.dispose();
+  native!.dispose();
   const rt = await loadRuntime({ threads: 2 });
   t.is(rt.threads, 2);
   const m = await loadModel(file, { runtime: rt });
@@ -278,7 +293,7 @@ test('1,000 decodes in a row do not grow the module heap, and dispose frees ever
   const rt = await loadRuntime({ simd: true, threads: 1 });
   const cfg = monaiVarAutoEncoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 });
   const { file, native } = await randomCheckpoint('leak', cfg);
-  native.dispose();
+  native!.dispose();
   const base = rt.heapBytes;
   const m = await loadModel(file, { runtime: rt });
   const z = randomArray(2 * 6, 1);

@@ -188,7 +188,9 @@ VX_EXPORT float* vx_net_input(WasmNet* w, int32_t batch) {
              (unsigned long long)count);
     return nullptr;
   }
-  if (!w->input || w->input.use_count() > 1 || w->input->size() != count) {
+  // The only other holder of the buffer is the net itself (its input activation, kept for a backward
+  // pass that inference never runs), so a buffer of the right size is rewritten in place.
+  if (!w->input || w->input->size() != count) {
     float* fresh = static_cast<float*>(std::malloc(size_t(count) * sizeof(float)));
     if (!fresh) {
       vx::fail(Status::OutOfMemory, "vx_net_input: cannot allocate %llu input values", (unsigned long long)count);
