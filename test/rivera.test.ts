@@ -9,7 +9,8 @@ import { native } from '../ts/native.js';
 import { Network } from '../ts/network.js';
 import { Discriminator, discriminatorFor, discriminatorView, riveraTrainStep, type RiveraStepOptions } from '../ts/train/rivera.js';
 import { Vae, setThreads } from '../ts/vae.js';
-import { buildResNetV2Decoder, buildResNetV2Encoder, createResNetV2Vae } from '../ts/resnet.js';
+import { buildResNetV2Decoder, buildResNetV2Encoder } from '../ts/resnet.js';
+import { createResNetV2Vae } from '../ts/vae.js';
 import { assertClose, f32, loadFixture } from './helpers.js';
 
 setThreads(1);

@@ -38,5 +38,7 @@ export { trainTwoStage, trainStage2, stage2DecoderConfig, SKULLVAE_STAGE1, SKULL
 export * as latent from './latent/index.js';
 export { runBetaTradeoff, runPipeline, METHODS as EXPERIMENT_METHODS, type BetaTradeoffOptions, type MethodRow, type MethodName, type Scale, type PipelineOptions } from './experiment/index.js';
 export { patchGan3d, buildDiscriminator, validateDiscriminatorConfig, discriminatorFilters, patchGridShape, PATCHGAN_DEFAULTS, type DiscriminatorConfig, type DiscriminatorConfigInput } from './discriminator.js';
-export { buildResNetV2Encoder, buildResNetV2Decoder, createResNetV2Vae, validateResNetV2, RESNET_V2_DEFAULTS, type ResNetV2Options } from './resnet.js';
+export { buildResNetV2Encoder, buildResNetV2Decoder, validateResNetV2, RESNET_V2_DEFAULTS, type ResNetV2Options } from './resnet.js';
+export { createResNetV2Vae } from './vae.js';
+export { resnetV2Vae, type Architecture } from './config.js';
 export { Discriminator, discriminatorFor, discriminatorChannels, riveraTrainStep, trainRivera, type RiveraStepOptions, type RiveraStepResult, type RiveraTrainOptions, type RiveraEpoch, type PopulationVariance } from './train/rivera.js';

@@ -11,8 +11,7 @@
 // The official encoder's input LayerNormalization over (H, W) is left out (binary volumes need none).
 // Convolutions keep their biases (Keras' default), so parameter counts follow the official model's.
 // Builds the same BuiltNet {spec, nodeNames} as config.ts, with PyTorch-style names.
-import { resnetV2Vae, validateConfig, validateResNetV2, type BuiltNet, type ResNetV2Options, type VaeConfig } from './config.js';
-import { Vae, type CreateOptions } from './vae.js';
+import { validateConfig, validateResNetV2, type BuiltNet, type ResNetV2Options, type VaeConfig } from './config.js';
 
 export { RESNET_V2_DEFAULTS, validateResNetV2, type ResNetV2Options } from './config.js';
 
@@ -93,14 +92,4 @@ export function buildResNetV2Decoder(config: VaeConfig, opts: Partial<ResNetV2Op
   }
   x = b.conv(x, c.outChannels, 1, 1, 'decoder.head');
   return b.build([x]);
-}
-
-/**
- * A Vae whose encoder and decoder are the ResNet-v2 preset: `Vae.create(resnetV2Vae({ ...config, resnet }))`.
- * The config's shapes, latent size, output activation and BN settings apply; its MONAI `channels` and
- * `strides` are not used. Saves and loads like any Vae (the architecture is part of the config).
- */
-export function createResNetV2Vae(config: VaeConfig, opts: CreateOptions & { resnet?: Partial<ResNetV2Options> } = {}): Promise<Vae> {
-  const { resnet, ...create } = opts;
-  return Vae.create(resnetV2Vae({ ...config, resnet: { ...config.resnet, ...(resnet ?? {}) } }), create);
 }

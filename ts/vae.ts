@@ -1,7 +1,7 @@
 // Encoder, Decoder and Vae: the model API over the native engine. Inputs and outputs are
 // Float32Arrays in NCDHW order; every length is checked here before native code sees it.
 import { VoxvaeError, invalid } from './errors.js';
-import { buildDecoder, buildEncoder, validateConfig, type VaeConfig } from './config.js';
+import { buildDecoder, buildEncoder, resnetV2Vae, validateConfig, type ResNetV2Options, type VaeConfig } from './config.js';
 import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor, type Reduction } from './native.js';
 import { selectBackend } from './backend.js';
 import { Network, type OptimizerConfig } from './network.js';
@@ -565,4 +565,14 @@ export class Vae {
 export function setThreads(n: number): number {
   if (!Number.isInteger(n) || n < 0 || n > 256) invalid('threads', 'must be an integer in [0, 256]', n);
   return nativeSync(() => native().setNumThreads(n));
+}
+
+/**
+ * A Vae whose encoder and decoder are the ResNet-v2 preset: `Vae.create(resnetV2Vae({ ...config, resnet }))`.
+ * The config's shapes, latent size, output activation and BN settings apply; its MONAI `channels` and
+ * `strides` are not used. Saves and loads like any Vae (the architecture is part of the config).
+ */
+export function createResNetV2Vae(config: VaeConfig, opts: CreateOptions & { resnet?: Partial<ResNetV2Options> } = {}): Promise<Vae> {
+  const { resnet, ...create } = opts;
+  return Vae.create(resnetV2Vae({ ...config, resnet: { ...config.resnet, ...(resnet ?? {}) } }), create);
 }

@@ -35,32 +35,39 @@ thread_local bool t_in_worker = false;
 struct alignas(64) Slot {
   std::atomic<int32_t> go{0};
   std::atomic<const std::function<void(int)>*> job{nullptr};
+  std::atomic<int32_t> running{0};  // inside a job: what vx_worker_abandon must account for
 };
 Slot g_slots[kMaxThreads];
 std::atomic<int32_t> g_pending{0};
 std::atomic<int32_t> g_registered{0};  // workers parked in vx_worker_main
 std::atomic<int32_t> g_quit{0};
+std::atomic<int32_t> g_failed{0};     // a worker trapped: results of the job in flight are garbage
+std::atomic<int32_t> g_can_block{0};  // the publisher may sleep in memory.atomic.wait (not a browser's main thread)
 
 int32_t* word(std::atomic<int32_t>& a) { return reinterpret_cast<int32_t*>(&a); }
 
+// memory.atomic.wait32 in a function of its own, reached through a function pointer so that neither
+// LLVM nor binaryen inlines it: V8's baseline compiler (Liftoff, in Node 20) has been seen to lose the
+// function's cached state across the wait — later loads read the wrong address (a job pointer read
+// back as null, a `go` word read as 0 and waited on forever). With the wait alone in its frame, nothing
+// of the caller's lives across it.
+void futex_wait(int32_t* addr, int32_t expected) { __builtin_wasm_memory_atomic_wait32(addr, expected, -1); }
+void (*volatile g_futex_wait)(int32_t*, int32_t) = futex_wait;
+
 // Sleeps until worker id's slot has a job newer than *seen and records it there; false on quit.
-// Kept out of line, and the slot re-derived from the id afterwards: V8's baseline compiler (Liftoff,
-// Node 20) has been seen to read a stale slot after memory.atomic.wait32 returns when the wait sat in
-// the same function as the reads (the job pointer read back as null although `go` had moved on).
-__attribute__((noinline)) bool wait_for_job(int id, int32_t* seen) {
-  Slot& slot = g_slots[id];
+bool wait_for_job(int id, int32_t* seen) {
   // A forward pass publishes many short jobs back to back: spin a little before sleeping, since a
   // futex wake-up costs tens of microseconds.
   for (int spin = 0; spin < 20000; ++spin)
-    if (slot.go.load() != *seen || g_quit.load()) break;
+    if (g_slots[id].go.load() != *seen || g_quit.load()) break;
   for (;;) {
     if (g_quit.load()) return false;
-    const int32_t now = slot.go.load();
+    const int32_t now = g_slots[id].go.load();
     if (now != *seen) {
       *seen = now;
       return true;
     }
-    __builtin_wasm_memory_atomic_wait32(word(slot.go), now, -1);
+    g_futex_wait(word(g_slots[id].go), now);
   }
 }
 
@@ -76,7 +83,16 @@ void run(int chunks, const std::function<void(int)>& job) {
   t_in_worker = true;
   job(0);
   t_in_worker = false;
-  while (g_pending.load() != 0) {
+  // Wait for the workers: spin briefly (they are usually about done), then sleep where allowed, so that
+  // a publisher sharing a core with a worker does not starve it. A browser's main thread cannot sleep
+  // and spins to the end.
+  for (int spin = 0; spin < 20000; ++spin)
+    if (g_pending.load() == 0) return;
+  if (g_can_block.load()) {
+    for (int32_t p; (p = g_pending.load()) != 0;) g_futex_wait(word(g_pending), p);
+  } else {
+    while (g_pending.load() != 0) {
+    }
   }
 }
 
@@ -136,11 +152,32 @@ VX_EXPORT void vx_worker_main(int32_t id) {
   int32_t seen = g_slots[id].go.load();
   g_registered.fetch_add(1);
   while (wait_for_job(id, &seen)) {
+    g_slots[id].running.store(1);
     (*g_slots[id].job.load())(id);
-    g_pending.fetch_sub(1);
+    g_slots[id].running.store(0);
+    if (g_pending.fetch_sub(1) == 1) __builtin_wasm_memory_atomic_notify(word(g_pending), 1);
   }
   g_registered.fetch_sub(1);
 }
+
+// Called by a worker's JavaScript after its instance trapped (a bug, or an abort): accounts for the job
+// it was running, so that the publisher does not spin forever, and takes the worker out of the pool.
+// The caller learns of it through vx_workers_failed and must discard that forward pass.
+VX_EXPORT void vx_worker_abandon(int32_t id) {
+  using namespace vx;
+  if (id < 1 || id >= kMaxThreads) return;
+  g_failed.store(1);
+  g_registered.fetch_sub(1);
+  if (g_slots[id].running.exchange(0) && g_pending.fetch_sub(1) == 1) __builtin_wasm_memory_atomic_notify(word(g_pending), 1);
+}
+
+// Whether the thread that calls into the module may block in memory.atomic.wait (Node, and Web Workers;
+// not a browser's main thread). The loader sets it once.
+VX_EXPORT void vx_set_can_block(int32_t yes) { vx::g_can_block.store(yes ? 1 : 0); }
+
+// Non-zero once a worker has trapped; vx_workers_reset_failed clears it after the caller reported it.
+VX_EXPORT int32_t vx_workers_failed() { return vx::g_failed.load(); }
+VX_EXPORT void vx_workers_reset_failed() { vx::g_failed.store(0); }
 
 VX_EXPORT void vx_workers_quit() {
   vx::g_quit.store(1);

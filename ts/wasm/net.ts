@@ -145,6 +145,7 @@ export class WasmNet {
     const inPtr = this.rt.ptr(ex.vx_net_input(h, batch), where);
     fill(this.rt.f32(inPtr, batch * this.inputSize));
     this.rt.check(ex.vx_net_forward(h, batch), where);
+    this.rt.checkWorkers(where);
     const outs = this.outputSizes.map((size, k) => this.rt.f32(this.rt.ptr(ex.vx_net_output(h, k), where, 'EINTERNAL'), batch * size));
     return read(outs);
   }

@@ -46,6 +46,9 @@ export interface VxExports {
   vx_main_tls_capacity?: () => number;
   vx_workers_registered?: () => number;
   vx_workers_quit?: () => void;
+  vx_workers_failed?: () => number;
+  vx_set_can_block?: (yes: number) => void;
+  vx_workers_reset_failed?: () => void;
   vx_abi_version(): number;
   vx_simd(): number;
   vx_last_error(): number;
@@ -332,6 +335,17 @@ export class WasmRuntime {
     return { ptr, len: bytes.length };
   }
 
+  /**
+   * After a forward pass on the threaded build: if a worker trapped meanwhile, its share of the work is
+   * missing, so the pass is refused; the runtime goes on with the threads that are left.
+   */
+  checkWorkers(where: string): void {
+    if (!this.exports.vx_workers_failed?.()) return;
+    this.exports.vx_workers_reset_failed!();
+    this.threadsUnavailable = 'a worker thread failed; the remaining threads carry on';
+    throw new VoxvaeError('EINTERNAL', `${where}: a WebAssembly worker thread failed during the computation, so its result was discarded; please report this (the runtime continues with ${this.exports.vx_num_threads()} thread(s))`);
+  }
+
   /** Stops the worker threads (models on this runtime then run on one thread). Idempotent. */
   dispose(): void {
     if (!this.pool) return;
@@ -441,6 +455,9 @@ export async function instantiateRuntime(bytes: Uint8Array, where: string, simd:
   }
   const rt = new WasmRuntime(ex, memory!, simd && ex.vx_simd() === 1, where, pool);
   ex.vx_set_num_threads(rt.threads);
+  // The calling thread may sleep while workers finish, except on a browser's main thread (a window has
+  // a document; workers and Node have none), where memory.atomic.wait throws.
+  ex.vx_set_can_block?.(typeof (globalThis as { document?: unknown }).document === 'undefined' ? 1 : 0);
   return rt;
 }
 

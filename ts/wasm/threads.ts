@@ -20,6 +20,7 @@ const WORKER_SOURCE = `
 const nodePort = typeof self === 'undefined' ? require('node:worker_threads').parentPort : null;
 const post = (m) => (nodePort ? nodePort.postMessage(m) : self.postMessage(m));
 const start = (d) => {
+  let inst = null;
   try {
     const stub = (name) => () => { throw new Error('voxvae worker: unsupported import ' + name); };
     const imports = {};
@@ -29,13 +30,15 @@ const start = (d) => {
       else if (imp.name === 'emscripten_notify_memory_growth') mod[imp.name] = () => {};
       else mod[imp.name] = stub(imp.module + '.' + imp.name);
     }
-    const inst = new WebAssembly.Instance(d.module, imports);
+    inst = new WebAssembly.Instance(d.module, imports);
     inst.exports.stackRestore(d.stackTop);
     inst.exports.__wasm_init_tls(d.tls);
     post({ ready: d.id });
     inst.exports.vx_worker_main(d.id);
     post({ exited: d.id });
   } catch (e) {
+    // The instance trapped: release the publisher (it is spinning on this worker's job) and leave.
+    try { if (inst) inst.exports.vx_worker_abandon(d.id); } catch (_) {}
     post({ error: String((e && e.message) || e) });
   }
 };
@@ -78,12 +81,21 @@ async function spawn(): Promise<AnyWorker> {
     type NodeWorker = { postMessage(m: unknown): void; on(ev: string, fn: (x: never) => void): void; terminate(): Promise<number>; unref(): void };
     const wt = (await import(/* webpackIgnore: true */ /* @vite-ignore */ NODE_WORKER_THREADS)) as { Worker: new (src: string, o: { eval: boolean }) => NodeWorker };
     const w = new wt.Worker(WORKER_SOURCE, { eval: true });
-    // Parked workers must not keep the process alive.
+    let onMessage: (m: never) => void = () => {};
+    let onError: (e: never) => void = () => {};
+    w.on('message', (m: never) => onMessage(m));
+    w.on('error', (e: never) => onError(e));
+    // Parked workers must not keep the process alive. (After the listeners: adding a 'message' listener
+    // refs the worker's port again.)
     w.unref();
     return {
       post: (m) => w.postMessage(m),
-      onMessage: (fn) => w.on('message', fn as (x: never) => void),
-      onError: (fn) => w.on('error', fn as (x: never) => void),
+      onMessage: (fn) => {
+        onMessage = fn as (m: never) => void;
+      },
+      onError: (fn) => {
+        onError = fn as (e: never) => void;
+      },
       terminate: () => void w.terminate(),
     };
   }
@@ -131,6 +143,20 @@ export interface WorkerPool {
 }
 
 const STACK_BYTES = 1 << 20;
+
+// Node terminates worker threads at exit, but one parked in memory.atomic.wait is not interrupted and
+// the process would never end: wake and release every live pool from an 'exit' listener.
+const livePools = new Set<() => void>();
+let exitHookInstalled = false;
+function releaseAtExit(quit: () => void): void {
+  livePools.add(quit);
+  if (exitHookInstalled || !isNode()) return;
+  exitHookInstalled = true;
+  (globalThis as unknown as { process: { on(ev: 'exit', fn: () => void): void } }).process.on('exit', () => {
+    for (const q of livePools) q();
+    livePools.clear();
+  });
+}
 
 /**
  * Starts `count` workers over the host's module and memory and waits until all are parked (or fails
@@ -186,11 +212,14 @@ export async function startWorkers(host: PoolHost, count: number, timeoutMs = 20
     throw e;
   }
   let live = true;
+  const quitOnly = (): void => host.quit();
+  releaseAtExit(quitOnly);
   return {
     size: count,
     terminate: () => {
       if (!live) return;
       live = false;
+      livePools.delete(quitOnly);
       cleanup();
     },
   };

@@ -1,0 +1,141 @@
+// `npm run bench:wasm`: decode benchmarks of the tiny, quarter, half and full decoders (bench/models.ts)
+// on the very same weights, timed with benny:
+//   native        the C++ CPU engine (N threads)
+//   wasm 1t       voxvae_simd.wasm, one thread
+//   wasm 2t       voxvae_simd_mt.wasm, two threads
+//   ort-web 1t    onnxruntime-web's WebAssembly backend (SIMD, one thread), on the decoder exported to ONNX
+//   ort-node      onnxruntime-node's CPU execution provider (N threads), same ONNX model
+// Before timing, every engine's logits are compared with the native engine's (max relative error with
+// a 1 % floor, test/helpers.ts). The table goes to stdout and, with --write, to
+// bench/results/wasm-decode.md.
+//
+//   npm run bench:wasm [-- --only tiny,quarter] [--threads N] [--write]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import b from 'benny';
+import { MODELS, modelConfig, type ModelName } from './models.js';
+import { serializeSafetensors } from '../ts/safetensors.js';
+import { Decoder, setThreads } from '../ts/vae.js';
+import { exportOnnx } from '../ts/wasm/onnx.js';
+import { loadModel, loadRuntime } from '../ts/web/index.js';
+import { relErr } from '../test/helpers.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const argv = process.argv.slice(2);
+const arg = (name: string): string | undefined => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const only = (arg('--only') ?? 'tiny,quarter,half,full').split(',') as ModelName[];
+const threads = Number(arg('--threads') ?? os.availableParallelism());
+const write = argv.includes('--write');
+
+const SAMPLES: Record<ModelName, { minSamples: number; maxTime: number }> = {
+  tiny: { minSamples: 10, maxTime: 1 },
+  quarter: { minSamples: 6, maxTime: 1.5 },
+  half: { minSamples: 4, maxTime: 2 },
+  full: { minSamples: 3, maxTime: 3 },
+};
+
+interface Row {
+  model: ModelName;
+  engine: string;
+  medianMs: number;
+  rme: number;
+  samples: number;
+  err: number;
+}
+
+/** Times `op` with benny; runs are chained so that none overlaps (benny calls once without awaiting). */
+async function time(label: string, op: () => Promise<unknown>, opts: { minSamples: number; maxTime: number }): Promise<{ medianMs: number; rme: number; samples: number }> {
+  let chain: Promise<unknown> = Promise.resolve();
+  const run = (): Promise<unknown> => (chain = chain.then(op));
+  const summary = await b.suite(label, b.add(label, () => run(), opts), b.cycle(() => ''), b.complete(() => undefined));
+  await chain;
+  const r = summary.results[0]!;
+  return { medianMs: r.details.median * 1e3, rme: r.details.relativeMarginOfError, samples: r.samples };
+}
+
+async function main(): Promise<void> {
+  const ortNode = await import('onnxruntime-node');
+  const ortWeb = await import('onnxruntime-web');
+  ortWeb.env.wasm.numThreads = 1;
+  ortWeb.env.wasm.simd = true;
+  setThreads(threads);
+  const wasm1 = await loadRuntime({ simd: true, threads: 1 });
+  const wasm2 = await loadRuntime({ threads: 2 });
+  if (wasm2.threads !== 2) throw new Error(`the threaded build did not start: ${wasm2.threadsUnavailable}`);
+  const rows: Row[] = [];
+  for (const name of only) {
+    const cfg = modelConfig(MODELS[name]);
+    const dec = new Decoder(cfg, 7);
+    const checkpoint = serializeSafetensors(dec.network.stateDict(), {
+      voxvae: JSON.stringify({ format: 'voxvae-checkpoint', version: 1, kind: 'decoder', config: cfg, decoderConfig: cfg }),
+    });
+    const onnx = exportOnnx(checkpoint, { name });
+    const z = Float32Array.from({ length: cfg.latentSize }, (_, i) => Math.sin(1.3 * i + 0.5));
+    const ref = await dec.decode(z, { logits: true });
+    const m1 = await loadModel(checkpoint, { runtime: wasm1, name });
+    const m2 = await loadModel(checkpoint, { runtime: wasm2, name });
+    const sNode = await ortNode.InferenceSession.create(onnx, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+    const sWeb = await ortWeb.InferenceSession.create(onnx, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+    const feedsNode = { z: new ortNode.Tensor('float32', z, [1, cfg.latentSize]) };
+    const feedsWeb = { z: new ortWeb.Tensor('float32', z, [1, cfg.latentSize]) };
+    const engines: [string, () => Promise<Float32Array>][] = [
+      [`native ${threads}t`, () => dec.decode(z, { logits: true })],
+      ['wasm 1t', () => m1.decode(z, { output: 'logits' })],
+      ['wasm 2t', () => m2.decode(z, { output: 'logits' })],
+      ['ort-web 1t', async () => (await sWeb.run(feedsWeb)).logits!.data as Float32Array],
+      [`ort-node ${threads}t`, async () => (await sNode.run(feedsNode)).logits!.data as Float32Array],
+    ];
+    console.log(`${name}: decoder ${cfg.inputShape.join('×')}, channels ${cfg.channels.join(',')}, ONNX ${(onnx.length / 1e6).toFixed(1)} MB`);
+    for (const [engine, op] of engines) {
+      const err = relErr(await op(), ref);
+      if (!(err <= 1e-4)) throw new Error(`${name} ${engine}: logits differ from the native engine's (max relative error ${err})`);
+      const t = await time(`${name} ${engine}`, op, SAMPLES[name]);
+      rows.push({ model: name, engine, ...t, err });
+      console.log(`  ${engine.padEnd(12)} ${t.medianMs.toFixed(1).padStart(9)} ms ±${t.rme.toFixed(1)}% (${t.samples} samples; max rel err vs native ${err.toExponential(1)})`);
+    }
+    m1.dispose();
+    m2.dispose();
+    await sNode.release();
+    await sWeb.release();
+    dec.dispose();
+  }
+  wasm2.dispose();
+  const md = render(rows);
+  console.log(`\n${md}`);
+  if (write) {
+    mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
+    writeFileSync(path.join(ROOT, 'bench/results/wasm-decode.md'), md);
+    console.log('wrote bench/results/wasm-decode.md');
+  }
+}
+
+function render(rows: Row[]): string {
+  const get = (m: ModelName, prefix: string): Row | undefined => rows.find((r) => r.model === m && r.engine.startsWith(prefix));
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  const lines = [
+    `Decode of one latent (batch 1), median ms (benny), ${cpu}, ${os.availableParallelism()} logical cores, Node ${process.versions.node}; native and ort-node on ${threads} thread(s).`,
+    '',
+    `| model | native ${threads}t | wasm 1t | wasm 2t | ort-web 1t | ort-node ${threads}t | wasm 1t vs ort-web 1t (target ≥ 3×) | wasm 2t vs 1t (target ≥ 1.7×) | native vs ort-node (target ≥ 3×) |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  const models = [...new Set(rows.map((r) => r.model))];
+  for (const m of models) {
+    const n = get(m, 'native'), w1 = get(m, 'wasm 1t'), w2 = get(m, 'wasm 2t'), ow = get(m, 'ort-web'), on = get(m, 'ort-node');
+    const ms = (r?: Row) => (r ? r.medianMs.toFixed(1) : '–');
+    const x = (a?: Row, bb?: Row) => (a && bb ? `${(bb.medianMs / a.medianMs).toFixed(2)}×` : '–');
+    lines.push(`| ${m} | ${ms(n)} | ${ms(w1)} | ${ms(w2)} | ${ms(ow)} | ${ms(on)} | ${x(w1, ow)} | ${x(w2, w1)} | ${x(n, on)} |`);
+  }
+  lines.push('', 'Outputs: every engine\'s logits agree with the native engine\'s to a max relative error (1 % floor) of ' + Math.max(...rows.map((r) => r.err)).toExponential(1) + '.');
+  return lines.join('\n') + '\n';
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
