@@ -27,6 +27,11 @@ command -v "$EMXX" >/dev/null 2>&1 || {
   exit 1
 }
 
+# Objects and partial outputs go to a scratch folder, never into OUT: nothing half-built can be mistaken
+# for (or committed as) a module.
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/voxvae-wasm-build.XXXXXX")
+trap 'rm -rf "$SCRATCH"' EXIT INT TERM
+
 cd "$ROOT"
 # The inference subset of native/core and what net.cpp links against (its backward passes included:
 # the linker keeps only what is reachable, and forking net.cpp would mean writing it twice).
@@ -45,7 +50,7 @@ LDFLAGS="-sSTANDALONE_WASM --no-entry -sALLOW_MEMORY_GROWTH=1 -sINITIAL_MEMORY=1
 build() {
   name=$1
   shift
-  tmp="$OUT/.tmp.$name"  # emcc picks the output kind from the suffix: keep .wasm last
+  tmp="$SCRATCH/$name"  # emcc picks the output kind from the suffix: keep .wasm last
   # shellcheck disable=SC2086
   "$EMXX" $CXXFLAGS "$@" $SRC $LDFLAGS -o "$tmp"
   mv "$tmp" "$OUT/$name"
@@ -70,8 +75,7 @@ case " $VARIANTS " in *" mt "*) ;; *) exit 0 ;; esac
 EMROOT=$(em-config EMSCRIPTEN_ROOT 2>/dev/null | tail -n 1)
 [ -f "$EMROOT/system/lib/dlmalloc.c" ] || { echo "build.sh: cannot find emscripten's system/lib/dlmalloc.c under '$EMROOT'" >&2; exit 1; }
 EMCC=${EMCC:-emcc}
-OBJ="$OUT/.tmp.mt-objects"
-rm -rf "$OBJ"
+OBJ="$SCRATCH/mt-objects"
 mkdir -p "$OBJ"
 MTFLAGS="-msimd128 -matomics -mbulk-memory"
 # shellcheck disable=SC2086
@@ -83,4 +87,3 @@ LDFLAGS="$LDFLAGS -sMALLOC=none -sIMPORTED_MEMORY=1
          -Wl,--shared-memory,--no-check-features,--export=__wasm_init_tls,--export=__tls_size,--export=__tls_align"
 CXXFLAGS=$(echo "$CXXFLAGS" | sed 's/-DVX_NO_THREADS//')
 build voxvae_simd_mt.wasm $MTFLAGS -DVX_WASM_THREADS
-rm -rf "$OBJ"
