@@ -1,14 +1,9 @@
 // conv3d: shape validation and the optimized float kernels (see conv3d.h).
 //
-// Forward and backward-weight are implicit GEMMs over tiles of output positions: a tile's column block
-// [cin*kd*kh*kw, positions] is built by im2col and multiplied by the weight (forward) or by dy
-// (backward-weight). A forward with at most kDirectMaxRows output channels skips the column block
-// (conv_direct): there its memory traffic would cost more than the arithmetic.
-// Work items are (sample, tile[, channel block]) so every layer shape, including cin = 1 and cout = 2,
-// keeps all threads busy. Backward-weight gives each chunk of items its own partial dw and sums the
-// partials in chunk order, so dw is deterministic for a given thread count.
-// Backward-data is the transposed convolution of dy and is computed by conv_transpose3d_forward, a
-// gather (see conv_transpose3d.cpp).
+// Forward and backward-weight run on conv_engine (staged-input implicit GEMM, and a dot-product kernel for
+// the weight gradient whose sums do not depend on the thread count; see conv_engine.h) with conv3d as a
+// single-class problem. Backward-data is the transposed convolution of dy and is computed by
+// conv_transpose3d_forward, a gather (see conv_transpose3d.cpp).
 #include "conv3d.h"
 
 #include <algorithm>
@@ -18,6 +13,7 @@
 #include <new>
 #include <vector>
 
+#include "conv_engine.h"
 #include "conv_transpose3d.h"
 #include "gemm.h"
 #include "parallel.h"
@@ -105,36 +101,32 @@ Status conv3d_check(const Conv3dShape& s) {
 
 namespace {
 
-// Column-tile geometry of a conv3d: per-axis tap offsets off[u] = u - pad, step = stride.
-struct Geometry {
-  int64_t K, P, IS;  // rows of a column tile (cin*kd*kh*kw), output positions, input positions
-  ColAxis ax[3];
-};
-
-Status make_geometry(const Conv3dShape& s, Geometry& g) {
-  g.K = int64_t(s.cin) * s.kd * s.kh * s.kw;
-  g.P = int64_t(s.od) * s.oh * s.ow;
-  g.IS = int64_t(s.id) * s.ih * s.iw;
-  const int k[3] = {s.kd, s.kh, s.kw}, st[3] = {s.sd, s.sh, s.sw}, pad[3] = {s.pd, s.ph, s.pw};
-  const int in[3] = {s.id, s.ih, s.iw}, out[3] = {s.od, s.oh, s.ow};
-  // Kept per calling thread (no allocation in steady state); ax[] points into it, so workers read the
-  // caller's copy. Valid until this thread's next conv3d call.
-  thread_local std::vector<int64_t> t_offs;
+// conv3d as conv_engine's single-class problem: grid = output, input index t*stride + (u - pad).
+// Kept per calling thread so that steady state allocates nothing.
+Status conv3d_problem(const Conv3dShape& s, const ConvProblem** out) {
+  thread_local ConvProblem p;
   try {
-    t_offs.resize(size_t(k[0]) + k[1] + k[2]);
+    p.clear();
+    p.batch = s.n, p.cin = s.cin, p.cout = s.cout;
+    const int k[3] = {s.kd, s.kh, s.kw}, st[3] = {s.sd, s.sh, s.sw}, pad[3] = {s.pd, s.ph, s.pw};
+    const int in[3] = {s.id, s.ih, s.iw}, o[3] = {s.od, s.oh, s.ow};
+    EngineClass c;
+    for (int a = 0; a < 3; ++a) {
+      p.in[a] = in[a], p.step[a] = st[a], p.out[a] = o[a], p.k[a] = k[a];
+      for (int u = 0; u < k[a]; ++u) {
+        p.off[a].push_back(int64_t(u) - pad[a]);
+        p.ktap[a].push_back(u);
+      }
+      c.n[a] = o[a], c.ntap[a] = k[a];
+    }
+    p.transposed_weight = false;
+    p.classes.push_back(c);
   } catch (const std::bad_alloc&) {
-    return fail(Status::OutOfMemory, "conv3d: out of memory for tap offsets");
+    return fail(Status::OutOfMemory, "conv3d: out of memory for the problem tables");
   }
-  int64_t* o = t_offs.data();
-  for (int a = 0; a < 3; ++a) {
-    for (int u = 0; u < k[a]; ++u) o[u] = int64_t(u) - pad[a];
-    g.ax[a] = ColAxis{out[a], in[a], st[a], k[a], o};
-    o += k[a];
-  }
+  *out = &p;
   return Status::Ok;
 }
-
-Status out_of_memory(const char* op) { return fail(Status::OutOfMemory, "%s: out of memory for scratch", op); }
 
 }  // namespace
 
@@ -142,39 +134,9 @@ Status conv3d_forward(float* y, const float* x, const float* w, const float* b, 
   VX_TRY(conv3d_check(s));
   if (!y || !x || !w)
     return fail(Status::InvalidArgument, "conv3d_forward: %s is null", !y ? "y" : !x ? "x" : "w");
-  Geometry g;
-  VX_TRY(make_geometry(s, g));
-  const int64_t cin = s.cin, cout = s.cout, K = g.K, P = g.P;
-  const TilePlan plan = plan_tiles(s.n, P, max_tile_positions(K), cout);
-  const int64_t items = int64_t(s.n) * plan.tiles * plan.co_blocks;
-  std::atomic<bool> oom{false};
-  parallel_for(items, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t it = lo; it < hi; ++it) {
-      const int64_t cb = it % plan.co_blocks, rest = it / plan.co_blocks;
-      const int64_t tile = rest % plan.tiles, n = rest / plan.tiles;
-      int64_t p0, p1, c0, c1;
-      tile_range(P, plan.tiles, tile, &p0, &p1);
-      co_range(cout, plan.co_blocks, cb, &c0, &c1);
-      if (p1 <= p0 || c1 <= c0) continue;
-      const int64_t pt = p1 - p0;
-      if (c1 - c0 <= kDirectMaxRows) {
-        if (!conv_direct(c1 - c0, w + c0 * K, K, b ? b + c0 : nullptr, x + n * cin * g.IS, cin, g.ax, p0, p1,
-                         y + (n * cout + c0) * P + p0, P)) {
-          oom = true;
-          return;
-        }
-        continue;
-      }
-      float* col = scratch(kScratchCol, packed_b_size(K, pt));
-      if (!col || !im2col_packed(col, x + n * cin * g.IS, cin, g.ax, p0, p1) ||
-          !gemm_packed_b(c1 - c0, pt, K, w + c0 * K, K, 1, col, y + (n * cout + c0) * P + p0, P, 1, false,
-                         b ? b + c0 : nullptr)) {
-        oom = true;
-        return;
-      }
-    }
-  });
-  return oom ? out_of_memory("conv3d_forward") : Status::Ok;
+  const ConvProblem* p;
+  VX_TRY(conv3d_problem(s, &p));
+  return conv_engine_forward("conv3d_forward", y, x, w, b, *p);
 }
 
 Status conv3d_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
@@ -184,48 +146,13 @@ Status conv3d_backward(float* dx, float* dw, float* db, const float* dy, const f
   if (!dy) return fail(Status::InvalidArgument, "conv3d_backward: dy is null");
   if (dw && !x) return fail(Status::InvalidArgument, "conv3d_backward: x is null (needed for dw)");
   if (dx && !w) return fail(Status::InvalidArgument, "conv3d_backward: w is null (needed for dx)");
-  Geometry g;
-  VX_TRY(make_geometry(s, g));
-  const int64_t cin = s.cin, cout = s.cout, K = g.K, P = g.P;
 
-  if (db) channel_sum_add(db, dy, s.n, cout, P);
+  if (db) channel_sum_add(db, dy, s.n, s.cout, int64_t(s.od) * s.oh * s.ow);
 
   if (dw) {
-    // dw[co, r] += sum_p dy[n, co, p] * col[r, p]: per tile, C (cout x K) += dy_tile (cout x pt) * col^T.
-    const TilePlan plan = plan_tiles(s.n, P, max_tile_positions(K), 1);
-    const int64_t items = int64_t(s.n) * plan.tiles;
-    const int chunks = parallel_chunks(items, 1);
-    const int64_t wsize = cout * K;
-    float* part = scratch(kScratchCall0, chunks * wsize);
-    if (!part) return out_of_memory("conv3d_backward");
-    std::atomic<bool> oom{false};
-    parallel_for(chunks, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t ch = lo; ch < hi; ++ch) {
-        float* pw = part + ch * wsize;
-        std::memset(pw, 0, size_t(wsize) * sizeof(float));
-        for (int64_t it = ch * items / chunks; it < (ch + 1) * items / chunks; ++it) {
-          const int64_t tile = it % plan.tiles, n = it / plan.tiles;
-          int64_t p0, p1;
-          tile_range(P, plan.tiles, tile, &p0, &p1);
-          if (p1 <= p0) continue;
-          const int64_t pt = p1 - p0, ld = col_stride(pt);
-          float* col = scratch(kScratchCol, K * ld);
-          if (!col || !im2col_tile(col, ld, x + n * cin * g.IS, cin, g.ax, p0, p1) ||
-              !gemm(cout, K, pt, dy + n * cout * P + p0, P, 1, col, 1, ld, pw, K, 1, true, nullptr)) {
-            oom = true;
-            return;
-          }
-        }
-      }
-    });
-    if (oom) return out_of_memory("conv3d_backward");
-    parallel_for(wsize, 4096, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        float acc = part[i];
-        for (int ch = 1; ch < chunks; ++ch) acc += part[ch * wsize + i];
-        dw[i] += acc;
-      }
-    });
+    const ConvProblem* p;
+    VX_TRY(conv3d_problem(s, &p));
+    VX_TRY(conv_engine_weight_grad("conv3d_backward", dw, dy, x, *p));
   }
 
   if (dx) {

@@ -1,5 +1,5 @@
-// GEMM (packing + register-blocked micro-kernel with runtime ISA choice), im2col column tiles, per-thread
-// scratch and work planning shared by the conv3d, conv_transpose3d and linear kernels. See gemm.h.
+// GEMM (packing + register-blocked micro-kernel with runtime ISA choice), per-thread scratch and work
+// planning shared by the linear kernels and conv_engine. See gemm.h.
 //
 // Blocking follows the usual Goto/BLIS scheme: B is packed into kc x NR panels (one stays in L1 across a
 // column of micro-tiles), A into MR x kc panels (an MC x kc block stays in L2), and the micro-kernel keeps
@@ -16,22 +16,7 @@
 
 #include "parallel.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__EMSCRIPTEN__) && !defined(VX_PORTABLE_ONLY)
-#define VX_X86_DISPATCH 1
-#else
-#define VX_X86_DISPATCH 0
-#endif
-
-#if defined(__GNUC__)
-#define VX_ALWAYS_INLINE inline __attribute__((always_inline))
-#define VX_NOINLINE __attribute__((noinline))
-#define VX_PRAGMA(x) _Pragma(#x)
-#define VX_UNROLL VX_PRAGMA(GCC unroll 16)
-#else
-#define VX_ALWAYS_INLINE inline
-#define VX_NOINLINE __declspec(noinline)
-#define VX_UNROLL
-#endif
+#include "simd.h"
 
 namespace vx {
 
@@ -46,223 +31,14 @@ int64_t checked_elements(const int64_t* f, int count) {
 }
 
 // ------------------------------------------------------------------------------------------------------------
-// Vector types. GCC/Clang vector extensions lower to whatever the enclosing function's target offers
-// (a 32-byte vector is one ymm under AVX2, two xmm under SSE2, two q-registers under NEON).
 namespace {
 
-#if defined(__GNUC__)
-typedef float vf4 __attribute__((vector_size(16)));
-typedef float vf8 __attribute__((vector_size(32)));
-typedef float vf16 __attribute__((vector_size(64)));
-#else
-// Plain arrays for compilers without vector extensions (MSVC); correct, left to the auto-vectorizer.
-struct vf4 {
-  float v[4];
-  vf4& operator+=(const vf4& o) {
-    for (int i = 0; i < 4; ++i) v[i] += o.v[i];
-    return *this;
-  }
-};
-inline vf4 operator*(const vf4& a, float s) {
-  vf4 r;
-  for (int i = 0; i < 4; ++i) r.v[i] = a.v[i] * s;
-  return r;
-}
-inline vf4 operator+(const vf4& a, float s) {
-  vf4 r;
-  for (int i = 0; i < 4; ++i) r.v[i] = a.v[i] + s;
-  return r;
-}
-#endif
+using simd::vf4;
+using simd::vf8;
+using simd::vf16;
 
 // Smallest q with q*b >= a, for b > 0 and any sign of a.
 inline int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
-
-// A column tile is built (or, by the direct kernels, consumed) panel by panel: `width` consecutive output
-// positions at a time. Within a panel the positions form runs of consecutive x.
-struct Run {
-  int64_t zb, yb;        // tz * step_z, ty * step_y
-  int64_t tx0, len, jj;  // x positions tx0 .. tx0 + len - 1 at panel columns jj ..
-};
-
-// Runs of [p0, p1) cut at panel boundaries (panel q owns runs [first[q], first[q + 1])), and per x tap
-// the output x range [xlo, xhi) that reads inside the input. Per-thread storage, reused.
-struct PanelRuns {
-  const Run* runs;
-  const int64_t* first;
-  const int64_t* xlo;
-  const int64_t* xhi;
-  int64_t panels;
-};
-
-bool build_panel_runs(int64_t width, const ColAxis ax[3], int64_t p0, int64_t p1, PanelRuns* out) {
-  thread_local std::vector<Run> runs;
-  thread_local std::vector<int64_t> first, xlo, xhi;
-  const int64_t panels = (p1 - p0 + width - 1) / width;
-  try {
-    runs.clear();
-    first.assign(size_t(panels) + 1, 0);
-    xlo.resize(size_t(ax[2].ntaps));
-    xhi.resize(size_t(ax[2].ntaps));
-    for (int64_t q = 0; q < panels; ++q) {
-      first[size_t(q)] = int64_t(runs.size());
-      const int64_t e = std::min(p1, p0 + (q + 1) * width);
-      for_each_run(ax[1].n, ax[2].n, p0 + q * width, e,
-                   [&](int64_t tz, int64_t ty, int64_t tx0, int64_t len, int64_t j) {
-                     runs.push_back(Run{tz * ax[0].step, ty * ax[1].step, tx0, len, j});
-                   });
-    }
-    first[size_t(panels)] = int64_t(runs.size());
-  } catch (const std::bad_alloc&) {
-    return false;
-  }
-  for (int64_t u = 0; u < ax[2].ntaps; ++u) {
-    const int64_t ox = ax[2].off[u], sx = ax[2].step;
-    xlo[size_t(u)] = std::max<int64_t>(0, ceil_div(-ox, sx));
-    xhi[size_t(u)] = std::max(xlo[size_t(u)], ceil_div(ax[2].in - ox, sx));
-  }
-  *out = PanelRuns{runs.data(), first.data(), xlo.data(), xhi.data(), panels};
-  return true;
-}
-
-// Offset, within one channel plane, of the input row that each run of a panel reads for the taps with
-// offsets (oz, oy); -1 where that row lies in the padding. Returns whether any run reads a real row.
-// Rows do not depend on the channel, so the panel loops below run over channels innermost.
-inline bool panel_row_offsets(int64_t* rowoff, const Run* r0, int nruns, const ColAxis ax[3], int64_t oz,
-                              int64_t oy) {
-  const int64_t id = ax[0].in, ih = ax[1].in, iw = ax[2].in;
-  bool any = false;
-  for (int i = 0; i < nruns; ++i) {
-    const int64_t iz = r0[i].zb + oz, iy = r0[i].yb + oy;
-    const bool in = iz >= 0 && iz < id && iy >= 0 && iy < ih;
-    rowoff[i] = in ? (iz * ih + iy) * iw : -1;
-    any = any || in;
-  }
-  return any;
-}
-
-// One row of one panel (channel plane inc, x tap with offset ox, valid output x range [lo, hi)) into
-// d[0 .. width): the runs' values, zero in the padding and past the last position. The slow path of the
-// panel loops (edges, short rows, strided x); kept out of line so that it does not crowd the direct
-// kernels' accumulators out of registers.
-VX_NOINLINE void fill_panel_row(float* d, int64_t width, const Run* r0, int nruns, const int64_t* rowoff,
-                                const float* inc, int64_t ox, int64_t lo, int64_t hi, int64_t sx) {
-  int64_t used = 0;
-  for (int i = 0; i < nruns; ++i) {
-    const Run& r = r0[i];
-    float* dr = d + r.jj - r.tx0;  // dr[tx] is position tx of this run
-    const int64_t tx1 = r.tx0 + r.len;
-    used = r.jj + r.len;
-    if (rowoff[i] < 0) {
-      for (int64_t t = r.tx0; t < tx1; ++t) dr[t] = 0.0f;
-      continue;
-    }
-    const float* src = inc + rowoff[i] + ox;  // src[tx * sx] is input x = tx * sx + ox
-    const int64_t a = std::min(std::max(lo, r.tx0), tx1);
-    const int64_t e = std::max(std::min(hi, tx1), a);
-    for (int64_t t = r.tx0; t < a; ++t) dr[t] = 0.0f;
-    if (sx == 1) {
-      for (int64_t t = a; t < e; ++t) dr[t] = src[t];
-    } else {
-      for (int64_t t = a; t < e; ++t) dr[t] = src[t * sx];
-    }
-    for (int64_t t = e; t < tx1; ++t) dr[t] = 0.0f;
-  }
-  for (int64_t j = used; j < width; ++j) d[j] = 0.0f;
-}
-
-// Arguments of the direct (fused im2col + multiply) kernels, see conv_direct in gemm.h.
-struct DirectArgs {
-  const float* w;
-  int64_t ldw;
-  const float* bias;
-  const float* in;
-  int64_t channels;
-  const ColAxis* ax;
-  PanelRuns pr;
-  int64_t cols;  // p1 - p0
-  float* c;
-  int64_t rsc;
-};
-
-// M output rows over panels of W = VL * NV positions: each column-tile row is formed in registers (NV
-// vector loads when the panel is one run inside the input) and multiplied into M accumulators at once.
-template <class V, int VL, int NV, int M>
-VX_ALWAYS_INLINE void direct_body(const DirectArgs& g) {
-  constexpr int W = VL * NV;
-  const ColAxis* ax = g.ax;
-  const int64_t sx = ax[2].step, n0 = ax[0].ntaps, n1 = ax[1].ntaps, n2 = ax[2].ntaps, ntap = n0 * n1 * n2;
-  const int64_t plane = ax[0].in * ax[1].in * ax[2].in;
-  for (int64_t q = 0; q < g.pr.panels; ++q) {
-    const Run* r0 = g.pr.runs + g.pr.first[q];
-    const int nruns = static_cast<int>(g.pr.first[q + 1] - g.pr.first[q]);  // <= W
-    const bool whole = nruns == 1 && r0->len == W && sx == 1;
-    V acc[M][NV];
-    VX_UNROLL for (int m = 0; m < M; ++m) {
-      VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] = V{};
-    }
-    int64_t rowoff[64];
-    for (int64_t u0 = 0; u0 < n0; ++u0) {
-      for (int64_t u1 = 0; u1 < n1; ++u1) {
-        if (!panel_row_offsets(rowoff, r0, nruns, ax, ax[0].off[u0], ax[1].off[u1])) continue;
-        for (int64_t u2 = 0; u2 < n2; ++u2) {
-          const int64_t ox = ax[2].off[u2], lo = g.pr.xlo[u2], hi = g.pr.xhi[u2];
-          const float* wt = g.w + (u0 * n1 + u1) * n2 + u2;  // weight (m, channel c): wt[m*ldw + c*ntap]
-          if (whole && rowoff[0] >= 0 && lo <= r0->tx0 && r0->tx0 + W <= hi) {
-            const float* src = g.in + rowoff[0] + ox + r0->tx0;
-            for (int64_t c = 0; c < g.channels; ++c, src += plane, wt += ntap) {
-              V b[NV];
-              VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&b[j], src + j * VL, sizeof(V));
-              VX_UNROLL for (int m = 0; m < M; ++m) {
-                const float wm = wt[m * g.ldw];
-                VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] += b[j] * wm;
-              }
-            }
-          } else {
-            for (int64_t c = 0; c < g.channels; ++c, wt += ntap) {
-              float t[W];
-              fill_panel_row(t, W, r0, nruns, rowoff, g.in + c * plane, ox, lo, hi, sx);
-              V b[NV];
-              VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&b[j], t + j * VL, sizeof(V));
-              VX_UNROLL for (int m = 0; m < M; ++m) {
-                const float wm = wt[m * g.ldw];
-                VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] += b[j] * wm;
-              }
-            }
-          }
-        }
-      }
-    }
-    // Unrolled over m so that acc is only ever indexed by constants and stays in registers.
-    const int64_t used = std::min<int64_t>(W, g.cols - q * W);
-    VX_UNROLL for (int m = 0; m < M; ++m) {
-      float* cm = g.c + m * g.rsc + q * W;
-      const float bm = g.bias ? g.bias[m] : 0.0f;
-      V v[NV];
-      VX_UNROLL for (int j = 0; j < NV; ++j) v[j] = acc[m][j] + bm;
-      if (used == W) {
-        VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(cm + j * VL, &v[j], sizeof(V));
-      } else {
-        float t[W];
-        VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(t + j * VL, &v[j], sizeof(V));
-        for (int64_t j = 0; j < used; ++j) cm[j] = t[j];
-      }
-    }
-  }
-}
-
-template <class V, int VL, int NV>
-VX_ALWAYS_INLINE void direct_rows(int m, const DirectArgs& g) {
-  switch (m) {
-    case 1: direct_body<V, VL, NV, 1>(g); break;
-    case 2: direct_body<V, VL, NV, 2>(g); break;
-    case 3: direct_body<V, VL, NV, 3>(g); break;
-    case 4: direct_body<V, VL, NV, 4>(g); break;
-    default: break;
-  }
-}
-
-using DirectFn = void (*)(int m, const DirectArgs& g);
 
 using MicroFn = void (*)(int m, int64_t kc, const float* a, const float* b, float* c, int64_t rsc,
                          int64_t csc, int n, bool beta, const float* bias);
@@ -350,7 +126,6 @@ void micro_portable(int m, int64_t kc, const float* a, const float* b, float* c,
                     int n, bool beta, const float* bias) {
   micro_rows<vf4, 4, kPortableMR, kPortableNV>(m, kc, a, b, c, rsc, csc, n, beta, bias);
 }
-void direct_portable(int m, const DirectArgs& g) { direct_rows<vf4, 4, 2>(m, g); }
 
 #if VX_X86_DISPATCH
 __attribute__((target("avx2,fma"))) void micro_avx2(int m, int64_t kc, const float* a, const float* b,
@@ -358,16 +133,10 @@ __attribute__((target("avx2,fma"))) void micro_avx2(int m, int64_t kc, const flo
                                                     const float* bias) {
   micro_rows<vf8, 8, 6, 2>(m, kc, a, b, c, rsc, csc, n, beta, bias);
 }
-__attribute__((target("avx2,fma"))) void direct_avx2(int m, const DirectArgs& g) {
-  direct_rows<vf8, 8, 2>(m, g);
-}
 __attribute__((target("avx512f"))) void micro_avx512(int m, int64_t kc, const float* a, const float* b,
                                                      float* c, int64_t rsc, int64_t csc, int n, bool beta,
                                                      const float* bias) {
   micro_rows<vf16, 16, 6, 2>(m, kc, a, b, c, rsc, csc, n, beta, bias);
-}
-__attribute__((target("avx512f"))) void direct_avx512(int m, const DirectArgs& g) {
-  direct_rows<vf16, 16, 1>(m, g);
 }
 #endif
 
@@ -376,19 +145,17 @@ struct Kernel {
   int mr, nr;
   const char* name;
   const char* isa;
-  DirectFn direct;
-  int direct_width;
 };
 
 const Kernel kPortable = {micro_portable, kPortableMR, 4 * kPortableNV,
 #if VX_X86_DISPATCH
-                          "sse2 6x8", "sse2", direct_portable, 8};
+                          "sse2 6x8", "sse2" };
 #else
-                          kPortableMR == 4 ? "portable 4x16" : "portable 6x8", "portable", direct_portable, 8};
+                          kPortableMR == 4 ? "portable 4x16" : "portable 6x8", "portable" };
 #endif
 #if VX_X86_DISPATCH
-const Kernel kAvx2 = {micro_avx2, 6, 16, "avx2+fma 6x16", "avx2", direct_avx2, 16};
-const Kernel kAvx512 = {micro_avx512, 6, 32, "avx512f 6x32", "avx512f", direct_avx512, 16};
+const Kernel kAvx2 = {micro_avx2, 6, 16, "avx2+fma 6x16", "avx2"};
+const Kernel kAvx512 = {micro_avx512, 6, 32, "avx512f 6x32", "avx512f"};
 #endif
 
 bool supported(const Kernel& k) {
@@ -466,6 +233,8 @@ void pack_b(float* dst, const float* b, int64_t rsb, int64_t csb, int64_t kc, in
 const char* gemm_kernel_name() { return current_kernel()->name; }
 int gemm_mr() { return current_kernel()->mr; }
 int gemm_nr() { return current_kernel()->nr; }
+const char* gemm_kernel_isa() { return current_kernel()->isa; }
+GemmMicroFn gemm_micro_kernel() { return current_kernel()->fn; }
 
 bool gemm_select_kernel(const char* name) {
   if (!name) {
@@ -489,9 +258,9 @@ bool gemm_select_kernel(const char* name) {
 
 namespace {
 
-// The GEMM driver: B is packed here from (b, rsb, csb), or taken as is from bp when that is not null.
+// The GEMM driver.
 bool gemm_impl(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t csa, const float* b,
-               int64_t rsb, int64_t csb, const float* bp, float* c, int64_t rsc, int64_t csc, bool accumulate,
+               int64_t rsb, int64_t csb, float* c, int64_t rsc, int64_t csc, bool accumulate,
                const float* row_bias) {
   if (m <= 0 || n <= 0) return true;
   if (k <= 0) {
@@ -510,25 +279,15 @@ bool gemm_impl(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int
   const int64_t mc_max = std::min(m, kMC);
   const int64_t nc_max = std::min(n, kNC);
   float* pa = scratch(kScratchPackA, kc_max * ((mc_max + mr - 1) / mr * mr));
-  float* pb = bp ? nullptr : scratch(kScratchPackB, kc_max * ((nc_max + nr - 1) / nr * nr));
-  if (!pa || (!bp && !pb)) return false;
+  float* pb = scratch(kScratchPackB, kc_max * ((nc_max + nr - 1) / nr * nr));
+  if (!pa || !pb) return false;
 
   for (int64_t jc = 0; jc < n; jc += kNC) {
     const int64_t nc = std::min(kNC, n - jc);
     for (int64_t pc = 0; pc < k; pc += kKC) {
       const int64_t kc = std::min(kKC, k - pc);
       const bool first = pc == 0;
-      // Panel jr of this block starts at bpanel + jr * bstride.
-      const float* bpanel;
-      int64_t bstride;
-      if (bp) {
-        bpanel = bp + jc * k + pc * nr;
-        bstride = k;
-      } else {
-        pack_b(pb, b + pc * rsb + jc * csb, rsb, csb, kc, nc, nr);
-        bpanel = pb;
-        bstride = kc;
-      }
+      pack_b(pb, b + pc * rsb + jc * csb, rsb, csb, kc, nc, nr);
       for (int64_t ic = 0; ic < m; ic += kMC) {
         const int64_t mc = std::min(kMC, m - ic);
         pack_a(pa, a + ic * rsa + pc * csa, rsa, csa, mc, kc, mr);
@@ -537,7 +296,7 @@ bool gemm_impl(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int
           for (int64_t ir = 0; ir < mc; ir += mr) {
             const int nrows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
             float* ct = c + (ic + ir) * rsc + (jc + jr) * csc;
-            kern.fn(nrows, kc, pa + ir * kc, bpanel + jr * bstride, ct, rsc, csc, ncols, accumulate || !first,
+            kern.fn(nrows, kc, pa + ir * kc, pb + jr * kc, ct, rsc, csc, ncols, accumulate || !first,
                     first && row_bias ? row_bias + ic + ir : nullptr);
           }
         }
@@ -552,23 +311,7 @@ bool gemm_impl(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int
 bool gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t csa, const float* b,
           int64_t rsb, int64_t csb, float* c, int64_t rsc, int64_t csc, bool accumulate,
           const float* row_bias) {
-  return gemm_impl(m, n, k, a, rsa, csa, b, rsb, csb, nullptr, c, rsc, csc, accumulate, row_bias);
-}
-
-bool gemm_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t csa, const float* bp,
-                   float* c, int64_t rsc, int64_t csc, bool accumulate, const float* row_bias) {
-  return gemm_impl(m, n, k, a, rsa, csa, nullptr, 0, 0, bp, c, rsc, csc, accumulate, row_bias);
-}
-
-int64_t packed_b_size(int64_t k, int64_t n) {
-  const int64_t nr = gemm_nr();
-  return k * ((n + nr - 1) / nr * nr);
-}
-
-int64_t col_stride(int64_t cols) {
-  int64_t ld = (cols + 15) / 16 * 16;
-  if (ld % 256 == 0) ld += 16;
-  return ld;
+  return gemm_impl(m, n, k, a, rsa, csa, b, rsb, csb, c, rsc, csc, accumulate, row_bias);
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -601,133 +344,6 @@ float* scratch(ScratchSlot slot, int64_t count) {
 }
 
 // ------------------------------------------------------------------------------------------------------------
-
-bool im2col_tile(float* col, int64_t ldcol, const float* in, int64_t channels, const ColAxis ax[3],
-                 int64_t p0, int64_t p1) {
-  const int64_t id = ax[0].in, ih = ax[1].in, iw = ax[2].in;
-  const int64_t sz = ax[0].step, sy = ax[1].step, sx = ax[2].step;
-  const int64_t ny = ax[1].n, nx = ax[2].n;
-  int64_t row = 0;
-  for (int64_t c = 0; c < channels; ++c) {
-    const float* inc = in + c * id * ih * iw;
-    for (int64_t u0 = 0; u0 < ax[0].ntaps; ++u0) {
-      const int64_t oz = ax[0].off[u0];
-      for (int64_t u1 = 0; u1 < ax[1].ntaps; ++u1) {
-        const int64_t oy = ax[1].off[u1];
-        for (int64_t u2 = 0; u2 < ax[2].ntaps; ++u2, ++row) {
-          const int64_t ox = ax[2].off[u2];
-          // Output x positions whose input x lies inside [0, iw).
-          const int64_t xlo = std::max<int64_t>(0, ceil_div(-ox, sx));
-          const int64_t xhi = std::max(xlo, ceil_div(iw - ox, sx));
-          float* dst = col + row * ldcol;
-          for_each_run(ny, nx, p0, p1, [&](int64_t tz, int64_t ty, int64_t tx0, int64_t len, int64_t j) {
-            float* d = dst + j;
-            const int64_t iz = tz * sz + oz, iy = ty * sy + oy;
-            if (iz < 0 || iz >= id || iy < 0 || iy >= ih) {
-              std::memset(d, 0, static_cast<size_t>(len) * sizeof(float));
-              return;
-            }
-            const float* src = inc + (iz * ih + iy) * iw + ox;  // src[tx*sx] is input x = tx*sx + ox
-            const int64_t tx1 = tx0 + len;
-            const int64_t a = std::min(std::max(xlo, tx0), tx1);
-            const int64_t e = std::max(std::min(xhi, tx1), a);
-            for (int64_t t = tx0; t < a; ++t) d[t - tx0] = 0.0f;
-            if (sx == 1) {
-              if (e > a) std::memcpy(d + (a - tx0), src + a, static_cast<size_t>(e - a) * sizeof(float));
-            } else {
-              for (int64_t t = a; t < e; ++t) d[t - tx0] = src[t * sx];
-            }
-            for (int64_t t = e; t < tx1; ++t) d[t - tx0] = 0.0f;
-          });
-        }
-      }
-    }
-  }
-  return true;
-}
-
-bool im2col_packed(float* bp, const float* in, int64_t channels, const ColAxis ax[3], int64_t p0, int64_t p1) {
-  const int64_t nr = gemm_nr();
-  PanelRuns pr;
-  if (!build_panel_runs(nr, ax, p0, p1, &pr)) return false;
-  const int64_t sx = ax[2].step;
-  const int64_t plane = ax[0].in * ax[1].in * ax[2].in;
-  const int64_t rows = channels * ax[0].ntaps * ax[1].ntaps * ax[2].ntaps;
-  const int64_t n0 = ax[0].ntaps, n1 = ax[1].ntaps, n2 = ax[2].ntaps, ntap = n0 * n1 * n2;
-  const int64_t cstride = ntap * nr;  // from one channel's row to the next channel's, same taps
-  for (int64_t q = 0; q < pr.panels; ++q) {
-    float* dq = bp + q * nr * rows;  // row r of this panel at dq + r * nr, r = c * ntap + tap
-    const Run* r0 = pr.runs + pr.first[q];
-    const int nruns = static_cast<int>(pr.first[q + 1] - pr.first[q]);  // <= nr <= 32
-    const bool whole = nruns == 1 && r0->len == nr && sx == 1;
-    int64_t rowoff[32];
-    for (int64_t u0 = 0; u0 < n0; ++u0) {
-      for (int64_t u1 = 0; u1 < n1; ++u1) {
-        const bool any = panel_row_offsets(rowoff, r0, nruns, ax, ax[0].off[u0], ax[1].off[u1]);
-        for (int64_t u2 = 0; u2 < n2; ++u2) {
-          float* d = dq + ((u0 * n1 + u1) * n2 + u2) * nr;
-          if (!any) {
-            for (int64_t c = 0; c < channels; ++c, d += cstride) std::memset(d, 0, size_t(nr) * sizeof(float));
-            continue;
-          }
-          const int64_t ox = ax[2].off[u2], lo = pr.xlo[u2], hi = pr.xhi[u2];
-          if (whole && rowoff[0] >= 0 && lo <= r0->tx0 && r0->tx0 + nr <= hi) {
-            // The common case: a whole panel row inside the input; constant-size copies.
-            const float* src = in + rowoff[0] + ox + r0->tx0;
-            if (nr == 16) {
-              for (int64_t c = 0; c < channels; ++c, d += cstride, src += plane)
-                std::memcpy(d, src, 16 * sizeof(float));
-            } else {
-              for (int64_t c = 0; c < channels; ++c, d += cstride, src += plane)
-                std::memcpy(d, src, size_t(nr) * sizeof(float));
-            }
-            continue;
-          }
-          for (int64_t c = 0; c < channels; ++c, d += cstride)
-            fill_panel_row(d, nr, r0, nruns, rowoff, in + c * plane, ox, lo, hi, sx);
-        }
-      }
-    }
-  }
-  return true;
-}
-
-bool conv_direct(int64_t m, const float* w, int64_t ldw, const float* bias, const float* in, int64_t channels,
-                 const ColAxis ax[3], int64_t p0, int64_t p1, float* c, int64_t rsc) {
-  const Kernel& kern = *current_kernel();
-  for (int64_t m0 = 0; m0 < m; m0 += kDirectMaxRows) {
-    DirectArgs g;
-    if (!build_panel_runs(kern.direct_width, ax, p0, p1, &g.pr)) return false;
-    g.w = w + m0 * ldw;
-    g.ldw = ldw;
-    g.bias = bias ? bias + m0 : nullptr;
-    g.in = in;
-    g.channels = channels;
-    g.ax = ax;
-    g.cols = p1 - p0;
-    g.c = c + m0 * rsc;
-    g.rsc = rsc;
-    kern.direct(static_cast<int>(std::min<int64_t>(kDirectMaxRows, m - m0)), g);
-  }
-  return true;
-}
-
-// ------------------------------------------------------------------------------------------------------------
-// Floats of column tile per thread (a compile-time knob for tuning). 1 MiB measured best on Zen 3 (512 KiB
-// L2): bigger tiles amortize repacking the weights once per tile, which outweighs the tile falling out of L2.
-#ifndef VX_COL_BUDGET
-#define VX_COL_BUDGET (int64_t(1) << 18)
-#endif
-
-int64_t max_tile_positions(int64_t rows) {
-  constexpr int64_t kColBudget = VX_COL_BUDGET;
-  constexpr int64_t kMaxTile = 4096;
-  const int64_t nr = gemm_nr();
-  int64_t t = kColBudget / std::max<int64_t>(rows, 1);
-  t = std::min(t, kMaxTile);
-  if (t >= nr) return t - t % nr;
-  return nr;
-}
 
 TilePlan plan_tiles(int64_t outer, int64_t positions, int64_t max_tile, int64_t cout) {
   TilePlan plan;

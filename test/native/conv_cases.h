@@ -15,6 +15,7 @@
 
 #include "check.h"
 #include "conv3d.h"
+#include "conv_engine.h"
 #include "conv_transpose3d.h"
 #include "gemm.h"
 #include "parallel.h"
@@ -221,11 +222,15 @@ inline void check_ref_gradients(const ConvOps& op) {
 
 // Optimized float forward and backward against the double reference on every row, for every micro-kernel
 // this CPU has and for 1 and 2 threads.
+// Each also with staging budgets small enough to cut the input into per-sample groups and z slabs
+// (1 float: every slab one grid plane of one sample).
 inline void check_optimized_vs_reference(const ConvOps& op) {
   for (const char* kernel : available_kernels()) {
     vx::gemm_select_kernel(kernel);
     for (int threads : {1, 2}) {
       vx::set_num_threads(threads);
+      for (int64_t budget : {int64_t(0), int64_t(1), int64_t(200), int64_t(2000)}) {
+      vx::conv_engine_stage_budget(budget);
       for (const ConvCase& c : conv_cases()) {
         CaseContext ctx(c.name, kernel, threads);
         const vx::Conv3dShape s = op.shape(c);
@@ -252,10 +257,45 @@ inline void check_optimized_vs_reference(const ConvOps& op) {
         CHECK_SCALED(dwf, dwe, dws, 1e-5);
         CHECK_SCALED(dbf, dbe, dbs, 1e-5);
       }
+      }
     }
   }
+  vx::conv_engine_stage_budget(0);
   vx::set_num_threads(0);
   vx::gemm_select_kernel(nullptr);
+}
+
+// Every output and gradient is bit-identical for any thread count: each element is summed by one work
+// item in an order that does not depend on it (the weight gradient included: its items own blocks of dw
+// and walk positions in order). Checked at several staging budgets (the budget itself may change how the
+// weight gradient's sums are chunked, so results are compared within a budget).
+inline void check_thread_invariance(const ConvOps& op) {
+  for (const ConvCase& c : conv_cases()) {
+    CaseContext ctx(c.name, vx::gemm_kernel_name(), 0);
+    const vx::Conv3dShape s = op.shape(c);
+    const auto x = to_float(random_vec(in_size(s), 31)), w = to_float(random_vec(weight_size(s), 32));
+    const auto b = to_float(random_vec(size_t(s.cout), 33)), dy = to_float(random_vec(out_size(s), 34));
+    for (int64_t budget : {int64_t(0), int64_t(1), int64_t(500)}) {
+      std::vector<float> y1, dx1, dw1, db1;
+      for (int threads : {1, 2, 3}) {
+        vx::set_num_threads(threads);
+        vx::conv_engine_stage_budget(budget);
+        std::vector<float> y(out_size(s)), dx(x.size()), dw(w.size(), 0.0f), db(b.size(), 0.0f);
+        CHECK(op.fwd(y.data(), x.data(), w.data(), b.data(), s) == vx::Status::Ok);
+        CHECK(op.bwd(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), s) == vx::Status::Ok);
+        if (y1.empty()) {
+          y1 = y, dx1 = dx, dw1 = dw, db1 = db;
+          continue;
+        }
+        CHECK(y == y1);
+        CHECK(dx == dx1);
+        CHECK(dw == dw1);
+        CHECK(db == db1);
+      }
+    }
+  }
+  vx::conv_engine_stage_budget(0);
+  vx::set_num_threads(0);
 }
 
 // Gradient semantics of the optimized backward: parameter gradients accumulate (two calls give twice one

@@ -1,0 +1,869 @@
+// conv_engine: staged-input implicit GEMM, direct and dot-product kernels for conv3d / conv_transpose3d
+// (see conv_engine.h for the problem description).
+//
+// Staging. The input is copied, a slab of z planes at a time (all of a small batch at once), into a buffer
+// where each axis is zero-padded by the largest negative tap offset in front and extended to the largest
+// index any tap reads, and where each x row is split into `step_x` phases (x' = x + pad: phase x' mod
+// step, index x' / step). Rows are stored [z][y][channel][x], so that the rows every channel reads for one
+// panel of positions lie together (a few contiguous streams instead of one per channel). Then input index
+// t*step + off[u] of every axis sits at
+//     stage + c*wrow + posoff(t) + tapoff(u),   posoff(t) = tz*sz*zs + ty*sy*ys + tx,
+// tapoff(u) = (off0+lo0)*zs + (off1+lo1)*ys + ((off2+lo2) mod sx)*xq + (off2+lo2) div sx,
+// so consecutive tx read consecutive floats for every tap and channel, padding and stride included: a
+// column-tile row is a handful of vector copies, with no bounds checks. The copy costs one pass over the
+// input (the im2col it replaces touches each input value about 27 times).
+//
+// Forward. Weights are packed once per call into the micro-kernel's MR-row panels (per class, rows in
+// (channel, tap) order). Work items are (tile of grid positions, sample, class, block of output channels);
+// an item walks its k dimension in blocks of kKC rows and, per block, builds one NR-position column panel
+// at a time (kKC x NR floats, in L1) and runs the micro-kernel over all its output-channel panels. With at
+// most kDirectRows output channels the direct kernel forms each panel row in registers instead.
+//
+// Weight gradient. dw[co, r] = sum_p dy[co, p] * col[r, p] is a reduction over positions, the contiguous
+// axis of both operands, so it runs as dot products: RA column rows (built into L1 from the staged input)
+// against RB rows of dy, RA x RB vector accumulators summed horizontally per chunk of positions. Items
+// are (block of column rows, block of output channels): each dw element is owned by one item and summed
+// over chunks in position order, so the result is the same for any thread count.
+#include "conv_engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "gemm.h"
+#include "parallel.h"
+#include "simd.h"
+
+namespace vx {
+namespace {
+
+using simd::vf16;
+using simd::vf4;
+using simd::vf8;
+
+constexpr int64_t kDefaultStageBudget = int64_t(1) << 22;  // floats staged at once (16 MiB)
+int64_t g_stage_budget = kDefaultStageBudget;
+constexpr int64_t kKC = 256;                         // k rows per column-panel block
+constexpr int64_t kMaxTile = 2048;                   // grid positions per work item
+constexpr int64_t kTileFloats = int64_t(1) << 16;    // bound on a strided class's C tile (mc x positions)
+constexpr int kDirectRows = 4;                       // output channels up to which the direct kernel runs
+constexpr int64_t kDirectTile = 512;                 // grid positions per direct-kernel work item
+constexpr int64_t kPosPad = 32;                      // position arrays padded to a multiple of this
+constexpr int kRA = 3, kRB = 4;                      // dot-product block: column rows x dy rows
+
+// --- Staging ------------------------------------------------------------------------------------------------
+
+struct Stage {
+  int64_t lo[3] = {0, 0, 0};    // staged index = input index + lo
+  int64_t span[3] = {1, 1, 1};  // staged extent
+  int64_t sx = 1, xq = 1, wrow = 1;  // x phases, phase length, row length (sx * xq)
+  int64_t ys = 1, zs = 1;             // y stride (cin rows) and z stride (span[1] * ys)
+  int64_t minoff0 = 0, maxoff0 = 0;  // z tap offsets over all classes
+  int64_t grid0 = 0;                 // largest class grid along z
+  bool reads = false;                // some class has taps and positions
+};
+
+bool class_reads(const EngineClass& c) {
+  return c.n[0] * c.n[1] * c.n[2] > 0 && c.ntap[0] * c.ntap[1] * c.ntap[2] > 0;
+}
+
+Stage make_stage(const ConvProblem& p) {
+  Stage s;
+  int64_t mn[3] = {INT64_MAX, INT64_MAX, INT64_MAX}, reach[3] = {1, 1, 1};
+  s.maxoff0 = INT64_MIN;
+  for (const EngineClass& c : p.classes) {
+    s.grid0 = std::max(s.grid0, c.n[0]);
+    if (!class_reads(c)) continue;
+    s.reads = true;
+    for (int a = 0; a < 3; ++a) {
+      const int64_t* o = p.off[a].data() + c.first[a];
+      int64_t lo = o[0], hi = o[0];
+      for (int64_t u = 1; u < c.ntap[a]; ++u) lo = std::min(lo, o[u]), hi = std::max(hi, o[u]);
+      mn[a] = std::min(mn[a], lo);
+      reach[a] = std::max(reach[a], (c.n[a] - 1) * p.step[a] + hi + 1);
+      if (a == 0) s.maxoff0 = std::max(s.maxoff0, hi);
+    }
+  }
+  if (!s.reads) return s;
+  for (int a = 0; a < 3; ++a) {
+    s.lo[a] = std::max<int64_t>(0, -mn[a]);
+    s.span[a] = s.lo[a] + reach[a];
+  }
+  s.minoff0 = mn[0];
+  s.sx = p.step[2];
+  s.xq = (s.span[2] + s.sx - 1) / s.sx;
+  s.wrow = s.sx * s.xq;
+  s.ys = p.cin * s.wrow;
+  s.zs = s.span[1] * s.ys;
+  return s;
+}
+
+// Batch samples [n0, n1) and grid z range [t0, t1) staged together; z planes [zbase, zbase + zcount) of
+// the staged coordinates.
+struct Group {
+  int64_t n0, n1, t0, t1, zbase, zcount;
+};
+
+// Groups in order, each within g_stage_budget floats when possible (a single z plane of one sample may
+// exceed it).
+void plan_groups(const ConvProblem& p, const Stage& s, std::vector<Group>& out) {
+  out.clear();
+  const int64_t G = std::max<int64_t>(s.grid0, 1);
+  const int64_t zspan = s.maxoff0 - s.minoff0 + 1;
+  auto z_of = [&](int64_t t0, int64_t t1, Group& g) {
+    g.zbase = t0 * p.step[0] + s.minoff0 + s.lo[0];
+    const int64_t zend = std::min(s.span[0], (t1 - 1) * p.step[0] + s.maxoff0 + s.lo[0] + 1);
+    g.zcount = std::max<int64_t>(zend - g.zbase, 1);
+  };
+  const int64_t per_plane = s.zs;
+  const int64_t per_sample = per_plane * s.span[0];
+  if (per_sample <= g_stage_budget) {
+    const int64_t per_group = std::max<int64_t>(1, g_stage_budget / per_sample);
+    for (int64_t n0 = 0; n0 < p.batch; n0 += per_group) {
+      Group g{n0, std::min(p.batch, n0 + per_group), 0, G, 0, 0};
+      z_of(0, G, g);
+      out.push_back(g);
+    }
+    return;
+  }
+  const int64_t planes = std::max<int64_t>(1, g_stage_budget / per_plane);
+  const int64_t T = std::max<int64_t>(1, (planes - zspan) / p.step[0] + 1);
+  for (int64_t n = 0; n < p.batch; ++n)
+    for (int64_t t0 = 0; t0 < G; t0 += T) {
+      Group g{n, n + 1, t0, std::min(G, t0 + T), 0, 0};
+      z_of(g.t0, g.t1, g);
+      out.push_back(g);
+    }
+}
+
+inline void copy_floats(float* d, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    vf4 a, b;
+    std::memcpy(&a, src + i, sizeof a);
+    std::memcpy(&b, src + i + 4, sizeof b);
+    std::memcpy(d + i, &a, sizeof a);
+    std::memcpy(d + i + 4, &b, sizeof b);
+  }
+  for (; i < n; ++i) d[i] = src[i];
+}
+
+// Stride-2 staging of one row: x' = x + lo, phase x' mod 2 at d[(x' mod 2)*xq + x' / 2]. Even inputs land
+// in one phase and odd ones in the other, both at consecutive indices: one deinterleaving pass.
+inline void deinterleave_row(float* d, const float* r, int64_t in, int64_t lo, int64_t xq) {
+  float* de = d + (lo % 2) * xq;        // x = 2j lands at de[j + lo/2]
+  float* dodd = d + ((lo + 1) % 2) * xq;  // x = 2j + 1 lands at dodd[j + (lo+1)/2]
+  const int64_t e0 = lo / 2, o0 = (lo + 1) / 2;
+  const int64_t ne = std::min((in + 1) / 2, xq - e0), no = std::min(in / 2, xq - o0);
+  for (int64_t i = 0; i < e0; ++i) de[i] = 0.0f;
+  for (int64_t i = 0; i < o0; ++i) dodd[i] = 0.0f;
+  float* pe = de + e0;
+  float* po = dodd + o0;
+  int64_t j = 0;
+#if defined(__GNUC__)
+  for (; j + 4 <= ne && j + 4 <= no; j += 4) {
+    vf4 a, b;
+    std::memcpy(&a, r + 2 * j, sizeof a);
+    std::memcpy(&b, r + 2 * j + 4, sizeof b);
+#if defined(__clang__)
+    const vf4 ev = __builtin_shufflevector(a, b, 0, 2, 4, 6), od = __builtin_shufflevector(a, b, 1, 3, 5, 7);
+#else
+    typedef int vi4 __attribute__((vector_size(16)));
+    const vf4 ev = __builtin_shuffle(a, b, vi4{0, 2, 4, 6}), od = __builtin_shuffle(a, b, vi4{1, 3, 5, 7});
+#endif
+    std::memcpy(pe + j, &ev, sizeof ev);
+    std::memcpy(po + j, &od, sizeof od);
+  }
+#endif
+  for (int64_t i = j; i < ne; ++i) pe[i] = r[2 * i];
+  for (int64_t i = j; i < no; ++i) po[i] = r[2 * i + 1];
+  for (int64_t i = e0 + std::max<int64_t>(ne, 0); i < xq; ++i) de[i] = 0.0f;
+  for (int64_t i = o0 + std::max<int64_t>(no, 0); i < xq; ++i) dodd[i] = 0.0f;
+}
+
+// Stages group g of x into dst: [sample - n0, channel, zcount, span1, wrow].
+void stage_group(float* dst, const float* x, const ConvProblem& p, const Stage& s, const Group& g) {
+  const int64_t in0 = p.in[0], in1 = p.in[1], in2 = p.in[2];
+  const int64_t rows = (g.n1 - g.n0) * g.zcount * s.span[1];  // (sample, z, y), each cin rows
+  parallel_for(rows, 8, [&](int64_t lo, int64_t hi) {
+    for (int64_t it = lo; it < hi; ++it) {
+      const int64_t yy = it % s.span[1], zz = (it / s.span[1]) % g.zcount, sg = it / (s.span[1] * g.zcount);
+      float* d = dst + it * s.ys;
+      const int64_t z = g.zbase + zz - s.lo[0], y = yy - s.lo[1];
+      if (z < 0 || z >= in0 || y < 0 || y >= in1) {
+        std::memset(d, 0, size_t(s.ys) * sizeof(float));
+        continue;
+      }
+      for (int64_t c = 0; c < p.cin; ++c, d += s.wrow) {
+        const float* r = x + (((g.n0 + sg) * p.cin + c) * in0 + z) * in1 * in2 + y * in2;
+        if (s.sx == 1) {
+          // Rows are short (tens of floats): inline vector copies rather than library calls.
+          const int64_t a = std::min(s.lo[2], s.wrow), e = std::max(a, std::min(s.wrow, s.lo[2] + in2));
+          for (int64_t i = 0; i < a; ++i) d[i] = 0.0f;
+          copy_floats(d + a, r, e - a);
+          for (int64_t i = e; i < s.wrow; ++i) d[i] = 0.0f;
+        } else if (s.sx == 2) {
+          deinterleave_row(d, r, in2, s.lo[2], s.xq);
+        } else {
+          // Phase ph holds x = i*sx + ph - lo for i < xq: zero outside [0, in2), a strided copy inside.
+          for (int64_t ph = 0; ph < s.sx; ++ph) {
+            float* dp = d + ph * s.xq;
+            const int64_t x0 = ph - s.lo[2];  // x of i = 0
+            const int64_t ilo = std::min(s.xq, x0 >= 0 ? 0 : (-x0 + s.sx - 1) / s.sx);
+            const int64_t ihi = std::max(ilo, std::min(s.xq, in2 - x0 <= 0 ? 0 : (in2 - x0 + s.sx - 1) / s.sx));
+            for (int64_t i = 0; i < ilo; ++i) dp[i] = 0.0f;
+            const float* rp = r + x0;
+            if (s.sx == 2) {
+              for (int64_t i = ilo; i < ihi; ++i) dp[i] = rp[2 * i];
+            } else {
+              for (int64_t i = ilo; i < ihi; ++i) dp[i] = rp[i * s.sx];
+            }
+            for (int64_t i = ihi; i < s.xq; ++i) dp[i] = 0.0f;
+          }
+        }
+      }
+    }
+  });
+}
+
+// Tap offsets of class c in the staged layout, in (u0, u1, u2) order.
+void class_tapoffs(int64_t* dst, const ConvProblem& p, const Stage& s, const EngineClass& c) {
+  const int64_t* o0 = p.off[0].data() + c.first[0];
+  const int64_t* o1 = p.off[1].data() + c.first[1];
+  const int64_t* o2 = p.off[2].data() + c.first[2];
+  for (int64_t u0 = 0; u0 < c.ntap[0]; ++u0)
+    for (int64_t u1 = 0; u1 < c.ntap[1]; ++u1)
+      for (int64_t u2 = 0; u2 < c.ntap[2]; ++u2) {
+        const int64_t x = o2[u2] + s.lo[2];
+        *dst++ = (o0[u0] + s.lo[0]) * s.zs + (o1[u1] + s.lo[1]) * s.ys + (x % s.sx) * s.xq + x / s.sx;
+      }
+}
+
+// Staged offsets of grid positions [a, b) (slab-local flattened index over (t1 - t0, n1, n2)) into pos,
+// padded with copies of the last one to a multiple of kPosPad; per 4-position group, whether it is one
+// contiguous run (bit g of cont4[g / 32]).
+void position_offsets(int64_t* pos, uint32_t* cont4, const ConvProblem& p, const Stage& s, const Group& g,
+                      const EngineClass& c, int64_t a, int64_t b) {
+  const int64_t n1 = c.n[1], n2 = c.n[2];
+  for_each_run(n1, n2, a, b, [&](int64_t tz, int64_t ty, int64_t tx0, int64_t len, int64_t j) {
+    const int64_t base = ((g.t0 + tz) * p.step[0] - g.zbase) * s.zs + ty * p.step[1] * s.ys + tx0;
+    for (int64_t t = 0; t < len; ++t) pos[j + t] = base + t;
+  });
+  const int64_t n = b - a, padded = (n + kPosPad - 1) / kPosPad * kPosPad;
+  for (int64_t j = n; j < padded; ++j) pos[j] = pos[n - 1];
+  for (int64_t w = 0; w < padded / 128 + 1; ++w) cont4[w] = 0;
+  for (int64_t q = 0; q < padded / 4; ++q) {
+    const int64_t* pq = pos + 4 * q;
+    if (pq[1] == pq[0] + 1 && pq[2] == pq[0] + 2 && pq[3] == pq[0] + 3) cont4[q / 32] |= uint32_t(1) << (q % 32);
+  }
+}
+
+// Output offsets (within one channel of one sample) of grid positions [a, b) of class c.
+void output_offsets(int64_t* opos, const ConvProblem& p, const Group& g, const EngineClass& c, int64_t a, int64_t b) {
+  for_each_run(c.n[1], c.n[2], a, b, [&](int64_t tz, int64_t ty, int64_t tx0, int64_t len, int64_t j) {
+    const int64_t base =
+        ((c.q[0] + c.ostep[0] * (g.t0 + tz)) * p.out[1] + c.q[1] + c.ostep[1] * ty) * p.out[2] + c.q[2] + c.ostep[2] * tx0;
+    for (int64_t t = 0; t < len; ++t) opos[j + t] = base + t * c.ostep[2];
+  });
+}
+
+inline bool cont_bit(const uint32_t* cont4, int64_t q) { return (cont4[q / 32] >> (q % 32)) & 1; }
+
+// --- Column panels --------------------------------------------------------------------------------------------
+
+// kc rows (from row r0, rows in (channel, tap) order) of the column panel of NR positions pos[0 .. NR) into
+// d[r * NR + j].
+template <int NR>
+void pack_panel(float* d, const float* stage, int64_t cs, const int64_t* tapoff, int64_t ntap, int64_t r0,
+                int64_t kc, const int64_t* pos, const uint32_t* cont4, int64_t q4) {
+  int64_t c = r0 / ntap, t = r0 - c * ntap;
+  const float* sc = stage + c * cs;
+  bool whole = true;
+  for (int g = 0; g < NR / 4; ++g) whole = whole && cont_bit(cont4, q4 + g) && pos[4 * g] == pos[0] + 4 * g;
+  if (whole) {
+    const int64_t p0 = pos[0];
+    for (int64_t r = 0; r < kc; ++r, d += NR) {
+      std::memcpy(d, sc + tapoff[t] + p0, NR * sizeof(float));
+      if (++t == ntap) t = 0, sc += cs;
+    }
+    return;
+  }
+  for (int64_t r = 0; r < kc; ++r, d += NR) {
+    const float* src = sc + tapoff[t];
+    for (int g = 0; g < NR / 4; ++g) {
+      const int64_t* pg = pos + 4 * g;
+      if (cont_bit(cont4, q4 + g)) {
+        std::memcpy(d + 4 * g, src + pg[0], 4 * sizeof(float));
+      } else {
+        for (int l = 0; l < 4; ++l) d[4 * g + l] = src[pg[l]];
+      }
+    }
+    if (++t == ntap) t = 0, sc += cs;
+  }
+}
+
+using PackPanelFn = void (*)(float*, const float*, int64_t, const int64_t*, int64_t, int64_t, int64_t,
+                             const int64_t*, const uint32_t*, int64_t);
+
+PackPanelFn pack_panel_for(int nr) {
+  switch (nr) {
+    case 8: return pack_panel<8>;
+    case 16: return pack_panel<16>;
+    case 32: return pack_panel<32>;
+    default: return nullptr;
+  }
+}
+
+// --- Direct kernel (few output channels) -----------------------------------------------------------------------
+
+struct DirectArgs {
+  const float* stage;  // this sample's staged input
+  int64_t cs;          // channel stride of the stage
+  int64_t cin, ntap;
+  const int64_t* tapoff;
+  const float* a;  // MR-packed weights of this block: element (row kk, channel m) at a[kk*mr + m]
+  int64_t mr;
+  const float* bias;  // nullable, this block's
+  const int64_t* pos;
+  const uint32_t* cont4;
+  int64_t npos;
+  float* c;  // row m at c + m*ldc
+  int64_t ldc;
+  const int64_t* opos;  // null: position j of row m at c[m*ldc + j]; else at c[m*ldc + opos[j]]
+};
+
+// M output channels over panels of W = VL * NV positions; each panel row (channel, tap) is loaded as NV
+// vectors (or gathered where a vector's positions are not one run) and multiplied into M x NV accumulators.
+template <class V, int VL, int NV, int M>
+VX_ALWAYS_INLINE void direct_body(const DirectArgs& g) {
+  constexpr int W = VL * NV;
+  for (int64_t q = 0; q * W < g.npos; ++q) {
+    const int64_t* pq = g.pos + q * W;
+    bool all = true;
+    for (int j = 0; j < W / 4; ++j) all = all && cont_bit(g.cont4, q * (W / 4) + j) && pq[4 * j] == pq[0] + 4 * j;
+    V acc[M][NV];
+    VX_UNROLL for (int m = 0; m < M; ++m) {
+      VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] = V{};
+    }
+    const float* a = g.a;
+    const float* sc = g.stage;
+    if (all) {
+      const int64_t p0 = pq[0];
+      for (int64_t c = 0; c < g.cin; ++c, sc += g.cs) {
+        const float* base = sc + p0;
+        for (int64_t t = 0; t < g.ntap; ++t, a += g.mr) {
+          const float* src = base + g.tapoff[t];
+          V v[NV];
+          VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&v[j], src + j * VL, sizeof(V));
+          VX_UNROLL for (int m = 0; m < M; ++m) {
+            const float wm = a[m];
+            VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] += v[j] * wm;
+          }
+        }
+      }
+    } else {
+      for (int64_t c = 0; c < g.cin; ++c, sc += g.cs) {
+        for (int64_t t = 0; t < g.ntap; ++t, a += g.mr) {
+          const float* src = sc + g.tapoff[t];
+          float tmp[W];
+          for (int j = 0; j < W; ++j) tmp[j] = src[pq[j]];
+          V v[NV];
+          VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&v[j], tmp + j * VL, sizeof(V));
+          VX_UNROLL for (int m = 0; m < M; ++m) {
+            const float wm = a[m];
+            VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] += v[j] * wm;
+          }
+        }
+      }
+    }
+    const int64_t used = std::min<int64_t>(W, g.npos - q * W);
+    VX_UNROLL for (int m = 0; m < M; ++m) {
+      float* cm = g.c + m * g.ldc + q * W;
+      const float bm = g.bias ? g.bias[m] : 0.0f;
+      V v[NV];
+      VX_UNROLL for (int j = 0; j < NV; ++j) v[j] = acc[m][j] + bm;
+      if (g.opos) {
+        float t[W];
+        VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(t + j * VL, &v[j], sizeof(V));
+        const int64_t* oq = g.opos + q * W;
+        float* cr = g.c + m * g.ldc;
+        for (int64_t j = 0; j < used; ++j) cr[oq[j]] = t[j];
+      } else if (used == W) {
+        VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(cm + j * VL, &v[j], sizeof(V));
+      } else {
+        float t[W];
+        VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(t + j * VL, &v[j], sizeof(V));
+        for (int64_t j = 0; j < used; ++j) cm[j] = t[j];
+      }
+    }
+  }
+}
+
+// One or two channels: twice the panel width (more loads in flight per weight broadcast).
+template <class V, int VL, int NV>
+VX_ALWAYS_INLINE void direct_rows(int m, const DirectArgs& g) {
+  switch (m) {
+    case 1: direct_body<V, VL, 2 * NV, 1>(g); break;
+    case 2: direct_body<V, VL, 2 * NV, 2>(g); break;
+    case 3: direct_body<V, VL, NV, 3>(g); break;
+    case 4: direct_body<V, VL, NV, 4>(g); break;
+    default: break;
+  }
+}
+
+// --- Dot-product kernel (weight gradient) -------------------------------------------------------------------
+
+// out[rb*ldo + ra] += sum_i a[ra*lda + i] * b[rb*ldb + i] for i < len (a multiple of VL), ra < RA, rb < RB;
+// lanes summed by a fixed halving tree.
+template <class V, int VL, int RA, int RB>
+VX_ALWAYS_INLINE void dot_body(int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb, double* out,
+                               int64_t ldo) {
+  V acc[RA][RB];
+  VX_UNROLL for (int i = 0; i < RA; ++i) {
+    VX_UNROLL for (int j = 0; j < RB; ++j) acc[i][j] = V{};
+  }
+  for (int64_t i = 0; i < len; i += VL) {
+    V av[RA];
+    VX_UNROLL for (int r = 0; r < RA; ++r) std::memcpy(&av[r], a + r * lda + i, sizeof(V));
+    VX_UNROLL for (int j = 0; j < RB; ++j) {
+      V bv;
+      std::memcpy(&bv, b + j * ldb + i, sizeof(V));
+      VX_UNROLL for (int r = 0; r < RA; ++r) acc[r][j] += av[r] * bv;
+    }
+  }
+  VX_UNROLL for (int r = 0; r < RA; ++r) {
+    VX_UNROLL for (int j = 0; j < RB; ++j) {
+      float t[VL];
+      std::memcpy(t, &acc[r][j], sizeof(V));
+      VX_UNROLL for (int w = VL / 2; w >= 1; w /= 2) {
+        VX_UNROLL for (int l = 0; l < w; ++l) t[l] += t[l + w];
+      }
+      out[j * ldo + r] += t[0];
+    }
+  }
+}
+
+template <class V, int VL>
+VX_ALWAYS_INLINE void dot_rows(int ra, int rb, int64_t len, const float* a, int64_t lda, const float* b,
+                               int64_t ldb, double* out, int64_t ldo) {
+#define VX_DOT(RA_, RB_) \
+  if (ra == RA_ && rb == RB_) return dot_body<V, VL, RA_, RB_>(len, a, lda, b, ldb, out, ldo)
+  VX_DOT(3, 4);
+  VX_DOT(3, 3);
+  VX_DOT(3, 2);
+  VX_DOT(3, 1);
+  VX_DOT(2, 4);
+  VX_DOT(2, 3);
+  VX_DOT(2, 2);
+  VX_DOT(2, 1);
+  VX_DOT(1, 4);
+  VX_DOT(1, 3);
+  VX_DOT(1, 2);
+  VX_DOT(1, 1);
+#undef VX_DOT
+}
+
+using DirectFn = void (*)(int m, const DirectArgs& g);
+using DotFn = void (*)(int ra, int rb, int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb,
+                       double* out, int64_t ldo);
+
+void direct_portable(int m, const DirectArgs& g) { direct_rows<vf4, 4, 2>(m, g); }
+void dot_portable(int ra, int rb, int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb,
+                  double* out, int64_t ldo) {
+  dot_rows<vf4, 4>(ra, rb, len, a, lda, b, ldb, out, ldo);
+}
+#if VX_X86_DISPATCH
+__attribute__((target("avx2,fma"))) void direct_avx2(int m, const DirectArgs& g) { direct_rows<vf8, 8, 2>(m, g); }
+__attribute__((target("avx2,fma"))) void dot_avx2(int ra, int rb, int64_t len, const float* a, int64_t lda,
+                                                  const float* b, int64_t ldb, double* out, int64_t ldo) {
+  dot_rows<vf8, 8>(ra, rb, len, a, lda, b, ldb, out, ldo);
+}
+__attribute__((target("avx512f"))) void direct_avx512(int m, const DirectArgs& g) {
+  direct_rows<vf16, 16, 1>(m, g);
+}
+__attribute__((target("avx512f"))) void dot_avx512(int ra, int rb, int64_t len, const float* a, int64_t lda,
+                                                   const float* b, int64_t ldb, double* out, int64_t ldo) {
+  dot_rows<vf16, 16>(ra, rb, len, a, lda, b, ldb, out, ldo);
+}
+#endif
+
+// The kernels of the ISA gemm has selected (gemm_select_kernel switches both).
+struct EngineKernels {
+  DirectFn direct;
+  DotFn dot;
+  int vl;  // dot-product vector length (chunks are padded to a multiple)
+};
+
+EngineKernels engine_kernels() {
+#if VX_X86_DISPATCH
+  const char* isa = gemm_kernel_isa();
+  if (std::strcmp(isa, "avx512f") == 0) return {direct_avx512, dot_avx512, 16};
+  if (std::strcmp(isa, "avx2") == 0) return {direct_avx2, dot_avx2, 8};
+#endif
+  return {direct_portable, dot_portable, 4};
+}
+
+// --- Weights ------------------------------------------------------------------------------------------------
+
+// Weight (co, c, taps (u0, u1, u2) of class cl) in either layout.
+inline float weight_at(const float* w, const ConvProblem& p, int64_t co, int64_t c, int64_t ka, int64_t kb,
+                       int64_t kc) {
+  const int64_t kvol = p.k[0] * p.k[1] * p.k[2];
+  const int64_t base = p.transposed_weight ? (c * p.cout + co) * kvol : (co * p.cin + c) * kvol;
+  return w[base + (ka * p.k[1] + kb) * p.k[2] + kc];
+}
+
+Status oom(const char* op, const char* what) {
+  return fail(Status::OutOfMemory, "%s: out of memory for %s", op, what);
+}
+
+// Per-call tables, kept on the calling thread (steady state allocates nothing); workers reach them through
+// pointers.
+struct CallTables {
+  std::vector<Group> groups;
+  std::vector<int64_t> tapoff, tapbase, abase;
+  std::vector<double> part;
+};
+CallTables& call_tables() {
+  thread_local CallTables t;
+  return t;
+}
+
+// Per-thread position arrays.
+struct ThreadPositions {
+  std::vector<int64_t> pos;
+  std::vector<uint32_t> cont4;
+  std::vector<int64_t> opos;  // strided classes: output offset (within a channel) of each position
+  int64_t key[7] = {-1, -1, -1, -1, -1, -1, -1};  // what pos/cont4 now hold (see conv_engine_forward)
+  std::vector<int64_t> runs;  // weight gradient: (column j, staged offset, length) per run of a chunk
+  bool reserve(int64_t n) {
+    const int64_t padded = (n + kPosPad - 1) / kPosPad * kPosPad;
+    try {
+      if (int64_t(pos.size()) < padded) pos.resize(size_t(padded));
+      if (int64_t(cont4.size()) < padded / 128 + 1) cont4.resize(size_t(padded / 128 + 1));
+      if (int64_t(runs.size()) < 3 * padded) runs.resize(size_t(3 * padded));
+      if (int64_t(opos.size()) < padded) opos.resize(size_t(padded));
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+    return true;
+  }
+};
+ThreadPositions& thread_positions() {
+  thread_local ThreadPositions t;
+  return t;
+}
+
+}  // namespace
+
+int64_t conv_engine_stage_budget(int64_t floats) {
+  const int64_t old = g_stage_budget;
+  g_stage_budget = floats > 0 ? floats : kDefaultStageBudget;
+  return old;
+}
+
+Status conv_engine_forward(const char* op, float* y, const float* x, const float* w, const float* b,
+                           const ConvProblem& p) {
+  const Stage s = make_stage(p);
+  const int64_t ncls = int64_t(p.classes.size());
+  const int64_t cout = p.cout, cin = p.cin;
+  const int64_t Pout = p.out[0] * p.out[1] * p.out[2];
+  const int mr = gemm_mr(), nr = gemm_nr();
+  const GemmMicroFn micro = gemm_micro_kernel();
+  const PackPanelFn pack = pack_panel_for(nr);
+  const EngineKernels ek = engine_kernels();
+  if (!pack) return fail(Status::Internal, "%s: no column packer for NR=%d", op, nr);
+  const bool unit = ncls == 1 && p.classes[0].ostep[0] == 1 && p.classes[0].ostep[1] == 1 &&
+                    p.classes[0].ostep[2] == 1 && p.classes[0].n[0] == p.out[0] && p.classes[0].n[1] == p.out[1] &&
+                    p.classes[0].n[2] == p.out[2];
+
+  CallTables& ct = call_tables();
+  const int64_t co_pad = (cout + mr - 1) / mr * mr;
+  try {
+    ct.tapbase.assign(size_t(ncls) + 1, 0);
+    ct.abase.assign(size_t(ncls) + 1, 0);
+    for (int64_t k = 0; k < ncls; ++k) {
+      const EngineClass& c = p.classes[size_t(k)];
+      const int64_t nt = c.ntap[0] * c.ntap[1] * c.ntap[2];
+      ct.tapbase[size_t(k) + 1] = ct.tapbase[size_t(k)] + nt;
+      ct.abase[size_t(k) + 1] = ct.abase[size_t(k)] + co_pad * cin * nt;
+    }
+    ct.tapoff.assign(size_t(std::max<int64_t>(ct.tapbase[size_t(ncls)], 1)), 0);
+    if (s.reads) plan_groups(p, s, ct.groups);
+  } catch (const std::bad_alloc&) {
+    return oom(op, "tables");
+  }
+  if (s.reads)
+    for (int64_t k = 0; k < ncls; ++k)
+      if (class_reads(p.classes[size_t(k)])) class_tapoffs(ct.tapoff.data() + ct.tapbase[size_t(k)], p, s, p.classes[size_t(k)]);
+  const int64_t* tapoff = ct.tapoff.data();
+  const int64_t* tapbase = ct.tapbase.data();
+  const int64_t* abase = ct.abase.data();
+
+  // Weights, per class, into MR-row panels over k = (channel, tap): panel i at A + i*mr*K.
+  float* apack = scratch(kScratchCall1, std::max<int64_t>(abase[size_t(ncls)], 1));
+  if (!apack) return oom(op, "packed weights");
+  const int64_t npanels = co_pad / mr;
+  parallel_for(ncls * npanels, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t it = lo; it < hi; ++it) {
+      const int64_t k = it / npanels, pi = it % npanels;
+      const EngineClass& c = p.classes[size_t(k)];
+      const int64_t nt = c.ntap[0] * c.ntap[1] * c.ntap[2], K = cin * nt;
+      float* d = apack + abase[size_t(k)] + pi * mr * K;
+      const int64_t* ka = p.ktap[0].data() + c.first[0];
+      const int64_t* kb = p.ktap[1].data() + c.first[1];
+      const int64_t* kc = p.ktap[2].data() + c.first[2];
+      for (int64_t ci = 0; ci < cin; ++ci)
+        for (int64_t u0 = 0; u0 < c.ntap[0]; ++u0)
+          for (int64_t u1 = 0; u1 < c.ntap[1]; ++u1)
+            for (int64_t u2 = 0; u2 < c.ntap[2]; ++u2, d += mr)
+              for (int i = 0; i < mr; ++i) {
+                const int64_t co = pi * mr + i;
+                d[i] = co < cout ? weight_at(w, p, co, ci, ka[u0], kb[u1], kc[u2]) : 0.0f;
+              }
+    }
+  });
+
+  // Classes without taps or positions: the bias alone (no staging needed).
+  for (int64_t k = 0; k < ncls; ++k) {
+    const EngineClass& c = p.classes[size_t(k)];
+    if (class_reads(c) || c.n[0] * c.n[1] * c.n[2] == 0) continue;
+    parallel_for(p.batch * cout, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t it = lo; it < hi; ++it) {
+        const float v = b ? b[it % cout] : 0.0f;
+        float* yc = y + it * Pout;
+        for (int64_t tz = 0; tz < c.n[0]; ++tz)
+          for (int64_t ty = 0; ty < c.n[1]; ++ty)
+            for (int64_t tx = 0; tx < c.n[2]; ++tx)
+              yc[((c.q[0] + c.ostep[0] * tz) * p.out[1] + c.q[1] + c.ostep[1] * ty) * p.out[2] + c.q[2] +
+                 c.ostep[2] * tx] = v;
+      }
+    });
+  }
+  if (!s.reads) return Status::Ok;
+
+  int64_t stage_max = 0;
+  for (const Group& g : ct.groups) stage_max = std::max(stage_max, (g.n1 - g.n0) * g.zcount * s.zs);
+  float* stage = scratch(kScratchStage, stage_max);
+  if (!stage) return oom(op, "the staged input");
+
+  // The direct kernel streams every channel's rows for each panel: smaller tiles keep a tile's input rows
+  // in L2 while the items of its classes (consecutive on a thread) reuse them.
+  const int64_t tile_cap = cout <= kDirectRows ? kDirectTile : unit ? kMaxTile : kTileFloats / cout;
+  const int64_t max_tile = std::max<int64_t>(4 * nr, std::min(kMaxTile, tile_cap)) / nr * nr;
+  static std::atomic<int64_t> calls{0};
+  const int64_t call_id = ++calls;  // keys the per-thread position cache to this call
+  std::atomic<bool> failed{false};
+  for (const Group& g : ct.groups) {
+    stage_group(stage, x, p, s, g);
+    const int64_t cs = s.wrow, ss = g.zcount * s.zs, gs = g.n1 - g.n0;  // channel, sample strides
+    auto class_positions = [&](const EngineClass& c) {
+      return std::max<int64_t>(0, std::min(g.t1, c.n[0]) - g.t0) * c.n[1] * c.n[2];
+    };
+    int64_t pmax = 0;
+    for (const EngineClass& c : p.classes)
+      if (class_reads(c)) pmax = std::max(pmax, class_positions(c));
+    const TilePlan plan = plan_tiles(gs * ncls, pmax, max_tile, cout);
+    const int64_t items = plan.tiles * gs * ncls * plan.co_blocks;
+    parallel_for(items, 1, [&](int64_t lo, int64_t hi) {
+      ThreadPositions& tp = thread_positions();
+      if (!tp.reserve(max_tile + kPosPad)) {
+        failed = true;
+        return;
+      }
+      for (int64_t it = lo; it < hi; ++it) {
+        int64_t r = it;
+        const int64_t cb = r % plan.co_blocks;
+        r /= plan.co_blocks;
+        const int64_t k = r % ncls;
+        r /= ncls;
+        const int64_t sg = r % gs, tile = r / gs;
+        const EngineClass& c = p.classes[size_t(k)];
+        if (!class_reads(c)) continue;
+        int64_t a0, a1, c0, c1;
+        tile_range(class_positions(c), plan.tiles, tile, &a0, &a1);
+        co_range(cout, plan.co_blocks, cb, &c0, &c1);
+        if (a1 <= a0 || c1 <= c0) continue;
+        const int64_t pt = a1 - a0, mc = c1 - c0;
+        const int64_t nt = c.ntap[0] * c.ntap[1] * c.ntap[2], K = cin * nt;
+        const int64_t n = g.n0 + sg;
+        // Classes of a transposed conv share the staged offsets of equal grids: consecutive items of one
+        // tile skip recomputing them.
+        const int64_t key[7] = {call_id, g.n0, g.t0, c.n[1], c.n[2], a0, a1};
+        if (!std::equal(key, key + 7, tp.key)) {
+          position_offsets(tp.pos.data(), tp.cont4.data(), p, s, g, c, a0, a1);
+          std::copy(key, key + 7, tp.key);
+        }
+        if (!unit) output_offsets(tp.opos.data(), p, g, c, a0, a1);
+        const float* st = stage + sg * ss;
+        const int64_t* toff = tapoff + tapbase[size_t(k)];
+        const float* A = apack + abase[size_t(k)] + c0 * K;
+        float* cdst;
+        int64_t ldc;
+        const bool direct = mc <= kDirectRows;
+        if (unit || direct) {
+          // Straight into y (a strided class's direct kernel stores through opos).
+          cdst = y + (n * cout + c0) * Pout + (unit ? g.t0 * c.n[1] * c.n[2] + a0 : 0);
+          ldc = Pout;
+        } else {
+          cdst = scratch(kScratchTile, mc * pt);
+          ldc = pt;
+          if (!cdst) {
+            failed = true;
+            return;
+          }
+        }
+        if (direct) {
+          DirectArgs da{st,   cs,        cin,  nt, toff, A, mr, b ? b + c0 : nullptr, tp.pos.data(), tp.cont4.data(),
+                        pt,   cdst,      ldc,  unit ? nullptr : tp.opos.data()};
+          ek.direct(int(mc), da);
+          continue;
+        } else {
+          float* pb = scratch(kScratchPackB, kKC * nr);
+          if (!pb) {
+            failed = true;
+            return;
+          }
+          const int64_t np = (pt + nr - 1) / nr;
+          for (int64_t pc = 0; pc < K; pc += kKC) {
+            const int64_t kc = std::min(kKC, K - pc);
+            for (int64_t jp = 0; jp < np; ++jp) {
+              pack(pb, st, cs, toff, nt, pc, kc, tp.pos.data() + jp * nr, tp.cont4.data(), jp * (nr / 4));
+              const int ncols = int(std::min<int64_t>(nr, pt - jp * nr));
+              for (int64_t ir = 0; ir < mc; ir += mr) {
+                const int nrows = int(std::min<int64_t>(mr, mc - ir));
+                micro(nrows, kc, A + ir * K + pc * mr, pb, cdst + ir * ldc + jp * nr, ldc, 1, ncols, pc > 0,
+                      pc == 0 && b ? b + c0 + ir : nullptr);
+              }
+            }
+          }
+        }
+        if (unit) continue;
+        // Scatter the tile to the class's strided output positions.
+        const int64_t* opos = tp.opos.data();
+        for (int64_t co = c0; co < c1; ++co) {
+          const float* src = cdst + (co - c0) * pt;
+          float* dst = y + (n * cout + co) * Pout;
+          for (int64_t j = 0; j < pt; ++j) dst[opos[j]] = src[j];
+        }
+      }
+    });
+    if (failed) return oom(op, "scratch");
+  }
+  return Status::Ok;
+}
+
+Status conv_engine_weight_grad(const char* op, float* dw, const float* dy, const float* x, const ConvProblem& p) {
+  if (p.classes.size() != 1) return fail(Status::Internal, "%s: weight gradient needs a single class", op);
+  const EngineClass& c = p.classes[0];
+  const Stage s = make_stage(p);
+  if (!s.reads) return Status::Ok;
+  const int64_t cin = p.cin, cout = p.cout;
+  const int64_t nt = c.ntap[0] * c.ntap[1] * c.ntap[2], K = cin * nt;
+  const int64_t P = p.out[0] * p.out[1] * p.out[2];
+  const EngineKernels ek = engine_kernels();
+  CallTables& ct = call_tables();
+  try {
+    ct.tapoff.assign(size_t(nt), 0);
+    ct.part.assign(size_t(cout * K), 0.0);
+    plan_groups(p, s, ct.groups);
+  } catch (const std::bad_alloc&) {
+    return oom(op, "tables");
+  }
+  class_tapoffs(ct.tapoff.data(), p, s, c);
+  const int64_t* tapoff = ct.tapoff.data();
+  double* part = ct.part.data();
+
+  int64_t stage_max = 0;
+  for (const Group& g : ct.groups) stage_max = std::max(stage_max, (g.n1 - g.n0) * g.zcount * s.zs);
+  float* stage = scratch(kScratchStage, stage_max);
+  if (!stage) return oom(op, "the staged input");
+
+  // Items: (block of kRA column rows, block of kRB-multiple output channels), row-block major. More channel
+  // blocks only when there are too few row blocks to keep every thread busy.
+  const int64_t threads = num_threads();
+  const int64_t rblocks = (K + kRA - 1) / kRA;
+  const int64_t cgroups = (cout + kRB - 1) / kRB;
+  const int64_t cblocks = rblocks >= 4 * threads ? 1 : std::min(cgroups, (4 * threads + rblocks - 1) / rblocks);
+  const int64_t items = rblocks * cblocks;
+  // Positions per chunk: the dy chunk (cout rows) stays in L2.
+  const int64_t chunk = std::max<int64_t>(256, std::min<int64_t>(4096, (int64_t(1) << 16) / cout)) / kPosPad * kPosPad;
+  std::atomic<bool> failed{false};
+  for (const Group& g : ct.groups) {
+    stage_group(stage, x, p, s, g);
+    const int64_t cs = s.wrow, ss = g.zcount * s.zs, gs = g.n1 - g.n0;  // channel, sample strides
+    const int64_t positions = std::max<int64_t>(0, std::min(g.t1, c.n[0]) - g.t0) * c.n[1] * c.n[2];
+    if (positions == 0) continue;
+    parallel_for(items, 1, [&](int64_t lo, int64_t hi) {
+      ThreadPositions& tp = thread_positions();
+      float* dyb = scratch(kScratchPackA, cout * (chunk + kPosPad));
+      float* colb = scratch(kScratchCol, kRA * (chunk + kPosPad));
+      if (!tp.reserve(chunk + kPosPad) || !dyb || !colb) {
+        failed = true;
+        return;
+      }
+      // Chunks run over the group's (sample, position) pairs, so that a layer with few positions per
+      // sample still fills a chunk; each is padded to the vector length only.
+      const int64_t total = gs * positions;
+      for (int64_t f0 = 0; f0 < total; f0 += chunk) {
+        const int64_t f1 = std::min(total, f0 + chunk), len = f1 - f0;
+        const int64_t padded = (len + ek.vl - 1) / ek.vl * ek.vl;
+        int64_t nruns = 0;
+        int64_t* runs = tp.runs.data();
+        for (int64_t sg = f0 / positions; sg * positions < f1; ++sg) {
+          const int64_t a0 = std::max(f0, sg * positions) - sg * positions;
+          const int64_t a1 = std::min(f1, (sg + 1) * positions) - sg * positions;
+          const int64_t jbase = sg * positions + a0 - f0;
+          for_each_run(c.n[1], c.n[2], a0, a1, [&](int64_t tz, int64_t ty, int64_t tx0, int64_t rlen, int64_t j) {
+            runs[3 * nruns] = jbase + j;
+            runs[3 * nruns + 1] =
+                sg * ss + ((g.t0 + tz) * p.step[0] - g.zbase) * s.zs + ty * p.step[1] * s.ys + tx0;
+            runs[3 * nruns + 2] = rlen;
+            ++nruns;
+          });
+          // This sample's part of the dy chunk, zero past the last position.
+          const int64_t n = g.n0 + sg;
+          for (int64_t co = 0; co < cout; ++co)
+            copy_floats(dyb + co * padded + jbase, dy + (n * cout + co) * P + g.t0 * c.n[1] * c.n[2] + a0, a1 - a0);
+        }
+        for (int64_t co = 0; co < cout; ++co)
+          for (int64_t j = len; j < padded; ++j) dyb[co * padded + j] = 0.0f;
+        {
+          int64_t built = -1;  // row block now in colb
+          for (int64_t it = lo; it < hi; ++it) {
+            const int64_t rbk = it / cblocks, cbk = it % cblocks;
+            const int64_t r0 = rbk * kRA, ra = std::min<int64_t>(kRA, K - r0);
+            if (built != rbk) {
+              for (int64_t i = 0; i < ra; ++i) {
+                const int64_t r = r0 + i, ci = r / nt;
+                const float* src = stage + ci * cs + tapoff[r - ci * nt];
+                float* d = colb + i * padded;
+                for (int64_t q = 0; q < nruns; ++q) {
+                  const int64_t* rq = runs + 3 * q;
+                  copy_floats(d + rq[0], src + rq[1], rq[2]);
+                }
+                for (int64_t j = len; j < padded; ++j) d[j] = 0.0f;
+              }
+              built = rbk;
+            }
+            const int64_t g0 = cgroups * cbk / cblocks, g1 = cgroups * (cbk + 1) / cblocks;
+            for (int64_t gi = g0; gi < g1; ++gi) {
+              const int64_t co = gi * kRB, rb = std::min<int64_t>(kRB, cout - co);
+              ek.dot(int(ra), int(rb), padded, colb, padded, dyb + co * padded, padded, part + co * K + r0, K);
+            }
+          }
+        }
+      }
+    });
+    if (failed) return oom(op, "scratch");
+  }
+  parallel_for(cout * K, 4096, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) dw[i] += static_cast<float>(part[i]);
+  });
+  return Status::Ok;
+}
+
+}  // namespace vx
