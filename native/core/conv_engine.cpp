@@ -51,8 +51,10 @@ constexpr int64_t kMaxTile = 2048;                   // grid positions per work 
 constexpr int64_t kTileFloats = int64_t(1) << 16;    // bound on a strided class's C tile (mc x positions)
 constexpr int kDirectRows = 4;                       // output channels up to which the direct kernel runs
 constexpr int64_t kDirectTile = 512;                 // grid positions per direct-kernel work item
+constexpr int64_t kFlatPositions = 256;              // below this many positions per sample, tiles span samples
 constexpr int64_t kPosPad = 32;                      // position arrays padded to a multiple of this
 constexpr int kRA = 3, kRB = 4;                      // dot-product block: column rows x dy rows
+constexpr int64_t kChunkSplitMax = 1 << 14;          // dw elements up to which dW is split by position chunks
 
 // --- Staging ------------------------------------------------------------------------------------------------
 
@@ -245,14 +247,27 @@ void class_tapoffs(int64_t* dst, const ConvProblem& p, const Stage& s, const Eng
 // Staged offsets of grid positions [a, b) (slab-local flattened index over (t1 - t0, n1, n2)) into pos,
 // padded with copies of the last one to a multiple of kPosPad; per 4-position group, whether it is one
 // contiguous run (bit g of cont4[g / 32]).
+// Calls fn(sg, a0, a1, j0) for the per-sample pieces of flattened (sample, position) range [f0, f1) of a
+// group whose samples have `positions` positions each: sample sg's positions [a0, a1) at tile column j0.
+template <class F>
+inline void for_each_sample(int64_t positions, int64_t f0, int64_t f1, F&& fn) {
+  for (int64_t sg = f0 / positions; sg * positions < f1; ++sg) {
+    const int64_t a0 = std::max(f0, sg * positions) - sg * positions;
+    const int64_t a1 = std::min(f1, (sg + 1) * positions) - sg * positions;
+    fn(sg, a0, a1, sg * positions + a0 - f0);
+  }
+}
+
 void position_offsets(int64_t* pos, uint32_t* cont4, const ConvProblem& p, const Stage& s, const Group& g,
-                      const EngineClass& c, int64_t a, int64_t b) {
+                      const EngineClass& c, int64_t positions, int64_t ss, int64_t f0, int64_t f1) {
   const int64_t n1 = c.n[1], n2 = c.n[2];
-  for_each_run(n1, n2, a, b, [&](int64_t tz, int64_t ty, int64_t tx0, int64_t len, int64_t j) {
-    const int64_t base = ((g.t0 + tz) * p.step[0] - g.zbase) * s.zs + ty * p.step[1] * s.ys + tx0;
-    for (int64_t t = 0; t < len; ++t) pos[j + t] = base + t;
+  for_each_sample(positions, f0, f1, [&](int64_t sg, int64_t a, int64_t b, int64_t j0) {
+    for_each_run(n1, n2, a, b, [&](int64_t tz, int64_t ty, int64_t tx0, int64_t len, int64_t j) {
+      const int64_t base = sg * ss + ((g.t0 + tz) * p.step[0] - g.zbase) * s.zs + ty * p.step[1] * s.ys + tx0;
+      for (int64_t t = 0; t < len; ++t) pos[j0 + j + t] = base + t;
+    });
   });
-  const int64_t n = b - a, padded = (n + kPosPad - 1) / kPosPad * kPosPad;
+  const int64_t n = f1 - f0, padded = (n + kPosPad - 1) / kPosPad * kPosPad;
   for (int64_t j = n; j < padded; ++j) pos[j] = pos[n - 1];
   for (int64_t w = 0; w < padded / 128 + 1; ++w) cont4[w] = 0;
   for (int64_t q = 0; q < padded / 4; ++q) {
@@ -262,11 +277,17 @@ void position_offsets(int64_t* pos, uint32_t* cont4, const ConvProblem& p, const
 }
 
 // Output offsets (within one channel of one sample) of grid positions [a, b) of class c.
-void output_offsets(int64_t* opos, const ConvProblem& p, const Group& g, const EngineClass& c, int64_t a, int64_t b) {
-  for_each_run(c.n[1], c.n[2], a, b, [&](int64_t tz, int64_t ty, int64_t tx0, int64_t len, int64_t j) {
-    const int64_t base =
-        ((c.q[0] + c.ostep[0] * (g.t0 + tz)) * p.out[1] + c.q[1] + c.ostep[1] * ty) * p.out[2] + c.q[2] + c.ostep[2] * tx0;
-    for (int64_t t = 0; t < len; ++t) opos[j + t] = base + t * c.ostep[2];
+// Output offsets, from channel 0 of sample n0 of the group, of the same range.
+void output_offsets(int64_t* opos, const ConvProblem& p, const Group& g, const EngineClass& c, int64_t positions,
+                    int64_t f0, int64_t f1) {
+  const int64_t sample = p.cout * p.out[0] * p.out[1] * p.out[2];
+  for_each_sample(positions, f0, f1, [&](int64_t sg, int64_t a, int64_t b, int64_t j0) {
+    for_each_run(c.n[1], c.n[2], a, b, [&](int64_t tz, int64_t ty, int64_t tx0, int64_t len, int64_t j) {
+      const int64_t base = sg * sample +
+                           ((c.q[0] + c.ostep[0] * (g.t0 + tz)) * p.out[1] + c.q[1] + c.ostep[1] * ty) * p.out[2] +
+                           c.q[2] + c.ostep[2] * tx0;
+      for (int64_t t = 0; t < len; ++t) opos[j0 + j + t] = base + t * c.ostep[2];
+    });
   });
 }
 
@@ -342,8 +363,15 @@ VX_ALWAYS_INLINE void direct_body(const DirectArgs& g) {
   constexpr int W = VL * NV;
   for (int64_t q = 0; q * W < g.npos; ++q) {
     const int64_t* pq = g.pos + q * W;
+    // Fast path when each vector's VL positions are one run (the vectors themselves may lie anywhere:
+    // a panel may span several rows of a narrow grid).
     bool all = true;
-    for (int j = 0; j < W / 4; ++j) all = all && cont_bit(g.cont4, q * (W / 4) + j) && pq[4 * j] == pq[0] + 4 * j;
+    int64_t vb[NV];
+    VX_UNROLL for (int j = 0; j < NV; ++j) {
+      vb[j] = pq[j * VL];
+      for (int l = 0; l < VL / 4; ++l)
+        all = all && cont_bit(g.cont4, q * (W / 4) + j * (VL / 4) + l) && pq[j * VL + 4 * l] == vb[j] + 4 * l;
+    }
     V acc[M][NV];
     VX_UNROLL for (int m = 0; m < M; ++m) {
       VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] = V{};
@@ -351,13 +379,11 @@ VX_ALWAYS_INLINE void direct_body(const DirectArgs& g) {
     const float* a = g.a;
     const float* sc = g.stage;
     if (all) {
-      const int64_t p0 = pq[0];
       for (int64_t c = 0; c < g.cin; ++c, sc += g.cs) {
-        const float* base = sc + p0;
         for (int64_t t = 0; t < g.ntap; ++t, a += g.mr) {
-          const float* src = base + g.tapoff[t];
+          const float* src = sc + g.tapoff[t];
           V v[NV];
-          VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&v[j], src + j * VL, sizeof(V));
+          VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&v[j], src + vb[j], sizeof(V));
           VX_UNROLL for (int m = 0; m < M; ++m) {
             const float wm = a[m];
             VX_UNROLL for (int j = 0; j < NV; ++j) acc[m][j] += v[j] * wm;
@@ -508,14 +534,6 @@ EngineKernels engine_kernels() {
 
 // --- Weights ------------------------------------------------------------------------------------------------
 
-// Weight (co, c, taps (u0, u1, u2) of class cl) in either layout.
-inline float weight_at(const float* w, const ConvProblem& p, int64_t co, int64_t c, int64_t ka, int64_t kb,
-                       int64_t kc) {
-  const int64_t kvol = p.k[0] * p.k[1] * p.k[2];
-  const int64_t base = p.transposed_weight ? (c * p.cout + co) * kvol : (co * p.cin + c) * kvol;
-  return w[base + (ka * p.k[1] + kb) * p.k[2] + kc];
-}
-
 Status oom(const char* op, const char* what) {
   return fail(Status::OutOfMemory, "%s: out of memory for %s", op, what);
 }
@@ -524,8 +542,9 @@ Status oom(const char* op, const char* what) {
 // pointers.
 struct CallTables {
   std::vector<Group> groups;
-  std::vector<int64_t> tapoff, tapbase, abase;
+  std::vector<int64_t> tapoff, tapbase, abase, kidx;
   std::vector<double> part;
+  std::vector<double> chunk_part;  // weight gradient split by chunks: one partial dw per chunk
 };
 CallTables& call_tables() {
   thread_local CallTables t;
@@ -575,7 +594,7 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
   const GemmMicroFn micro = gemm_micro_kernel();
   const PackPanelFn pack = pack_panel_for(nr);
   const EngineKernels ek = engine_kernels();
-  if (!pack) return fail(Status::Internal, "%s: no column packer for NR=%d", op, nr);
+  if (!pack || mr > 8) return fail(Status::Internal, "%s: no packer for MR=%d, NR=%d", op, mr, nr);
   const bool unit = ncls == 1 && p.classes[0].ostep[0] == 1 && p.classes[0].ostep[1] == 1 &&
                     p.classes[0].ostep[2] == 1 && p.classes[0].n[0] == p.out[0] && p.classes[0].n[1] == p.out[1] &&
                     p.classes[0].n[2] == p.out[2];
@@ -603,27 +622,47 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
   const int64_t* tapbase = ct.tapbase.data();
   const int64_t* abase = ct.abase.data();
 
-  // Weights, per class, into MR-row panels over k = (channel, tap): panel i at A + i*mr*K.
+  // Weights, per class, into MR-row panels over k = (channel, tap): panel i at A + i*mr*K. Kernel offsets
+  // of the class's taps first (kidx), so the copy is a table lookup per element.
   float* apack = scratch(kScratchCall1, std::max<int64_t>(abase[size_t(ncls)], 1));
   if (!apack) return oom(op, "packed weights");
-  const int64_t npanels = co_pad / mr;
+  try {
+    ct.kidx.resize(size_t(std::max<int64_t>(tapbase[size_t(ncls)], 1)));
+  } catch (const std::bad_alloc&) {
+    return oom(op, "tables");
+  }
+  for (int64_t k = 0; k < ncls; ++k) {
+    const EngineClass& c = p.classes[size_t(k)];
+    int64_t* d = ct.kidx.data() + tapbase[size_t(k)];
+    for (int64_t u0 = 0; u0 < c.ntap[0]; ++u0)
+      for (int64_t u1 = 0; u1 < c.ntap[1]; ++u1)
+        for (int64_t u2 = 0; u2 < c.ntap[2]; ++u2)
+          *d++ = (p.ktap[0][size_t(c.first[0] + u0)] * p.k[1] + p.ktap[1][size_t(c.first[1] + u1)]) * p.k[2] +
+                 p.ktap[2][size_t(c.first[2] + u2)];
+  }
+  const int64_t* kidx = ct.kidx.data();
+  const int64_t npanels = co_pad / mr, kvol = p.k[0] * p.k[1] * p.k[2];
   parallel_for(ncls * npanels, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t it = lo; it < hi; ++it) {
       const int64_t k = it / npanels, pi = it % npanels;
       const EngineClass& c = p.classes[size_t(k)];
       const int64_t nt = c.ntap[0] * c.ntap[1] * c.ntap[2], K = cin * nt;
+      const int64_t* ki = kidx + tapbase[size_t(k)];
+      const int rows = int(std::min<int64_t>(mr, cout - pi * mr));
       float* d = apack + abase[size_t(k)] + pi * mr * K;
-      const int64_t* ka = p.ktap[0].data() + c.first[0];
-      const int64_t* kb = p.ktap[1].data() + c.first[1];
-      const int64_t* kc = p.ktap[2].data() + c.first[2];
-      for (int64_t ci = 0; ci < cin; ++ci)
-        for (int64_t u0 = 0; u0 < c.ntap[0]; ++u0)
-          for (int64_t u1 = 0; u1 < c.ntap[1]; ++u1)
-            for (int64_t u2 = 0; u2 < c.ntap[2]; ++u2, d += mr)
-              for (int i = 0; i < mr; ++i) {
-                const int64_t co = pi * mr + i;
-                d[i] = co < cout ? weight_at(w, p, co, ci, ka[u0], kb[u1], kc[u2]) : 0.0f;
-              }
+      for (int64_t ci = 0; ci < cin; ++ci) {
+        // Row i of the panel (output channel pi*mr + i) for input channel ci: w at src[i] + kernel offset.
+        const float* src[8];
+        for (int i = 0; i < rows; ++i) {
+          const int64_t co = pi * mr + i;
+          src[i] = w + (p.transposed_weight ? ci * cout + co : co * cin + ci) * kvol;
+        }
+        for (int64_t t = 0; t < nt; ++t, d += mr) {
+          int i = 0;
+          for (; i < rows; ++i) d[i] = src[i][ki[t]];
+          for (; i < mr; ++i) d[i] = 0.0f;
+        }
+      }
     }
   });
 
@@ -666,8 +705,12 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
     int64_t pmax = 0;
     for (const EngineClass& c : p.classes)
       if (class_reads(c)) pmax = std::max(pmax, class_positions(c));
-    const TilePlan plan = plan_tiles(gs * ncls, pmax, max_tile, cout);
-    const int64_t items = plan.tiles * gs * ncls * plan.co_blocks;
+    // Few positions per sample (deep layers): tiles run over the group's (sample, position) pairs, so that
+    // a panel holds several samples' positions instead of mostly padding.
+    const bool flat = gs > 1 && pmax < kFlatPositions;
+    const int64_t louter = flat ? 1 : gs;  // tiles per class are cut over gs * positions when flat
+    const TilePlan plan = plan_tiles(louter * ncls, flat ? gs * pmax : pmax, max_tile, cout);
+    const int64_t items = plan.tiles * louter * ncls * plan.co_blocks;
     parallel_for(items, 1, [&](int64_t lo, int64_t hi) {
       ThreadPositions& tp = thread_positions();
       if (!tp.reserve(max_tile + kPosPad)) {
@@ -680,33 +723,39 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
         r /= plan.co_blocks;
         const int64_t k = r % ncls;
         r /= ncls;
-        const int64_t sg = r % gs, tile = r / gs;
+        const int64_t sg = r % louter, tile = r / louter;
         const EngineClass& c = p.classes[size_t(k)];
         if (!class_reads(c)) continue;
-        int64_t a0, a1, c0, c1;
-        tile_range(class_positions(c), plan.tiles, tile, &a0, &a1);
+        const int64_t cp = class_positions(c);
+        int64_t f0, f1, c0, c1;
+        tile_range(flat ? gs * cp : cp, plan.tiles, tile, &f0, &f1);
+        if (!flat) f0 += sg * cp, f1 += sg * cp;  // flattened (sample, position) range
         co_range(cout, plan.co_blocks, cb, &c0, &c1);
-        if (a1 <= a0 || c1 <= c0) continue;
-        const int64_t pt = a1 - a0, mc = c1 - c0;
+        if (f1 <= f0 || c1 <= c0) continue;
+        const int64_t pt = f1 - f0, mc = c1 - c0;
         const int64_t nt = c.ntap[0] * c.ntap[1] * c.ntap[2], K = cin * nt;
-        const int64_t n = g.n0 + sg;
         // Classes of a transposed conv share the staged offsets of equal grids: consecutive items of one
         // tile skip recomputing them.
-        const int64_t key[7] = {call_id, g.n0, g.t0, c.n[1], c.n[2], a0, a1};
+        const int64_t key[7] = {call_id, g.n0, g.t0, c.n[1], c.n[2], f0, f1};
         if (!std::equal(key, key + 7, tp.key)) {
-          position_offsets(tp.pos.data(), tp.cont4.data(), p, s, g, c, a0, a1);
+          position_offsets(tp.pos.data(), tp.cont4.data(), p, s, g, c, cp, ss, f0, f1);
           std::copy(key, key + 7, tp.key);
         }
-        if (!unit) output_offsets(tp.opos.data(), p, g, c, a0, a1);
-        const float* st = stage + sg * ss;
+        // One sample's positions of a unit-mapped problem are one contiguous stretch of y; otherwise the
+        // outputs go through opos.
+        const bool contiguous = unit && f0 / cp == (f1 - 1) / cp;
+        if (!contiguous) output_offsets(tp.opos.data(), p, g, c, cp, f0, f1);
         const int64_t* toff = tapoff + tapbase[size_t(k)];
         const float* A = apack + abase[size_t(k)] + c0 * K;
         float* cdst;
         int64_t ldc;
         const bool direct = mc <= kDirectRows;
-        if (unit || direct) {
-          // Straight into y (a strided class's direct kernel stores through opos).
-          cdst = y + (n * cout + c0) * Pout + (unit ? g.t0 * c.n[1] * c.n[2] + a0 : 0);
+        if (contiguous) {
+          cdst = y + ((g.n0 + f0 / cp) * cout + c0) * Pout + g.t0 * c.n[1] * c.n[2] + f0 % cp;
+          ldc = Pout;
+        } else if (direct) {
+          // The direct kernel stores through opos, from channel c0 of the group's first sample.
+          cdst = y + (g.n0 * cout + c0) * Pout;
           ldc = Pout;
         } else {
           cdst = scratch(kScratchTile, mc * pt);
@@ -717,8 +766,8 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
           }
         }
         if (direct) {
-          DirectArgs da{st,   cs,        cin,  nt, toff, A, mr, b ? b + c0 : nullptr, tp.pos.data(), tp.cont4.data(),
-                        pt,   cdst,      ldc,  unit ? nullptr : tp.opos.data()};
+          DirectArgs da{stage, cs,   cin, nt, toff, A, mr, b ? b + c0 : nullptr, tp.pos.data(), tp.cont4.data(),
+                        pt,    cdst, ldc, contiguous ? nullptr : tp.opos.data()};
           ek.direct(int(mc), da);
           continue;
         } else {
@@ -731,7 +780,7 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
           for (int64_t pc = 0; pc < K; pc += kKC) {
             const int64_t kc = std::min(kKC, K - pc);
             for (int64_t jp = 0; jp < np; ++jp) {
-              pack(pb, st, cs, toff, nt, pc, kc, tp.pos.data() + jp * nr, tp.cont4.data(), jp * (nr / 4));
+              pack(pb, stage, cs, toff, nt, pc, kc, tp.pos.data() + jp * nr, tp.cont4.data(), jp * (nr / 4));
               const int ncols = int(std::min<int64_t>(nr, pt - jp * nr));
               for (int64_t ir = 0; ir < mc; ir += mr) {
                 const int nrows = int(std::min<int64_t>(mr, mc - ir));
@@ -741,12 +790,12 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
             }
           }
         }
-        if (unit) continue;
-        // Scatter the tile to the class's strided output positions.
+        if (contiguous) continue;
+        // Scatter the tile to its output positions.
         const int64_t* opos = tp.opos.data();
         for (int64_t co = c0; co < c1; ++co) {
           const float* src = cdst + (co - c0) * pt;
-          float* dst = y + (n * cout + co) * Pout;
+          float* dst = y + (g.n0 * cout + co) * Pout;
           for (int64_t j = 0; j < pt; ++j) dst[opos[j]] = src[j];
         }
       }
@@ -765,6 +814,16 @@ Status conv_engine_weight_grad(const char* op, float* dw, const float* dy, const
   const int64_t nt = c.ntap[0] * c.ntap[1] * c.ntap[2], K = cin * nt;
   const int64_t P = p.out[0] * p.out[1] * p.out[2];
   const EngineKernels ek = engine_kernels();
+  const int64_t rblocks = (K + kRA - 1) / kRA;
+  const int64_t cgroups = (cout + kRB - 1) / kRB;
+  // Two ways to split the work, both summing every dw element in the same order for any thread count:
+  // - a small dw (a first layer, 1 input channel; a last one, 2 channels) is split over chunks of
+  //   positions, each chunk with its own partial dw, the partials then added in chunk order;
+  // - otherwise over blocks of dw (rows x channels), each block walking all positions in order.
+  const bool by_chunk = cout * K <= kChunkSplitMax;
+  const int64_t chunk = std::max<int64_t>(256, std::min<int64_t>(4096, (int64_t(1) << 16) /
+                                                                           std::max(cout, by_chunk ? K : 1))) /
+                        kPosPad * kPosPad;
   CallTables& ct = call_tables();
   try {
     ct.tapoff.assign(size_t(nt), 0);
@@ -777,88 +836,124 @@ Status conv_engine_weight_grad(const char* op, float* dw, const float* dy, const
   const int64_t* tapoff = ct.tapoff.data();
   double* part = ct.part.data();
 
-  int64_t stage_max = 0;
-  for (const Group& g : ct.groups) stage_max = std::max(stage_max, (g.n1 - g.n0) * g.zcount * s.zs);
+  int64_t stage_max = 0, chunks_max = 0;
+  for (const Group& g : ct.groups) {
+    stage_max = std::max(stage_max, (g.n1 - g.n0) * g.zcount * s.zs);
+    const int64_t pos = std::max<int64_t>(0, std::min(g.t1, c.n[0]) - g.t0) * c.n[1] * c.n[2];
+    chunks_max = std::max(chunks_max, ((g.n1 - g.n0) * pos + chunk - 1) / chunk);
+  }
   float* stage = scratch(kScratchStage, stage_max);
   if (!stage) return oom(op, "the staged input");
+  try {
+    if (by_chunk) ct.chunk_part.resize(size_t(chunks_max * cout * K));
+  } catch (const std::bad_alloc&) {
+    return oom(op, "partial sums");
+  }
+  double* chunk_part = by_chunk ? ct.chunk_part.data() : nullptr;
 
-  // Items: (block of kRA column rows, block of kRB-multiple output channels), row-block major. More channel
-  // blocks only when there are too few row blocks to keep every thread busy.
+  // Row-split items: (block of kRA column rows, block of kRB-multiple output channels), row-block major;
+  // more channel blocks only when there are too few row blocks to keep every thread busy.
   const int64_t threads = num_threads();
-  const int64_t rblocks = (K + kRA - 1) / kRA;
-  const int64_t cgroups = (cout + kRB - 1) / kRB;
-  const int64_t cblocks = rblocks >= 4 * threads ? 1 : std::min(cgroups, (4 * threads + rblocks - 1) / rblocks);
+  const int64_t cblocks =
+      by_chunk ? 1 : rblocks >= 4 * threads ? 1 : std::min(cgroups, (4 * threads + rblocks - 1) / rblocks);
   const int64_t items = rblocks * cblocks;
-  // Positions per chunk: the dy chunk (cout rows) stays in L2.
-  const int64_t chunk = std::max<int64_t>(256, std::min<int64_t>(4096, (int64_t(1) << 16) / cout)) / kPosPad * kPosPad;
+  const int64_t colrows = by_chunk ? K : kRA;  // column rows built at a time
   std::atomic<bool> failed{false};
   for (const Group& g : ct.groups) {
     stage_group(stage, x, p, s, g);
     const int64_t cs = s.wrow, ss = g.zcount * s.zs, gs = g.n1 - g.n0;  // channel, sample strides
     const int64_t positions = std::max<int64_t>(0, std::min(g.t1, c.n[0]) - g.t0) * c.n[1] * c.n[2];
     if (positions == 0) continue;
-    parallel_for(items, 1, [&](int64_t lo, int64_t hi) {
-      ThreadPositions& tp = thread_positions();
-      float* dyb = scratch(kScratchPackA, cout * (chunk + kPosPad));
-      float* colb = scratch(kScratchCol, kRA * (chunk + kPosPad));
-      if (!tp.reserve(chunk + kPosPad) || !dyb || !colb) {
-        failed = true;
-        return;
-      }
-      // Chunks run over the group's (sample, position) pairs, so that a layer with few positions per
-      // sample still fills a chunk; each is padded to the vector length only.
-      const int64_t total = gs * positions;
-      for (int64_t f0 = 0; f0 < total; f0 += chunk) {
-        const int64_t f1 = std::min(total, f0 + chunk), len = f1 - f0;
-        const int64_t padded = (len + ek.vl - 1) / ek.vl * ek.vl;
-        int64_t nruns = 0;
-        int64_t* runs = tp.runs.data();
-        for (int64_t sg = f0 / positions; sg * positions < f1; ++sg) {
-          const int64_t a0 = std::max(f0, sg * positions) - sg * positions;
-          const int64_t a1 = std::min(f1, (sg + 1) * positions) - sg * positions;
-          const int64_t jbase = sg * positions + a0 - f0;
-          for_each_run(c.n[1], c.n[2], a0, a1, [&](int64_t tz, int64_t ty, int64_t tx0, int64_t rlen, int64_t j) {
-            runs[3 * nruns] = jbase + j;
-            runs[3 * nruns + 1] =
-                sg * ss + ((g.t0 + tz) * p.step[0] - g.zbase) * s.zs + ty * p.step[1] * s.ys + tx0;
-            runs[3 * nruns + 2] = rlen;
-            ++nruns;
-          });
-          // This sample's part of the dy chunk, zero past the last position.
-          const int64_t n = g.n0 + sg;
-          for (int64_t co = 0; co < cout; ++co)
-            copy_floats(dyb + co * padded + jbase, dy + (n * cout + co) * P + g.t0 * c.n[1] * c.n[2] + a0, a1 - a0);
-        }
+    // Chunks run over the group's (sample, position) pairs, so that a layer with few positions per sample
+    // still fills a chunk; each is padded to the vector length only.
+    const int64_t total = gs * positions, nchunks = (total + chunk - 1) / chunk;
+
+    // Adds chunk [f0, f1)'s contribution, for row-split items [ilo, ihi), into out[co * K + r].
+    auto do_chunk = [&](ThreadPositions& tp, float* dyb, float* colb, int64_t f0, int64_t f1, int64_t ilo,
+                        int64_t ihi, double* out) {
+      const int64_t len = f1 - f0, padded = (len + ek.vl - 1) / ek.vl * ek.vl;
+      int64_t nruns = 0;
+      int64_t* runs = tp.runs.data();
+      for_each_sample(positions, f0, f1, [&](int64_t sg, int64_t a0, int64_t a1, int64_t jbase) {
+        for_each_run(c.n[1], c.n[2], a0, a1, [&](int64_t tz, int64_t ty, int64_t tx0, int64_t rlen, int64_t j) {
+          runs[3 * nruns] = jbase + j;
+          runs[3 * nruns + 1] = sg * ss + ((g.t0 + tz) * p.step[0] - g.zbase) * s.zs + ty * p.step[1] * s.ys + tx0;
+          runs[3 * nruns + 2] = rlen;
+          ++nruns;
+        });
+        const int64_t n = g.n0 + sg;
         for (int64_t co = 0; co < cout; ++co)
-          for (int64_t j = len; j < padded; ++j) dyb[co * padded + j] = 0.0f;
-        {
-          int64_t built = -1;  // row block now in colb
-          for (int64_t it = lo; it < hi; ++it) {
-            const int64_t rbk = it / cblocks, cbk = it % cblocks;
-            const int64_t r0 = rbk * kRA, ra = std::min<int64_t>(kRA, K - r0);
-            if (built != rbk) {
-              for (int64_t i = 0; i < ra; ++i) {
-                const int64_t r = r0 + i, ci = r / nt;
-                const float* src = stage + ci * cs + tapoff[r - ci * nt];
-                float* d = colb + i * padded;
-                for (int64_t q = 0; q < nruns; ++q) {
-                  const int64_t* rq = runs + 3 * q;
-                  copy_floats(d + rq[0], src + rq[1], rq[2]);
-                }
-                for (int64_t j = len; j < padded; ++j) d[j] = 0.0f;
-              }
-              built = rbk;
+          copy_floats(dyb + co * padded + jbase, dy + (n * cout + co) * P + g.t0 * c.n[1] * c.n[2] + a0, a1 - a0);
+      });
+      for (int64_t co = 0; co < cout; ++co)
+        for (int64_t j = len; j < padded; ++j) dyb[co * padded + j] = 0.0f;
+      int64_t built = -1;  // row block whose rows are in colb (by_chunk: all rows, built once)
+      for (int64_t it = ilo; it < ihi; ++it) {
+        const int64_t rbk = it / cblocks, cbk = it % cblocks;
+        const int64_t r0 = rbk * kRA, ra = std::min<int64_t>(kRA, K - r0);
+        const int64_t first_row = by_chunk ? 0 : r0, nrows = by_chunk ? K : ra;
+        if (built < 0 || (!by_chunk && built != rbk)) {
+          for (int64_t i = 0; i < nrows; ++i) {
+            const int64_t r = first_row + i, ci = r / nt;
+            const float* src = stage + ci * cs + tapoff[r - ci * nt];
+            float* d = colb + i * padded;
+            for (int64_t q = 0; q < nruns; ++q) {
+              const int64_t* rq = runs + 3 * q;
+              copy_floats(d + rq[0], src + rq[1], rq[2]);
             }
-            const int64_t g0 = cgroups * cbk / cblocks, g1 = cgroups * (cbk + 1) / cblocks;
-            for (int64_t gi = g0; gi < g1; ++gi) {
-              const int64_t co = gi * kRB, rb = std::min<int64_t>(kRB, cout - co);
-              ek.dot(int(ra), int(rb), padded, colb, padded, dyb + co * padded, padded, part + co * K + r0, K);
-            }
+            for (int64_t j = len; j < padded; ++j) d[j] = 0.0f;
           }
+          built = rbk;
+        }
+        const float* rows = colb + (r0 - first_row) * padded;
+        const int64_t g0 = cgroups * cbk / cblocks, g1 = cgroups * (cbk + 1) / cblocks;
+        for (int64_t gi = g0; gi < g1; ++gi) {
+          const int64_t co = gi * kRB, rb = std::min<int64_t>(kRB, cout - co);
+          ek.dot(int(ra), int(rb), padded, rows, padded, dyb + co * padded, padded, out + co * K + r0, K);
         }
       }
-    });
-    if (failed) return oom(op, "scratch");
+    };
+    auto buffers = [&](ThreadPositions*& tp, float*& dyb, float*& colb) {
+      tp = &thread_positions();
+      dyb = scratch(kScratchPackA, cout * (chunk + kPosPad));
+      colb = scratch(kScratchCol, colrows * (chunk + kPosPad));
+      return tp->reserve(chunk + kPosPad) && dyb && colb;
+    };
+
+    if (by_chunk) {
+      parallel_for(nchunks, 1, [&](int64_t lo, int64_t hi) {
+        ThreadPositions* tp;
+        float *dyb, *colb;
+        if (!buffers(tp, dyb, colb)) {
+          failed = true;
+          return;
+        }
+        for (int64_t ch = lo; ch < hi; ++ch) {
+          double* out = chunk_part + ch * cout * K;
+          std::fill(out, out + cout * K, 0.0);
+          do_chunk(*tp, dyb, colb, ch * chunk, std::min(total, (ch + 1) * chunk), 0, items, out);
+        }
+      });
+      if (failed) return oom(op, "scratch");
+      parallel_for(cout * K, 256, [&](int64_t lo, int64_t hi) {
+        for (int64_t ch = 0; ch < nchunks; ++ch) {
+          const double* src = chunk_part + ch * cout * K;
+          for (int64_t i = lo; i < hi; ++i) part[i] += src[i];
+        }
+      });
+    } else {
+      parallel_for(items, 1, [&](int64_t lo, int64_t hi) {
+        ThreadPositions* tp;
+        float *dyb, *colb;
+        if (!buffers(tp, dyb, colb)) {
+          failed = true;
+          return;
+        }
+        for (int64_t ch = 0; ch < nchunks; ++ch)
+          do_chunk(*tp, dyb, colb, ch * chunk, std::min(total, (ch + 1) * chunk), lo, hi, part);
+      });
+      if (failed) return oom(op, "scratch");
+    }
   }
   parallel_for(cout * K, 4096, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) dw[i] += static_cast<float>(part[i]);

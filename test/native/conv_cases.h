@@ -6,7 +6,8 @@
 // 0/1/2, output_padding 0/1/2, channel counts that are not multiples of any SIMD width, batch 1-3, a
 // 1-input-channel and a 2-output-channel layer, and sizes that cross the GEMM's blocking (more than 120
 // output channels, more than 1024 column rows, more than one spatial tile, a single output voxel whose
-// work is split over output channels instead, and rows wide enough for whole interior panels).
+// work is split over output channels instead, and rows wide enough for whole interior panels), and a
+// weight gradient large enough (cout * cin * k > 16384) for conv_engine to split it by rows, not chunks.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -59,6 +60,7 @@ inline const std::vector<ConvCase>& conv_cases() {
     {"wide_x_k3_cout5",          1,  3,  5,   3, 3,41,  3, 3, 3,  1, 1, 1,  1, 1, 1,  0, 0, 0,  false},
     {"wide_x_sw2_cout7",         1,  3,  7,   3, 3,70,  3, 3, 3,  1, 1, 2,  1, 1, 1,  0, 0, 1,  false},
     {"k2_s2_c7_c5_batch2",       2,  7,  5,   9, 7, 8,  2, 2, 2,  2, 2, 2,  0, 0, 0,  1, 1, 0,  false},
+    {"c24_c48_dw_by_rows_s2",    2, 24, 48,   5, 6,11,  3, 3, 3,  2, 1, 2,  1, 1, 1,  1, 0, 1,  false},
   };
   return cases;
 }
