@@ -95,6 +95,16 @@ test('losses match PyTorch/MONAI: value and gradient', async (t) => {
       const { loss, grad } = await nb.diceLoss(logits, labels, n, ch, S, 1e-5, 1e-5, red, 1, true);
       assertClose(t, [loss], f32(st, p('loss')), TOL, `${c.name}: loss`);
       assertClose(t, grad!.toArray(), f32(st, p('dlogits')), TOL, `${c.name}: dlogits`);
+      // Into a caller's tensor (what trainStep reuses every step): that tensor, the same bits.
+      const out = new nb.Tensor(new Float32Array(logits.length).fill(7), shape);
+      const again = await nb.diceLoss(logits, labels, n, ch, S, 1e-5, 1e-5, red, 1, true, out);
+      t.is(again.grad, out);
+      t.deepEqual(out.toArray(), grad!.toArray());
+      t.is(again.loss, loss);
+      t.throws(() => nb.diceLoss(logits, labels, n, ch, S, 1e-5, 1e-5, red, 1, true, logits), { code: 'EINVAL', message: /gradOut/ });
+      t.throws(() => out.set!(new Float32Array(3)), { code: 'ESHAPE' });
+      out.set!(f32(st, p('logits')));  // refilled in place
+      t.deepEqual(out.toArray(), logits.toArray());
     } else if (c.op === 'kl_normal') {
       const shape = shapeOf(st, p('mu')) as [number, number];
       const mu = new nb.Tensor(f32(st, p('mu')), shape), lv = new nb.Tensor(f32(st, p('logvar')), shape);
@@ -110,6 +120,10 @@ test('losses match PyTorch/MONAI: value and gradient', async (t) => {
       const { loss, grad } = await nb.elementLoss(kind, x, tt, red, 1, true);
       assertClose(t, [loss], f32(st, p('loss')), TOL, `${c.name}: loss`);
       assertClose(t, grad!.toArray(), f32(st, p('dx')), TOL, `${c.name}: dx`);
+      const out = new nb.Tensor(null, shape);
+      const again = await nb.elementLoss(kind, x, tt, red, 1, true, out);
+      t.is(again.grad, out);
+      t.deepEqual(out.toArray(), grad!.toArray());
     }
   }
 });

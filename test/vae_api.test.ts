@@ -85,6 +85,28 @@ test('two runs from the same seed give identical losses', async (t) => {
   t.deepEqual(await run(), await run());
 });
 
+test('trainStep refills its native input, target and gradient buffers: batch sizes, targets and a refused batch change nothing else', async (t) => {
+  const withTarget = { input: blobs(2, 2), target: blobs(2, 5) };
+  const run = async (nanStep: boolean) => {
+    const v = await Vae.create(CFG, { seed: 4 });
+    const out: number[] = [];
+    const step = async (b: Float32Array | { input: Float32Array; target: Float32Array }) => out.push((await v.trainStep(b, { beta: 1, optimizer: { lr: 1e-3 } })).loss);
+    await step(blobs(2, 0));
+    await step(blobs(1, 1));  // another batch size: buffers replaced
+    if (nanStep) {
+      const bad = blobs(1, 6);
+      bad[7] = Infinity;  // refused while being copied into the reused buffer
+      await t.throwsAsync(v.trainStep(bad), { ...isVx('ENOTFINITE'), message: /^batch\.input holds a non-finite value \(Inf\) at index 7/ });
+    }
+    await step(blobs(1, 3));
+    await step(withTarget);  // a target of its own
+    await step(blobs(2, 4));
+    v.dispose();
+    return out;
+  };
+  t.deepEqual(await run(true), await run(false));
+});
+
 test('frozen encoder + new skullVAE decoder: encoder weights stay bit-identical, decoder learns', async (t) => {
   const dir = await tmpdir(t);
   const vae = await Vae.create(CFG, { seed: 1 });

@@ -11,6 +11,9 @@ export interface NativeTensor {
   readonly length: number;
   readonly disposed: boolean;
   toArray(): Float32Array;
+  /** Copies `data` (exactly `length` values) into this tensor's buffer; NaN/Inf fail with ENOTFINITE
+   *  unless checkFinite is false. Not while a call using the tensor runs. (CPU addon only.) */
+  set?(data: Float32Array, checkFinite?: boolean): void;
   dispose(): void;
 }
 
@@ -59,10 +62,12 @@ export interface NativeBinding {
   Tensor: new (data: Float32Array | null, shape: number[], checkFinite?: boolean) => NativeTensor;
   Net: new (spec: string) => NativeNet;
   Adam: new (net: NativeNet) => NativeAdam;
+  /** gradOut (optional): a tensor of the logits' size that receives the gradient and is returned as
+   *  `grad` (the CPU addon reuses it; a backend that does not returns a new tensor). */
   diceLoss(logits: NativeTensor, labels: NativeTensor, n: number, c: number, spatial: number, smoothNr: number,
-    smoothDr: number, reduction: Reduction, weight: number, wantGrad: boolean): Promise<{ loss: number; grad: NativeTensor | null }>;
+    smoothDr: number, reduction: Reduction, weight: number, wantGrad: boolean, gradOut?: NativeTensor | null): Promise<{ loss: number; grad: NativeTensor | null }>;
   elementLoss(kind: 'bce' | 'mse' | 'l1', x: NativeTensor, t: NativeTensor, reduction: Reduction, weight: number,
-    wantGrad: boolean): Promise<{ loss: number; grad: NativeTensor | null }>;
+    wantGrad: boolean, gradOut?: NativeTensor | null): Promise<{ loss: number; grad: NativeTensor | null }>;
   klNormal(mu: NativeTensor, logvar: NativeTensor, n: number, l: number, reduction: Reduction, weight: number,
     dmu?: NativeTensor | null, dlogvar?: NativeTensor | null): { loss: number; perSample: Float32Array; dmu: NativeTensor; dlogvar: NativeTensor };
   reparameterize(mu: NativeTensor, logvar: NativeTensor, n: number, l: number, mode: 0 | 1 | 2, seed: number,

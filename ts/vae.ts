@@ -77,15 +77,73 @@ function batchOf(x: Float32Array, perSample: number, field: string): number {
   return x.length / perSample;
 }
 
-/** Copies data into a native tensor; NaN/Inf is refused with an error naming `field`. */
-function tensor(data: Float32Array, shape: number[], field = 'input', nb: NativeBinding = native()): NativeTensor {
+/** Runs a native copy of user data; a NaN/Inf it refuses is reported naming `field`. */
+function copyingFrom<T>(field: string, f: () => T): T {
   try {
-    return nativeSync(() => new nb.Tensor(data, shape, true));
+    return nativeSync(f);
   } catch (e) {
     if (e instanceof VoxvaeError && e.code === 'ENOTFINITE')
       throw new VoxvaeError('ENOTFINITE', `${field} ${e.message.replace(/^input /, '')}: replace NaN/Inf values (e.g. threshold the volume) before passing it`, { path: field });
     throw e;
   }
+}
+
+/** Copies data into a native tensor; NaN/Inf is refused with an error naming `field`. */
+function tensor(data: Float32Array, shape: number[], field = 'input', nb: NativeBinding = native()): NativeTensor {
+  return copyingFrom(field, () => new nb.Tensor(data, shape, true));
+}
+
+/**
+ * Native tensors that a model reuses from one training step to the next (batch input, target, the
+ * reconstruction loss's gradient), so that steps over batches of one shape allocate no native memory:
+ * the batch is copied into the existing buffer, and the loss writes its gradient into the same buffer
+ * every step. A tensor is replaced when its shape changes (or the backend cannot refill one).
+ */
+class StepTensors {
+  private readonly tensors = new Map<string, NativeTensor>();
+
+  /** The tensor `key` holding a copy of data (NaN/Inf refused, naming `field`). */
+  fill(nb: NativeBinding, key: string, data: Float32Array, shape: number[], field: string): NativeTensor {
+    const t = this.tensors.get(key);
+    if (t && t.set && !t.disposed && sameShape(t.shape, shape)) {
+      copyingFrom(field, () => t.set!(data, true));
+      return t;
+    }
+    this.drop(key);
+    const fresh = tensor(data, shape, field, nb);
+    this.tensors.set(key, fresh);
+    return fresh;
+  }
+
+  /** The tensor `key` of `shape`, contents unspecified (an output buffer). */
+  output(nb: NativeBinding, key: string, shape: number[]): NativeTensor {
+    const t = this.tensors.get(key);
+    if (t && !t.disposed && sameShape(t.shape, shape)) return t;
+    this.drop(key);
+    const fresh = nativeSync(() => new nb.Tensor(null, shape));
+    this.tensors.set(key, fresh);
+    return fresh;
+  }
+
+  /** Whether t is one of these (and so must not be disposed with a step's temporaries). */
+  has(t: NativeTensor | null | undefined): boolean {
+    for (const v of this.tensors.values()) if (v === t) return true;
+    return false;
+  }
+
+  private drop(key: string): void {
+    this.tensors.get(key)?.dispose();
+    this.tensors.delete(key);
+  }
+
+  dispose(): void {
+    for (const t of this.tensors.values()) t.dispose();
+    this.tensors.clear();
+  }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
 function release(...ts: (NativeTensor | null | undefined)[]): void {
@@ -133,12 +191,13 @@ function resolveTarget(recon: ReconLoss, dcfg: VaeConfig, n: number, target: Flo
   return target;
 }
 
-function reconLoss(recon: ReconLoss, dcfg: VaeConfig, logits: NativeTensor, tgt: NativeTensor, n: number, nb: NativeBinding): Promise<{ loss: number; grad: NativeTensor | null }> {
+/** The reconstruction loss and its gradient, written into gradOut where the backend supports it. */
+function reconLoss(recon: ReconLoss, dcfg: VaeConfig, logits: NativeTensor, tgt: NativeTensor, n: number, nb: NativeBinding, gradOut: NativeTensor | null = null): Promise<{ loss: number; grad: NativeTensor | null }> {
   const S = dcfg.inputShape[0] * dcfg.inputShape[1] * dcfg.inputShape[2];
   return nativeCall(() =>
     recon.kind === 'dice'
-      ? nb.diceLoss(logits, tgt, n, dcfg.outChannels, S, recon.smoothNr ?? 1e-5, recon.smoothDr ?? 1e-5, recon.reduction, recon.weight, true)
-      : nb.elementLoss(recon.kind as 'bce' | 'mse' | 'l1', logits, tgt, recon.reduction, recon.weight, true),
+      ? nb.diceLoss(logits, tgt, n, dcfg.outChannels, S, recon.smoothNr ?? 1e-5, recon.smoothDr ?? 1e-5, recon.reduction, recon.weight, true, gradOut)
+      : nb.elementLoss(recon.kind as 'bce' | 'mse' | 'l1', logits, tgt, recon.reduction, recon.weight, true, gradOut),
   );
 }
 
@@ -313,6 +372,7 @@ export class Vae {
   private defaultMode: Mode = 'eval';
   private optimizerConfig: OptimizerConfig | null = null;
   private running = false;
+  private readonly stepTensors = new StepTensors();
 
   private constructor(encoder: Encoder, decoder: Decoder, seed: number) {
     this.encoder = encoder;
@@ -431,9 +491,11 @@ export class Vae {
     const trainEncoder = !this.encoder.frozen;
     const live: (NativeTensor | null | undefined)[] = [];
     const keep = <T extends NativeTensor | null | undefined>(t: T): T => (live.push(t), t);
+    const st = this.stepTensors;
     try {
-      const x = keep(tensor(batch.input, [n, cfg.inChannels, D, H, W], 'batch.input', nb));
-      const tgt = keep(tensor(target, recon.kind === 'dice' ? [n, S] : [n, dcfg.outChannels, D, H, W], 'batch.target', nb));
+      const x = st.fill(nb, 'input', batch.input, [n, cfg.inChannels, D, H, W], 'batch.input');
+      // The default target is the input itself: one copy serves both (the losses check lengths only).
+      const tgt = target === batch.input ? x : st.fill(nb, 'target', target, recon.kind === 'dice' ? [n, S] : [n, dcfg.outChannels, D, H, W], 'batch.target');
       nativeSync(() => {
         if (trainEncoder) enc.net.zeroGrad();
         dec.net.zeroGrad();
@@ -443,8 +505,10 @@ export class Vae {
       keep(r.z);
       keep(r.eps);
       const [logits] = (await nativeCall(() => dec.net.forward(r.z, n, true, this.seed, this.step))).map(keep) as [NativeTensor];
-      const rec = await reconLoss(recon, dcfg, logits, tgt, n, nb);
-      keep(rec.grad);
+      // The CPU addon writes the gradient into a reused tensor; other backends return a new one.
+      const gradOut = nb.backend === 'cpu' ? st.output(nb, 'reconGrad', logits.shape) : null;
+      const rec = await reconLoss(recon, dcfg, logits, tgt, n, nb, gradOut);
+      if (!st.has(rec.grad)) keep(rec.grad);
       const kl = nativeSync(() => nb.klNormal(mu, logvar, n, L, klReduction, trainEncoder ? beta : 0));
       keep(kl.dmu);
       keep(kl.dlogvar);
@@ -556,6 +620,7 @@ export class Vae {
   }
 
   dispose(): void {
+    this.stepTensors.dispose();
     this.encoder.dispose();
     this.decoder.dispose();
   }

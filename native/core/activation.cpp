@@ -1,6 +1,7 @@
 // Activations, channel softmax, residual add and dropout over float32 NCDHW buffers (see activation.h).
 // Elementwise loops are split over the thread pool; the one reduction (prelu's slope gradient) is
-// summed per fixed block in double, so results do not depend on the thread count.
+// summed per fixed block in double, so results do not depend on the thread count. prelu, sigmoid and
+// softmax run as vmath.h vector kernels (AVX2 or baseline, same bits), with vm::exp_neg for e^x.
 #include "activation.h"
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 
 #include "parallel.h"
 #include "rng.h"
+#include "vmath.h"
 
 namespace vx {
 
@@ -60,6 +62,136 @@ void for_softmax_tiles(int n, int c, int64_t spatial, const Fn& fn) {
                       [&](int64_t, int64_t row, int64_t lo, int64_t hi) { fn(row, lo, hi); });
 }
 
+// --- Vector kernels (vmath.h): one body, compiled for AVX2 and the baseline ---------------------------------
+using vm::f8;
+using vm::d4;
+using vm::kLanes;
+
+struct PreluArgs {
+  float* out;          // y (forward) or dx (backward, may be null)
+  double* part;        // backward: per-block sums of dy * min(x, 0), or null when no slope gradient
+  const float* dy;     // backward only
+  const float* x;
+  const float* a;
+  int c;
+  int64_t spatial;
+  int num_a;
+  float slope(int64_t row) const { return a[num_a == 1 ? 0 : row % c]; }
+};
+
+VXM_INLINE void prelu_forward_block_impl(const PreluArgs& p, int64_t row, int64_t lo, int64_t hi) {
+  const f8 slope = vm::splat(p.slope(row)), zero = vm::splat(0.0f);
+  const float* xr = p.x + row * p.spatial;
+  float* yr = p.out + row * p.spatial;
+  for (int64_t i = lo; i < hi; i += kLanes) {
+    const f8 v = vm::load_n(xr + i, hi - i);
+    vm::store_n(yr + i, vm::select(v > zero, v, slope * v), hi - i);
+  }
+}
+VXM_DISPATCH(prelu_forward_block, (const PreluArgs& p, int64_t row, int64_t lo, int64_t hi), (p, row, lo, hi))
+
+// One pass over the block for both gradients: dx = x > 0 ? dy : a * dy, and the block's
+// sum of dy * min(x, 0) (products exact in double, one accumulator per lane i % 8).
+template <bool kDx, bool kDa>
+VXM_INLINE void prelu_backward_loop(const PreluArgs& p, int64_t item, int64_t row, int64_t lo, int64_t hi) {
+  const f8 slope = vm::splat(p.slope(row)), zero = vm::splat(0.0f);
+  const float* xr = p.x + row * p.spatial;
+  const float* gr = p.dy + row * p.spatial;
+  float* dr = p.out + row * p.spatial;
+  d4 acc_lo = vm::splatd(0.0), acc_hi = vm::splatd(0.0);
+  for (int64_t i = lo; i < hi; i += kLanes) {
+    const f8 v = vm::load_n(xr + i, hi - i), g = vm::load_n(gr + i, hi - i);  // tail lanes: 0
+    const auto pos = v > zero;
+    if (kDx) vm::store_n(dr + i, vm::select(pos, g, slope * g), hi - i);
+    if (kDa) {
+      const f8 neg = vm::select(pos, zero, v);
+      acc_lo += vm::lo_d(g) * vm::lo_d(neg);
+      acc_hi += vm::hi_d(g) * vm::hi_d(neg);
+    }
+  }
+  if (kDa) p.part[item] = vm::sum_lanes(acc_lo, acc_hi);
+}
+VXM_INLINE void prelu_backward_block_impl(const PreluArgs& p, int64_t item, int64_t row, int64_t lo, int64_t hi) {
+  if (p.out && p.part) prelu_backward_loop<true, true>(p, item, row, lo, hi);
+  else if (p.out) prelu_backward_loop<true, false>(p, item, row, lo, hi);
+  else prelu_backward_loop<false, true>(p, item, row, lo, hi);
+}
+VXM_DISPATCH(prelu_backward_block, (const PreluArgs& p, int64_t item, int64_t row, int64_t lo, int64_t hi),
+             (p, item, row, lo, hi))
+
+// exp(-|x|) never overflows, and e / (1 + e) keeps tiny outputs (x << 0) relatively precise.
+VXM_INLINE void sigmoid_range_impl(float* y, const float* x, int64_t lo, int64_t hi) {
+  const f8 one = vm::splat(1.0f), zero = vm::splat(0.0f);
+  for (int64_t i = lo; i < hi; i += kLanes) {
+    const f8 v = vm::load_n(x + i, hi - i);
+    const f8 e = vm::exp_neg(-vm::abs(v)), inv = one / (one + e);
+    vm::store_n(y + i, vm::select(v >= zero, inv, e * inv), hi - i);
+  }
+}
+VXM_DISPATCH(sigmoid_range, (float* y, const float* x, int64_t lo, int64_t hi), (y, x, lo, hi))
+
+struct SoftmaxArgs {
+  float* out;        // y (forward) or dx (backward)
+  const float* in;   // x (forward) or y (backward)
+  const float* dy;   // backward only
+  int c;
+  int64_t spatial;
+};
+
+// Channel-major sweeps over a tile keep every access contiguous; out holds the exponentials until they
+// are scaled by 1/sum.
+VXM_INLINE void softmax_forward_tile_impl(const SoftmaxArgs& a, int64_t in, int64_t lo, int64_t hi) {
+  constexpr int kV = kSoftTile / kLanes;
+  f8 mx[kV], sum[kV];
+  const int64_t len = hi - lo, nv = (len + kLanes - 1) / kLanes, S = a.spatial;
+  const float* xb = a.in + in * a.c * S + lo;
+  float* yb = a.out + in * a.c * S + lo;
+  for (int64_t v = 0; v < nv; ++v) mx[v] = vm::load_n(xb + v * kLanes, len - v * kLanes);
+  for (int k = 1; k < a.c; ++k)
+    for (int64_t v = 0; v < nv; ++v) {
+      const f8 t = vm::load_n(xb + k * S + v * kLanes, len - v * kLanes);
+      mx[v] = vm::select(mx[v] < t, t, mx[v]);
+    }
+  for (int64_t v = 0; v < nv; ++v) sum[v] = vm::splat(0.0f);
+  for (int k = 0; k < a.c; ++k)
+    for (int64_t v = 0; v < nv; ++v) {
+      const int64_t o = k * S + v * kLanes;
+      const f8 e = vm::exp_neg(vm::load_n(xb + o, len - v * kLanes) - mx[v]);
+      vm::store_n(yb + o, e, len - v * kLanes);
+      sum[v] += e;
+    }
+  for (int64_t v = 0; v < nv; ++v) sum[v] = vm::splat(1.0f) / sum[v];
+  for (int k = 0; k < a.c; ++k)
+    for (int64_t v = 0; v < nv; ++v) {
+      const int64_t o = k * S + v * kLanes;
+      vm::store_n(yb + o, vm::load_n(yb + o, len - v * kLanes) * sum[v], len - v * kLanes);
+    }
+}
+VXM_DISPATCH(softmax_forward_tile, (const SoftmaxArgs& a, int64_t in, int64_t lo, int64_t hi), (a, in, lo, hi))
+
+// dx = y * (dy - sum_k dy_k y_k), in double (the difference cancels where dy is nearly uniform).
+VXM_INLINE void softmax_backward_tile_impl(const SoftmaxArgs& a, int64_t in, int64_t lo, int64_t hi) {
+  constexpr int kV = kSoftTile / kLanes;
+  d4 dot_lo[kV], dot_hi[kV];
+  const int64_t len = hi - lo, nv = (len + kLanes - 1) / kLanes, S = a.spatial, base = in * a.c * S + lo;
+  for (int64_t v = 0; v < nv; ++v) dot_lo[v] = dot_hi[v] = vm::splatd(0.0);
+  for (int k = 0; k < a.c; ++k)
+    for (int64_t v = 0; v < nv; ++v) {
+      const int64_t o = base + k * S + v * kLanes, n = len - v * kLanes;
+      const f8 g = vm::load_n(a.dy + o, n), y = vm::load_n(a.in + o, n);
+      dot_lo[v] += vm::lo_d(g) * vm::lo_d(y);
+      dot_hi[v] += vm::hi_d(g) * vm::hi_d(y);
+    }
+  for (int k = 0; k < a.c; ++k)
+    for (int64_t v = 0; v < nv; ++v) {
+      const int64_t o = base + k * S + v * kLanes, n = len - v * kLanes;
+      const f8 g = vm::load_n(a.dy + o, n), y = vm::load_n(a.in + o, n);
+      vm::store_n(a.out + o,
+                  vm::narrow(vm::lo_d(y) * (vm::lo_d(g) - dot_lo[v]), vm::hi_d(y) * (vm::hi_d(g) - dot_hi[v])), n);
+    }
+}
+VXM_DISPATCH(softmax_backward_tile, (const SoftmaxArgs& a, int64_t in, int64_t lo, int64_t hi), (a, in, lo, hi))
+
 }  // namespace
 
 Status relu_forward(float* y, const float* x, int64_t count) {
@@ -80,13 +212,9 @@ Status prelu_forward(float* y, const float* x, const float* a, int n, int c, int
   if (num_a != 1 && num_a != c)
     return fail(Status::InvalidArgument, "prelu_forward: num_a=%d must be 1 or c=%d", num_a, c);
   if (!y || !x || !a) return fail(Status::InvalidArgument, "prelu_forward: null buffer");
-  parallel_for_blocks(int64_t(n) * c, spatial, kBlock, kGrain, [&](int64_t, int64_t row, int64_t lo, int64_t hi) {
-    const float slope = a[num_a == 1 ? 0 : row % c];
-    const float* xr = x + row * spatial;
-    float* yr = y + row * spatial;
-    // max(x, 0) + a * min(x, 0) is exact and branch-free (random signs defeat the branch predictor).
-    for (int64_t i = lo; i < hi; ++i) yr[i] = std::max(xr[i], 0.0f) + slope * std::min(xr[i], 0.0f);
-  });
+  const PreluArgs p{y, nullptr, nullptr, x, a, c, spatial, num_a};
+  parallel_for_blocks(int64_t(n) * c, spatial, kBlock, kGrain,
+                      [&](int64_t, int64_t row, int64_t lo, int64_t hi) { prelu_forward_block(p, row, lo, hi); });
   return Status::Ok;
 }
 
@@ -107,20 +235,9 @@ Status prelu_backward(float* dx, float* da, const float* dy, const float* x, con
                   static_cast<long long>(rows * nb));
     }
   }
+  const PreluArgs p{dx, da ? part.data() : nullptr, dy, x, a, c, spatial, num_a};
   parallel_for_blocks(rows, spatial, kBlock, kGrain, [&](int64_t item, int64_t row, int64_t lo, int64_t hi) {
-    const float slope = a[num_a == 1 ? 0 : row % c];
-    const float* xr = x + row * spatial;
-    const float* gr = dy + row * spatial;
-    if (dx) {
-      float* dr = dx + row * spatial;
-      for (int64_t i = lo; i < hi; ++i) dr[i] = select(xr[i] > 0.0f, gr[i], slope * gr[i]);
-    }
-    if (da) {
-      // sum over x <= 0 of dy * x (the select keeps it branch-free), in four chains by i % 4.
-      double acc[4] = {0, 0, 0, 0};
-      for (int64_t i = lo; i < hi; ++i) acc[i & 3] += double(gr[i]) * double(select(xr[i] > 0.0f, 0.0f, xr[i]));
-      part[static_cast<size_t>(item)] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    }
+    prelu_backward_block(p, item, row, lo, hi);
   });
   if (da) {
     if (num_a == 1) {
@@ -154,11 +271,7 @@ Status leaky_relu_backward(float* dx, const float* dy, const float* x, int64_t c
 
 Status sigmoid_forward(float* y, const float* x, int64_t count) {
   VX_TRY(check_count("sigmoid_forward", count, y, x));
-  // exp(-|x|) never overflows, and e / (1 + e) keeps tiny outputs (x << 0) relatively precise.
-  elementwise(count, [&](int64_t i) {
-    const float v = x[i], e = std::exp(-std::fabs(v)), inv = 1.0f / (1.0f + e);
-    y[i] = select(v >= 0.0f, inv, e * inv);
-  });
+  parallel_for(count, kGrain, [&](int64_t lo, int64_t hi) { sigmoid_range(y, x, lo, hi); });
   return Status::Ok;
 }
 
@@ -172,27 +285,8 @@ Status sigmoid_backward(float* dx, const float* dy, const float* y, int64_t coun
 Status softmax_forward(float* y, const float* x, int n, int c, int64_t spatial) {
   VX_TRY(check_ncs("softmax_forward", n, c, spatial));
   if (!y || !x) return fail(Status::InvalidArgument, "softmax_forward: null buffer");
-  // Channel-major sweeps over a tile keep every access contiguous; y holds the exponentials until
-  // they are scaled by 1/sum.
-  for_softmax_tiles(n, c, spatial, [&](int64_t in, int64_t lo, int64_t hi) {
-    float mx[kSoftTile], sum[kSoftTile];
-    const int64_t len = hi - lo;
-    const float* xb = x + in * c * spatial + lo;
-    float* yb = y + in * c * spatial + lo;
-    for (int64_t s = 0; s < len; ++s) mx[s] = xb[s];
-    for (int k = 1; k < c; ++k)
-      for (int64_t s = 0; s < len; ++s) mx[s] = std::max(mx[s], xb[k * spatial + s]);
-    for (int64_t s = 0; s < len; ++s) sum[s] = 0.0f;
-    for (int k = 0; k < c; ++k)
-      for (int64_t s = 0; s < len; ++s) {
-        const float e = std::exp(xb[k * spatial + s] - mx[s]);
-        yb[k * spatial + s] = e;
-        sum[s] += e;
-      }
-    for (int64_t s = 0; s < len; ++s) sum[s] = 1.0f / sum[s];
-    for (int k = 0; k < c; ++k)
-      for (int64_t s = 0; s < len; ++s) yb[k * spatial + s] *= sum[s];
-  });
+  const SoftmaxArgs a{y, x, nullptr, c, spatial};
+  for_softmax_tiles(n, c, spatial, [&](int64_t in, int64_t lo, int64_t hi) { softmax_forward_tile(a, in, lo, hi); });
   return Status::Ok;
 }
 
@@ -200,18 +294,8 @@ Status softmax_backward(float* dx, const float* dy, const float* y, int n, int c
   VX_TRY(check_ncs("softmax_backward", n, c, spatial));
   if (!dy || !y) return fail(Status::InvalidArgument, "softmax_backward: null buffer");
   if (!dx) return Status::Ok;
-  for_softmax_tiles(n, c, spatial, [&](int64_t in, int64_t lo, int64_t hi) {
-    double dot[kSoftTile];
-    const int64_t len = hi - lo, base = in * c * spatial + lo;
-    for (int64_t s = 0; s < len; ++s) dot[s] = 0.0;
-    for (int k = 0; k < c; ++k)
-      for (int64_t s = 0; s < len; ++s) dot[s] += double(dy[base + k * spatial + s]) * y[base + k * spatial + s];
-    for (int k = 0; k < c; ++k)
-      for (int64_t s = 0; s < len; ++s) {
-        const int64_t j = base + k * spatial + s;
-        dx[j] = static_cast<float>(double(y[j]) * (double(dy[j]) - dot[s]));
-      }
-  });
+  const SoftmaxArgs a{dx, y, dy, c, spatial};
+  for_softmax_tiles(n, c, spatial, [&](int64_t in, int64_t lo, int64_t hi) { softmax_backward_tile(a, in, lo, hi); });
   return Status::Ok;
 }
 

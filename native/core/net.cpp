@@ -294,6 +294,17 @@ Status Net::infer_shapes_and_layout() {
     if (n.shape.numel() > kMaxElems) return fail(Status::InvalidArgument, "net spec line %d: output too large", line);
   }
   for (int o : outputs_) consumers_[size_t(o)]++;
+  fused_into_.assign(nodes_.size(), -1);
+  fused_norm_.assign(nodes_.size(), -1);
+  for (size_t j = 0; j < nodes_.size(); ++j) {
+    if (nodes_[j].op != OpKind::Prelu) continue;
+    const int i = nodes_[j].in[0];
+    const OpKind k = nodes_[size_t(i)].op;
+    if ((k == OpKind::BatchNorm3d || k == OpKind::InstanceNorm3d) && consumers_[size_t(i)] == 1) {
+      fused_into_[size_t(i)] = int(j);
+      fused_norm_[j] = i;
+    }
+  }
   try {
     params_.assign(size_t(np), 0.f);
     grads_.assign(size_t(np), 0.f);
@@ -302,7 +313,6 @@ Status Net::infer_shapes_and_layout() {
     return fail(Status::OutOfMemory, "net: cannot allocate %lld parameters", (long long)np);
   }
   act_.assign(nodes_.size(), nullptr);
-  grad_.assign(nodes_.size(), nullptr);
   save_a_.assign(nodes_.size(), {});
   save_b_.assign(nodes_.size(), {});
   init_params(0);
@@ -369,8 +379,7 @@ void Net::init_params(uint64_t seed) {
 
 void Net::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.f); }
 
-BufferPtr& Net::ensure(std::vector<BufferPtr>& v, int i, int64_t count, bool /*private_copy*/) {
-  BufferPtr& b = v[size_t(i)];
+BufferPtr& Net::ensure(BufferPtr& b, int64_t count) {
   // Reuse only a buffer nobody else holds (a JS tensor may still reference the previous result).
   if (!b || b.use_count() > 1) b = std::make_shared<Buffer>(size_t(count));
   else if (int64_t(b->size()) != count) b->resize(size_t(count));
@@ -395,16 +404,49 @@ Status Net::forward(const BufferPtr& x, int batch, bool train, uint64_t dropout_
   return Status::Ok;
 }
 
-Status Net::forward_node(int i, bool train, uint64_t dseed, uint64_t dstep) {
+// Batch or instance norm node i, alone or with the PReLU it is fused into.
+Status Net::norm_forward(int i, float* y, const float* x, bool train, const NormPrelu* prelu) {
   const NodeSpec& n = nodes_[size_t(i)];
-  const NodeSpec& src = nodes_[size_t(n.in[0])];
-  const float* x = act_[size_t(n.in[0])]->data();
+  const Shape4& in = nodes_[size_t(n.in[0])].shape;
   const int N = batch_;
-  float* y = ensure(act_, i, N * n.shape.numel(), false)->data();
-  const int64_t count = N * n.shape.numel();
-  const Shape4& in = src.shape;
   NormShape ns;
   ns.n = N; ns.c = in.c; ns.spatial = in.spatial(); ns.eps = n.eps; ns.momentum = n.momentum;
+  const float* gamma = cparam_ptr(i, ParamRole::Weight);
+  const float* beta = cparam_ptr(i, ParamRole::Bias);
+  std::vector<float>& sa = save_a_[size_t(i)];
+  std::vector<float>& sb = save_b_[size_t(i)];
+  if (n.op == OpKind::InstanceNorm3d) {
+    sa.resize(size_t(N) * size_t(in.c));
+    sb.resize(size_t(N) * size_t(in.c));
+    return instance_norm3d_forward(y, sa.data(), sb.data(), x, gamma, beta, ns, prelu);
+  }
+  if (!train)
+    return batch_norm3d_forward_eval(y, x, gamma, beta, cparam_ptr(i, ParamRole::RunningMean),
+                                     cparam_ptr(i, ParamRole::RunningVar), ns, prelu);
+  sa.resize(size_t(in.c));
+  sb.resize(size_t(in.c));
+  VX_TRY(batch_norm3d_forward_train(y, sa.data(), sb.data(), buffer_ptr(i, ParamRole::RunningMean),
+                                    buffer_ptr(i, ParamRole::RunningVar), x, gamma, beta, ns, prelu));
+  counters_[size_t(bn_counter_[size_t(i)])]++;
+  return Status::Ok;
+}
+
+Status Net::forward_node(int i, bool train, uint64_t dseed, uint64_t dstep) {
+  const NodeSpec& n = nodes_[size_t(i)];
+  if (fused_into_[size_t(i)] >= 0) return Status::Ok;  // runs with its PReLU; its output is never stored
+  const int N = batch_;
+  float* y = ensure(act_[size_t(i)], N * n.shape.numel())->data();
+  if (fused_norm_[size_t(i)] >= 0) {
+    const int k = fused_norm_[size_t(i)];
+    NormPrelu p;
+    p.slope = cparam_ptr(i, ParamRole::Weight);
+    p.num_a = n.prelu_n;
+    return norm_forward(k, y, act_[size_t(nodes_[size_t(k)].in[0])]->data(), train, &p);
+  }
+  const NodeSpec& src = nodes_[size_t(n.in[0])];
+  const float* x = act_[size_t(n.in[0])]->data();
+  const int64_t count = N * n.shape.numel();
+  const Shape4& in = src.shape;
   switch (n.op) {
     case OpKind::Input: return Status::Ok;
     case OpKind::Conv3d:
@@ -419,22 +461,8 @@ Status Net::forward_node(int i, bool train, uint64_t dseed, uint64_t dstep) {
     case OpKind::Linear:
       return linear_forward(y, x, cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::Bias), N, in.c, n.cout);
     case OpKind::BatchNorm3d:
-      if (train) {
-        save_a_[size_t(i)].resize(size_t(in.c));
-        save_b_[size_t(i)].resize(size_t(in.c));
-        VX_TRY(batch_norm3d_forward_train(y, save_a_[size_t(i)].data(), save_b_[size_t(i)].data(),
-                                          buffer_ptr(i, ParamRole::RunningMean), buffer_ptr(i, ParamRole::RunningVar), x,
-                                          cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::Bias), ns));
-        counters_[size_t(bn_counter_[size_t(i)])]++;
-        return Status::Ok;
-      }
-      return batch_norm3d_forward_eval(y, x, cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::Bias),
-                                       cparam_ptr(i, ParamRole::RunningMean), cparam_ptr(i, ParamRole::RunningVar), ns);
     case OpKind::InstanceNorm3d:
-      save_a_[size_t(i)].resize(size_t(N) * size_t(in.c));
-      save_b_[size_t(i)].resize(size_t(N) * size_t(in.c));
-      return instance_norm3d_forward(y, save_a_[size_t(i)].data(), save_b_[size_t(i)].data(), x,
-                                     cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::Bias), ns);
+      return norm_forward(i, y, x, train, nullptr);
     case OpKind::Relu: return relu_forward(y, x, count);
     case OpKind::Prelu: return prelu_forward(y, x, cparam_ptr(i, ParamRole::Weight), N, in.c, in.spatial(), n.prelu_n);
     case OpKind::LeakyRelu: return leaky_relu_forward(y, x, count, n.slope);
@@ -459,78 +487,160 @@ Status Net::forward_node(int i, bool train, uint64_t dseed, uint64_t dstep) {
   return fail(Status::Internal, "forward: unhandled op");
 }
 
+int Net::Slots::acquire(int64_t count) {
+  int best = -1, largest = -1;
+  for (size_t s = 0; s < size.size(); ++s) {
+    if (busy[s]) continue;
+    if (size[s] >= count && (best < 0 || size[s] < size[size_t(best)])) best = int(s);
+    if (largest < 0 || size[s] > size[size_t(largest)]) largest = int(s);
+  }
+  if (best < 0 && largest >= 0) {
+    best = largest;
+    size[size_t(best)] = count;
+  }
+  if (best < 0) {
+    best = int(size.size());
+    size.push_back(count);
+    busy.push_back(0);
+  }
+  busy[size_t(best)] = 1;
+  return best;
+}
+
 Status Net::backward(const std::vector<const float*>& dout, bool need_input_grad) {
   if (!have_forward_) return fail(Status::InvalidArgument, "backward: call forward first");
   if (dout.size() != outputs_.size())
     return fail(Status::InvalidArgument, "backward: %zu output gradients given, the network has %zu outputs", dout.size(), outputs_.size());
-  const int N = batch_;
-  std::vector<char> has(nodes_.size(), 0);
   try {
-    for (size_t k = 0; k < outputs_.size(); ++k) {
-      int o = outputs_[k];
-      const int64_t count = N * nodes_[size_t(o)].shape.numel();
-      if (!dout[k]) continue;
-      float* g = ensure(grad_, o, count, false)->data();
-      if (!has[size_t(o)]) std::memcpy(g, dout[k], size_t(count) * sizeof(float));
-      else for (int64_t j = 0; j < count; ++j) g[j] += dout[k][j];
-      has[size_t(o)] = 1;
-    }
-    for (int i = int(nodes_.size()) - 1; i >= 1; --i) {
-      if (!has[size_t(i)]) continue;
-      const NodeSpec& n = nodes_[size_t(i)];
-      float* dx[2] = {nullptr, nullptr};
-      bool accumulate[2] = {false, false};
-      for (size_t j = 0; j < n.in.size(); ++j) {
-        int src = n.in[j];
-        if (src == 0 && !need_input_grad) continue;
-        const int64_t count = N * nodes_[size_t(src)].shape.numel();
-        if (!has[size_t(src)]) {
-          dx[j] = ensure(grad_, src, count, false)->data();
-        } else {
-          accumulate[j] = true;
-          if (scratch_.size() < size_t(count) * (j + 1)) scratch_.resize(size_t(count) * (j + 1));
-          dx[j] = scratch_.data() + size_t(count) * j;
-        }
+    VX_TRY(backward_pass(dout, need_input_grad, true));
+    slot_mem_.resize(slots_.size.size());
+    slot_cap_.resize(slots_.size.size(), 0);
+    for (size_t s = 0; s < slots_.size.size(); ++s)
+      if (slot_cap_[s] < slots_.size[s]) {
+        slot_mem_[s].reset();  // the old block first: peak memory is the new one alone
+        slot_mem_[s].reset(new float[size_t(slots_.size[s])]);
+        slot_cap_[s] = slots_.size[s];
       }
-      if (n.op == OpKind::Add && n.in[0] == n.in[1] && dx[0] && !accumulate[0]) {
-        // y = a + a: both contributions land in the same buffer; the second one must add.
-        accumulate[1] = true;
-        const int64_t count = N * n.shape.numel();
-        if (scratch_.size() < size_t(count) * 2) scratch_.resize(size_t(count) * 2);
-        dx[1] = scratch_.data() + size_t(count);
-      }
-      VX_TRY(backward_node(i, dx[0], dx[1]));
-      for (size_t j = 0; j < n.in.size(); ++j) {
-        if (!dx[j]) continue;
-        int src = n.in[j];
-        if (accumulate[j]) {
-          float* g = grad_[size_t(src)]->data();
-          const float* s = dx[j];
-          const int64_t count = N * nodes_[size_t(src)].shape.numel();
-          parallel_for(count, 1 << 16, [&](int64_t lo, int64_t hi) {
-            for (int64_t e = lo; e < hi; ++e) g[e] += s[e];
-          });
-        }
-        has[size_t(src)] = 1;
-      }
-    }
+    VX_TRY(backward_pass(dout, need_input_grad, false));
   } catch (const std::bad_alloc&) {
-    return fail(Status::OutOfMemory, "backward: out of memory for batch %d", N);
+    return fail(Status::OutOfMemory, "backward: out of memory for batch %d", batch_);
   }
-  if (!need_input_grad) grad_[0].reset();
+  if (!need_input_grad) input_grad_.reset();
   return Status::Ok;
 }
 
-Status Net::backward_node(int i, float* dx, float* dx1) {
+// Where node j's gradient is written when it is first produced: the input gradient for node 0, else a
+// newly acquired slot. Null in a dry pass.
+float* Net::grad_target(int j, bool dry) {
+  const int64_t count = batch_ * nodes_[size_t(j)].shape.numel();
+  float* g = nullptr;
+  if (j == 0) {
+    if (!dry) g = ensure(input_grad_, count)->data();
+  } else {
+    grad_slot_[size_t(j)] = slots_.acquire(count);
+    if (!dry) g = slot_mem_[size_t(grad_slot_[size_t(j)])].get();
+  }
+  grad_in_[size_t(j)] = grad_out_[size_t(j)] = g;
+  return g;
+}
+
+// One backward sweep. A dry pass only assigns slots (no pointer is used, no kernel runs); the real
+// pass makes the same assignment over the allocated slots and computes.
+Status Net::backward_pass(const std::vector<const float*>& dout, bool need_input_grad, bool dry) {
+  const int N = batch_;
+  slots_.size.clear();
+  slots_.busy.clear();
+  has_.assign(nodes_.size(), 0);
+  grad_in_.assign(nodes_.size(), nullptr);
+  grad_out_.assign(nodes_.size(), nullptr);
+  grad_slot_.assign(nodes_.size(), -1);
+  auto add_into = [](float* g, const float* s, int64_t count) {
+    parallel_for(count, 1 << 16, [&](int64_t lo, int64_t hi) {
+      for (int64_t e = lo; e < hi; ++e) g[e] += s[e];
+    });
+  };
+  for (size_t k = 0; k < outputs_.size(); ++k) {
+    const int o = outputs_[k];
+    if (!dout[k]) continue;
+    const int64_t count = N * nodes_[size_t(o)].shape.numel();
+    if (o != 0 && consumers_[size_t(o)] == 1) {
+      grad_in_[size_t(o)] = dout[k];  // nothing else adds to it: read the caller's buffer in place
+    } else if (!has_[size_t(o)]) {
+      float* g = grad_target(o, dry);
+      if (!dry) std::memcpy(g, dout[k], size_t(count) * sizeof(float));
+    } else if (!dry) {
+      add_into(grad_out_[size_t(o)], dout[k], count);
+    }
+    has_[size_t(o)] = 1;
+  }
+  for (int i = int(nodes_.size()) - 1; i >= 1; --i) {
+    if (!has_[size_t(i)]) continue;
+    // A PReLU fused with a norm passes its gradient straight to the norm's input.
+    const std::vector<int>& ins = nodes_[size_t(fused_norm_[size_t(i)] >= 0 ? fused_norm_[size_t(i)] : i)].in;
+    float* dx[2] = {nullptr, nullptr};
+    bool want[2] = {false, false};
+    int temp[2] = {-1, -1};  // slot of a contribution to add to a gradient that already exists
+    for (size_t j = 0; j < ins.size(); ++j) {
+      const int src = ins[j];
+      if (src == 0 && !need_input_grad) continue;
+      want[j] = true;
+      const bool twice = j == 1 && src == ins[0];  // y = a + a: the second contribution must add
+      if (!has_[size_t(src)] && !twice) {
+        dx[j] = grad_target(src, dry);
+      } else {
+        temp[j] = slots_.acquire(N * nodes_[size_t(src)].shape.numel());
+        if (!dry) dx[j] = slot_mem_[size_t(temp[j])].get();
+      }
+    }
+    if (!dry) VX_TRY(backward_node(i, grad_in_[size_t(i)], dx[0], dx[1]));
+    for (size_t j = 0; j < ins.size(); ++j) {
+      if (!want[j]) continue;
+      const int src = ins[j];
+      if (temp[j] >= 0) {
+        if (!dry) add_into(grad_out_[size_t(src)], dx[j], N * nodes_[size_t(src)].shape.numel());
+        slots_.release(temp[j]);
+      }
+      has_[size_t(src)] = 1;
+    }
+    if (grad_slot_[size_t(i)] >= 0) slots_.release(grad_slot_[size_t(i)]);  // consumed
+  }
+  return Status::Ok;
+}
+
+// Backward of norm node i (alone, or with the PReLU it is fused into: dy is then the PReLU's).
+Status Net::norm_backward(int i, const float* dy, float* dx, const NormPrelu* prelu) {
   const NodeSpec& n = nodes_[size_t(i)];
   const Shape4& in = nodes_[size_t(n.in[0])].shape;
   const float* x = act_[size_t(n.in[0])]->data();
+  NormShape ns;
+  ns.n = batch_; ns.c = in.c; ns.spatial = in.spatial(); ns.eps = n.eps; ns.momentum = n.momentum;
+  float* dg = grad_ptr(i, ParamRole::Weight);
+  float* db = grad_ptr(i, ParamRole::Bias);
+  const float* gamma = cparam_ptr(i, ParamRole::Weight);
+  const float* sa = save_a_[size_t(i)].data();
+  const float* sb = save_b_[size_t(i)].data();
+  if (n.op == OpKind::InstanceNorm3d) return instance_norm3d_backward(dx, dg, db, dy, x, gamma, sa, sb, ns, prelu);
+  if (last_train_) return batch_norm3d_backward(dx, dg, db, dy, x, gamma, sa, sb, ns, prelu);
+  return batch_norm3d_backward_eval(dx, dg, db, dy, x, gamma, cparam_ptr(i, ParamRole::RunningMean),
+                                    cparam_ptr(i, ParamRole::RunningVar), ns, prelu);
+}
+
+Status Net::backward_node(int i, const float* dy, float* dx, float* dx1) {
+  const NodeSpec& n = nodes_[size_t(i)];
+  if (fused_norm_[size_t(i)] >= 0) {
+    const int k = fused_norm_[size_t(i)];
+    NormPrelu p;
+    p.slope = cparam_ptr(i, ParamRole::Weight);
+    p.num_a = n.prelu_n;
+    p.dslope = grad_ptr(i, ParamRole::Weight);
+    p.beta = cparam_ptr(k, ParamRole::Bias);
+    return norm_backward(k, dy, dx, &p);
+  }
+  const Shape4& in = nodes_[size_t(n.in[0])].shape;
+  const float* x = act_[size_t(n.in[0])]->data();
   const float* y = act_[size_t(i)]->data();
-  const float* dy = grad_[size_t(i)]->data();
   const int N = batch_;
   const int64_t count = N * n.shape.numel();
-  NormShape ns;
-  ns.n = N; ns.c = in.c; ns.spatial = in.spatial(); ns.eps = n.eps; ns.momentum = n.momentum;
   switch (n.op) {
     case OpKind::Input: return Status::Ok;
     case OpKind::Conv3d:
@@ -548,15 +658,8 @@ Status Net::backward_node(int i, float* dx, float* dx1) {
       return linear_backward(dx, grad_ptr(i, ParamRole::Weight), grad_ptr(i, ParamRole::Bias), dy, x,
                              cparam_ptr(i, ParamRole::Weight), N, in.c, n.cout);
     case OpKind::BatchNorm3d:
-      if (last_train_)
-        return batch_norm3d_backward(dx, grad_ptr(i, ParamRole::Weight), grad_ptr(i, ParamRole::Bias), dy, x,
-                                     cparam_ptr(i, ParamRole::Weight), save_a_[size_t(i)].data(), save_b_[size_t(i)].data(), ns);
-      return batch_norm3d_backward_eval(dx, grad_ptr(i, ParamRole::Weight), grad_ptr(i, ParamRole::Bias), dy, x,
-                                        cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::RunningMean),
-                                        cparam_ptr(i, ParamRole::RunningVar), ns);
     case OpKind::InstanceNorm3d:
-      return instance_norm3d_backward(dx, grad_ptr(i, ParamRole::Weight), grad_ptr(i, ParamRole::Bias), dy, x,
-                                      cparam_ptr(i, ParamRole::Weight), save_a_[size_t(i)].data(), save_b_[size_t(i)].data(), ns);
+      return norm_backward(i, dy, dx, nullptr);
     case OpKind::Relu: return dx ? relu_backward(dx, dy, x, count) : Status::Ok;
     case OpKind::Prelu:
       return prelu_backward(dx, grad_ptr(i, ParamRole::Weight), dy, x, cparam_ptr(i, ParamRole::Weight), N, in.c,

@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "norm.h"
 #include "status.h"
 
 namespace vx {
@@ -110,8 +111,16 @@ class Net {
   // Backward of the last forward. dout[k] holds the gradient of output k (batch * numel floats).
   // Parameter gradients accumulate into grads(). With need_input_grad, input_grad() is the gradient
   // with respect to x afterwards; otherwise it is not computed.
+  // dout[k] is read in place (no copy) when output k's node feeds nothing else; it must not change
+  // until backward returns.
   Status backward(const std::vector<const float*>& dout, bool need_input_grad);
-  const BufferPtr& input_grad() const { return grad_[0]; }
+  const BufferPtr& input_grad() const { return input_grad_; }
+  // Floats held for backward's node gradients (see Slots below), for tests and memory reports.
+  int64_t grad_slot_floats() const {
+    int64_t t = 0;
+    for (int64_t c : slot_cap_) t += c;
+    return t;
+  }
 
  private:
   Status parse(const std::string& spec);
@@ -121,12 +130,32 @@ class Net {
   float* grad_ptr(int node, ParamRole role);
   float* buffer_ptr(int node, ParamRole role);
   Status forward_node(int i, bool train, uint64_t dropout_seed, uint64_t dropout_step);
-  Status backward_node(int i, float* dx0, float* dx1);
-  BufferPtr& ensure(std::vector<BufferPtr>& v, int i, int64_t count, bool private_copy);
+  Status norm_forward(int i, float* y, const float* x, bool train, const NormPrelu* prelu);
+  Status norm_backward(int i, const float* dy, float* dx, const NormPrelu* prelu);
+  Status backward_pass(const std::vector<const float*>& dout, bool need_input_grad, bool dry);
+  Status backward_node(int i, const float* dy, float* dx0, float* dx1);
+  float* grad_target(int node, bool dry);
+  static BufferPtr& ensure(BufferPtr& b, int64_t count);
+
+  // Backward keeps node-output gradients in slots: a node's gradient is live from its first consumer's
+  // backward to its own, and nodes whose lifetimes do not overlap share a slot, so a chain needs about
+  // two of its largest gradients instead of one per node. Slots are assigned in call order (smallest
+  // free slot that fits, else the largest free one grown, else a new one); a dry pass sizes them, the
+  // real pass replays the same assignment. Their memory persists across calls and only grows.
+  struct Slots {
+    std::vector<int64_t> size;
+    std::vector<char> busy;
+    int acquire(int64_t count);
+    void release(int s) { busy[size_t(s)] = 0; }
+  };
 
   std::vector<NodeSpec> nodes_;
   std::vector<int> outputs_;
   std::vector<int> consumers_;                  // number of uses of each node's output
+  // A batch/instance norm whose only consumer is a PReLU runs fused into it (norm.h's NormPrelu): the
+  // norm's output is never stored, and the pair takes one pass over memory each way. Per node: the
+  // PReLU a norm is fused into, and the norm a PReLU runs (-1: none).
+  std::vector<int> fused_into_, fused_norm_;
   std::vector<ParamEntry> table_;
   std::vector<std::vector<int>> node_params_;   // per node: indices into table_ by role (-1 if none)
   std::vector<int> bn_counter_;                 // per node: index into counters_ or -1
@@ -136,9 +165,18 @@ class Net {
   int batch_ = 0;
   bool last_train_ = false;
   bool have_forward_ = false;
-  std::vector<BufferPtr> act_, grad_;
+  std::vector<BufferPtr> act_;
+  BufferPtr input_grad_;
   std::vector<std::vector<float>> save_a_, save_b_;  // norm statistics / dropout masks per node
-  std::vector<float> scratch_;
+  Slots slots_;
+  std::vector<std::unique_ptr<float[]>> slot_mem_;
+  std::vector<int64_t> slot_cap_;
+  // Per node during backward: whether its gradient exists yet, where it is read (a slot, the input
+  // gradient, or the caller's dout), where it is written, and its slot (-1: none).
+  std::vector<char> has_;
+  std::vector<const float*> grad_in_;
+  std::vector<float*> grad_out_;
+  std::vector<int> grad_slot_;
 };
 
 }  // namespace vx

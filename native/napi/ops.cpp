@@ -1,6 +1,7 @@
 // Module-level functions: losses (async, whole volumes), latent ops (sync, [n, l] matrices),
 // random streams and thread control.
 #include <cstring>
+#include <initializer_list>
 
 #include "common.h"
 #include "loss.h"
@@ -20,14 +21,39 @@ vx::Reduction arg_reduction(const Napi::CallbackInfo& info, size_t i) {
   throw_error(info.Env(), "EINVAL", "reduction must be 'mean' or 'sum'");
 }
 
-Napi::Object loss_result(Napi::Env env, double loss, const vx::BufferPtr& grad, const std::vector<int64_t>& shape) {
+// Where a loss writes its gradient: a new buffer, or the caller's Tensor gradOut (argument i, optional)
+// when given, so that a training loop reuses one buffer instead of allocating (and page-faulting) one
+// per step. gradOut must hold `count` values and share no memory with the loss's inputs.
+struct GradOut {
+  vx::BufferPtr buf;
+  std::shared_ptr<Napi::ObjectReference> ref;  // the caller's Tensor, returned as the result's grad
+};
+GradOut grad_out(const Napi::CallbackInfo& info, size_t i, bool want, int64_t count,
+                 std::initializer_list<const vx::BufferPtr*> inputs) {
+  GradOut g;
+  if (!want) return g;
+  if (info.Length() > i && !info[i].IsNull() && !info[i].IsUndefined()) {
+    Tensor* t = Tensor::From(info, i, "gradOut", count);
+    for (const vx::BufferPtr* in : inputs)
+      if (in->get() == t->buffer().get()) throw_error(info.Env(), "EINVAL", "gradOut must not be an input of the loss");
+    g.buf = t->buffer();
+    g.ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(info[i].As<Napi::Object>()));
+  } else {
+    g.buf = std::make_shared<vx::Buffer>(size_t(count));
+  }
+  return g;
+}
+
+Napi::Object loss_result(Napi::Env env, double loss, const GradOut& grad, const std::vector<int64_t>& shape) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("loss", loss);
-  o.Set("grad", grad ? Napi::Value(Tensor::Wrap(env, grad, shape)) : env.Null());
+  if (grad.ref) o.Set("grad", grad.ref->Value());
+  else o.Set("grad", grad.buf ? Napi::Value(Tensor::Wrap(env, grad.buf, shape)) : env.Null());
   return o;
 }
 
-// diceLoss(logits: Tensor, labels: Tensor, n, c, spatial, smoothNr, smoothDr, reduction, weight, wantGrad)
+// diceLoss(logits: Tensor, labels: Tensor, n, c, spatial, smoothNr, smoothDr, reduction, weight, wantGrad,
+//          gradOut?: Tensor)
 Napi::Value DiceLoss(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int n = int(arg_int(info, 2, "n", 1, 1 << 20));
@@ -41,14 +67,15 @@ Napi::Value DiceLoss(const Napi::CallbackInfo& info) {
   bool want = arg_bool(info, 9, "wantGrad");
   vx::BufferPtr xb = logits->buffer(), lb = labels->buffer();
   std::vector<int64_t> shape = logits->shape();
-  vx::BufferPtr grad = want ? std::make_shared<vx::Buffer>(xb->size()) : nullptr;
+  GradOut grad = grad_out(info, 10, want, logits->length(), {&xb, &lb});
+  vx::BufferPtr gb = grad.buf;
   auto loss = std::make_shared<double>(0);
   return Job::Start(
-      env, [=]() { return vx::dice_loss(loss.get(), grad ? grad->data() : nullptr, xb->data(), lb->data(), n, c, spatial, snr, sdr, r, w); },
+      env, [=]() { return vx::dice_loss(loss.get(), gb ? gb->data() : nullptr, xb->data(), lb->data(), n, c, spatial, snr, sdr, r, w); },
       [=](Napi::Env env) -> Napi::Value { return loss_result(env, *loss, grad, shape); });
 }
 
-// elementLoss(kind: 'bce' | 'mse' | 'l1', x: Tensor, t: Tensor, reduction, weight, wantGrad)
+// elementLoss(kind: 'bce' | 'mse' | 'l1', x: Tensor, t: Tensor, reduction, weight, wantGrad, gradOut?: Tensor)
 Napi::Value ElementLoss(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "EINVAL", "kind must be 'bce', 'mse' or 'l1'");
@@ -61,12 +88,13 @@ Napi::Value ElementLoss(const Napi::CallbackInfo& info) {
   bool want = arg_bool(info, 5, "wantGrad");
   vx::BufferPtr xb = x->buffer(), tb = t->buffer();
   std::vector<int64_t> shape = x->shape();
-  vx::BufferPtr grad = want ? std::make_shared<vx::Buffer>(xb->size()) : nullptr;
+  GradOut grad = grad_out(info, 6, want, x->length(), {&xb, &tb});
+  vx::BufferPtr gb = grad.buf;
   auto loss = std::make_shared<double>(0);
   return Job::Start(
       env,
       [=]() {
-        float* g = grad ? grad->data() : nullptr;
+        float* g = gb ? gb->data() : nullptr;
         int64_t cnt = int64_t(xb->size());
         if (kind == "bce") return vx::bce_with_logits_loss(loss.get(), g, xb->data(), tb->data(), cnt, r, w);
         if (kind == "mse") return vx::mse_loss(loss.get(), g, xb->data(), tb->data(), cnt, r, w);

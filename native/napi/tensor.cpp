@@ -1,4 +1,5 @@
 // Tensor: the JS handle of a native float buffer (see common.h).
+#include <algorithm>
 #include <cstring>
 
 #include "common.h"
@@ -9,8 +10,38 @@ Napi::Function Tensor::Init(Napi::Env env) {
   return DefineClass(env, "Tensor",
                      {InstanceAccessor<&Tensor::GetShape>("shape"), InstanceAccessor<&Tensor::GetLength>("length"),
                       InstanceAccessor<&Tensor::GetDisposed>("disposed"), InstanceMethod<&Tensor::ToArray>("toArray"),
-                      InstanceMethod<&Tensor::Dispose>("dispose")});
+                      InstanceMethod<&Tensor::Set>("set"), InstanceMethod<&Tensor::Dispose>("dispose")});
 }
+
+namespace {
+
+// Copies count floats from src to dst and, with check, returns the index of the first non-finite one
+// (-1: none). Each chunk is checked right after its copy, while it is in cache: one pass over memory.
+int64_t copy_checked(float* dst, const float* src, int64_t count, bool check) {
+  constexpr int64_t kChunk = 4096;
+  for (int64_t i = 0; i < count; i += kChunk) {
+    const int64_t m = std::min(kChunk, count - i);
+    std::memcpy(dst + i, src + i, size_t(m) * sizeof(float));
+    if (!check) continue;
+    uint32_t bad = 0;
+    for (int64_t j = 0; j < m; ++j) {  // exponent all ones: Inf or NaN
+      uint32_t b;
+      std::memcpy(&b, dst + i + j, sizeof b);
+      bad |= uint32_t((b & 0x7f800000u) == 0x7f800000u);
+    }
+    if (bad)
+      for (int64_t j = 0; j < m; ++j)
+        if (!std::isfinite(dst[i + j])) return i + j;
+  }
+  return -1;
+}
+
+[[noreturn]] void throw_not_finite(Napi::Env env, float v, int64_t i) {
+  throw_error(env, "ENOTFINITE", "input holds a non-finite value (" + std::string(std::isnan(v) ? "NaN" : "Inf") +
+                                     ") at index " + std::to_string(i));
+}
+
+}  // namespace
 
 // new Tensor(data: Float32Array, shape: number[], checkFinite = true): copies data.
 // new Tensor(null, shape): zeros.
@@ -36,13 +67,22 @@ Tensor::Tensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor>(info) 
   if (info[0].IsNull() || info[0].IsUndefined()) return;
   Napi::Float32Array a = arg_f32(info, 0, "Tensor data", count);
   bool check = info.Length() < 3 || info[2].ToBoolean().Value();
-  const float* src = a.Data();
-  if (check) {
-    for (int64_t i = 0; i < count; ++i)
-      if (!std::isfinite(src[i]))
-        throw_error(env, "ENOTFINITE", "input holds a non-finite value (" + std::string(std::isnan(src[i]) ? "NaN" : "Inf") + ") at index " + std::to_string(i));
-  }
-  std::memcpy(buf_->data(), src, size_t(count) * sizeof(float));
+  const int64_t bad = copy_checked(buf_->data(), a.Data(), count, check);
+  if (bad >= 0) throw_not_finite(env, a.Data()[bad], bad);
+}
+
+// set(data: Float32Array, checkFinite = true): copies data (exactly length values) into this tensor's
+// own buffer, so that a caller feeding batches of one shape allocates nothing per batch. Every holder of
+// the buffer sees the new values (a network keeps its last input until backward): not to be called
+// while a call that uses this tensor runs. On ENOTFINITE the values are unspecified.
+Napi::Value Tensor::Set(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!buf_) throw_error(env, "EDISPOSED", "tensor was disposed");
+  Napi::Float32Array a = arg_f32(info, 0, "data", length());
+  bool check = info.Length() < 2 || info[1].ToBoolean().Value();
+  const int64_t bad = copy_checked(buf_->data(), a.Data(), length(), check);
+  if (bad >= 0) throw_not_finite(env, a.Data()[bad], bad);
+  return env.Undefined();
 }
 
 Napi::Object Tensor::Wrap(Napi::Env env, vx::BufferPtr buf, std::vector<int64_t> shape) {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "vmath.h"
+
 namespace vxtest {
 
 struct Case {
@@ -53,6 +55,21 @@ inline std::vector<double> random_vec(size_t n, unsigned seed, double lo = -1, d
 template <class T>
 std::vector<T> cast_vec(const std::vector<double>& v) {
   return std::vector<T>(v.begin(), v.end());
+}
+
+// Runs fn(first) under each vmath.h vector ISA this CPU has (x86-64: "avx2", then the baseline "sse2";
+// elsewhere the one portable build), first = true for the first, then restores the automatic choice.
+// The ISA must never change a result: callers compare the bits of every run with the first's.
+template <class Fn>
+void with_isas(const Fn& fn) {
+  bool first = true;
+  for (const char* isa : {"avx2", "sse2"})
+    if (vx::vm::select_isa(isa)) {
+      fn(first);
+      first = false;
+    }
+  vx::vm::select_isa(nullptr);
+  if (first) fn(true);
 }
 
 // Central finite differences of a scalar function f(x) in double: returns df/dx_i for every i.

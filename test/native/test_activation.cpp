@@ -35,15 +35,21 @@ struct Shape {
   int64_t spatial;
 };
 // Shared table: odd sizes, channel counts that are not multiples of 8/16, one case large enough to be
-// split over threads and several reduction blocks.
-const Shape kShapes[] = {{1, 1, 1}, {1, 3, 105}, {2, 5, 7}, {3, 17, 33}, {1, 9, 1}, {2, 3, 40001}};
+// split over threads and several reduction blocks; spatial sizes that are multiples of the vector width
+// (8) and not (tails of 1 to 7 lanes), and one that leaves a short last reduction block and softmax tile.
+const Shape kShapes[] = {{1, 1, 1}, {1, 3, 105}, {2, 5, 7}, {3, 17, 33}, {1, 9, 1}, {2, 3, 40001}, {2, 4, 16},
+                         {1, 2, 8195}, {3, 2, 300}};
 
+// fn(t) with t = 1, 2, 3 threads under the first vector ISA, then t + 3 for the same thread counts under
+// each other one (vxtest::with_isas): only the first call gets t == 1, the run later ones compare with.
 template <class Fn>
 void with_threads(const Fn& fn) {
-  for (int t : {1, 2, 3}) {  // 3 > the cores of a small CI machine: chunking, not speed, is tested
-    vx::set_num_threads(t);
-    fn(t);
-  }
+  vxtest::with_isas([&](bool first_isa) {
+    for (int t : {1, 2, 3}) {  // 3 > the cores of a small CI machine: chunking, not speed, is tested
+      vx::set_num_threads(t);
+      fn(first_isa ? t : t + 3);
+    }
+  });
   vx::set_num_threads(0);
 }
 
@@ -159,7 +165,7 @@ TEST(elementwise_optimized_vs_ref) {
     const F bf = cast_vec<float>(random_vec(size_t(count), 13));
     const V x(xf.begin(), xf.end()), g(gf.begin(), gf.end()), b(bf.begin(), bf.end());
     V yr(count), dr(count);
-    F y1, d1;
+    F y1, d1, s1;
     with_threads([&](int t) {
       F y(count), d(count);
       vx::relu_forward_ref(yr.data(), x.data(), count);
@@ -179,6 +185,8 @@ TEST(elementwise_optimized_vs_ref) {
       vx::sigmoid_forward_ref(yr.data(), x.data(), count);
       CHECK(vx::sigmoid_forward(y.data(), xf.data(), count) == vx::Status::Ok);
       CHECK_REL(y.data(), yr.data(), size_t(count), kTol);
+      if (t == 1) s1 = y;
+      else CHECK(same_bits(y, s1));
       const V yv(y.begin(), y.end());
       vx::sigmoid_backward_ref(dr.data(), g.data(), yv.data(), count);
       CHECK(vx::sigmoid_backward(d.data(), gf.data(), y.data(), count) == vx::Status::Ok);
@@ -208,7 +216,7 @@ TEST(prelu_optimized_vs_ref) {
       V yr(count), dr(count), dar(size_t(num_a), 0.5);
       vx::prelu_forward_ref(yr.data(), x.data(), a.data(), sh.n, sh.c, sh.spatial, num_a);
       vx::prelu_backward_ref(dr.data(), dar.data(), g.data(), x.data(), a.data(), sh.n, sh.c, sh.spatial, num_a);
-      F da1;
+      F da1, y1, d1;
       with_threads([&](int t) {
         F y(count), d(count), da(size_t(num_a), 0.5f);
         CHECK(vx::prelu_forward(y.data(), xf.data(), af.data(), sh.n, sh.c, sh.spatial, num_a) == vx::Status::Ok);
@@ -219,8 +227,10 @@ TEST(prelu_optimized_vs_ref) {
         CHECK_REL(da.data(), dar.data(), size_t(num_a), kTol);
         if (t == 1) {
           da1 = da;
-        } else {
-          CHECK(same_bits(da, da1));  // the slope gradient does not depend on the thread count
+          y1 = y;
+          d1 = d;
+        } else {  // the thread count and the vector ISA change nothing
+          CHECK(same_bits(da, da1) && same_bits(y, y1) && same_bits(d, d1));
         }
         // dx only / da only.
         F da2(size_t(num_a), 0.5f);
@@ -243,7 +253,8 @@ TEST(softmax_optimized_vs_ref) {
     const V x(xf.begin(), xf.end()), g(gf.begin(), gf.end());
     V yr(count), dr(count);
     vx::softmax_forward_ref(yr.data(), x.data(), sh.n, sh.c, sh.spatial);
-    with_threads([&](int) {
+    F y1, d1;
+    with_threads([&](int t) {
       F y(count), d(count);
       CHECK(vx::softmax_forward(y.data(), xf.data(), sh.n, sh.c, sh.spatial) == vx::Status::Ok);
       CHECK_REL(y.data(), yr.data(), size_t(count), kTol);
@@ -251,6 +262,12 @@ TEST(softmax_optimized_vs_ref) {
       vx::softmax_backward_ref(dr.data(), g.data(), yv.data(), sh.n, sh.c, sh.spatial);
       CHECK(vx::softmax_backward(d.data(), gf.data(), y.data(), sh.n, sh.c, sh.spatial) == vx::Status::Ok);
       CHECK_REL(d.data(), dr.data(), size_t(count), kTol);
+      if (t == 1) {
+        y1 = y;
+        d1 = d;
+      } else {
+        CHECK(same_bits(y, y1) && same_bits(d, d1));
+      }
     });
   }
 }

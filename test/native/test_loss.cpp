@@ -38,12 +38,16 @@ bool same_bits(const F& a, const F& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// fn(t) with t = 1, 2, 3 threads under the first vector ISA, then t + 3 for the same thread counts under
+// each other one (vxtest::with_isas): only the first call gets t == 1, the run later ones compare with.
 template <class Fn>
 void with_threads(const Fn& fn) {
-  for (int t : {1, 2, 3}) {  // 3 > the cores of a small CI machine: chunking, not speed, is tested
-    vx::set_num_threads(t);
-    fn(t);
-  }
+  vxtest::with_isas([&](bool first_isa) {
+    for (int t : {1, 2, 3}) {  // 3 > the cores of a small CI machine: chunking, not speed, is tested
+      vx::set_num_threads(t);
+      fn(first_isa ? t : t + 3);
+    }
+  });
   vx::set_num_threads(0);
 }
 
@@ -63,7 +67,9 @@ struct DiceCase {
 };
 // Shared table: odd sizes, c not a multiple of 8, the MONAI skull configuration (c = 2, weight 80,
 // sum), large smoothing, one case over several work items and threads, and channel counts that
-// exercise the small-tile and heap paths of the loss-only softmax. The 2100-class case gets a looser
+// exercise the small-tile and heap paths of the loss-only softmax (c = 200: 8-position tiles; c = 300:
+// the heap). Two classes take their own kernels: sizes with and without a tail of < 8 positions, and
+// one whose last work item holds 5 positions. The 2100-class case gets a looser
 // gradient tolerance: over 3 voxels, sum_j p_j (dp_k - dp_j) adds 2100 terms that nearly cancel, and the
 // softmax is kept in float (in grad) between the two passes, so ~1e-7 relative errors of p are
 // amplified ~100x; the loss itself still meets kTol.
@@ -72,6 +78,9 @@ const DiceCase kDice[] = {
     {2, 5, 7, 0.5f, 1.0f, 2.0f, Reduction::Sum},       {3, 17, 33, 1e-5f, 1e-5f, 1.0f, Reduction::Sum},
     {2, 2, 40001, 1e-5f, 1e-5f, 80.0f, Reduction::Sum}, {3, 9, 1, 1.0f, 1.0f, 1.0f, Reduction::Mean},
     {2, 64, 50, 1e-5f, 1e-5f, 1.0f, Reduction::Mean},  {1, 2100, 3, 1e-5f, 1e-5f, 1.0f, Reduction::Sum, 1e-4},
+    {3, 2, 8197, 1e-5f, 1e-5f, 1.0f, Reduction::Mean}, {1, 2, 16, 1e-5f, 1e-5f, 80.0f, Reduction::Sum},
+    {2, 2, 13, 0.5f, 1.0f, 1.0f, Reduction::Mean},    {2, 4, 8200, 1e-5f, 1e-5f, 1.0f, Reduction::Sum},
+    {1, 300, 21, 1e-5f, 1e-5f, 1.0f, Reduction::Mean}, {2, 200, 45, 1e-5f, 1e-5f, 1.0f, Reduction::Sum},
 };
 
 }  // namespace

@@ -42,13 +42,24 @@ double objective(Net& net, const vx::BufferPtr& x, int batch, const std::vector<
   return L;
 }
 
-}  // namespace
+// Gradient slots: a node that is both consumed and an output, y = a + a, and a node listed twice as an
+// output (smooth ops only, so that finite differences of size 1e-2 cross no kink).
+const char* kSpecSlots =
+    "input c=2 d=6 h=5 w=4\n"
+    "conv3d in=0 cout=4 k=3 s=1 p=1 bias=1\n"           // 1
+    "sigmoid in=1\n"                                    // 2
+    "prelu in=2 n=1\n"                                  // 3: consumed by 4 and an output
+    "conv3d in=3 cout=4 k=3 s=1 p=1 bias=0\n"           // 4
+    "batch_norm3d in=4 eps=1e-5 momentum=0.1 affine=1\n"  // 5
+    "sigmoid in=5\n"                                    // 6
+    "add in=6,6\n"                                      // 7: y = a + a
+    "output 7 3 7\n";                                   // node 7 twice: its gradients add
 
-TEST(net_gradients_match_finite_differences) {
+void check_gradients_by_finite_differences(const char* spec) {
   for (int threads : {1, 2}) {
     vx::set_num_threads(threads);
     std::unique_ptr<Net> net;
-    CHECK(Net::create(kSpec, &net) == Status::Ok);
+    CHECK(Net::create(spec, &net) == Status::Ok);
     if (!net) return;
     net->init_params(3);
     const int batch = 2;
@@ -59,7 +70,8 @@ TEST(net_gradients_match_finite_differences) {
       r.push_back(vxtest::cast_vec<float>(vxtest::random_vec(size_t(batch) * net->output_shape(int(k)).numel(), 20 + unsigned(k))));
     objective(*net, x, batch, r);
     net->zero_grad();
-    std::vector<const float*> d = {r[0].data(), r[1].data()};
+    std::vector<const float*> d;
+    for (const auto& rk : r) d.push_back(rk.data());
     CHECK(net->backward(d, true) == Status::Ok);
     std::vector<float> gx(net->input_grad()->begin(), net->input_grad()->end());
     std::vector<float> gp(net->grads(), net->grads() + net->num_params());
@@ -82,6 +94,96 @@ TEST(net_gradients_match_finite_differences) {
     CHECK(worst <= 2e-2 * scale);
   }
   vx::set_num_threads(0);
+}
+
+}  // namespace
+
+TEST(net_gradients_match_finite_differences) {
+  check_gradients_by_finite_differences(kSpec);
+  check_gradients_by_finite_differences(kSpecSlots);
+}
+
+// A chain needs two gradient slots of its largest node, allocated by the first backward and reused
+// (same bits) by the next ones.
+TEST(gradient_slots_are_shared_and_reused) {
+  std::unique_ptr<Net> net;
+  CHECK(Net::create("input c=2 d=6 h=5 w=4\n"
+                    "conv3d in=0 cout=4 k=3 s=1 p=1 bias=1\n"
+                    "batch_norm3d in=1 eps=1e-5 momentum=0.1 affine=1\n"
+                    "prelu in=2 n=1\n"
+                    "conv3d in=3 cout=4 k=3 s=1 p=1 bias=0\n"
+                    "batch_norm3d in=4 eps=1e-5 momentum=0.1 affine=1\n"
+                    "prelu in=5 n=4\n"
+                    "output 6\n",
+                    &net) == Status::Ok);
+  if (!net) return;
+  const int batch = 3;
+  auto xv = vxtest::random_vec(size_t(batch) * net->input_shape().numel(), 7);
+  auto x = std::make_shared<vx::Buffer>(xv.begin(), xv.end());
+  const auto dy = vxtest::cast_vec<float>(vxtest::random_vec(size_t(batch) * net->output_shape(0).numel(), 8));
+  std::vector<float> g1, x1;
+  for (int step = 0; step < 3; ++step) {
+    CHECK(net->forward(x, batch, true) == Status::Ok);
+    net->zero_grad();
+    CHECK(net->backward({dy.data()}, true) == Status::Ok);
+    CHECK(net->grad_slot_floats() == 2 * int64_t(batch) * 4 * 6 * 5 * 4);
+    std::vector<float> g(net->grads(), net->grads() + net->num_params());
+    std::vector<float> gx(*net->input_grad());
+    if (step == 0) {
+      g1 = g;
+      x1 = gx;
+    } else {
+      CHECK(std::memcmp(g.data(), g1.data(), g.size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(gx.data(), x1.data(), gx.size() * sizeof(float)) == 0);
+    }
+  }
+}
+
+// A norm whose only consumer is a PReLU runs fused into it; listing the norm as an output too (with no
+// gradient) keeps the pair apart. Both give the same outputs (bit for bit) and gradients (up to float
+// rounding), in training and eval mode.
+TEST(norm_fused_into_prelu_matches_the_unfused_pair) {
+  const std::string body =
+      "input c=2 d=6 h=5 w=4\n"
+      "conv3d in=0 cout=4 k=3 s=1 p=1 bias=1\n"             // 1
+      "batch_norm3d in=1 eps=1e-5 momentum=0.1 affine=1\n"  // 2
+      "prelu in=2 n=4\n"                                    // 3
+      "conv3d in=3 cout=3 k=3 s=1 p=1 bias=1\n"             // 4
+      "instance_norm3d in=4 eps=1e-5 affine=1\n"            // 5
+      "prelu in=5 n=1\n";                                   // 6
+  std::unique_ptr<Net> fused, apart;
+  CHECK(Net::create(body + "output 6\n", &fused) == Status::Ok);
+  CHECK(Net::create(body + "output 6 2 5\n", &apart) == Status::Ok);
+  if (!fused || !apart) return;
+  const int batch = 2;
+  auto xv = vxtest::random_vec(size_t(batch) * fused->input_shape().numel(), 13);
+  auto x = std::make_shared<vx::Buffer>(xv.begin(), xv.end());
+  const auto dy = vxtest::cast_vec<float>(vxtest::random_vec(size_t(batch) * fused->output_shape(0).numel(), 14));
+  for (bool train : {true, false}) {
+    for (Net* net : {fused.get(), apart.get()}) {
+      net->init_params(5);
+      for (int64_t i = 0; i < net->num_params(); ++i) net->params()[i] += 0.01f * float(i % 7);  // slopes, betas != defaults
+      CHECK(net->forward(x, batch, train) == Status::Ok);
+      net->zero_grad();
+    }
+    CHECK(*fused->output(0) == *apart->output(0));
+    CHECK(fused->backward({dy.data()}, true) == Status::Ok);
+    CHECK(apart->backward({dy.data(), nullptr, nullptr}, true) == Status::Ok);
+    // Relative to each gradient's largest value: the conv biases before a norm have a true gradient of 0
+    // (theirs is rounding noise), and the fused PReLU's dy * slope is exact where the pair rounds it.
+    auto close = [](const float* a, const float* b, size_t n) {
+      double worst = 0, scale = 0;
+      for (size_t i = 0; i < n; ++i) {
+        worst = std::fmax(worst, std::fabs(double(a[i]) - double(b[i])));
+        scale = std::fmax(scale, std::fabs(double(b[i])));
+      }
+      return worst <= 1e-5 * scale;
+    };
+    CHECK(close(fused->grads(), apart->grads(), size_t(fused->num_params())));
+    CHECK(close(fused->input_grad()->data(), apart->input_grad()->data(), fused->input_grad()->size()));
+    CHECK(std::vector<float>(fused->buffers(), fused->buffers() + fused->num_buffers()) ==
+          std::vector<float>(apart->buffers(), apart->buffers() + apart->num_buffers()));
+  }
 }
 
 TEST(backward_accumulates_parameter_gradients_and_skips_input_grad) {

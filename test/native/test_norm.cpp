@@ -40,17 +40,22 @@ NormShape shape(int n, int c, int64_t spatial) {
   return s;
 }
 
-// Shared table: odd sizes, c not a multiple of 8/16, spatial 1 (batch norm only), and one case that
-// spans several reduction blocks and threads.
+// Shared table: odd sizes, c not a multiple of 8/16, spatial 1 (batch norm only), one case that spans
+// several reduction blocks and threads, and spatial sizes that are multiples of the vector width (8) or
+// leave tails of 1 to 7 lanes (one after a full reduction block).
 const NormShape kShapes[] = {shape(1, 1, 2), shape(1, 3, 105), shape(2, 5, 7), shape(3, 17, 33), shape(3, 9, 1),
-                             shape(2, 3, 40001)};
+                             shape(2, 3, 40001), shape(2, 4, 16), shape(1, 2, 16390), shape(3, 2, 13)};
 
+// fn(t) with t = 1, 2, 3 threads under the first vector ISA, then t + 3 for the same thread counts under
+// each other one (vxtest::with_isas): only the first call gets t == 1, the run later ones compare with.
 template <class Fn>
 void with_threads(const Fn& fn) {
-  for (int t : {1, 2, 3}) {  // 3 > the cores of a small CI machine: chunking, not speed, is tested
-    vx::set_num_threads(t);
-    fn(t);
-  }
+  vxtest::with_isas([&](bool first_isa) {
+    for (int t : {1, 2, 3}) {  // 3 > the cores of a small CI machine: chunking, not speed, is tested
+      vx::set_num_threads(t);
+      fn(first_isa ? t : t + 3);
+    }
+  });
   vx::set_num_threads(0);
 }
 
@@ -140,106 +145,161 @@ TEST(instance_norm_ref_fd) {
   CHECK_REL(dbeta.data(), fdb.data(), 3, kFdTol);
 }
 
-TEST(batch_norm_optimized_vs_ref) {
-  for (const NormShape& s : kShapes) {
-    const size_t count = size_t(s.n) * s.c * s.spatial, c = size_t(s.c);
-    const F xf = cast_vec<float>(random_vec(count, 20, -3, 5));
-    const F dyf = cast_vec<float>(random_vec(count, 21));
-    const F gf = cast_vec<float>(random_vec(c, 22, 0.5, 1.5)), bf = cast_vec<float>(random_vec(c, 23));
-    const F rm0 = cast_vec<float>(random_vec(c, 24)), rv0 = cast_vec<float>(random_vec(c, 25, 0.5, 2));
-    const V x = widen(xf), dy = widen(dyf), g = widen(gf), b = widen(bf);
-    V y(count), mean(c), inv(c), rm = widen(rm0), rv = widen(rv0);
-    CHECK(vx::batch_norm3d_forward_train_ref<double>(y.data(), mean.data(), inv.data(), rm.data(), rv.data(), x.data(),
-                                                     g.data(), b.data(), s) == Status::Ok);
-    std::vector<F> first;
-    with_threads([&](int t) {
-      F yo(count), meano(c), invo(c), rmo = rm0, rvo = rv0, dxo(count), dgo(c, 1.0f), dbo(c, -1.0f);
-      CHECK(vx::batch_norm3d_forward_train(yo.data(), meano.data(), invo.data(), rmo.data(), rvo.data(), xf.data(),
-                                           gf.data(), bf.data(), s) == Status::Ok);
-      CHECK(vx::batch_norm3d_backward(dxo.data(), dgo.data(), dbo.data(), dyf.data(), xf.data(), gf.data(), meano.data(),
-                                      invo.data(), s) == Status::Ok);
-      // Each backward is compared on the same (float) inputs it was given.
-      V dx(count), dg(c, 1.0), db(c, -1.0);
-      vx::batch_norm3d_backward_ref<double>(dx.data(), dg.data(), db.data(), dy.data(), x.data(), g.data(),
-                                            widen(meano).data(), widen(invo).data(), s);
-      V ye(count), dxe(count), dge(c, 0.0), dbe(c, 0.0);
-      vx::batch_norm3d_forward_eval_ref<double>(ye.data(), x.data(), g.data(), b.data(), widen(rmo).data(),
-                                                widen(rvo).data(), s);
-      vx::batch_norm3d_backward_eval_ref<double>(dxe.data(), dge.data(), dbe.data(), dy.data(), x.data(), g.data(),
-                                                 widen(rmo).data(), widen(rvo).data(), s);
-      CHECK_REL(yo.data(), y.data(), count, kTol);
-      CHECK_REL(meano.data(), mean.data(), c, kTol);
-      CHECK_REL(invo.data(), inv.data(), c, kTol);
-      CHECK_REL(rmo.data(), rm.data(), c, kTol);
-      CHECK_REL(rvo.data(), rv.data(), c, kTol);
-      CHECK_REL(dxo.data(), dx.data(), count, kTol);
-      CHECK_REL(dgo.data(), dg.data(), c, kTol);
-      CHECK_REL(dbo.data(), db.data(), c, kTol);
-      // Eval mode with the updated running statistics.
-      F yeo(count), dxeo(count), dgeo(c, 0.0f), dbeo(c, 0.0f);
-      CHECK(vx::batch_norm3d_forward_eval(yeo.data(), xf.data(), gf.data(), bf.data(), rmo.data(), rvo.data(), s) ==
-            Status::Ok);
-      CHECK(vx::batch_norm3d_backward_eval(dxeo.data(), dgeo.data(), dbeo.data(), dyf.data(), xf.data(), gf.data(),
-                                           rmo.data(), rvo.data(), s) == Status::Ok);
-      CHECK_REL(yeo.data(), ye.data(), count, kTol);
-      CHECK_REL(dxeo.data(), dxe.data(), count, kTol);
-      CHECK_REL(dgeo.data(), dge.data(), c, kTol);
-      CHECK_REL(dbeo.data(), dbe.data(), c, kTol);
-      const std::vector<F> all = {yo, meano, invo, rmo, rvo, dxo, dgo, dbo, yeo, dxeo, dgeo, dbeo};
-      if (t == 1) {
-        first = all;
-      } else {
-        for (size_t k = 0; k < all.size(); ++k) CHECK(same_bits(all[k], first[k]));  // thread-count independent
-      }
-      // affine=False, no running statistics, no saved statistics: the same normalized values.
-      F yn(count);
-      CHECK(vx::batch_norm3d_forward_train(yn.data(), nullptr, nullptr, nullptr, nullptr, xf.data(), nullptr, nullptr, s) ==
-            Status::Ok);
-      V yr(count);
-      vx::batch_norm3d_forward_train_ref<double>(yr.data(), nullptr, nullptr, nullptr, nullptr, x.data(), nullptr, nullptr, s);
-      CHECK_REL(yn.data(), yr.data(), count, kTol);
-    });
+// The fused PReLU variants of each case: none, one shared slope, one slope per channel.
+struct PreluCase {
+  int num_a;  // 0: no fused PReLU
+};
+const PreluCase kPrelus[] = {{0}, {1}, {-1}};  // -1: the channel count
+
+// Slopes for a case (0.1 .. 0.5, one per num_a), and the float and double views of a fused PReLU.
+struct Slopes {
+  F af;
+  V ad;
+  int num_a = 0;
+  Slopes(const PreluCase& p, int c) : num_a(p.num_a < 0 ? c : p.num_a) {
+    if (num_a) af = cast_vec<float>(random_vec(size_t(num_a), 26, 0.1, 0.5));
+    ad = widen(af);
   }
+  // beta: the norm's beta, which backward needs to recompute the normalized values.
+  vx::NormPrelu f(float* dslope, const float* beta) const {
+    vx::NormPrelu p;
+    p.slope = af.data();
+    p.num_a = num_a;
+    p.dslope = dslope;
+    p.beta = beta;
+    return p;
+  }
+  vx::NormPreluT<double> d(double* dslope, const double* beta) const {
+    vx::NormPreluT<double> p;
+    p.slope = ad.data();
+    p.num_a = num_a;
+    p.dslope = dslope;
+    p.beta = beta;
+    return p;
+  }
+};
+
+TEST(batch_norm_optimized_vs_ref) {
+  for (const NormShape& s : kShapes)
+    for (const PreluCase& pc : kPrelus) {
+      const size_t count = size_t(s.n) * s.c * s.spatial, c = size_t(s.c);
+      const F xf = cast_vec<float>(random_vec(count, 20, -3, 5));
+      const F dyf = cast_vec<float>(random_vec(count, 21));
+      const F gf = cast_vec<float>(random_vec(c, 22, 0.5, 1.5)), bf = cast_vec<float>(random_vec(c, 23));
+      const F rm0 = cast_vec<float>(random_vec(c, 24)), rv0 = cast_vec<float>(random_vec(c, 25, 0.5, 2));
+      const V x = widen(xf), dy = widen(dyf), g = widen(gf), b = widen(bf);
+      const Slopes sl(pc, s.c);
+      const size_t na = size_t(sl.num_a);
+      V y(count), mean(c), inv(c), rm = widen(rm0), rv = widen(rv0);
+      const vx::NormPreluT<double> pfd = sl.d(nullptr, b.data());
+      CHECK(vx::batch_norm3d_forward_train_ref<double>(y.data(), mean.data(), inv.data(), rm.data(), rv.data(),
+                                                       x.data(), g.data(), b.data(), s, na ? &pfd : nullptr) ==
+            Status::Ok);
+      std::vector<F> first;
+      with_threads([&](int t) {
+        F yo(count), meano(c), invo(c), rmo = rm0, rvo = rv0, dxo(count), dgo(c, 1.0f), dbo(c, -1.0f), dao(na, 0.5f);
+        const vx::NormPrelu pf = sl.f(dao.data(), bf.data());
+        const vx::NormPrelu* pp = na ? &pf : nullptr;
+        CHECK(vx::batch_norm3d_forward_train(yo.data(), meano.data(), invo.data(), rmo.data(), rvo.data(), xf.data(),
+                                             gf.data(), bf.data(), s, pp) == Status::Ok);
+        CHECK(vx::batch_norm3d_backward(dxo.data(), dgo.data(), dbo.data(), dyf.data(), xf.data(), gf.data(),
+                                        meano.data(), invo.data(), s, pp) == Status::Ok);
+        // Each backward is compared on the same (float) inputs it was given.
+        V dx(count), dg(c, 1.0), db(c, -1.0), da(na, 0.5);
+        const vx::NormPreluT<double> pd = sl.d(da.data(), b.data());
+        vx::batch_norm3d_backward_ref<double>(dx.data(), dg.data(), db.data(), dy.data(), x.data(), g.data(),
+                                              widen(meano).data(), widen(invo).data(), s, na ? &pd : nullptr);
+        V ye(count), dxe(count), dge(c, 0.0), dbe(c, 0.0), dae(na, 0.0);
+        const vx::NormPreluT<double> pde = sl.d(dae.data(), b.data());
+        vx::batch_norm3d_forward_eval_ref<double>(ye.data(), x.data(), g.data(), b.data(), widen(rmo).data(),
+                                                  widen(rvo).data(), s, na ? &pde : nullptr);
+        vx::batch_norm3d_backward_eval_ref<double>(dxe.data(), dge.data(), dbe.data(), dy.data(), x.data(), g.data(),
+                                                   widen(rmo).data(), widen(rvo).data(), s, na ? &pde : nullptr);
+        CHECK_REL(yo.data(), y.data(), count, kTol);
+        CHECK_REL(meano.data(), mean.data(), c, kTol);
+        CHECK_REL(invo.data(), inv.data(), c, kTol);
+        CHECK_REL(rmo.data(), rm.data(), c, kTol);
+        CHECK_REL(rvo.data(), rv.data(), c, kTol);
+        CHECK_REL(dxo.data(), dx.data(), count, kTol);
+        CHECK_REL(dgo.data(), dg.data(), c, kTol);
+        CHECK_REL(dbo.data(), db.data(), c, kTol);
+        CHECK_REL(dao.data(), da.data(), na, kTol);
+        // Eval mode with the updated running statistics.
+        F yeo(count), dxeo(count), dgeo(c, 0.0f), dbeo(c, 0.0f), daeo(na, 0.0f);
+        const vx::NormPrelu pfe = sl.f(daeo.data(), bf.data());
+        const vx::NormPrelu* ppe = na ? &pfe : nullptr;
+        CHECK(vx::batch_norm3d_forward_eval(yeo.data(), xf.data(), gf.data(), bf.data(), rmo.data(), rvo.data(), s,
+                                            ppe) == Status::Ok);
+        CHECK(vx::batch_norm3d_backward_eval(dxeo.data(), dgeo.data(), dbeo.data(), dyf.data(), xf.data(), gf.data(),
+                                             rmo.data(), rvo.data(), s, ppe) == Status::Ok);
+        CHECK_REL(yeo.data(), ye.data(), count, kTol);
+        CHECK_REL(dxeo.data(), dxe.data(), count, kTol);
+        CHECK_REL(dgeo.data(), dge.data(), c, kTol);
+        CHECK_REL(dbeo.data(), dbe.data(), c, kTol);
+        CHECK_REL(daeo.data(), dae.data(), na, kTol);
+        const std::vector<F> all = {yo, meano, invo, rmo, rvo, dxo, dgo, dbo, dao, yeo, dxeo, dgeo, dbeo, daeo};
+        if (t == 1) {
+          first = all;
+        } else {  // the thread count and the vector ISA change nothing
+          for (size_t k = 0; k < all.size(); ++k) CHECK(same_bits(all[k], first[k]));
+        }
+        // affine=False, no running statistics, no saved statistics: the same normalized values.
+        F yn(count);
+        CHECK(vx::batch_norm3d_forward_train(yn.data(), nullptr, nullptr, nullptr, nullptr, xf.data(), nullptr, nullptr,
+                                             s, pp) == Status::Ok);
+        V yr(count);
+        vx::batch_norm3d_forward_train_ref<double>(yr.data(), nullptr, nullptr, nullptr, nullptr, x.data(), nullptr,
+                                                   nullptr, s, na ? &pfd : nullptr);
+        CHECK_REL(yn.data(), yr.data(), count, kTol);
+      });
+    }
 }
 
 TEST(instance_norm_optimized_vs_ref) {
-  for (const NormShape& s : kShapes) {
-    if (s.spatial < 2) continue;
-    const size_t count = size_t(s.n) * s.c * s.spatial, c = size_t(s.c), rows = size_t(s.n) * s.c;
-    const F xf = cast_vec<float>(random_vec(count, 30, -1, 4));
-    const F dyf = cast_vec<float>(random_vec(count, 31));
-    const F gf = cast_vec<float>(random_vec(c, 32, 0.5, 1.5)), bf = cast_vec<float>(random_vec(c, 33));
-    const V x = widen(xf), dy = widen(dyf), g = widen(gf), b = widen(bf);
-    V y(count), mean(rows), inv(rows);
-    vx::instance_norm3d_forward_ref<double>(y.data(), mean.data(), inv.data(), x.data(), g.data(), b.data(), s);
-    std::vector<F> first;
-    with_threads([&](int t) {
-      F yo(count), meano(rows), invo(rows), dxo(count), dgo(c, 0.25f), dbo(c, 0.25f);
-      CHECK(vx::instance_norm3d_forward(yo.data(), meano.data(), invo.data(), xf.data(), gf.data(), bf.data(), s) ==
-            Status::Ok);
-      CHECK(vx::instance_norm3d_backward(dxo.data(), dgo.data(), dbo.data(), dyf.data(), xf.data(), gf.data(),
-                                         meano.data(), invo.data(), s) == Status::Ok);
-      V dx(count), dg(c, 0.25), db(c, 0.25);
-      vx::instance_norm3d_backward_ref<double>(dx.data(), dg.data(), db.data(), dy.data(), x.data(), g.data(),
-                                               widen(meano).data(), widen(invo).data(), s);
-      CHECK_REL(yo.data(), y.data(), count, kTol);
-      CHECK_REL(meano.data(), mean.data(), rows, kTol);
-      CHECK_REL(invo.data(), inv.data(), rows, kTol);
-      CHECK_REL(dxo.data(), dx.data(), count, kTol);
-      CHECK_REL(dgo.data(), dg.data(), c, kTol);
-      CHECK_REL(dbo.data(), db.data(), c, kTol);
-      const std::vector<F> all = {yo, meano, invo, dxo, dgo, dbo};
-      if (t == 1) {
-        first = all;
-      } else {
-        for (size_t k = 0; k < all.size(); ++k) CHECK(same_bits(all[k], first[k]));
-      }
-    });
-  }
+  for (const NormShape& s : kShapes)
+    for (const PreluCase& pc : kPrelus) {
+      if (s.spatial < 2) continue;
+      const size_t count = size_t(s.n) * s.c * s.spatial, c = size_t(s.c), rows = size_t(s.n) * s.c;
+      const F xf = cast_vec<float>(random_vec(count, 30, -1, 4));
+      const F dyf = cast_vec<float>(random_vec(count, 31));
+      const F gf = cast_vec<float>(random_vec(c, 32, 0.5, 1.5)), bf = cast_vec<float>(random_vec(c, 33));
+      const V x = widen(xf), dy = widen(dyf), g = widen(gf), b = widen(bf);
+      const Slopes sl(pc, s.c);
+      const size_t na = size_t(sl.num_a);
+      V y(count), mean(rows), inv(rows);
+      const vx::NormPreluT<double> pfd = sl.d(nullptr, b.data());
+      vx::instance_norm3d_forward_ref<double>(y.data(), mean.data(), inv.data(), x.data(), g.data(), b.data(), s,
+                                              na ? &pfd : nullptr);
+      std::vector<F> first;
+      with_threads([&](int t) {
+        F yo(count), meano(rows), invo(rows), dxo(count), dgo(c, 0.25f), dbo(c, 0.25f), dao(na, 0.25f);
+        const vx::NormPrelu pf = sl.f(dao.data(), bf.data());
+        const vx::NormPrelu* pp = na ? &pf : nullptr;
+        CHECK(vx::instance_norm3d_forward(yo.data(), meano.data(), invo.data(), xf.data(), gf.data(), bf.data(), s,
+                                          pp) == Status::Ok);
+        CHECK(vx::instance_norm3d_backward(dxo.data(), dgo.data(), dbo.data(), dyf.data(), xf.data(), gf.data(),
+                                           meano.data(), invo.data(), s, pp) == Status::Ok);
+        V dx(count), dg(c, 0.25), db(c, 0.25), da(na, 0.25);
+        const vx::NormPreluT<double> pd = sl.d(da.data(), b.data());
+        vx::instance_norm3d_backward_ref<double>(dx.data(), dg.data(), db.data(), dy.data(), x.data(), g.data(),
+                                                 widen(meano).data(), widen(invo).data(), s, na ? &pd : nullptr);
+        CHECK_REL(yo.data(), y.data(), count, kTol);
+        CHECK_REL(meano.data(), mean.data(), rows, kTol);
+        CHECK_REL(invo.data(), inv.data(), rows, kTol);
+        CHECK_REL(dxo.data(), dx.data(), count, kTol);
+        CHECK_REL(dgo.data(), dg.data(), c, kTol);
+        CHECK_REL(dbo.data(), db.data(), c, kTol);
+        CHECK_REL(dao.data(), da.data(), na, kTol);
+        const std::vector<F> all = {yo, meano, invo, dxo, dgo, dbo, dao};
+        if (t == 1) {
+          first = all;
+        } else {
+          for (size_t k = 0; k < all.size(); ++k) CHECK(same_bits(all[k], first[k]));
+        }
+      });
+    }
 }
 
-// PyTorch BatchNorm3d(2, momentum=0.1): mean and biased variance normalize; the running variance takes
-// the unbiased one.
 TEST(batch_norm_running_stats_by_hand) {
   const NormShape s = shape(2, 2, 2);
   // [n0c0: 1 2][n0c1: 10 20][n1c0: 3 4][n1c1: 30 40] -> channel 0: 1..4, channel 1: 10..40.
