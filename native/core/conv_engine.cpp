@@ -150,6 +150,12 @@ inline void copy_floats(float* d, const float* src, int64_t n) {
     std::memcpy(d + i, &a, sizeof a);
     std::memcpy(d + i + 4, &b, sizeof b);
   }
+  if (i + 4 <= n) {
+    vf4 a;
+    std::memcpy(&a, src + i, sizeof a);
+    std::memcpy(d + i, &a, sizeof a);
+    i += 4;
+  }
   for (; i < n; ++i) d[i] = src[i];
 }
 
