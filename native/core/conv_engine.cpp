@@ -29,7 +29,9 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <vector>
 
@@ -544,16 +546,38 @@ Status oom(const char* op, const char* what) {
   return fail(Status::OutOfMemory, "%s: out of memory for %s", op, what);
 }
 
-// Per-call tables, kept on the calling thread (steady state allocates nothing); workers reach them through
-// pointers.
-struct CallTables {
+// A float buffer that grows to the largest request and is kept (64-byte aligned).
+struct GrowBuffer {
+  void* raw = nullptr;
+  float* p = nullptr;
+  int64_t cap = 0;
+  ~GrowBuffer() { std::free(raw); }
+  float* get(int64_t n) {
+    if (n <= cap) return p;
+    void* r = std::malloc(size_t(n) * sizeof(float) + 64);
+    if (!r) return nullptr;
+    std::free(raw);
+    raw = r;
+    p = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(r) + 63) & ~uintptr_t(63));
+    cap = n;
+    return p;
+  }
+};
+
+// Per-call state: tables, the staged input and the packed weights. One process-wide copy, held under
+// `mu` for a whole engine call (steady state allocates nothing). Per-thread copies would multiply the
+// largest buffers by the number of threads that ever call in (Node's libuv pool has four), and the
+// thread pool runs one parallel region at a time anyway. Workers reach it through pointers.
+struct CallState {
+  std::mutex mu;
   std::vector<Group> groups;
   std::vector<int64_t> tapoff, tapbase, abase, kidx;
   std::vector<double> part;
   std::vector<double> chunk_part;  // weight gradient split by chunks: one partial dw per chunk
+  GrowBuffer stage, weights;
 };
-CallTables& call_tables() {
-  thread_local CallTables t;
+CallState& call_state() {
+  static CallState t;
   return t;
 }
 
@@ -605,7 +629,8 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
                     p.classes[0].ostep[2] == 1 && p.classes[0].n[0] == p.out[0] && p.classes[0].n[1] == p.out[1] &&
                     p.classes[0].n[2] == p.out[2];
 
-  CallTables& ct = call_tables();
+  CallState& ct = call_state();
+  std::lock_guard<std::mutex> hold(ct.mu);
   const int64_t co_pad = (cout + mr - 1) / mr * mr;
   try {
     ct.tapbase.assign(size_t(ncls) + 1, 0);
@@ -630,7 +655,7 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
 
   // Weights, per class, into MR-row panels over k = (channel, tap): panel i at A + i*mr*K. Kernel offsets
   // of the class's taps first (kidx), so the copy is a table lookup per element.
-  float* apack = scratch(kScratchCall1, std::max<int64_t>(abase[size_t(ncls)], 1));
+  float* apack = ct.weights.get(std::max<int64_t>(abase[size_t(ncls)], 1));
   if (!apack) return oom(op, "packed weights");
   try {
     ct.kidx.resize(size_t(std::max<int64_t>(tapbase[size_t(ncls)], 1)));
@@ -692,7 +717,7 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
 
   int64_t stage_max = 0;
   for (const Group& g : ct.groups) stage_max = std::max(stage_max, (g.n1 - g.n0) * g.zcount * s.zs);
-  float* stage = scratch(kScratchStage, stage_max);
+  float* stage = ct.stage.get(std::max<int64_t>(stage_max, 1));
   if (!stage) return oom(op, "the staged input");
 
   // The direct kernel streams every channel's rows for each panel: smaller tiles keep a tile's input rows
@@ -830,7 +855,8 @@ Status conv_engine_weight_grad(const char* op, float* dw, const float* dy, const
   const int64_t chunk = std::max<int64_t>(256, std::min<int64_t>(4096, (int64_t(1) << 16) /
                                                                            std::max(cout, by_chunk ? K : 1))) /
                         kPosPad * kPosPad;
-  CallTables& ct = call_tables();
+  CallState& ct = call_state();
+  std::lock_guard<std::mutex> hold(ct.mu);
   try {
     ct.tapoff.assign(size_t(nt), 0);
     ct.part.assign(size_t(cout * K), 0.0);
@@ -848,7 +874,7 @@ Status conv_engine_weight_grad(const char* op, float* dw, const float* dy, const
     const int64_t pos = std::max<int64_t>(0, std::min(g.t1, c.n[0]) - g.t0) * c.n[1] * c.n[2];
     chunks_max = std::max(chunks_max, ((g.n1 - g.n0) * pos + chunk - 1) / chunk);
   }
-  float* stage = scratch(kScratchStage, stage_max);
+  float* stage = ct.stage.get(std::max<int64_t>(stage_max, 1));
   if (!stage) return oom(op, "the staged input");
   try {
     if (by_chunk) ct.chunk_part.resize(size_t(chunks_max * cout * K));

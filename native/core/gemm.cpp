@@ -37,9 +37,6 @@ using simd::vf4;
 using simd::vf8;
 using simd::vf16;
 
-// Smallest q with q*b >= a, for b > 0 and any sign of a.
-inline int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
-
 using MicroFn = void (*)(int m, int64_t kc, const float* a, const float* b, float* c, int64_t rsc,
                          int64_t csc, int n, bool beta, const float* bias);
 

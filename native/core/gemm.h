@@ -66,8 +66,6 @@ enum ScratchSlot : int {
   kScratchPackB,   // gemm: packed B block; conv_engine: one column panel
   kScratchCol,     // conv_engine weight gradient: column rows
   kScratchTile,    // conv_engine: output tile of a strided class before it is scattered
-  kScratchCall1,   // per call, on the calling thread: conv_engine's packed weights
-  kScratchStage,   // per call, on the calling thread: conv_engine's staged input slab
   kScratchSlots
 };
 float* scratch(ScratchSlot slot, int64_t count);
