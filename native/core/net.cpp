@@ -509,6 +509,7 @@ int Net::Slots::acquire(int64_t count) {
 
 Status Net::backward(const std::vector<const float*>& dout, bool need_input_grad) {
   if (!have_forward_) return fail(Status::InvalidArgument, "backward: call forward first");
+  input_grad_valid_ = false;
   if (dout.size() != outputs_.size())
     return fail(Status::InvalidArgument, "backward: %zu output gradients given, the network has %zu outputs", dout.size(), outputs_.size());
   try {
@@ -525,7 +526,7 @@ Status Net::backward(const std::vector<const float*>& dout, bool need_input_grad
   } catch (const std::bad_alloc&) {
     return fail(Status::OutOfMemory, "backward: out of memory for batch %d", batch_);
   }
-  if (!need_input_grad) input_grad_.reset();
+  input_grad_valid_ = need_input_grad;
   return Status::Ok;
 }
 

@@ -114,7 +114,12 @@ class Net {
   // dout[k] is read in place (no copy) when output k's node feeds nothing else; it must not change
   // until backward returns.
   Status backward(const std::vector<const float*>& dout, bool need_input_grad);
-  const BufferPtr& input_grad() const { return input_grad_; }
+  // Null after a backward without need_input_grad (the buffer itself is kept for the next one, so that
+  // alternating calls do not allocate and fault in a fresh input-sized buffer each time).
+  const BufferPtr& input_grad() const {
+    static const BufferPtr none;
+    return input_grad_valid_ ? input_grad_ : none;
+  }
   // Floats held for backward's node gradients (see Slots below), for tests and memory reports.
   int64_t grad_slot_floats() const {
     int64_t t = 0;
@@ -167,6 +172,7 @@ class Net {
   bool have_forward_ = false;
   std::vector<BufferPtr> act_;
   BufferPtr input_grad_;
+  bool input_grad_valid_ = false;
   std::vector<std::vector<float>> save_a_, save_b_;  // norm statistics / dropout masks per node
   Slots slots_;
   std::vector<std::unique_ptr<float[]>> slot_mem_;

@@ -18,19 +18,15 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
+#include "simd.h"
+
 #if defined(__GNUC__)
 #define VXM_VECTOR_EXT 1
-#define VXM_INLINE inline __attribute__((always_inline))
 #else
 #define VXM_VECTOR_EXT 0
-#define VXM_INLINE inline
 #endif
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__EMSCRIPTEN__) && !defined(VX_PORTABLE_ONLY)
-#define VXM_X86 1
-#else
-#define VXM_X86 0
-#endif
+#define VXM_INLINE VX_ALWAYS_INLINE  // simd.h: the same run-time ISA dispatch conditions as conv_engine
+#define VXM_X86 VX_X86_DISPATCH
 
 namespace vx {
 namespace vm {
