@@ -259,6 +259,9 @@ function mainTable(results: ModelCaseResult[], torchOk: boolean, noTorch: string
   const rows = results.map((r) => {
     const ours = r.voxvae?.timing.medianS;
     const theirs = r.torch?.median_s;
+    // Targets from the current case table (a re-rendered older run may predate targetSpeedup).
+    const speedup = CASES.find((c) => c.name === r.case.name)?.targetSpeedup ?? r.case.targetSpeedup;
+    const goal = r.case.targetS !== undefined && speedup ? r.case.targetS / speedup : undefined;
     const m = MODELS[r.case.model];
     return [
       r.case.name,
@@ -271,9 +274,15 @@ function mainTable(results: ModelCaseResult[], torchOk: boolean, noTorch: string
       fmtG(theirs !== undefined ? r.flops / theirs / 1e9 : undefined),
       ours !== undefined && theirs !== undefined ? `${(ours / theirs).toFixed(2)}×` : '-',
       r.case.targetS !== undefined ? fmtS(r.case.targetS) : '-',
+      goal !== undefined ? `≤ ${fmtS(goal)}` : '-',
+      goal !== undefined && ours !== undefined ? (ours <= goal ? `yes (${(r.case.targetS! / ours).toFixed(2)}×)` : `no (${(r.case.targetS! / ours).toFixed(2)}×)`) : '-',
     ];
   });
-  return table(['case', 'model', 'batch', 'GFLOP', 'voxvae s', 'voxvae GFLOP/s', 'PyTorch s', 'PyTorch GFLOP/s', 'voxvae/PyTorch', 'target s'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']);
+  return table(
+    ['case', 'model', 'batch', 'GFLOP', 'voxvae s', 'voxvae GFLOP/s', 'PyTorch s', 'PyTorch GFLOP/s', 'voxvae/PyTorch', 'issue PyTorch s', 'target s', 'met'],
+    rows,
+    ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+  );
 }
 
 function memoryTable(results: ModelCaseResult[], torchOk: boolean, noTorch: string): string {
@@ -393,7 +402,7 @@ function markdown(rep: Report, torchOk: boolean, noTorch: string): string {
     out.push(
       'voxvae s: benny median (n samples, ± relative margin of error); PyTorch s: median of its timed runs, the faster of OMP_WAIT_POLICY unset (A) and PASSIVE (P). ' +
         'voxvae/PyTorch is the time ratio (> 1: voxvae slower). GFLOP/s = analytic conv + linear FLOPs / median time: a training step counts N·(3·(F_enc + F_dec) − F_conv0), a decode N·F_dec (see bench/models.ts). ' +
-        'target s: the next issue\'s target (PyTorch 1.13 CPU best on this machine, measured then).',
+        'issue PyTorch s: issue 4\'s reference (PyTorch 1.13 CPU best on this machine, as the issue states it); target s: that time divided by the issue\'s speed-up (1.5× for training, 2× for decoding); met: whether voxvae s is within it (speed-up over the issue\'s PyTorch time in brackets).',
       '',
     );
     out.push('### Peak resident memory', '');

@@ -28,7 +28,23 @@ std::atomic<int> g_threads{0};
 thread_local bool t_in_worker = false;
 
 #ifndef VX_NO_THREADS
-// Workers wait for a generation counter to change, run their chunk, and report back.
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spin iterations (about 50-100 us) a waiting thread polls before it sleeps. A training step publishes
+// hundreds of short parallel regions back to back; a futex wake-up costs tens of microseconds per region
+// and lets the caller's own chunk finish long before a sleeping worker starts. Bounded, so an idle pool
+// (or one sharing its cores with other processes) sleeps.
+constexpr int kSpin = 1 << 11;
+
+// Workers wait for a generation counter to change, run their chunk, and report back. Waiting spins
+// first, then sleeps on a condition variable; every counter is read again under the mutex before
+// sleeping, so no wake-up is lost.
 class Pool {
  public:
   static Pool& get() {
@@ -41,18 +57,21 @@ class Pool {
     ensure_workers(chunks - 1);
     {
       std::lock_guard<std::mutex> lk(mu_);
-      job_ = &job;
-      active_ = chunks - 1;
-      pending_ = chunks - 1;
-      ++generation_;
+      job_.store(&job, std::memory_order_relaxed);
+      active_.store(chunks - 1, std::memory_order_relaxed);
+      pending_.store(chunks - 1, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     t_in_worker = true;
     job(0);
     t_in_worker = false;
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return pending_ == 0; });
-    job_ = nullptr;
+    for (int i = 0; i < kSpin && pending_.load(std::memory_order_acquire) != 0; ++i) cpu_relax();
+    if (pending_.load(std::memory_order_acquire) != 0) {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
+    job_.store(nullptr, std::memory_order_relaxed);
   }
 
  private:
@@ -62,7 +81,7 @@ class Pool {
       // The worker starts from the current generation, read here (generation_ only changes under
       // run_mu_, which the caller holds): reading it in the new thread could miss the job that is
       // about to be published and deadlock run().
-      uint64_t start = generation_;
+      uint64_t start = generation_.load();
       workers_.emplace_back([this, id, start] { loop(id, start); });
       workers_.back().detach();
     }
@@ -71,18 +90,18 @@ class Pool {
   void loop(int id, uint64_t seen) {
     t_in_worker = true;
     for (;;) {
-      const std::function<void(int)>* job;
-      {
+      for (int i = 0; i < kSpin && generation_.load(std::memory_order_acquire) == seen; ++i) cpu_relax();
+      if (generation_.load(std::memory_order_acquire) == seen) {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return generation_ != seen; });
-        seen = generation_;
-        if (id > active_) continue;
-        job = job_;
+        cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
       }
+      seen = generation_.load(std::memory_order_acquire);
+      if (id > active_.load(std::memory_order_relaxed)) continue;
+      const std::function<void(int)>* job = job_.load(std::memory_order_relaxed);
       (*job)(id);
-      {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (--pending_ == 0) done_cv_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lk(mu_);  // the caller tests pending_ under mu_ before it sleeps
+        done_cv_.notify_one();
       }
     }
   }
@@ -90,10 +109,10 @@ class Pool {
   std::mutex run_mu_;
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
-  const std::function<void(int)>* job_ = nullptr;
-  uint64_t generation_ = 0;
-  int active_ = 0;
-  int pending_ = 0;
+  std::atomic<const std::function<void(int)>*> job_{nullptr};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> active_{0};
+  std::atomic<int> pending_{0};
   std::vector<std::thread> workers_;
 };
 #endif
