@@ -574,6 +574,8 @@ struct CallState {
   std::vector<int64_t> tapoff, tapbase, abase, kidx;
   std::vector<double> part;
   std::vector<double> chunk_part;  // weight gradient split by chunks: one partial dw per chunk
+  std::vector<std::pair<int64_t, int64_t>> lpt_cost;  // forward, few items: (cost, item), by cost
+  std::vector<int64_t> lpt_owner, lpt_load, lpt_first, lpt_fill, lpt_items;  // and their assignment to threads
   GrowBuffer stage, weights;
 };
 CallState& call_state() {
@@ -742,27 +744,71 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
     const int64_t louter = flat ? 1 : gs;  // tiles per class are cut over gs * positions when flat
     const TilePlan plan = plan_tiles(louter * ncls, flat ? gs * pmax : pmax, max_tile, cout);
     const int64_t items = plan.tiles * louter * ncls * plan.co_blocks;
-    parallel_for(items, 1, [&](int64_t lo, int64_t hi) {
+    // Item `it`: class k, its positions [f0, f1) (flattened over the group's samples), channels [c0, c1).
+    // False when the item is empty.
+    auto decode = [&](int64_t it, int64_t& k, int64_t& f0, int64_t& f1, int64_t& c0, int64_t& c1) {
+      int64_t r = it;
+      const int64_t cb = r % plan.co_blocks;
+      r /= plan.co_blocks;
+      k = r % ncls;
+      r /= ncls;
+      const int64_t sg = r % louter, tile = r / louter;
+      const EngineClass& c = p.classes[size_t(k)];
+      if (!class_reads(c)) return false;
+      const int64_t cp = class_positions(c);
+      tile_range(flat ? gs * cp : cp, plan.tiles, tile, &f0, &f1);
+      if (!flat) f0 += sg * cp, f1 += sg * cp;  // flattened (sample, position) range
+      co_range(cout, plan.co_blocks, cb, &c0, &c1);
+      return f1 > f0 && c1 > c0;
+    };
+    // Few items (deep layers; a transposed conv's classes have 1 to 8 taps each): contiguous chunks of
+    // the item list would be unequal, so items go to threads by longest-processing-time-first on their
+    // cost instead. Which thread computes an item never changes its result.
+    const int64_t T = num_threads();
+    const bool lpt = T > 1 && items < 16 * T;
+    if (lpt) {
+      try {
+        ct.lpt_items.clear();
+        ct.lpt_first.assign(size_t(T) + 1, 0);
+        std::vector<std::pair<int64_t, int64_t>>& cost = ct.lpt_cost;  // (cost, item)
+        cost.clear();
+        for (int64_t it = 0; it < items; ++it) {
+          int64_t k, f0, f1, c0, c1;
+          if (!decode(it, k, f0, f1, c0, c1)) continue;
+          const EngineClass& c = p.classes[size_t(k)];
+          cost.push_back({(f1 - f0) * (c1 - c0) * c.ntap[0] * c.ntap[1] * c.ntap[2], it});
+        }
+        std::stable_sort(cost.begin(), cost.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+        std::vector<int64_t>& owner = ct.lpt_owner;
+        owner.assign(cost.size(), 0);
+        ct.lpt_load.assign(size_t(T), 0);
+        for (size_t i = 0; i < cost.size(); ++i) {
+          const int64_t t = std::min_element(ct.lpt_load.begin(), ct.lpt_load.end()) - ct.lpt_load.begin();
+          owner[i] = t;
+          ct.lpt_load[size_t(t)] += cost[i].first;
+          ++ct.lpt_first[size_t(t) + 1];
+        }
+        for (int64_t t = 0; t < T; ++t) ct.lpt_first[size_t(t) + 1] += ct.lpt_first[size_t(t)];
+        ct.lpt_items.assign(cost.size(), 0);
+        ct.lpt_fill.assign(ct.lpt_first.begin(), ct.lpt_first.end() - 1);
+        for (size_t i = 0; i < cost.size(); ++i) ct.lpt_items[size_t(ct.lpt_fill[size_t(owner[i])]++)] = cost[i].second;
+      } catch (const std::bad_alloc&) {
+        return oom(op, "tables");
+      }
+    }
+    parallel_for(lpt ? T : items, 1, [&](int64_t lo, int64_t hi) {
       ThreadPositions& tp = thread_positions();
       if (!tp.reserve(max_tile + kPosPad)) {
         failed = true;
         return;
       }
-      for (int64_t it = lo; it < hi; ++it) {
-        int64_t r = it;
-        const int64_t cb = r % plan.co_blocks;
-        r /= plan.co_blocks;
-        const int64_t k = r % ncls;
-        r /= ncls;
-        const int64_t sg = r % louter, tile = r / louter;
+      const int64_t qb = lpt ? ct.lpt_first[size_t(lo)] : lo, qe = lpt ? ct.lpt_first[size_t(hi)] : hi;
+      for (int64_t q = qb; q < qe; ++q) {
+        const int64_t it = lpt ? ct.lpt_items[size_t(q)] : q;
+        int64_t k, f0, f1, c0, c1;
+        if (!decode(it, k, f0, f1, c0, c1)) continue;
         const EngineClass& c = p.classes[size_t(k)];
-        if (!class_reads(c)) continue;
         const int64_t cp = class_positions(c);
-        int64_t f0, f1, c0, c1;
-        tile_range(flat ? gs * cp : cp, plan.tiles, tile, &f0, &f1);
-        if (!flat) f0 += sg * cp, f1 += sg * cp;  // flattened (sample, position) range
-        co_range(cout, plan.co_blocks, cb, &c0, &c1);
-        if (f1 <= f0 || c1 <= c0) continue;
         const int64_t pt = f1 - f0, mc = c1 - c0;
         const int64_t nt = c.ntap[0] * c.ntap[1] * c.ntap[2], K = cin * nt;
         // Classes of a transposed conv share the staged offsets of equal grids: consecutive items of one
