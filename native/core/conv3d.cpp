@@ -130,13 +130,14 @@ Status conv3d_problem(const Conv3dShape& s, const ConvProblem** out) {
 
 }  // namespace
 
-Status conv3d_forward(float* y, const float* x, const float* w, const float* b, const Conv3dShape& s) {
+Status conv3d_forward(float* y, const float* x, const float* w, const float* b, const Conv3dShape& s,
+                      const ConvEpilogue* ep) {
   VX_TRY(conv3d_check(s));
   if (!y || !x || !w)
     return fail(Status::InvalidArgument, "conv3d_forward: %s is null", !y ? "y" : !x ? "x" : "w");
   const ConvProblem* p;
   VX_TRY(conv3d_problem(s, &p));
-  return conv_engine_forward("conv3d_forward", y, x, w, b, *p);
+  return conv_engine_forward("conv3d_forward", y, x, w, b, *p, ep);
 }
 
 Status conv3d_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,

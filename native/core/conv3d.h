@@ -32,9 +32,22 @@ Status conv3d_shape(Conv3dShape& s);
 // (optimized and reference) starts with it, so a shape that skipped conv3d_shape fails cleanly.
 Status conv3d_check(const Conv3dShape& s);
 
+// What a forward pass may apply to each output before storing it (inference with batch norm folded in):
+// y = act(scale[co] * conv + shift[co]), conv including the bias, act = PReLU with slope
+// slope[co % num_slopes] when slope is not null. Null scale is 1, null shift 0. The optimized kernels fold
+// scale into the packed weights and apply the rest as they store: no pass over y of its own.
+struct ConvEpilogue {
+  const float* scale = nullptr;  // [cout]
+  const float* shift = nullptr;  // [cout]
+  const float* slope = nullptr;  // [num_slopes]
+  int64_t num_slopes = 1;        // 1 (shared) or cout
+};
+
 // y[n, co, z, y, x] = b[co] + sum_{ci, a, b, c} w[co, ci, a, b, c] * x[n, ci, z*sd - pd + a, ...]
 // x: [n, cin, id, ih, iw]; w: [cout, cin, kd, kh, kw]; b: [cout] or null; y: [n, cout, od, oh, ow].
-Status conv3d_forward(float* y, const float* x, const float* w, const float* b, const Conv3dShape& s);
+// ep (nullable): see ConvEpilogue.
+Status conv3d_forward(float* y, const float* x, const float* w, const float* b, const Conv3dShape& s,
+                      const ConvEpilogue* ep = nullptr);
 
 // dx (=): [n, cin, id, ih, iw]; dw (+=): like w; db (+=): [cout]; dy: like y.
 Status conv3d_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,

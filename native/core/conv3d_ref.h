@@ -8,8 +8,22 @@
 
 namespace vx {
 
+// y = act(scale * y + shift) per output channel (ConvEpilogue), in T, after the plain forward.
 template <class T>
-Status conv3d_forward_ref(T* y, const T* x, const T* w, const T* b, const Conv3dShape& s) {
+void conv_epilogue_ref(T* y, int64_t n, int64_t cout, int64_t positions, const ConvEpilogue* ep) {
+  if (!ep) return;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t co = 0; co < cout; ++co)
+      for (int64_t p = 0; p < positions; ++p) {
+        T& v = y[(i * cout + co) * positions + p];
+        v = v * T(ep->scale ? ep->scale[co] : 1.0f) + T(ep->shift ? ep->shift[co] : 0.0f);
+        if (ep->slope && v < T(0)) v *= T(ep->slope[co % ep->num_slopes]);
+      }
+}
+
+template <class T>
+Status conv3d_forward_ref(T* y, const T* x, const T* w, const T* b, const Conv3dShape& s,
+                          const ConvEpilogue* ep = nullptr) {
   VX_TRY(conv3d_check(s));
   if (!y || !x || !w)
     return fail(Status::InvalidArgument, "conv3d_forward: %s is null", !y ? "y" : !x ? "x" : "w");
@@ -30,6 +44,7 @@ Status conv3d_forward_ref(T* y, const T* x, const T* w, const T* b, const Conv3d
                   }
             y[(((n * s.cout + co) * s.od + z) * s.oh + yy) * s.ow + xx] = acc;
           }
+  conv_epilogue_ref(y, s.n, s.cout, int64_t(s.od) * s.oh * s.ow, ep);
   return Status::Ok;
 }
 

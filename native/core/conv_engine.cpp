@@ -362,6 +362,8 @@ struct DirectArgs {
   float* c;  // row m at c + m*ldc
   int64_t ldc;
   const int64_t* opos;  // null: position j of row m at c[m*ldc + j]; else at c[m*ldc + opos[j]]
+  const float* slope;   // null, or PReLU slope of row m at slope[(m0 + m) % nslopes]
+  int64_t m0, nslopes;
 };
 
 // M output channels over panels of W = VL * NV positions; each panel row (channel, tap) is loaded as NV
@@ -419,6 +421,10 @@ VX_ALWAYS_INLINE void direct_body(const DirectArgs& g) {
       const float bm = g.bias ? g.bias[m] : 0.0f;
       V v[NV];
       VX_UNROLL for (int j = 0; j < NV; ++j) v[j] = acc[m][j] + bm;
+      if (g.slope) {
+        const float a = g.slope[(g.m0 + m) % g.nslopes];
+        VX_UNROLL for (int j = 0; j < NV; ++j) v[j] = v[j] < V{} ? v[j] * a : v[j];
+      }
       if (g.opos) {
         float t[W];
         VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(t + j * VL, &v[j], sizeof(V));
@@ -572,6 +578,7 @@ struct CallState {
   std::mutex mu;
   std::vector<Group> groups;
   std::vector<int64_t> tapoff, tapbase, abase, kidx;
+  std::vector<float> bias_eff;  // forward with an epilogue: b * scale + shift
   std::vector<double> part;
   std::vector<double> chunk_part;  // weight gradient split by chunks: one partial dw per chunk
   std::vector<std::pair<int64_t, int64_t>> lpt_cost;  // forward, few items: (cost, item), by cost
@@ -617,7 +624,7 @@ int64_t conv_engine_stage_budget(int64_t floats) {
 }
 
 Status conv_engine_forward(const char* op, float* y, const float* x, const float* w, const float* b,
-                           const ConvProblem& p) {
+                           const ConvProblem& p, const ConvEpilogue* ep) {
   const Stage s = make_stage(p);
   const int64_t ncls = int64_t(p.classes.size());
   const int64_t cout = p.cout, cin = p.cin;
@@ -674,6 +681,22 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
                  p.ktap[2][size_t(c.first[2] + u2)];
   }
   const int64_t* kidx = ct.kidx.data();
+  // Epilogue: scale into the weights (below), shift into the bias; the PReLU where outputs are stored.
+  const float* escale = ep ? ep->scale : nullptr;
+  const float* slope = ep ? ep->slope : nullptr;
+  const int64_t nslopes = ep && ep->slope ? std::max<int64_t>(ep->num_slopes, 1) : 1;
+  if (ep && (ep->scale || ep->shift)) {
+    try {
+      ct.bias_eff.resize(size_t(cout));
+    } catch (const std::bad_alloc&) {
+      return oom(op, "tables");
+    }
+    for (int64_t co = 0; co < cout; ++co)
+      ct.bias_eff[size_t(co)] =
+          (b ? b[co] : 0.0f) * (ep->scale ? ep->scale[co] : 1.0f) + (ep->shift ? ep->shift[co] : 0.0f);
+    b = ct.bias_eff.data();
+  }
+  auto act = [slope, nslopes](float v, int64_t co) { return slope && v < 0.0f ? v * slope[co % nslopes] : v; };
   const int64_t npanels = co_pad / mr, kvol = p.k[0] * p.k[1] * p.k[2];
   parallel_for(ncls * npanels, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t it = lo; it < hi; ++it) {
@@ -686,13 +709,19 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
       for (int64_t ci = 0; ci < cin; ++ci) {
         // Row i of the panel (output channel pi*mr + i) for input channel ci: w at src[i] + kernel offset.
         const float* src[8];
+        float sc[8];
         for (int i = 0; i < rows; ++i) {
           const int64_t co = pi * mr + i;
           src[i] = w + (p.transposed_weight ? ci * cout + co : co * cin + ci) * kvol;
+          sc[i] = escale ? escale[co] : 1.0f;
         }
         for (int64_t t = 0; t < nt; ++t, d += mr) {
           int i = 0;
-          for (; i < rows; ++i) d[i] = src[i][ki[t]];
+          if (escale) {
+            for (; i < rows; ++i) d[i] = src[i][ki[t]] * sc[i];
+          } else {
+            for (; i < rows; ++i) d[i] = src[i][ki[t]];
+          }
           for (; i < mr; ++i) d[i] = 0.0f;
         }
       }
@@ -705,7 +734,7 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
     if (class_reads(c) || c.n[0] * c.n[1] * c.n[2] == 0) continue;
     parallel_for(p.batch * cout, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t it = lo; it < hi; ++it) {
-        const float v = b ? b[it % cout] : 0.0f;
+        const float v = act(b ? b[it % cout] : 0.0f, it % cout);
         float* yc = y + it * Pout;
         for (int64_t tz = 0; tz < c.n[0]; ++tz)
           for (int64_t ty = 0; ty < c.n[1]; ++ty)
@@ -843,8 +872,8 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
           }
         }
         if (direct) {
-          DirectArgs da{stage, cs,   cin, nt, toff, A, mr, b ? b + c0 : nullptr, tp.pos.data(), tp.cont4.data(),
-                        pt,    cdst, ldc, contiguous ? nullptr : tp.opos.data()};
+          DirectArgs da{stage, cs,   cin, nt,  toff, A, mr, b ? b + c0 : nullptr, tp.pos.data(), tp.cont4.data(),
+                        pt,    cdst, ldc, contiguous ? nullptr : tp.opos.data(), slope, c0, nslopes};
           ek.direct(int(mc), da);
           continue;
         } else {
@@ -867,13 +896,26 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
             }
           }
         }
-        if (contiguous) continue;
+        if (contiguous) {
+          if (slope)  // the tile is still in cache
+            for (int64_t co = c0; co < c1; ++co) {
+              float* row = cdst + (co - c0) * ldc;
+              const float a = slope[co % nslopes];
+              for (int64_t j = 0; j < pt; ++j) row[j] = row[j] < 0.0f ? row[j] * a : row[j];
+            }
+          continue;
+        }
         // Scatter the tile to its output positions.
         const int64_t* opos = tp.opos.data();
         for (int64_t co = c0; co < c1; ++co) {
           const float* src = cdst + (co - c0) * pt;
           float* dst = y + (g.n0 * cout + co) * Pout;
-          for (int64_t j = 0; j < pt; ++j) dst[opos[j]] = src[j];
+          if (slope) {
+            const float a = slope[co % nslopes];
+            for (int64_t j = 0; j < pt; ++j) dst[opos[j]] = src[j] < 0.0f ? src[j] * a : src[j];
+          } else {
+            for (int64_t j = 0; j < pt; ++j) dst[opos[j]] = src[j];
+          }
         }
       }
     });

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "conv3d.h"
 #include "status.h"
 
 namespace vx {
@@ -50,8 +51,10 @@ struct ConvProblem {
 
 // y[n, co, out] = b[co] + sum over the classes' taps (see above). x: [batch, cin, in]; w as described by
 // transposed_weight; b nullable; y: [batch, cout, out], every element written exactly once.
+// ep (nullable): ConvEpilogue (conv3d.h): scale folded into the packed weights, shift into the bias, the
+// PReLU applied as outputs are stored.
 Status conv_engine_forward(const char* op, float* y, const float* x, const float* w, const float* b,
-                           const ConvProblem& p);
+                           const ConvProblem& p, const ConvEpilogue* ep = nullptr);
 
 // dw[co, ci, k] += sum_{n, grid t} dy[n, co, out(t)] * x[n, ci, in(t, tap)] for a single-class problem with
 // unit output mapping (conv3d's weight gradient). dw is [cout, cin, k]. The sums run in an order that does

@@ -94,13 +94,13 @@ Status conv_transpose3d_problem(const Conv3dShape& s, const ConvProblem** out) {
 }  // namespace
 
 Status conv_transpose3d_forward(float* y, const float* x, const float* w, const float* b,
-                                const Conv3dShape& s) {
+                                const Conv3dShape& s, const ConvEpilogue* ep) {
   VX_TRY(conv_transpose3d_check(s));
   if (!y || !x || !w)
     return fail(Status::InvalidArgument, "conv_transpose3d_forward: %s is null", !y ? "y" : !x ? "x" : "w");
   const ConvProblem* p;
   VX_TRY(conv_transpose3d_problem(s, &p));
-  return conv_engine_forward("conv_transpose3d_forward", y, x, w, b, *p);
+  return conv_engine_forward("conv_transpose3d_forward", y, x, w, b, *p, ep);
 }
 
 Status conv_transpose3d_backward(float* dx, float* dw, float* db, const float* dy, const float* x,

@@ -14,8 +14,9 @@ Status conv_transpose3d_shape(Conv3dShape& s);
 Status conv_transpose3d_check(const Conv3dShape& s);
 
 // x: [n, cin, id, ih, iw]; w: [cin, cout, kd, kh, kw]; b: [cout] or null; y: [n, cout, od, oh, ow].
+// ep (nullable): see ConvEpilogue in conv3d.h.
 Status conv_transpose3d_forward(float* y, const float* x, const float* w, const float* b,
-                                const Conv3dShape& s);
+                                const Conv3dShape& s, const ConvEpilogue* ep = nullptr);
 
 // dx (=): like x; dw (+=): like w; db (+=): [cout]; dy: like y.
 Status conv_transpose3d_backward(float* dx, float* dw, float* db, const float* dy, const float* x,

@@ -5,12 +5,14 @@
 #pragma once
 #include <cstdint>
 
+#include "conv3d_ref.h"
 #include "conv_transpose3d.h"
 
 namespace vx {
 
 template <class T>
-Status conv_transpose3d_forward_ref(T* y, const T* x, const T* w, const T* b, const Conv3dShape& s) {
+Status conv_transpose3d_forward_ref(T* y, const T* x, const T* w, const T* b, const Conv3dShape& s,
+                                    const ConvEpilogue* ep = nullptr) {
   VX_TRY(conv_transpose3d_check(s));
   if (!y || !x || !w)
     return fail(Status::InvalidArgument, "conv_transpose3d_forward: %s is null", !y ? "y" : !x ? "x" : "w");
@@ -34,6 +36,7 @@ Status conv_transpose3d_forward_ref(T* y, const T* x, const T* w, const T* b, co
                         w[(((ci * s.cout + co) * s.kd + a) * s.kh + bb) * s.kw + c] * v;
                   }
           }
+  conv_epilogue_ref(y, s.n, s.cout, osp, ep);
   return Status::Ok;
 }
 

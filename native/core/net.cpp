@@ -296,6 +296,13 @@ Status Net::infer_shapes_and_layout() {
   for (int o : outputs_) consumers_[size_t(o)]++;
   fused_into_.assign(nodes_.size(), -1);
   fused_norm_.assign(nodes_.size(), -1);
+  eval_bn_.assign(nodes_.size(), -1);
+  for (size_t j = 0; j < nodes_.size(); ++j) {
+    if (nodes_[j].op != OpKind::BatchNorm3d) continue;
+    const int i = nodes_[j].in[0];
+    const OpKind k = nodes_[size_t(i)].op;
+    if ((k == OpKind::Conv3d || k == OpKind::ConvTranspose3d) && consumers_[size_t(i)] == 1) eval_bn_[size_t(i)] = int(j);
+  }
   for (size_t j = 0; j < nodes_.size(); ++j) {
     if (nodes_[j].op != OpKind::Prelu) continue;
     const int i = nodes_[j].in[0];
@@ -395,12 +402,22 @@ Status Net::forward(const BufferPtr& x, int batch, bool train, uint64_t dropout_
   batch_ = batch;
   last_train_ = train;
   act_[0] = x;
-  try {
-    for (size_t i = 1; i < nodes_.size(); ++i) VX_TRY(forward_node(int(i), train, dropout_seed, dropout_step));
-  } catch (const std::bad_alloc&) {
-    return fail(Status::OutOfMemory, "forward: out of memory for batch %d", batch);
-  }
+  VX_TRY(forward_nodes(train, dropout_seed, dropout_step));
   have_forward_ = true;
+  return Status::Ok;
+}
+
+Status Net::forward_nodes(bool train, uint64_t dropout_seed, uint64_t dropout_step) {
+  try {
+    produced_.assign(nodes_.size(), 0);
+    last_folded_ = false;
+    for (size_t i = 1; i < nodes_.size(); ++i) {
+      if (produced_[i]) continue;
+      VX_TRY(forward_node(int(i), train, dropout_seed, dropout_step));
+    }
+  } catch (const std::bad_alloc&) {
+    return fail(Status::OutOfMemory, "forward: out of memory for batch %d", batch_);
+  }
   return Status::Ok;
 }
 
@@ -435,7 +452,10 @@ Status Net::forward_node(int i, bool train, uint64_t dseed, uint64_t dstep) {
   const NodeSpec& n = nodes_[size_t(i)];
   if (fused_into_[size_t(i)] >= 0) return Status::Ok;  // runs with its PReLU; its output is never stored
   const int N = batch_;
-  float* y = ensure(act_[size_t(i)], N * n.shape.numel())->data();
+  // A conv folded with its norm (see eval_bn_) writes the norm's (or PReLU's) output, never its own.
+  const bool folded = !train && fold_ && (n.op == OpKind::Conv3d || n.op == OpKind::ConvTranspose3d) &&
+                      eval_bn_[size_t(i)] >= 0;
+  float* y = folded ? nullptr : ensure(act_[size_t(i)], N * n.shape.numel())->data();
   if (fused_norm_[size_t(i)] >= 0) {
     const int k = fused_norm_[size_t(i)];
     NormPrelu p;
@@ -453,10 +473,40 @@ Status Net::forward_node(int i, bool train, uint64_t dseed, uint64_t dstep) {
     case OpKind::ConvTranspose3d: {
       Conv3dShape s;
       VX_TRY(conv_shape_of(n, in, N, &s));
-      if (n.op == OpKind::Conv3d) {
-        return conv3d_forward(y, x, cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::Bias), s);
+      ConvEpilogue ep;
+      const int j = train || !fold_ ? -1 : eval_bn_[size_t(i)];
+      if (j >= 0) {
+        // Inference: y = prelu(bn(conv)) in one pass. bn(v) = v * s + (beta - mean * s),
+        // s = gamma / sqrt(var + eps), folded into the conv's weights and bias by the kernels.
+        const NodeSpec& bn = nodes_[size_t(j)];
+        const float* gamma = cparam_ptr(j, ParamRole::Weight);
+        const float* beta = cparam_ptr(j, ParamRole::Bias);
+        const float* mean = cparam_ptr(j, ParamRole::RunningMean);
+        const float* var = cparam_ptr(j, ParamRole::RunningVar);
+        fold_scale_.resize(size_t(n.cout));
+        fold_shift_.resize(size_t(n.cout));
+        for (int c = 0; c < n.cout; ++c) {
+          const double sc = (gamma ? gamma[c] : 1.0) / std::sqrt(double(var[c]) + double(bn.eps));
+          fold_scale_[size_t(c)] = float(sc);
+          fold_shift_[size_t(c)] = float((beta ? beta[c] : 0.0) - double(mean[c]) * sc);
+        }
+        ep.scale = fold_scale_.data();
+        ep.shift = fold_shift_.data();
+        int last = j;
+        if (fused_into_[size_t(j)] >= 0) {  // and the PReLU the norm is fused into
+          last = fused_into_[size_t(j)];
+          ep.slope = cparam_ptr(last, ParamRole::Weight);
+          ep.num_slopes = nodes_[size_t(last)].prelu_n;
+        }
+        y = ensure(act_[size_t(last)], N * nodes_[size_t(last)].shape.numel())->data();
+        produced_[size_t(j)] = produced_[size_t(last)] = 1;
+        last_folded_ = true;
       }
-      return conv_transpose3d_forward(y, x, cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::Bias), s);
+      const ConvEpilogue* epp = j >= 0 ? &ep : nullptr;
+      if (n.op == OpKind::Conv3d) {
+        return conv3d_forward(y, x, cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::Bias), s, epp);
+      }
+      return conv_transpose3d_forward(y, x, cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::Bias), s, epp);
     }
     case OpKind::Linear:
       return linear_forward(y, x, cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::Bias), N, in.c, n.cout);
@@ -510,6 +560,13 @@ int Net::Slots::acquire(int64_t count) {
 Status Net::backward(const std::vector<const float*>& dout, bool need_input_grad) {
   if (!have_forward_) return fail(Status::InvalidArgument, "backward: call forward first");
   input_grad_valid_ = false;
+  if (last_folded_) {
+    // The folded inference forward stored neither the convs' nor the norms' outputs: recompute them.
+    fold_ = false;
+    const Status st = forward_nodes(false, 0, 0);
+    fold_ = true;
+    VX_TRY(st);
+  }
   if (dout.size() != outputs_.size())
     return fail(Status::InvalidArgument, "backward: %zu output gradients given, the network has %zu outputs", dout.size(), outputs_.size());
   try {

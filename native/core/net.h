@@ -170,6 +170,16 @@ class Net {
   int batch_ = 0;
   bool last_train_ = false;
   bool have_forward_ = false;
+  // Inference folding: conv node i whose only consumer is a batch norm gets eval_bn_[i] = that norm; an
+  // eval-mode forward then runs the conv with the norm (and the PReLU the norm is fused into) as its
+  // epilogue and stores neither the conv's nor the norm's output. A backward after such a forward
+  // re-runs the forward unfused first.
+  std::vector<int> eval_bn_;
+  std::vector<char> produced_;       // nodes an epilogue already wrote in this forward
+  std::vector<float> fold_scale_, fold_shift_;
+  bool last_folded_ = false;
+  bool fold_ = true;                 // cleared for the unfused re-run
+  Status forward_nodes(bool train, uint64_t dropout_seed, uint64_t dropout_step);
   std::vector<BufferPtr> act_;
   BufferPtr input_grad_;
   bool input_grad_valid_ = false;

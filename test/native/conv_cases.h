@@ -174,9 +174,11 @@ inline double dot(const std::vector<double>& a, const std::vector<double>& b) {
 struct ConvOps {
   const char* name;
   vx::Conv3dShape (*shape)(const ConvCase&);
-  vx::Status (*fwd)(float*, const float*, const float*, const float*, const vx::Conv3dShape&);
+  vx::Status (*fwd)(float*, const float*, const float*, const float*, const vx::Conv3dShape&,
+                    const vx::ConvEpilogue*);
   vx::Status (*bwd)(float*, float*, float*, const float*, const float*, const float*, const vx::Conv3dShape&);
-  vx::Status (*fwd_ref)(double*, const double*, const double*, const double*, const vx::Conv3dShape&);
+  vx::Status (*fwd_ref)(double*, const double*, const double*, const double*, const vx::Conv3dShape&,
+                        const vx::ConvEpilogue*);
   vx::Status (*bwd_ref)(double*, double*, double*, const double*, const double*, const double*,
                         const vx::Conv3dShape&);
 };
@@ -207,7 +209,7 @@ inline void check_ref_gradients(const ConvOps& op) {
     const auto b = random_vec(size_t(s.cout), 3), r = random_vec(out_size(s), 4);
     auto loss = [&](const std::vector<double>& xv, const std::vector<double>& wv, const std::vector<double>& bv) {
       std::vector<double> y(out_size(s));
-      CHECK(op.fwd_ref(y.data(), xv.data(), wv.data(), bv.data(), s) == vx::Status::Ok);
+      CHECK(op.fwd_ref(y.data(), xv.data(), wv.data(), bv.data(), s, nullptr) == vx::Status::Ok);
       return dot(y, r);
     };
     std::vector<double> dx(x.size(), 7.0), dw(w.size(), 0.0), db(b.size(), 0.0);
@@ -242,10 +244,10 @@ inline void check_optimized_vs_reference(const ConvOps& op) {
         const auto xf = to_float(x), wf = to_float(w), bf = to_float(b), dyf = to_float(dy);
 
         std::vector<double> ye(out_size(s)), ys(out_size(s));
-        CHECK(op.fwd_ref(ye.data(), x.data(), w.data(), b.data(), s) == vx::Status::Ok);
-        CHECK(op.fwd_ref(ys.data(), ax.data(), aw.data(), ab.data(), s) == vx::Status::Ok);
+        CHECK(op.fwd_ref(ye.data(), x.data(), w.data(), b.data(), s, nullptr) == vx::Status::Ok);
+        CHECK(op.fwd_ref(ys.data(), ax.data(), aw.data(), ab.data(), s, nullptr) == vx::Status::Ok);
         std::vector<float> yf(out_size(s), NAN);
-        CHECK(op.fwd(yf.data(), xf.data(), wf.data(), bf.data(), s) == vx::Status::Ok);
+        CHECK(op.fwd(yf.data(), xf.data(), wf.data(), bf.data(), s, nullptr) == vx::Status::Ok);
         CHECK_SCALED(yf, ye, ys, 1e-5);
 
         std::vector<double> dxe(x.size()), dwe(w.size()), dbe(b.size()), dxs(x.size()), dws(w.size()),
@@ -267,6 +269,55 @@ inline void check_optimized_vs_reference(const ConvOps& op) {
   vx::gemm_select_kernel(nullptr);
 }
 
+// The forward epilogue (ConvEpilogue: per-channel scale and shift, then a shared or per-channel PReLU) on
+// every row, for every micro-kernel and 1 and 2 threads, against the double reference with the same
+// epilogue. The optimized kernels fold the scale into the weights, so the comparison is relative to the
+// sum of |terms| scaled by |scale| (plus |shift|).
+inline void check_epilogue(const ConvOps& op) {
+  for (const char* kernel : available_kernels()) {
+    vx::gemm_select_kernel(kernel);
+    for (int threads : {1, 2}) {
+      vx::set_num_threads(threads);
+      for (const ConvCase& c : conv_cases()) {
+        for (int shared : {0, 1}) {
+          CaseContext ctx(c.name, kernel, threads);
+          const vx::Conv3dShape s = op.shape(c);
+          const auto x = float_exact_random(in_size(s), 41), w = float_exact_random(weight_size(s), 42);
+          const auto b = float_exact_random(size_t(s.cout), 43);
+          const auto scale = to_float(float_exact_random(size_t(s.cout), 44));
+          const auto shift = to_float(float_exact_random(size_t(s.cout), 45));
+          auto slope = to_float(abs_vec(float_exact_random(size_t(s.cout), 46)));
+          vx::ConvEpilogue ep;
+          ep.scale = scale.data(), ep.shift = shift.data(), ep.slope = slope.data();
+          ep.num_slopes = shared ? 1 : s.cout;
+          std::vector<double> ye(out_size(s)), ys(out_size(s));
+          CHECK(op.fwd_ref(ye.data(), x.data(), w.data(), b.data(), s, &ep) == vx::Status::Ok);
+          // The scale of each element: sum|terms| * |scale| + |shift| (slope <= 1 only shrinks it).
+          const auto ax = abs_vec(x), aw = abs_vec(w), ab = abs_vec(b);
+          const auto as = to_float(abs_vec(std::vector<double>(scale.begin(), scale.end())));
+          const auto ah = to_float(abs_vec(std::vector<double>(shift.begin(), shift.end())));
+          vx::ConvEpilogue abs_ep;
+          abs_ep.scale = as.data(), abs_ep.shift = ah.data();
+          CHECK(op.fwd_ref(ys.data(), ax.data(), aw.data(), ab.data(), s, &abs_ep) == vx::Status::Ok);
+          std::vector<float> yf(out_size(s), NAN);
+          const auto xf = to_float(x), wf = to_float(w), bf = to_float(b);
+          CHECK(op.fwd(yf.data(), xf.data(), wf.data(), bf.data(), s, &ep) == vx::Status::Ok);
+          CHECK_SCALED(yf, ye, ys, 1e-5);
+          // Without a bias and with only a PReLU: the epilogue's pieces are independent.
+          vx::ConvEpilogue only;
+          only.slope = slope.data(), only.num_slopes = ep.num_slopes;
+          CHECK(op.fwd_ref(ye.data(), x.data(), w.data(), nullptr, s, &only) == vx::Status::Ok);
+          CHECK(op.fwd_ref(ys.data(), ax.data(), aw.data(), nullptr, s, nullptr) == vx::Status::Ok);
+          CHECK(op.fwd(yf.data(), xf.data(), wf.data(), nullptr, s, &only) == vx::Status::Ok);
+          CHECK_SCALED(yf, ye, ys, 1e-5);
+        }
+      }
+    }
+  }
+  vx::set_num_threads(0);
+  vx::gemm_select_kernel(nullptr);
+}
+
 // Every output and gradient is bit-identical for any thread count: each element is summed by one work
 // item in an order that does not depend on it (the weight gradient included: its items own blocks of dw
 // and walk positions in order). Checked at several staging budgets (the budget itself may change how the
@@ -283,7 +334,7 @@ inline void check_thread_invariance(const ConvOps& op) {
         vx::set_num_threads(threads);
         vx::conv_engine_stage_budget(budget);
         std::vector<float> y(out_size(s)), dx(x.size()), dw(w.size(), 0.0f), db(b.size(), 0.0f);
-        CHECK(op.fwd(y.data(), x.data(), w.data(), b.data(), s) == vx::Status::Ok);
+        CHECK(op.fwd(y.data(), x.data(), w.data(), b.data(), s, nullptr) == vx::Status::Ok);
         CHECK(op.bwd(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), s) == vx::Status::Ok);
         if (y1.empty()) {
           y1 = y, dx1 = dx, dw1 = dw, db1 = db;
@@ -358,12 +409,12 @@ inline void check_gradient_semantics(const ConvOps& op) {
       CHECK(vx::last_error()[0] != 0);
       std::vector<float> y(out_size(s));
       vx::clear_error();
-      CHECK(op.fwd(y.data(), nullptr, w.data(), nullptr, s) == vx::Status::InvalidArgument);
+      CHECK(op.fwd(y.data(), nullptr, w.data(), nullptr, s, nullptr) == vx::Status::InvalidArgument);
       CHECK(vx::last_error()[0] != 0);
       // Bias is optional: forward without it equals forward with a zero bias.
       std::vector<float> y0(out_size(s)), zero_b(size_t(s.cout), 0.0f);
-      CHECK(op.fwd(y.data(), x.data(), w.data(), nullptr, s) == vx::Status::Ok);
-      CHECK(op.fwd(y0.data(), x.data(), w.data(), zero_b.data(), s) == vx::Status::Ok);
+      CHECK(op.fwd(y.data(), x.data(), w.data(), nullptr, s, nullptr) == vx::Status::Ok);
+      CHECK(op.fwd(y0.data(), x.data(), w.data(), zero_b.data(), s, nullptr) == vx::Status::Ok);
       CHECK(y == y0);
     }
   }

@@ -20,6 +20,8 @@ TEST(conv3d_optimized_matches_reference_on_all_cases) { check_optimized_vs_refer
 
 TEST(conv3d_gradient_semantics) { check_gradient_semantics(kConv3d); }
 
+TEST(conv3d_forward_epilogue_matches_reference) { check_epilogue(kConv3d); }
+
 TEST(conv3d_bit_identical_for_any_thread_count_and_staging) { check_thread_invariance(kConv3d); }
 
 TEST(conv3d_shape_computes_output_size) {

@@ -186,6 +186,60 @@ TEST(norm_fused_into_prelu_matches_the_unfused_pair) {
   }
 }
 
+// In eval mode a conv whose only consumer is a batch norm runs with the norm (and the PReLU fused into
+// it) folded in as its epilogue. The folded output equals the unfused one to float rounding; a backward
+// after a folded forward re-runs the forward unfused, so its gradients are those of the unfused net.
+TEST(eval_forward_folds_batch_norm_and_prelu_into_the_conv) {
+  const std::string spec =
+      "input c=2 d=6 h=5 w=4\n"
+      "conv3d in=0 cout=5 k=3 s=2 p=1 bias=1\n"                          // 1
+      "batch_norm3d in=1 eps=1e-5 momentum=0.1 affine=1\n"               // 2
+      "prelu in=2 n=5\n"                                                 // 3
+      "conv_transpose3d in=3 cout=3 k=3 s=2 p=1 op=1 bias=1\n"           // 4
+      "batch_norm3d in=4 eps=1e-3 momentum=0.1 affine=1\n"               // 5
+      "conv3d in=5 cout=2 k=3 s=1 p=1 bias=1\n"                          // 6
+      "output 6\n";
+  std::unique_ptr<Net> net;
+  CHECK(Net::create(spec, &net) == Status::Ok);
+  if (!net) return;
+  const int batch = 2;
+  auto xv = vxtest::random_vec(size_t(batch) * net->input_shape().numel(), 23);
+  auto x = std::make_shared<vx::Buffer>(xv.begin(), xv.end());
+  net->init_params(7);
+  for (int64_t i = 0; i < net->num_params(); ++i) net->params()[i] += 0.02f * float(i % 5);
+  // Non-trivial running statistics: a few training forwards.
+  for (int k = 0; k < 3; ++k) CHECK(net->forward(x, batch, true) == Status::Ok);
+  CHECK(net->forward(x, batch, false) == Status::Ok);
+  const std::vector<float> folded = *net->output(0);
+  const auto dy = vxtest::cast_vec<float>(vxtest::random_vec(folded.size(), 24));
+  net->zero_grad();
+  CHECK(net->backward({dy.data()}, true) == Status::Ok);  // re-runs the forward unfused first
+  const std::vector<float> unfolded = *net->output(0);
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < folded.size(); ++i) {
+    worst = std::fmax(worst, std::fabs(double(folded[i]) - double(unfolded[i])));
+    scale = std::fmax(scale, std::fabs(double(unfolded[i])));
+  }
+  CHECK(scale > 0 && worst <= 1e-5 * scale);
+  CHECK(folded != unfolded || worst == 0);  // (informative: folding changes rounding, not values)
+  // The gradients equal those of a net that cannot fold (its convs are outputs too, so the norms are not
+  // their only consumers), and so does its output.
+  std::string apart_spec = spec;
+  apart_spec.replace(apart_spec.find("output 6"), 8, "output 6 1 4");
+  std::unique_ptr<Net> plain;
+  CHECK(Net::create(apart_spec, &plain) == Status::Ok);
+  if (!plain) return;
+  plain->init_params(7);
+  std::copy(net->params(), net->params() + net->num_params(), plain->params());
+  std::copy(net->buffers(), net->buffers() + net->num_buffers(), plain->buffers());
+  CHECK(plain->forward(x, batch, false) == Status::Ok);
+  CHECK(*plain->output(0) == unfolded);
+  plain->zero_grad();
+  CHECK(plain->backward({dy.data(), nullptr, nullptr}, true) == Status::Ok);
+  CHECK(std::vector<float>(net->grads(), net->grads() + net->num_params()) ==
+        std::vector<float>(plain->grads(), plain->grads() + plain->num_params()));
+}
+
 TEST(backward_accumulates_parameter_gradients_and_skips_input_grad) {
   std::unique_ptr<Net> net;
   CHECK(Net::create(kSpec, &net) == Status::Ok);
