@@ -85,6 +85,23 @@ test('two runs from the same seed give identical losses', async (t) => {
   t.deepEqual(await run(), await run());
 });
 
+test('two models trained at the same time give the same losses as one after the other', async (t) => {
+  // Their native calls overlap on Node's worker threads; the kernels' shared state (thread pool, the
+  // convolution engine's per-call buffers) must keep them independent and deterministic.
+  const run = async (seed: number) => {
+    const v = await Vae.create(CFG, { seed });
+    const out: number[] = [];
+    for (let i = 0; i < 3; i++) out.push((await v.trainStep(blobs(2, i + seed), { beta: 1, optimizer: { lr: 1e-3 } })).loss);
+    v.dispose();
+    return out;
+  };
+  const alone = [await run(3), await run(4)];
+  const together = await Promise.all([run(3), run(4)]);
+  t.true(alone[0]!.every(Number.isFinite));
+  t.notDeepEqual(alone[0], alone[1]);
+  t.deepEqual(together, alone);
+});
+
 test('trainStep refills its native input, target and gradient buffers: batch sizes, targets and a refused batch change nothing else', async (t) => {
   const withTarget = { input: blobs(2, 2), target: blobs(2, 5) };
   const run = async (nanStep: boolean) => {
