@@ -138,3 +138,16 @@ export function caseFlops(c: CaseDef): number {
 export function layerFlops(l: LayerDef, n: number): { fwd: number; dx: number; dw: number } {
   return { fwd: n * l.flops, dx: l.needDx ? n * l.flops : 0, dw: n * l.flops };
 }
+
+/** `--name value` from the command line of a bench script, or dflt. */
+export function cliOption(name: string, dflt: string, argv: string[] = process.argv.slice(2)): string {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : dflt;
+}
+
+/** The model named by `--model` (default quarter); throws naming the choices otherwise. */
+export function cliModel(argv: string[] = process.argv.slice(2)): ModelName {
+  const model = cliOption('model', 'quarter', argv) as ModelName;
+  if (!(model in MODELS)) throw new Error(`--model must be one of ${Object.keys(MODELS).join(', ')}`);
+  return model;
+}

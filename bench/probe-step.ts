@@ -10,15 +10,9 @@ import { readFileSync } from 'node:fs';
 import { native, type NativeTensor } from '../ts/native.js';
 import { Vae } from '../ts/vae.js';
 import { randomBinary } from './layer.js';
-import { MODELS, modelConfig, type ModelName } from './models.js';
+import { MODELS, cliModel, cliOption as opt, modelConfig } from './models.js';
 
-const argv = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : dflt;
-};
-const model = opt('model', 'quarter') as ModelName;
-if (!(model in MODELS)) throw new Error(`--model must be one of ${Object.keys(MODELS).join(', ')}`);
+const model = cliModel();
 const n = Number(opt('batch', '4'));
 const steps = Number(opt('steps', '2'));
 const threads = Number(opt('threads', '2'));

@@ -7,15 +7,9 @@
 // --loop N times the forward alone N times (a steady process for `perf record -p PID`).
 import { native } from '../ts/native.js';
 import { timeLayer } from './layer.js';
-import { convLayers, layerFlops, MODELS, type ModelName } from './models.js';
+import { cliModel, cliOption as opt, convLayers, layerFlops, MODELS } from './models.js';
 
-const argv = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : dflt;
-};
-const model = opt('model', 'quarter') as ModelName;
-if (!(model in MODELS)) throw new Error(`--model must be one of ${Object.keys(MODELS).join(', ')}`);
+const model = cliModel();
 const all = convLayers(MODELS[model]);
 const names = opt('layer', all.map((l) => l.name).join(',')).split(',');
 const threads = opt('threads', '1,2').split(',').map(Number);

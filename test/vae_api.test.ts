@@ -182,6 +182,12 @@ test('plain PyTorch state_dict loads with { config }; without it the error says 
   const pp = path.join(dir, 'plain.safetensors');
   await writeFile(pp, serializeSafetensors(plain));
   await t.throwsAsync(Vae.load(pp), { ...isVx('ECHECKPOINT'), message: /pass \{ config \}/ });
+  // Metadata that is JSON but not a voxvae object (here `null`), or of another format: ECHECKPOINT.
+  for (const bad of ['null', '7', '{"format":"other","version":1}']) {
+    const pb = path.join(dir, 'bad.safetensors');
+    await writeFile(pb, serializeSafetensors(plain, { voxvae: bad }));
+    await t.throwsAsync(Vae.load(pb), { ...isVx('ECHECKPOINT'), message: /unsupported checkpoint format/ });
+  }
   const loaded = await Vae.load(pp, { config: CFG });
   const x = blobs(1, 2);
   t.deepEqual((await loaded.encode(x)).mu, (await vae.encode(x)).mu);

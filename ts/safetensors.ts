@@ -11,6 +11,7 @@ export {
   serializeSafetensors,
   toFloat32,
   toNumbers,
+  voxvaeMetadata,
   type DType,
   type SafeTensors,
   type TensorEntry,

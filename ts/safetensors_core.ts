@@ -78,6 +78,25 @@ export function parseSafetensors(buf: Uint8Array, file = '<buffer>'): SafeTensor
 }
 
 /** Converts a tensor entry to Float32Array (F32, F64, F16, BF16, integer types). */
+/**
+ * The JSON object voxvae stores under the `voxvae` metadata key, or null for a checkpoint without one
+ * (e.g. a plain PyTorch state_dict). Not JSON, not an object, or not format voxvae-checkpoint v1 →
+ * ECHECKPOINT naming `file`. The caller checks the remaining fields (kind, configs).
+ */
+export function voxvaeMetadata<T extends object>(st: SafeTensors, file: string): T | null {
+  if (st.metadata.voxvae === undefined) return null;
+  let meta: unknown;
+  try {
+    meta = JSON.parse(st.metadata.voxvae);
+  } catch {
+    throw new VoxvaeError('ECHECKPOINT', `${file}: the voxvae metadata is not JSON`, { path: file });
+  }
+  const m = meta as { format?: unknown; version?: unknown } | null;
+  if (typeof m !== 'object' || m === null || m.format !== 'voxvae-checkpoint' || m.version !== 1)
+    throw new VoxvaeError('ECHECKPOINT', `${file}: unsupported checkpoint format ${String(m?.format)} v${String(m?.version)} (expected voxvae-checkpoint v1)`, { path: file });
+  return meta as T;
+}
+
 export function toFloat32(e: TensorEntry): Float32Array {
   const n = e.shape.reduce((a, d) => a * d, 1);
   const dv = new DataView(e.bytes.buffer, e.bytes.byteOffset, e.bytes.byteLength);

@@ -5,7 +5,7 @@ import { buildDecoder, buildEncoder, resnetV2Vae, validateConfig, type ResNetV2O
 import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor, type Reduction } from './native.js';
 import { selectBackend } from './backend.js';
 import { Network, type OptimizerConfig } from './network.js';
-import { readSafetensors, serializeSafetensors, toFloat32, writeFileAtomic, type TensorToWrite } from './safetensors.js';
+import { readSafetensors, serializeSafetensors, toFloat32, voxvaeMetadata, writeFileAtomic, type TensorToWrite } from './safetensors.js';
 
 /** 'cpu' (default), 'cuda' (throws EUNSUPPORTED with the reason when unusable) or 'auto' (see ts/backend.ts). */
 export type Backend = 'cpu' | 'cuda' | 'auto';
@@ -570,15 +570,7 @@ export class Vae {
    */
   static async load(file: string, opts: { config?: VaeConfig; decoderConfig?: VaeConfig; threads?: number; backend?: Backend } = {}): Promise<Vae> {
     const st = await readSafetensors(file);
-    let meta: CheckpointMeta | null = null;
-    if (st.metadata.voxvae !== undefined) {
-      try {
-        meta = JSON.parse(st.metadata.voxvae) as CheckpointMeta;
-      } catch {
-        throw new VoxvaeError('ECHECKPOINT', `${file}: the voxvae metadata is not JSON`, { path: file });
-      }
-      if (meta.format !== 'voxvae-checkpoint' || meta.version !== 1) throw new VoxvaeError('ECHECKPOINT', `${file}: unsupported checkpoint format ${meta.format} v${meta.version}`, { path: file });
-    }
+    const meta = voxvaeMetadata<CheckpointMeta>(st, file);
     const config = opts.config ?? meta?.config;
     if (!config) throw new VoxvaeError('ECHECKPOINT', `${file} has no voxvae metadata: pass { config } describing the architecture (e.g. monaiVarAutoEncoder({...}))`, { path: file });
     if (opts.threads !== undefined) setThreads(opts.threads);

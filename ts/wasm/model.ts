@@ -4,7 +4,7 @@
 // Inputs and outputs are Float32Arrays in NCDHW order, like the native API; masks are Uint8Arrays.
 import { VoxvaeError, invalid } from '../errors.js';
 import { buildDecoder, buildEncoder, validateConfig, type VaeConfig } from '../config.js';
-import { parseSafetensors, type SafeTensors } from '../safetensors_core.js';
+import { parseSafetensors, voxvaeMetadata, type SafeTensors } from '../safetensors_core.js';
 import { WasmNet } from './net.js';
 import { describeLocation, loadRuntime, readResource, type RuntimeOptions, type WasmRuntime } from './runtime.js';
 
@@ -86,18 +86,9 @@ export class WasmVae {
 
   /** Builds the networks and copies the weights in; `file` names the checkpoint in errors. */
   static fromSafetensors(rt: WasmRuntime, st: SafeTensors, file: string, opts: LoadModelOptions = {}): WasmVae {
-    let meta: CheckpointMeta | null = null;
-    if (st.metadata.voxvae !== undefined) {
-      try {
-        meta = JSON.parse(st.metadata.voxvae) as CheckpointMeta;
-      } catch {
-        throw new VoxvaeError('ECHECKPOINT', `${file}: the voxvae metadata is not JSON`, { path: file });
-      }
-      if (typeof meta !== 'object' || meta === null || meta.format !== 'voxvae-checkpoint' || meta.version !== 1)
-        throw new VoxvaeError('ECHECKPOINT', `${file}: unsupported checkpoint format ${String(meta?.format)} v${String(meta?.version)} (expected voxvae-checkpoint v1)`, { path: file });
-      if (meta.kind !== 'vae' && meta.kind !== 'decoder')
-        throw new VoxvaeError('ECHECKPOINT', `${file} is a voxvae checkpoint of kind '${String(meta.kind)}'; WebAssembly inference loads 'vae' checkpoints (whole or aggregated) and decoders`, { path: file });
-    }
+    const meta = voxvaeMetadata<CheckpointMeta>(st, file);
+    if (meta && meta.kind !== 'vae' && meta.kind !== 'decoder')
+      throw new VoxvaeError('ECHECKPOINT', `${file} is a voxvae checkpoint of kind '${String(meta.kind)}'; WebAssembly inference loads 'vae' checkpoints (whole or aggregated) and decoders`, { path: file });
     const names = [...st.tensors.keys()].filter((k) => !k.startsWith(TRAINING_PREFIX));
     const isEncoderName = (k: string) => k.startsWith('encode.') || k.startsWith('mu.') || k.startsWith('logvar.');
     const isDecoderName = (k: string) => k.startsWith('decodeL.') || k.startsWith('decode.');

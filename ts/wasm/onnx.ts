@@ -9,7 +9,7 @@
 // [N, C, D, H, W] otherwise; N is symbolic ("N").
 import { VoxvaeError, invalid } from '../errors.js';
 import { buildDecoder, buildEncoder, validateConfig, type BuiltNet, type VaeConfig } from '../config.js';
-import { parseSafetensors, toFloat32, type SafeTensors, type TensorEntry } from '../safetensors_core.js';
+import { parseSafetensors, toFloat32, voxvaeMetadata, type SafeTensors, type TensorEntry } from '../safetensors_core.js';
 
 // ---- protobuf writer (just what ONNX needs) ------------------------------------------------------------------
 class Pb {
@@ -158,14 +158,7 @@ export function exportOnnx(checkpoint: Uint8Array | SafeTensors, opts: OnnxExpor
     config?: VaeConfig;
     decoderConfig?: VaeConfig;
   }
-  let meta: Meta | null = null;
-  if (st.metadata.voxvae !== undefined) {
-    try {
-      meta = JSON.parse(st.metadata.voxvae) as Meta;
-    } catch {
-      throw new VoxvaeError('ECHECKPOINT', `${file}: the voxvae metadata is not JSON`, { path: file });
-    }
-  }
+  const meta = voxvaeMetadata<Meta>(st, file);
   const source = opts.config ?? (part === 'decoder' ? (meta?.decoderConfig ?? meta?.config) : meta?.config);
   if (!source) throw new VoxvaeError('ECHECKPOINT', `${file} has no voxvae metadata: pass { config } describing the architecture`, { path: file });
   const cfg = validateConfig(source, opts.config ? 'options.config' : `${file}: config`);
