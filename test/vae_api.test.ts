@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { monaiVarAutoEncoder, skullVaeDecoder, validateConfig } from '../ts/config.js';
 import { VoxvaeError } from '../ts/errors.js';
-import { Decoder, Encoder, Vae } from '../ts/vae.js';
+import { Decoder, Encoder, Vae, cpuIsa, setCpuIsa } from '../ts/vae.js';
 
 const CFG = monaiVarAutoEncoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 });
 const SAMPLE = 16 * 16 * 8;
@@ -193,6 +193,42 @@ test('plain PyTorch state_dict loads with { config }; without it the error says 
   t.deepEqual((await loaded.encode(x)).mu, (await vae.encode(x)).mu);
   loaded.dispose();
   vae.dispose();
+});
+
+// Serial: the ISA is process-wide and must not change under a running call (serial tests run before
+// the concurrent ones).
+test.serial('setCpuIsa switches every CPU kernel; results agree across ISAs and an unavailable ISA changes nothing', async (t) => {
+  const auto = cpuIsa();
+  t.true(['avx512f', 'avx2', 'sse2', 'portable'].includes(auto), auto);
+  const dec = new Decoder(CFG, 3);
+  const z = Float32Array.from({ length: 2 * 6 }, (_, i) => Math.cos(0.7 * i));
+  try {
+    const y = await dec.decode(z, { logits: true });
+    const isas = ['sse2', 'avx2', 'avx512f'] as const;
+    for (const isa of isas) {
+      const before = cpuIsa();
+      let now: string;
+      try {
+        now = setCpuIsa(isa);
+      } catch (e) {
+        t.true(e instanceof VoxvaeError && e.code === 'EUNSUPPORTED', String(e));
+        t.regex((e as Error).message, new RegExp(`'${isa}' is not available.*current one is '${before}'`));
+        t.is(cpuIsa(), before, 'a refused ISA leaves the current one');
+        continue;
+      }
+      t.is(now, isa);
+      t.is(cpuIsa(), isa);
+      const yi = await dec.decode(z, { logits: true });
+      let d = 0, m = 0;
+      for (let i = 0; i < y.length; i++) (d = Math.max(d, Math.abs(yi[i]! - y[i]!))), (m = Math.max(m, Math.abs(y[i]!)));
+      t.true(d <= 1e-5 * m, `${isa}: max |difference| ${d} vs max |y| ${m}`);
+      t.deepEqual(await dec.decode(z, { logits: true }), yi, `${isa}: repeatable`);
+    }
+    t.throws(() => setCpuIsa('neon' as never), isVx('EINVAL'));
+  } finally {
+    t.is(setCpuIsa('auto'), auto);
+    dec.dispose();
+  }
 });
 
 test('bad input gives typed errors and the process keeps working', async (t) => {

@@ -84,6 +84,8 @@ export interface NativeBinding {
     dlogvar?: NativeTensor | null): { loss: number; perSample: Float32Array; dlogvar: NativeTensor };
   setNumThreads(n: number): number;
   numThreads(): number;
+  /** The ISA the CPU kernels run ('avx512f', 'avx2', 'sse2', 'portable'); with a name, selects it first. */
+  cpuIsa(isa?: string): string;
   readonly backend: 'cpu' | 'cuda';
   readonly abiVersion: number;
 }

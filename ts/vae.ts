@@ -624,6 +624,26 @@ export function setThreads(n: number): number {
   return nativeSync(() => native().setNumThreads(n));
 }
 
+/** The instruction sets setCpuIsa accepts ('auto': the best this CPU has). */
+export type CpuIsa = 'auto' | 'avx512f' | 'avx2' | 'sse2';
+
+/**
+ * Selects the instruction set of the CPU kernels (process-wide) and returns the one now running. The
+ * automatic choice is the fastest the CPU has; a fixed one makes results repeat bit for bit across
+ * machines that have it, and 'sse2' (x86-64's baseline: no fused multiply-add) computes what the
+ * WebAssembly SIMD build computes. Throws EUNSUPPORTED where the CPU lacks the ISA, changing nothing.
+ * Not to be called while a native call is running.
+ */
+export function setCpuIsa(isa: CpuIsa): string {
+  if (!['auto', 'avx512f', 'avx2', 'sse2'].includes(isa)) invalid('isa', "must be 'auto', 'avx512f', 'avx2' or 'sse2'", isa);
+  return nativeSync(() => native().cpuIsa(isa));
+}
+
+/** The instruction set the CPU kernels run now ('avx512f', 'avx2', 'sse2'; 'portable' off x86-64). */
+export function cpuIsa(): string {
+  return nativeSync(() => native().cpuIsa());
+}
+
 /**
  * A Vae whose encoder and decoder are the ResNet-v2 preset: `Vae.create(resnetV2Vae({ ...config, resnet }))`.
  * The config's shapes, latent size, output activation and BN settings apply; its MONAI `channels` and

@@ -8,6 +8,7 @@
 //   .grad, so that a network zeroes them once per step. Any gradient pointer may be null to skip it.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "status.h"
 
@@ -36,11 +37,30 @@ Status conv3d_check(const Conv3dShape& s);
 // y = act(scale[co] * conv + shift[co]), conv including the bias, act = PReLU with slope
 // slope[co % num_slopes] when slope is not null. Null scale is 1, null shift 0. The optimized kernels fold
 // scale into the packed weights and apply the rest as they store: no pass over y of its own.
+struct ConvPackCache;
 struct ConvEpilogue {
   const float* scale = nullptr;  // [cout]
   const float* shift = nullptr;  // [cout]
   const float* slope = nullptr;  // [num_slopes]
   int64_t num_slopes = 1;        // 1 (shared) or cout
+  // Not part of the math: where repeated inference keeps its packed weights (see ConvPackCache).
+  ConvPackCache* cache = nullptr;
+  uint64_t weights_gen = 0;  // the owner's count of writes to w; a change means "repack"
+};
+
+// Weights as an optimized forward packed them, kept by the caller between inference calls (Net keeps
+// one per conv in eval mode): a forward given one reuses its panels when the weights pointer, their
+// generation (ConvEpilogue::weights_gen), the micro-kernel and the epilogue scale are those it was
+// filled with, and packs into it otherwise. Packing is about a tenth of a batch-1 decode. The reference
+// kernels ignore it. Fields are the engine's; callers only own the object.
+struct ConvPackCache {
+  std::vector<float> data;   // packed panels, from the first 64-byte boundary in it
+  std::vector<float> scale;  // the epilogue scale packed in (empty: none)
+  const float* w = nullptr;
+  uint64_t gen = 0;
+  int64_t floats = 0;
+  int mr = 0;
+  bool valid = false;
 };
 
 // y[n, co, z, y, x] = b[co] + sum_{ci, a, b, c} w[co, ci, a, b, c] * x[n, ci, z*sd - pd + a, ...]

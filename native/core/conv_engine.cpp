@@ -664,7 +664,34 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
 
   // Weights, per class, into MR-row panels over k = (channel, tap): panel i at A + i*mr*K. Kernel offsets
   // of the class's taps first (kidx), so the copy is a table lookup per element.
-  float* apack = ct.weights.get(std::max<int64_t>(abase[size_t(ncls)], 1));
+  // Packed weights: the caller's cache when it holds these very weights (inference), else packed below,
+  // into the cache when there is one.
+  const float* escale = ep ? ep->scale : nullptr;
+  ConvPackCache* cache = ep ? ep->cache : nullptr;
+  const int64_t afloats = std::max<int64_t>(abase[size_t(ncls)], 1);
+  bool packed = false;
+  float* apack = nullptr;
+  if (cache) {
+    packed = cache->valid && cache->w == w && cache->gen == ep->weights_gen && cache->mr == mr &&
+             cache->floats == afloats && (escale ? cache->scale.size() == size_t(cout) &&
+                                                       std::equal(escale, escale + cout, cache->scale.begin())
+                                                 : cache->scale.empty());
+    if (!packed) {
+      cache->valid = false;
+      try {
+        if (cache->data.size() < size_t(afloats + 16)) cache->data.assign(size_t(afloats + 16), 0.0f);
+        if (escale)
+          cache->scale.assign(escale, escale + cout);
+        else
+          cache->scale.clear();
+      } catch (const std::bad_alloc&) {
+        return oom(op, "packed weights");
+      }
+    }
+    apack = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(cache->data.data()) + 63) & ~uintptr_t(63));
+  } else {
+    apack = ct.weights.get(afloats);
+  }
   if (!apack) return oom(op, "packed weights");
   try {
     ct.kidx.resize(size_t(std::max<int64_t>(tapbase[size_t(ncls)], 1)));
@@ -682,7 +709,6 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
   }
   const int64_t* kidx = ct.kidx.data();
   // Epilogue: scale into the weights (below), shift into the bias; the PReLU where outputs are stored.
-  const float* escale = ep ? ep->scale : nullptr;
   const float* slope = ep ? ep->slope : nullptr;
   const int64_t nslopes = ep && ep->slope ? std::max<int64_t>(ep->num_slopes, 1) : 1;
   if (ep && (ep->scale || ep->shift)) {
@@ -698,7 +724,7 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
   }
   auto act = [slope, nslopes](float v, int64_t co) { return slope && v < 0.0f ? v * slope[co % nslopes] : v; };
   const int64_t npanels = co_pad / mr, kvol = p.k[0] * p.k[1] * p.k[2];
-  parallel_for(ncls * npanels, 1, [&](int64_t lo, int64_t hi) {
+  if (!packed) parallel_for(ncls * npanels, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t it = lo; it < hi; ++it) {
       const int64_t k = it / npanels, pi = it % npanels;
       const EngineClass& c = p.classes[size_t(k)];
@@ -727,6 +753,10 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
       }
     }
   });
+  if (cache && !packed) {
+    cache->w = w, cache->gen = ep->weights_gen, cache->mr = mr, cache->floats = afloats;
+    cache->valid = true;
+  }
 
   // Classes without taps or positions: the bias alone (no staging needed).
   for (int64_t k = 0; k < ncls; ++k) {

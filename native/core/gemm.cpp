@@ -17,6 +17,7 @@
 #include "parallel.h"
 
 #include "simd.h"
+#include "vmath.h"
 
 namespace vx {
 
@@ -256,6 +257,17 @@ bool gemm_select_kernel(const char* name) {
     }
   }
   return false;
+}
+
+bool cpu_select_isa(const char* name) {
+  const Kernel* before = current_kernel();
+  if (!gemm_select_kernel(name)) return false;
+  const bool baseline = current_kernel() == &kPortable;
+  if (!vm::select_isa(name ? (baseline ? "sse2" : "avx2") : nullptr) && name && !baseline) {
+    current_kernel() = before;  // an AVX2 GEMM without the AVX2 element-wise build: refuse both
+    return false;
+  }
+  return true;
 }
 
 namespace {

@@ -49,6 +49,13 @@ bool gemm_select_kernel(const char* name);
 // (conv_engine.cpp) compile the same ISAs and follow this choice, so one switch selects every path.
 const char* gemm_kernel_isa();
 
+// One switch for every ISA-dispatched CPU kernel: the GEMM/conv micro-kernels (gemm_select_kernel) and
+// the vectorized element-wise kernels (vmath.h's select_isa; avx512f selects their AVX2 build). Name:
+// "avx512f", "avx2", "sse2" (x86-64's baseline, no FMA: the arithmetic of the WebAssembly SIMD build),
+// "portable" (alias of the baseline), or null for the automatic choice. False, changing nothing, when
+// this CPU or build lacks the ISA. Not to be called while kernels run.
+bool cpu_select_isa(const char* name);
+
 // The selected micro-kernel, for GEMM drivers outside gemm.cpp (conv_engine.cpp). It computes
 // C[i, j] = (beta ? C[i, j] : 0) + bias[i] + sum_k a[k*MR + i] * b[k*NR + j] for i < m <= MR, j < n <= NR:
 // a is an MR-row panel of A (MR = gemm_mr()), b an NR-column panel of B (NR = gemm_nr(), zero-padded),

@@ -356,6 +356,7 @@ float* Net::grad_ptr(int node, ParamRole role) {
 float* Net::buffer_ptr(int node, ParamRole role) { return param_ptr(node, role); }
 
 void Net::init_params(uint64_t seed) {
+  params_gen_.fetch_add(1, std::memory_order_relaxed);
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const NodeSpec& n = nodes_[i];
     float* w = param_ptr(int(i), ParamRole::Weight);
@@ -502,7 +503,20 @@ Status Net::forward_node(int i, bool train, uint64_t dseed, uint64_t dstep) {
         produced_[size_t(j)] = produced_[size_t(last)] = 1;
         last_folded_ = true;
       }
-      const ConvEpilogue* epp = j >= 0 ? &ep : nullptr;
+      if (!train) {
+        if (pack_cache_.size() != nodes_.size()) pack_cache_.resize(nodes_.size());
+        auto& pc = pack_cache_[size_t(i)];
+        if (!pc) {
+          try {
+            pc = std::make_unique<ConvPackCache>();
+          } catch (const std::bad_alloc&) {
+            return fail(Status::OutOfMemory, "forward: out of memory for the packed weights of node %d", i);
+          }
+        }
+        ep.cache = pc.get();
+        ep.weights_gen = params_gen_.load(std::memory_order_relaxed);
+      }
+      const ConvEpilogue* epp = j >= 0 || !train ? &ep : nullptr;
       if (n.op == OpKind::Conv3d) {
         return conv3d_forward(y, x, cparam_ptr(i, ParamRole::Weight), cparam_ptr(i, ParamRole::Bias), s, epp);
       }

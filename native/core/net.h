@@ -25,11 +25,13 @@
 // also has an int64 num_batches_tracked counter. param_table() tells where each tensor is, so the
 // caller can attach PyTorch names.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "conv3d.h"
 #include "norm.h"
 #include "status.h"
 
@@ -85,7 +87,12 @@ class Net {
   const std::vector<ParamEntry>& param_table() const { return table_; }
   int64_t num_params() const { return int64_t(params_.size()); }
   int64_t num_buffers() const { return int64_t(buffers_.size()); }
-  float* params() { return params_.data(); }
+  // Writable parameters. Every call counts as a write (packed-weight caches are dropped), so take the
+  // pointer again after a forward before writing through it.
+  float* params() {
+    params_gen_.fetch_add(1, std::memory_order_relaxed);
+    return params_.data();
+  }
   float* grads() { return grads_.data(); }
   float* buffers() { return buffers_.data(); }
   // One num_batches_tracked counter per batch_norm3d node, in node order.
@@ -179,6 +186,10 @@ class Net {
   std::vector<float> fold_scale_, fold_shift_;
   bool last_folded_ = false;
   bool fold_ = true;                 // cleared for the unfused re-run
+  // Eval-mode forwards keep each conv's packed weights (ConvPackCache) while params_gen_, bumped by
+  // params() and init_params(), says the weights are unchanged.
+  std::vector<std::unique_ptr<ConvPackCache>> pack_cache_;
+  std::atomic<uint64_t> params_gen_{0};
   Status forward_nodes(bool train, uint64_t dropout_seed, uint64_t dropout_step);
   std::vector<BufferPtr> act_;
   BufferPtr input_grad_;

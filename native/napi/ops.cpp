@@ -4,6 +4,7 @@
 #include <initializer_list>
 
 #include "common.h"
+#include "gemm.h"
 #include "loss.h"
 #include "parallel.h"
 #include "rng.h"
@@ -189,6 +190,19 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 }
 Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vx::num_threads()); }
 
+// cpuIsa(): the ISA the CPU kernels run; cpuIsa(name): selects it first ('auto', 'avx512f', 'avx2', 'sse2').
+Napi::Value CpuIsa(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    if (!info[0].IsString()) throw_error(info.Env(), "EINVAL", "isa must be a string");
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    if (!vx::cpu_select_isa(name == "auto" ? nullptr : name.c_str()))
+      throw_error(info.Env(), "EUNSUPPORTED",
+                  "CPU ISA '" + name + "' is not available on this machine or build (the current one is '" +
+                      vx::gemm_kernel_isa() + "'); choose 'auto', 'sse2', 'avx2' or 'avx512f' where the CPU has it");
+  }
+  return Napi::String::New(info.Env(), vx::gemm_kernel_isa());
+}
+
 }  // namespace
 
 void InitOps(Napi::Env env, Napi::Object exports) {
@@ -201,6 +215,7 @@ void InitOps(Napi::Env env, Napi::Object exports) {
   exports.Set("philoxUniform", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return PhiloxFill(i, false); }, "philoxUniform"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("numThreads", Napi::Function::New(env, NumThreads, "numThreads"));
+  exports.Set("cpuIsa", Napi::Function::New(env, CpuIsa, "cpuIsa"));
 }
 
 }  // namespace vxn

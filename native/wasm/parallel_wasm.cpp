@@ -25,6 +25,13 @@ namespace vx {
 namespace {
 
 constexpr int kMaxThreads = 64;
+// Polls (two atomic loads each, a few hundred microseconds in all) that a waiting thread makes before it
+// sleeps in memory.atomic.wait. A batch-1 decode publishes one job per stage, pack and compute phase of
+// every layer, with serial work between them; a worker woken from memory.atomic.wait starts tens to
+// hundreds of microseconds late (a halted vCPU in a VM is the worst case). With 20k polls the half
+// decoder's 2-thread time varied 63-77 ms between runs; from 400k on it stayed at 61-67 ms (median of
+// 20 decodes, several runs). Burning that much after the last job of a pass is cheap next to a decode.
+constexpr int kSpin = 400000;
 
 std::atomic<int> g_threads{0};   // requested thread count (0: all started workers + 1)
 thread_local bool t_in_worker = false;
@@ -56,9 +63,8 @@ void (*volatile g_futex_wait)(int32_t*, int32_t) = futex_wait;
 
 // Sleeps until worker id's slot has a job newer than *seen and records it there; false on quit.
 bool wait_for_job(int id, int32_t* seen) {
-  // A forward pass publishes many short jobs back to back: spin a little before sleeping, since a
-  // futex wake-up costs tens of microseconds.
-  for (int spin = 0; spin < 20000; ++spin)
+  // A forward pass publishes many short jobs back to back: spin before sleeping (kSpin).
+  for (int spin = 0; spin < kSpin; ++spin)
     if (g_slots[id].go.load() != *seen || g_quit.load()) break;
   for (;;) {
     if (g_quit.load()) return false;
@@ -86,7 +92,7 @@ void run(int chunks, const std::function<void(int)>& job) {
   // Wait for the workers: spin briefly (they are usually about done), then sleep where allowed, so that
   // a publisher sharing a core with a worker does not starve it. A browser's main thread cannot sleep
   // and spins to the end.
-  for (int spin = 0; spin < 20000; ++spin)
+  for (int spin = 0; spin < kSpin; ++spin)
     if (g_pending.load() == 0) return;
   if (g_can_block.load()) {
     for (int32_t p; (p = g_pending.load()) != 0;) g_futex_wait(word(g_pending), p);

@@ -351,6 +351,84 @@ inline void check_thread_invariance(const ConvOps& op) {
   vx::set_num_threads(0);
 }
 
+// Packed-weight cache (ConvPackCache): a forward given a cache gives the same bits as one without, the
+// second call with unchanged weights reuses the panels (the cache stays valid and the output is
+// identical), and each thing the panels depend on forces a repack: a new weights generation (weights
+// rewritten in place), another epilogue scale in the same buffer, no scale, another micro-kernel. One
+// cache is carried across all kernels and cases, as a Net's is across calls.
+inline void check_pack_cache(const ConvOps& op) {
+  vx::ConvPackCache cache;
+  uint64_t gen = 0;
+  for (const char* kernel : available_kernels()) {
+    vx::gemm_select_kernel(kernel);
+    for (const ConvCase& c : conv_cases()) {
+      CaseContext ctx(c.name, kernel, 0);
+      const vx::Conv3dShape s = op.shape(c);
+      const auto x = to_float(random_vec(in_size(s), 51));
+      auto w = to_float(random_vec(weight_size(s), 52));
+      const auto b = to_float(random_vec(size_t(s.cout), 53));
+      auto scale = to_float(random_vec(size_t(s.cout), 54));
+      const auto shift = to_float(random_vec(size_t(s.cout), 55));
+      vx::ConvEpilogue plain;
+      plain.scale = scale.data(), plain.shift = shift.data();
+      // The reference for each state: the same epilogue without a cache.
+      auto fresh = [&](const vx::ConvEpilogue& e) {
+        std::vector<float> y(out_size(s), NAN);
+        vx::ConvEpilogue u = e;
+        u.cache = nullptr;
+        CHECK(op.fwd(y.data(), x.data(), w.data(), b.data(), s, &u) == vx::Status::Ok);
+        return y;
+      };
+      auto cached = [&](const vx::ConvEpilogue& e) {
+        std::vector<float> y(out_size(s), NAN);
+        CHECK(op.fwd(y.data(), x.data(), w.data(), b.data(), s, &e) == vx::Status::Ok);
+        CHECK(cache.valid);
+        return y;
+      };
+      vx::ConvEpilogue ep = plain;
+      ep.cache = &cache, ep.weights_gen = ++gen;
+      const auto y0 = fresh(ep);
+      CHECK(cached(ep) == y0);  // packs
+      const float* panels = cache.data.data();
+      CHECK(cached(ep) == y0);  // reuses
+      CHECK(cache.data.data() == panels);
+      // Weights rewritten in place under a new generation.
+      for (float& v : w) v = -0.5f * v + 0.25f;
+      ep.weights_gen = ++gen;
+      const auto y1 = fresh(ep);
+      CHECK(y1 != y0);
+      CHECK(cached(ep) == y1);
+      // Another scale in the same buffer, same generation.
+      for (float& v : scale) v = 2.0f * v - 0.125f;
+      const auto y2 = fresh(ep);
+      CHECK(y2 != y1);
+      CHECK(cached(ep) == y2);
+      // No scale at all.
+      ep.scale = nullptr;
+      const auto y3 = fresh(ep);
+      CHECK(cached(ep) == y3);
+    }
+  }
+  // Another micro-kernel (other panel height) with the cache filled by the last one.
+  const auto kernels = available_kernels();
+  if (kernels.size() > 1) {
+    const ConvCase& c = conv_cases().front();
+    CaseContext ctx(c.name, kernels.front(), 0);
+    const vx::Conv3dShape s = op.shape(c);
+    const auto x = to_float(random_vec(in_size(s), 61)), w = to_float(random_vec(weight_size(s), 62));
+    std::vector<float> ya(out_size(s)), yb(out_size(s));
+    vx::ConvEpilogue ep;
+    ep.cache = &cache, ep.weights_gen = ++gen;
+    vx::gemm_select_kernel(kernels.back());
+    CHECK(op.fwd(ya.data(), x.data(), w.data(), nullptr, s, &ep) == vx::Status::Ok);
+    vx::gemm_select_kernel(kernels.front());
+    CHECK(op.fwd(ya.data(), x.data(), w.data(), nullptr, s, &ep) == vx::Status::Ok);
+    CHECK(op.fwd(yb.data(), x.data(), w.data(), nullptr, s, nullptr) == vx::Status::Ok);
+    CHECK(ya == yb);
+  }
+  vx::gemm_select_kernel(nullptr);
+}
+
 // Gradient semantics of the optimized backward: parameter gradients accumulate (two calls give twice one
 // call, on top of what was there), the input gradient is overwritten, any gradient pointer may be null
 // (and then w or x may be too), and repeated calls with the same thread count are bit-identical.

@@ -22,6 +22,8 @@ TEST(conv3d_gradient_semantics) { check_gradient_semantics(kConv3d); }
 
 TEST(conv3d_forward_epilogue_matches_reference) { check_epilogue(kConv3d); }
 
+TEST(conv3d_forward_reuses_packed_weights_until_they_change) { check_pack_cache(kConv3d); }
+
 TEST(conv3d_bit_identical_for_any_thread_count_and_staging) { check_thread_invariance(kConv3d); }
 
 TEST(conv3d_shape_computes_output_size) {

@@ -27,6 +27,8 @@ TEST(conv_transpose3d_gradient_semantics) { check_gradient_semantics(kConvT); }
 
 TEST(conv_transpose3d_forward_epilogue_matches_reference) { check_epilogue(kConvT); }
 
+TEST(conv_transpose3d_forward_reuses_packed_weights_until_they_change) { check_pack_cache(kConvT); }
+
 TEST(conv_transpose3d_bit_identical_for_any_thread_count_and_staging) { check_thread_invariance(kConvT); }
 
 // <conv3d(x), y> == <x, conv_transpose3d(y)> with the same weight array (conv3d's [cout, cin, k] is

@@ -240,6 +240,59 @@ TEST(eval_forward_folds_batch_norm_and_prelu_into_the_conv) {
         std::vector<float>(plain->grads(), plain->grads() + plain->num_params()));
 }
 
+// Eval-mode forwards keep each conv's packed weights between calls. Whatever changes in between — the
+// weights written through params(), running statistics updated by a training forward or written through
+// buffers(), another batch size — the output equals that of a fresh net with the same parameters and
+// buffers, bit for bit.
+TEST(eval_forward_reuses_packed_weights_only_while_they_are_current) {
+  const std::string spec =
+      "input c=2 d=6 h=5 w=4\n"
+      "conv3d in=0 cout=5 k=3 s=2 p=1 bias=1\n"
+      "batch_norm3d in=1 eps=1e-5 momentum=0.1 affine=1\n"
+      "prelu in=2 n=5\n"
+      "conv_transpose3d in=3 cout=3 k=3 s=2 p=1 op=1 bias=1\n"
+      "conv3d in=4 cout=2 k=3 s=1 p=1 bias=1\n"
+      "output 5\n";
+  std::unique_ptr<Net> net;
+  CHECK(Net::create(spec, &net) == Status::Ok);
+  if (!net) return;
+  auto xv = vxtest::random_vec(size_t(2) * net->input_shape().numel(), 31);
+  auto x = std::make_shared<vx::Buffer>(xv.begin(), xv.end());
+  net->init_params(3);
+  auto x1 = std::make_shared<vx::Buffer>(xv.begin(), xv.begin() + xv.size() / 2);
+  auto fresh_output = [&](int batch) {
+    const auto& in = batch == 2 ? x : x1;
+    std::unique_ptr<Net> f;
+    CHECK(Net::create(spec, &f) == Status::Ok);
+    std::copy(net->params(), net->params() + net->num_params(), f->params());
+    std::copy(net->buffers(), net->buffers() + net->num_buffers(), f->buffers());
+    CHECK(f->forward(in, batch, false) == Status::Ok);
+    return *f->output(0);
+  };
+  auto eval = [&](int batch) {
+    CHECK(net->forward(batch == 2 ? x : x1, batch, false) == Status::Ok);
+    return *net->output(0);
+  };
+  const auto y0 = eval(2);
+  CHECK(eval(2) == y0);
+  CHECK(y0 == fresh_output(2));
+  float* p = net->params();
+  for (int64_t i = 0; i < net->num_params(); ++i) p[i] = 0.9f * p[i] + 0.01f * float(i % 7);
+  const auto y1 = eval(2);
+  CHECK(y1 != y0);
+  CHECK(y1 == fresh_output(2));
+  for (int k = 0; k < 2; ++k) CHECK(net->forward(x, 2, true) == Status::Ok);  // new running statistics
+  const auto y2 = eval(2);
+  CHECK(y2 != y1);
+  CHECK(y2 == fresh_output(2));
+  float* bufs = net->buffers();
+  for (int64_t i = 0; i < net->num_buffers(); ++i) bufs[i] = 1.5f * bufs[i] + 0.5f;  // variances stay > 0
+  const auto y3 = eval(2);
+  CHECK(y3 != y2);
+  CHECK(y3 == fresh_output(2));
+  CHECK(eval(1) == fresh_output(1));
+}
+
 TEST(backward_accumulates_parameter_gradients_and_skips_input_grad) {
   std::unique_ptr<Net> net;
   CHECK(Net::create(kSpec, &net) == Status::Ok);
