@@ -582,7 +582,7 @@ struct CallState {
   std::vector<double> part;
   std::vector<double> chunk_part;  // weight gradient split by chunks: one partial dw per chunk
   std::vector<std::pair<int64_t, int64_t>> lpt_cost;  // forward, few items: (cost, item), by cost
-  std::vector<int64_t> lpt_owner, lpt_load, lpt_first, lpt_fill, lpt_items;  // and their assignment to threads
+  std::vector<int64_t> lpt_items;                     // and the items in that order
   GrowBuffer stage, weights;
 };
 CallState& call_state() {
@@ -820,15 +820,14 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
       co_range(cout, plan.co_blocks, cb, &c0, &c1);
       return f1 > f0 && c1 > c0;
     };
-    // Few items (deep layers; a transposed conv's classes have 1 to 8 taps each): contiguous chunks of
-    // the item list would be unequal, so items go to threads by longest-processing-time-first on their
-    // cost instead. Which thread computes an item never changes its result.
+    // Items go to whichever thread is free (parallel_dynamic), in runs of a few consecutive items (which
+    // share a tile's positions). Few items (deep layers; a transposed conv's classes have 1 to 8 taps
+    // each) are unequal: they are handed out one at a time, largest first (greedy longest-processing-
+    // time). Which thread computes an item never changes its result.
     const int64_t T = num_threads();
-    const bool lpt = T > 1 && items < 16 * T;
-    if (lpt) {
+    const bool sorted = T > 1 && items < 16 * T;
+    if (sorted) {
       try {
-        ct.lpt_items.clear();
-        ct.lpt_first.assign(size_t(T) + 1, 0);
         std::vector<std::pair<int64_t, int64_t>>& cost = ct.lpt_cost;  // (cost, item)
         cost.clear();
         for (int64_t it = 0; it < items; ++it) {
@@ -838,32 +837,22 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
           cost.push_back({(f1 - f0) * (c1 - c0) * c.ntap[0] * c.ntap[1] * c.ntap[2], it});
         }
         std::stable_sort(cost.begin(), cost.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-        std::vector<int64_t>& owner = ct.lpt_owner;
-        owner.assign(cost.size(), 0);
-        ct.lpt_load.assign(size_t(T), 0);
-        for (size_t i = 0; i < cost.size(); ++i) {
-          const int64_t t = std::min_element(ct.lpt_load.begin(), ct.lpt_load.end()) - ct.lpt_load.begin();
-          owner[i] = t;
-          ct.lpt_load[size_t(t)] += cost[i].first;
-          ++ct.lpt_first[size_t(t) + 1];
-        }
-        for (int64_t t = 0; t < T; ++t) ct.lpt_first[size_t(t) + 1] += ct.lpt_first[size_t(t)];
-        ct.lpt_items.assign(cost.size(), 0);
-        ct.lpt_fill.assign(ct.lpt_first.begin(), ct.lpt_first.end() - 1);
-        for (size_t i = 0; i < cost.size(); ++i) ct.lpt_items[size_t(ct.lpt_fill[size_t(owner[i])]++)] = cost[i].second;
+        ct.lpt_items.resize(cost.size());
+        for (size_t i = 0; i < cost.size(); ++i) ct.lpt_items[i] = cost[i].second;
       } catch (const std::bad_alloc&) {
         return oom(op, "tables");
       }
     }
-    parallel_for(lpt ? T : items, 1, [&](int64_t lo, int64_t hi) {
+    const int64_t nq = sorted ? int64_t(ct.lpt_items.size()) : items;
+    const int64_t grab = sorted ? 1 : std::max<int64_t>(1, items / (8 * T));
+    parallel_dynamic(nq, grab, [&](int64_t qb, int64_t qe) {
       ThreadPositions& tp = thread_positions();
       if (!tp.reserve(max_tile + kPosPad)) {
         failed = true;
         return;
       }
-      const int64_t qb = lpt ? ct.lpt_first[size_t(lo)] : lo, qe = lpt ? ct.lpt_first[size_t(hi)] : hi;
       for (int64_t q = qb; q < qe; ++q) {
-        const int64_t it = lpt ? ct.lpt_items[size_t(q)] : q;
+        const int64_t it = sorted ? ct.lpt_items[size_t(q)] : q;
         int64_t k, f0, f1, c0, c1;
         if (!decode(it, k, f0, f1, c0, c1)) continue;
         const EngineClass& c = p.classes[size_t(k)];

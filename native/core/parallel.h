@@ -4,6 +4,7 @@
 // may nest without oversubscribing. Builds without threads (VX_NO_THREADS, e.g. WASM without
 // pthreads) run everything on the caller. The pool never touches JS objects.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 
@@ -21,6 +22,26 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t lo,
 
 // Number of chunks parallel_for(n, grain, ...) would use; lets callers size per-chunk scratch.
 int parallel_chunks(int64_t n, int64_t grain);
+
+// Independent items [0, n) (each writes only its own outputs, so which thread runs one never changes a
+// result), handed out in runs of `grab` consecutive items to whichever thread is free: fn(lo, hi) per
+// run. Balances uneven items, and threads slowed by something else (a busy core, a descheduled vCPU),
+// which parallel_for's fixed halves cannot. Items are handed out in order, so a list sorted by cost,
+// largest first, is greedy longest-first scheduling.
+template <class Fn>
+void parallel_dynamic(int64_t n, int64_t grab, const Fn& fn) {
+  if (n <= 0) return;
+  if (grab < 1) grab = 1;
+  const int t = parallel_chunks(n, grab);
+  if (t <= 1) {
+    fn(int64_t(0), n);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  parallel_for(t, 1, [&](int64_t, int64_t) {
+    for (int64_t lo; (lo = next.fetch_add(grab, std::memory_order_relaxed)) < n;) fn(lo, lo + grab < n ? lo + grab : n);
+  });
+}
 
 // Reductions whose result must not depend on the thread count: `rows` rows of `len` contiguous values
 // are cut into fixed blocks of `block` values (the last block of a row may be shorter); item
