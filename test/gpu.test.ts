@@ -53,6 +53,42 @@ for (const tf32 of [false, true]) {
   });
 }
 
+// Each model has its own CUDA stream: two models trained at the same time (their calls interleave and
+// overlap on the GPU) give the same losses, bit for bit in deterministic mode, as trained one after the
+// other.
+gpuTest(`two models trained concurrently on their own streams match training them one after the other${why}`, async (t) => {
+  const b = cuda.binding as CudaBinding;
+  b.setOptions({ deterministic: true });
+  const run = async (concurrent: boolean): Promise<number[][]> => {
+    const a = await Vae.create(CFG, { seed: 5, backend: 'cuda' });
+    const c = await Vae.create(CFG, { seed: 6, backend: 'cuda' });
+    const la: number[] = [], lc: number[] = [];
+    try {
+      for (let s = 0; s < 3; s++) {
+        if (concurrent) {
+          const [ra, rc] = await Promise.all([a.trainStep(batch(2), { beta: 1 }), c.trainStep(batch(2), { beta: 1 })]);
+          la.push(ra.loss), lc.push(rc.loss);
+        } else {
+          la.push((await a.trainStep(batch(2), { beta: 1 })).loss);
+          lc.push((await c.trainStep(batch(2), { beta: 1 })).loss);
+        }
+      }
+    } finally {
+      a.dispose();
+      c.dispose();
+    }
+    return [la, lc];
+  };
+  try {
+    const seq = await run(false), par = await run(true);
+    t.log(`losses one after the other ${JSON.stringify(seq)}, concurrently ${JSON.stringify(par)}`);
+    t.deepEqual(par, seq);
+    t.notDeepEqual(seq[0], seq[1]);
+  } finally {
+    b.setOptions({ deterministic: false });
+  }
+});
+
 gpuTest(`out of GPU memory is ENOMEM, memory is released, a smaller batch works${why}`, async (t) => {
   const b = cuda.binding as CudaBinding;
   const huge = 1 << 40; // 4 TiB of floats: never fits

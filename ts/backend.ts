@@ -42,7 +42,7 @@ let cached: { binding: CudaBinding | null; reason: string; probe: CudaProbe | nu
 
 /** Turns a dlopen message into what is missing and how to fix it. */
 function explainLoadError(file: string, msg: string): string {
-  if (/cannot open shared object file|no such file/i.test(msg) && msg.includes(file)) return `the CUDA addon is not built (${file}): run \`npm run build:cuda\``;
+  if (/cannot open shared object file|no such file|cannot find module/i.test(msg) && msg.includes(file)) return `the CUDA addon is not built (${file}): run \`npm run build:cuda\``;
   if (/libcudnn/i.test(msg)) return `libcudnn could not be loaded (${msg.split('\n')[0]}): set LD_LIBRARY_PATH to cuDNN 9's lib folder or rebuild with CUDNN_ROOT`;
   if (/libcuda\.so/i.test(msg)) return 'the NVIDIA driver (libcuda.so.1) is not installed';
   return `${file} could not be loaded: ${msg.split('\n')[0]}`;

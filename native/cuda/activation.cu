@@ -172,7 +172,7 @@ Status prelu_backward(float* dx, float* da, const float* dy, const float* x, con
   }
   if (!da) return Status::Ok;
   if (num_a == c) return reduce_channels<double>(n, c, spatial, PreluDa{dy, x}, AddTo{da}, st);
-  Scratch sc;
+  Scratch sc(st);
   void* tmp = nullptr;
   VX_TRY(sc.get(sizeof(double) * size_t(c), &tmp));
   VX_TRY(reduce_channels<double>(n, c, spatial, PreluDa{dy, x}, Store{static_cast<double*>(tmp)}, st));

@@ -22,15 +22,23 @@ size_t DeviceAllocator::round(size_t bytes) {
   return (bytes + g - 1) / g * g;
 }
 
-Status DeviceAllocator::alloc(void** p, size_t bytes) {
+Status DeviceAllocator::alloc(void** p, size_t bytes, cudaStream_t stream) {
   const size_t size = round(bytes);
   std::lock_guard<std::mutex> lock(mu_);
   st_.requests++;
-  // Best fit, but never a block more than twice the request (keeps big blocks for big tensors).
-  auto it = free_.lower_bound(size);
-  if (it != free_.end() && it->first <= size * 2) {
-    *p = it->second;
-    live_[it->second] = it->first;
+  // Best fit among the blocks this stream may take now, never one more than twice the request (keeps
+  // big blocks for big tensors): its own stream's at once, another's once its free event completed.
+  for (auto it = free_.lower_bound(size); it != free_.end() && it->first <= size * 2; ++it) {
+    const Cached& c = it->second;
+    if (c.stream != stream) {
+      const cudaError_t q = cudaEventQuery(c.done);
+      if (q != cudaSuccess) {
+        if (q == cudaErrorNotReady) cudaGetLastError();  // not an error: still in use there
+        continue;
+      }
+    }
+    *p = c.ptr;
+    live_[c.ptr] = it->first;
     st_.cached -= it->first;
     st_.in_use += it->first;
     free_.erase(it);
@@ -41,9 +49,12 @@ Status DeviceAllocator::alloc(void** p, size_t bytes) {
   cudaError_t e = cudaMalloc(&ptr, size);
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();
-    for (auto& f : free_) cudaFree(f.second);
-    free_.clear();
-    st_.cached = 0;
+    cudaDeviceSynchronize();  // every cached block is idle after this
+    while (!free_.empty()) {
+      release_block(free_.begin()->second.ptr);
+      st_.cached -= free_.begin()->first;
+      free_.erase(free_.begin());
+    }
     e = cudaMalloc(&ptr, size);
   }
   st_.device_mallocs++;
@@ -60,28 +71,44 @@ Status DeviceAllocator::alloc(void** p, size_t bytes) {
   return Status::Ok;
 }
 
-void DeviceAllocator::free(void* p) {
+void DeviceAllocator::free(void* p, cudaStream_t stream) {
   if (!p) return;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = live_.find(p);
   if (it == live_.end()) return;
   const size_t size = it->second;
-  st_.in_use -= size;
-  if (holding_) {
-    held_.push_back(p);  // stays allocated (and counted as cached) until release_held
-    st_.cached += size;
+  cudaEvent_t& ev = events_[p];
+  if (!ev && cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess) ev = nullptr;
+  if (!ev || cudaEventRecord(ev, stream) != cudaSuccess) {
+    // No event (a failed device): the block cannot be proven idle for another stream; give it back
+    // to the driver once the device is done.
+    cudaGetLastError();
+    cudaDeviceSynchronize();
+    release_block(p);
+    live_.erase(it);
+    st_.in_use -= size;
     return;
   }
   live_.erase(it);
-  free_.emplace(size, p);
+  st_.in_use -= size;
+  free_.emplace(size, Cached{p, stream, ev});
   st_.cached += size;
+}
+
+void DeviceAllocator::release_block(void* p) {
+  auto e = events_.find(p);
+  if (e != events_.end()) {
+    if (e->second) cudaEventDestroy(e->second);
+    events_.erase(e);
+  }
+  cudaFree(p);
 }
 
 void DeviceAllocator::empty_cache() {
   std::lock_guard<std::mutex> lock(mu_);
   cudaDeviceSynchronize();  // blocks in the cache may still be read by queued kernels
   for (auto& f : free_) {
-    cudaFree(f.second);
+    release_block(f.second.ptr);
     st_.cached -= f.first;
   }
   free_.clear();
@@ -92,45 +119,25 @@ AllocStats DeviceAllocator::stats() {
   return st_;
 }
 
-void DeviceAllocator::begin_hold() {
-  std::lock_guard<std::mutex> lock(mu_);
-  holding_ = true;
-}
-std::vector<void*> DeviceAllocator::end_hold() {
-  std::lock_guard<std::mutex> lock(mu_);
-  holding_ = false;
-  std::vector<void*> out;
-  out.swap(held_);
-  return out;
-}
-void DeviceAllocator::release_held(const std::vector<void*>& blocks) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (void* p : blocks) {
-    auto it = live_.find(p);
-    if (it == live_.end()) continue;
-    free_.emplace(it->second, p);
-    live_.erase(it);
-  }
-}
+DeviceBuffer::~DeviceBuffer() { DeviceAllocator::get().free(ptr, stream); }
 
-DeviceBuffer::~DeviceBuffer() { DeviceAllocator::get().free(ptr); }
-
-Status make_buffer(int64_t count, DeviceBufferPtr* out) {
+Status make_buffer(int64_t count, DeviceBufferPtr* out, cudaStream_t stream) {
   if (count < 0) return fail(Status::InvalidArgument, "device buffer: negative size");
   auto b = std::make_shared<DeviceBuffer>();
   void* p = nullptr;
-  VX_TRY(DeviceAllocator::get().alloc(&p, size_t(count) * sizeof(float)));
+  VX_TRY(DeviceAllocator::get().alloc(&p, size_t(count) * sizeof(float), stream));
   b->ptr = static_cast<float*>(p);
   b->count = count;
+  b->stream = stream;
   *out = std::move(b);
   return Status::Ok;
 }
 
 Scratch::~Scratch() {
-  for (void* p : blocks_) DeviceAllocator::get().free(p);
+  for (void* p : blocks_) DeviceAllocator::get().free(p, stream_);
 }
 Status Scratch::get(size_t bytes, void** p) {
-  VX_TRY(DeviceAllocator::get().alloc(p, bytes));
+  VX_TRY(DeviceAllocator::get().alloc(p, bytes, stream_));
   blocks_.push_back(*p);
   return Status::Ok;
 }

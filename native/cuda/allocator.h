@@ -1,10 +1,14 @@
 // Caching device allocator and pinned host staging buffers for native/cuda.
 // After the first steps of a training run every request is served from the cache, so a steady-state
-// step calls cudaMalloc zero times. Blocks are reused in stream order (voxvae issues all work of a
-// process on one stream), so a block freed while kernels that read it are still queued is safe to hand
-// out again to later work on that stream. On cudaMalloc failure the cache is released and the request
-// retried once before OutOfMemory is returned (with in-use / cached figures in the message).
+// step calls cudaMalloc zero times. Every block belongs to the stream it was last used on (each model
+// has its own, see NetCuda; ops outside a model use the context's): freed, it goes back to the cache
+// with an event recorded on that stream. The same stream may take it again at once (stream order makes
+// that safe even while kernels that read it are queued); another stream only once the event has
+// completed. On cudaMalloc failure the cache is released and the request retried once before
+// OutOfMemory is returned (with in-use / cached figures in the message).
 #pragma once
+#include <cuda_runtime.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -26,23 +30,25 @@ struct AllocStats {
 class DeviceAllocator {
  public:
   static DeviceAllocator& get();
-  Status alloc(void** p, size_t bytes);
-  void free(void* p);
+  // A block for work on `stream`.
+  Status alloc(void** p, size_t bytes, cudaStream_t stream);
+  // Back to the cache; `stream` is the one it was last used on (work queued there may still read it).
+  void free(void* p, cudaStream_t stream);
   void empty_cache();
   AllocStats stats();
-  // While holding, freed blocks are parked instead of cached: a CUDA graph being captured keeps its
-  // temporaries' addresses (its replays write them) until the graph is destroyed.
-  void begin_hold();
-  std::vector<void*> end_hold();
-  void release_held(const std::vector<void*>& blocks);
 
  private:
   static size_t round(size_t bytes);
+  struct Cached {
+    void* ptr;
+    cudaStream_t stream;  // last used on
+    cudaEvent_t done;     // recorded on `stream` when freed
+  };
   std::mutex mu_;
-  std::multimap<size_t, void*> free_;  // size -> block
-  std::map<void*, size_t> live_;       // block -> size
-  bool holding_ = false;
-  std::vector<void*> held_;
+  std::multimap<size_t, Cached> free_;  // size -> block
+  std::map<void*, size_t> live_;        // block -> size
+  std::map<void*, cudaEvent_t> events_; // block -> its event (created on first free, kept with the block)
+  void release_block(void* p);
   AllocStats st_;
 };
 
@@ -50,24 +56,26 @@ class DeviceAllocator {
 struct DeviceBuffer {
   float* ptr = nullptr;
   int64_t count = 0;
+  cudaStream_t stream = nullptr;  // where it is used (its model's stream, or the context's)
   DeviceBuffer() = default;
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer();
 };
 using DeviceBufferPtr = std::shared_ptr<DeviceBuffer>;
-Status make_buffer(int64_t count, DeviceBufferPtr* out);
+Status make_buffer(int64_t count, DeviceBufferPtr* out, cudaStream_t stream);
 
 // Temporary device memory for one call (partial sums, cuDNN workspace), freed at scope exit.
 class Scratch {
  public:
-  Scratch() = default;
+  explicit Scratch(cudaStream_t stream) : stream_(stream) {}
   ~Scratch();
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   Status get(size_t bytes, void** p);
 
  private:
+  cudaStream_t stream_;
   std::vector<void*> blocks_;
 };
 

@@ -96,5 +96,39 @@ Status Context::get(Context** out) {
 
 Status Context::sync(const char* what) { return check(cudaStreamSynchronize(stream_), what); }
 
+Status Context::acquire_stream(cudaStream_t* out) {
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  if (!pool_.empty()) {
+    *out = pool_.back();
+    pool_.pop_back();
+    return Status::Ok;
+  }
+  VXC_CUDA(cudaStreamCreateWithFlags(out, cudaStreamNonBlocking));
+  return Status::Ok;
+}
+
+void Context::release_stream(cudaStream_t s) {
+  if (!s) return;
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  pool_.push_back(s);
+}
+
+Status Context::after_shared(cudaStream_t waiter, const char* what) {
+  if (waiter == stream_) return Status::Ok;
+  cudaEvent_t ev;
+  {
+    // An event may be re-recorded as soon as cudaStreamWaitEvent has captured its current state.
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (events_.size() < 8) {
+      VXC_CUDA(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+      events_.push_back(ev);
+    }
+    ev = events_[next_event_++ % events_.size()];
+    VX_TRY(check(cudaEventRecord(ev, stream_), what));
+    VX_TRY(check(cudaStreamWaitEvent(waiter, ev, 0), what));
+  }
+  return Status::Ok;
+}
+
 }  // namespace cuda
 }  // namespace vx

@@ -1,11 +1,14 @@
-// The CUDA execution context of a process: device 0, one stream on which every op, network and copy
-// of this addon runs (so work is ordered without events), the cuDNN handle when cuDNN is built in,
-// and the precision / determinism options. probe() says whether a usable device is there at all.
+// The CUDA execution context of a process: device 0, the stream of the ops that belong to no model
+// (tensor uploads, losses, latent ops), a pool of streams for models (each NetCuda takes one, so two
+// models train side by side; see net_cuda.h), and the precision / determinism options. probe() says
+// whether a usable device is there at all.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "status.h"
 
@@ -37,12 +40,25 @@ class Context {
  public:
   // The process-wide context, created on first use (fails cleanly when probe() would fail).
   static Status get(Context** out);
+  // The shared stream: ops outside any model.
   cudaStream_t stream() const { return stream_; }
   Options& options() { return opts_; }
   Status sync(const char* what);
+  // A stream for a model, from the pool (created when the pool is empty), and back. Streams are never
+  // destroyed: device buffers remember the stream they were last used on (allocator.h) and may outlive
+  // their model.
+  Status acquire_stream(cudaStream_t* out);
+  void release_stream(cudaStream_t s);
+  // Makes `waiter` wait for everything queued so far on the shared stream (inputs a model reads were
+  // uploaded or computed there).
+  Status after_shared(cudaStream_t waiter, const char* what);
 
  private:
   cudaStream_t stream_ = nullptr;
+  std::mutex pool_mu_;
+  std::vector<cudaStream_t> pool_;
+  std::vector<cudaEvent_t> events_;  // one per waiter stream would do; a small pool reused round robin
+  size_t next_event_ = 0;
   Options opts_;
 };
 

@@ -132,12 +132,11 @@ ConvGeom geom(const Conv3dShape& s, bool transposed) {
 }
 
 Status run(Context& ctx, ConvDir dir, const ConvGeom& g, float* out, const float* a, const float* w_or_ds, const float* bias,
-           bool use_cudnn) {
-  cudaStream_t st = ctx.stream();
+           cudaStream_t st, bool use_cudnn) {
   const G f = flat(g);
   const int64_t ssp = int64_t(g.s[0]) * g.s[1] * g.s[2], bsp = int64_t(g.b[0]) * g.b[1] * g.b[2];
   if (use_cudnn && cudnn_built()) {
-    VX_TRY(cudnn_conv(ctx, dir, g, out, a, w_or_ds));
+    VX_TRY(cudnn_conv(ctx, st, dir, g, out, a, w_or_ds));
     if (bias && dir != ConvDir::FilterGrad) {
       const bool small = dir == ConvDir::BigToSmall;
       const int c = small ? g.ks : g.cb;
@@ -167,34 +166,35 @@ Status run(Context& ctx, ConvDir dir, const ConvGeom& g, float* out, const float
 
 }  // namespace
 
-Status conv3d_forward(Context& ctx, float* y, const float* x, const float* w, const float* b, const Conv3dShape& s, bool use_cudnn) {
+Status conv3d_forward(Context& ctx, float* y, const float* x, const float* w, const float* b, const Conv3dShape& s,
+                      cudaStream_t st, bool use_cudnn) {
   VX_TRY(conv3d_check(s));
-  return run(ctx, ConvDir::BigToSmall, geom(s, false), y, x, w, b, use_cudnn);
+  return run(ctx, ConvDir::BigToSmall, geom(s, false), y, x, w, b, st, use_cudnn);
 }
 
 Status conv3d_backward(Context& ctx, float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
-                       const Conv3dShape& s, bool use_cudnn) {
+                       const Conv3dShape& s, cudaStream_t st, bool use_cudnn) {
   VX_TRY(conv3d_check(s));
   const ConvGeom g = geom(s, false);
-  if (dx) VX_TRY(run(ctx, ConvDir::SmallToBig, g, dx, dy, w, nullptr, use_cudnn));
-  if (dw) VX_TRY(run(ctx, ConvDir::FilterGrad, g, dw, x, dy, nullptr, use_cudnn));
-  if (db) VX_TRY(reduce_channels<double>(s.n, s.cout, int64_t(s.od) * s.oh * s.ow, Val{dy}, AddF{db}, ctx.stream()));
+  if (dx) VX_TRY(run(ctx, ConvDir::SmallToBig, g, dx, dy, w, nullptr, st, use_cudnn));
+  if (dw) VX_TRY(run(ctx, ConvDir::FilterGrad, g, dw, x, dy, nullptr, st, use_cudnn));
+  if (db) VX_TRY(reduce_channels<double>(s.n, s.cout, int64_t(s.od) * s.oh * s.ow, Val{dy}, AddF{db}, st));
   return Status::Ok;
 }
 
 Status conv_transpose3d_forward(Context& ctx, float* y, const float* x, const float* w, const float* b, const Conv3dShape& s,
-                                bool use_cudnn) {
+                                cudaStream_t st, bool use_cudnn) {
   VX_TRY(conv_transpose3d_check(s));
-  return run(ctx, ConvDir::SmallToBig, geom(s, true), y, x, w, b, use_cudnn);
+  return run(ctx, ConvDir::SmallToBig, geom(s, true), y, x, w, b, st, use_cudnn);
 }
 
 Status conv_transpose3d_backward(Context& ctx, float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
-                                 const Conv3dShape& s, bool use_cudnn) {
+                                 const Conv3dShape& s, cudaStream_t st, bool use_cudnn) {
   VX_TRY(conv_transpose3d_check(s));
   const ConvGeom g = geom(s, true);
-  if (dx) VX_TRY(run(ctx, ConvDir::BigToSmall, g, dx, dy, w, nullptr, use_cudnn));
-  if (dw) VX_TRY(run(ctx, ConvDir::FilterGrad, g, dw, dy, x, nullptr, use_cudnn));
-  if (db) VX_TRY(reduce_channels<double>(s.n, s.cout, int64_t(s.od) * s.oh * s.ow, Val{dy}, AddF{db}, ctx.stream()));
+  if (dx) VX_TRY(run(ctx, ConvDir::BigToSmall, g, dx, dy, w, nullptr, st, use_cudnn));
+  if (dw) VX_TRY(run(ctx, ConvDir::FilterGrad, g, dw, dy, x, nullptr, st, use_cudnn));
+  if (db) VX_TRY(reduce_channels<double>(s.n, s.cout, int64_t(s.od) * s.oh * s.ow, Val{dy}, AddF{db}, st));
   return Status::Ok;
 }
 

@@ -46,9 +46,9 @@ std::mutex g_mu;
 cudnnHandle_t g_handle = nullptr;
 std::map<Key, Plan> g_plans;
 
-Status handle(Context& ctx, cudnnHandle_t* h) {
+Status handle(cudaStream_t stream, cudnnHandle_t* h) {
   if (!g_handle) VXC_DNN(cudnnCreate(&g_handle));
-  VXC_DNN(cudnnSetStream(g_handle, ctx.stream()));
+  VXC_DNN(cudnnSetStream(g_handle, stream));
   *h = g_handle;
   return Status::Ok;
 }
@@ -88,8 +88,9 @@ bool pick(const Perf* r, int count, size_t limit, bool det, int* algo, size_t* w
   return false;
 }
 
-Status find(Context& ctx, cudnnHandle_t h, ConvDir dir, const ConvGeom& g, Plan* p, const float* a, const float* b) {
-  Scratch scratch;
+Status find(Context& ctx, cudaStream_t stream, cudnnHandle_t h, ConvDir dir, const ConvGeom& g, Plan* p, const float* a,
+            const float* b) {
+  Scratch scratch(stream);
   // The search writes its output: give it a scratch one so that += outputs (dW) are not clobbered.
   const size_t out_count = dir == ConvDir::BigToSmall   ? size_t(g.n) * g.ks * g.s[0] * g.s[1] * g.s[2]
                            : dir == ConvDir::SmallToBig ? size_t(g.n) * g.cb * g.b[0] * g.b[1] * g.b[2]
@@ -134,20 +135,21 @@ int cudnn_plan_count() {
   return int(g_plans.size());
 }
 
-Status cudnn_conv(Context& ctx, ConvDir dir, const ConvGeom& g, float* out, const float* a, const float* b) {
+Status cudnn_conv(Context& ctx, cudaStream_t stream, ConvDir dir, const ConvGeom& g, float* out, const float* a,
+                  const float* b) {
   std::lock_guard<std::mutex> lock(g_mu);
   cudnnHandle_t h;
-  VX_TRY(handle(ctx, &h));
+  VX_TRY(handle(stream, &h));
   const Key key{g, int(dir), ctx.options().tf32 ? 1 : 0, ctx.options().deterministic ? 1 : 0};
   auto it = g_plans.find(key);
   if (it == g_plans.end()) {
     Plan p;
     VX_TRY(make_descs(g, ctx.options().tf32, &p));
-    VX_TRY(find(ctx, h, dir, g, &p, a, b));
+    VX_TRY(find(ctx, stream, h, dir, g, &p, a, b));
     it = g_plans.emplace(key, p).first;
   }
   const Plan& p = it->second;
-  Scratch scratch;
+  Scratch scratch(stream);
   void* ws = nullptr;
   if (p.workspace) VX_TRY(scratch.get(p.workspace, &ws));
   const float one = 1.f, zero = 0.f;

@@ -6,6 +6,8 @@
 // a filter W [ks, cb, kd, kh, kw] (stride, padding, dilation 1): S = conv(B, W). conv3d: B = x, S = y,
 // W = weight [cout, cin, ...]. conv_transpose3d: B = y, S = x, W = weight [cin, cout, ...].
 #pragma once
+#include <cuda_runtime.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -40,8 +42,10 @@ int cudnn_runtime_version();  // 0 when not built or libcudnn does not load
 
 // BigToSmall: out = S (beta 0), a = B, b = W.   SmallToBig: out = B (beta 0), a = S, b = W.
 // FilterGrad: out = dW (+=), a = B, b = dS. The algorithm is found once per (geometry, direction,
-// precision, determinism) with cudnnFind*AlgorithmEx under Options::workspace_limit and cached.
-Status cudnn_conv(Context& ctx, ConvDir dir, const ConvGeom& g, float* out, const float* a, const float* b);
+// precision, determinism) with cudnnFind*AlgorithmEx under Options::workspace_limit and cached. Work is
+// queued on `stream` (the one cuDNN handle is shared under a lock and pointed at it for each call).
+Status cudnn_conv(Context& ctx, cudaStream_t stream, ConvDir dir, const ConvGeom& g, float* out, const float* a,
+                  const float* b);
 
 // Number of cached plans (for tests and benchmarks).
 int cudnn_plan_count();

@@ -64,15 +64,16 @@ Status linear_forward(float* y, const float* x, const float* w, const float* b, 
 Status linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int n, int in, int out,
                        cudaStream_t st);
 
-// conv3d.cu: cuDNN when built and enabled, else direct kernels (use_cudnn = false forces those).
+// conv3d.cu: cuDNN when built and enabled, else direct kernels (use_cudnn = false forces those). Work is
+// queued on st (a model's stream); ctx gives the precision / determinism options.
 Status conv3d_forward(Context& ctx, float* y, const float* x, const float* w, const float* b, const Conv3dShape& s,
-                      bool use_cudnn = true);
+                      cudaStream_t st, bool use_cudnn = true);
 Status conv3d_backward(Context& ctx, float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
-                       const Conv3dShape& s, bool use_cudnn = true);
+                       const Conv3dShape& s, cudaStream_t st, bool use_cudnn = true);
 Status conv_transpose3d_forward(Context& ctx, float* y, const float* x, const float* w, const float* b, const Conv3dShape& s,
-                                bool use_cudnn = true);
+                                cudaStream_t st, bool use_cudnn = true);
 Status conv_transpose3d_backward(Context& ctx, float* dx, float* dw, float* db, const float* dy, const float* x,
-                                 const float* w, const Conv3dShape& s, bool use_cudnn = true);
+                                 const float* w, const Conv3dShape& s, cudaStream_t st, bool use_cudnn = true);
 
 // loss.cu: *loss is a device double. labels are class indices as floats; a bad label sets *bad (device
 // int, may be null) to 1 + its index, checked by the caller after synchronising.

@@ -49,7 +49,7 @@ Status gemm(float* C, const float* A, const float* B, const float* bias, int M, 
   if (splits > 64) splits = 64;
   const int ksplit = ((K + splits - 1) / splits + kTile - 1) / kTile * kTile;
   splits = (K + ksplit - 1) / ksplit;
-  Scratch sc;
+  Scratch sc(st);
   void* part = nullptr;
   VX_TRY(sc.get(sizeof(float) * size_t(splits) * size_t(M) * size_t(N), &part));
   dim3 grid(unsigned((N + kTile - 1) / kTile), unsigned((M + kTile - 1) / kTile), unsigned(splits));

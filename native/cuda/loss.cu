@@ -142,7 +142,7 @@ Status dice_loss(double* loss, float* grad, const float* logits, const float* la
     return fail(Status::InvalidArgument, "dice_loss: n=%d c=%d spatial=%lld must all be >= 1", n, c, (long long)spatial);
   const int rows = n * c;
   const int64_t positions = int64_t(n) * spatial, total = positions * c;
-  Scratch sc;
+  Scratch sc(st);
   void *p = nullptr, *sums = nullptr, *num = nullptr, *den = nullptr;
   VX_TRY(sc.get(sizeof(float) * size_t(total), &p));
   VX_TRY(sc.get(sizeof(D3) * size_t(rows), &sums));
@@ -181,7 +181,7 @@ Status kl_normal(double* loss, float* per_sample, float* dmu, float* dlogvar, co
   if (!loss || !mu || !logvar) return fail(Status::InvalidArgument, "kl_normal: null loss, mu or logvar");
   if (n < 1 || l < 1) return fail(Status::InvalidArgument, "kl_normal: n=%d l=%d must be >= 1", n, l);
   const double scale = double(weight) * (r == Reduction::Mean ? 1.0 / double(n) : 1.0);
-  Scratch sc;
+  Scratch sc(st);
   void* per_d = nullptr;
   VX_TRY(sc.get(sizeof(double) * size_t(n), &per_d));
   k_kl<<<unsigned(n), kThreads, 0, st>>>(per_sample, static_cast<double*>(per_d), dmu, dlogvar, mu, logvar, l, float(scale));

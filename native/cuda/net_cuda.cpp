@@ -14,14 +14,15 @@ namespace cuda {
 Status NetCuda::create(const std::string& spec, std::unique_ptr<NetCuda>* out) {
   std::unique_ptr<NetCuda> n(new NetCuda());
   VX_TRY(Context::get(&n->ctx_));
+  VX_TRY(n->ctx_->acquire_stream(&n->stream_));
   VX_TRY(Net::create(spec, &n->host_));
   const auto& t = n->host_->param_table();
   n->roles_.assign(n->host_->nodes().size(), std::vector<int>(4, -1));
   for (size_t i = 0; i < t.size(); ++i) n->roles_[size_t(t[i].node)][size_t(t[i].role)] = int(i);
-  VX_TRY(make_buffer(std::max<int64_t>(1, n->num_params()), &n->params_));
-  VX_TRY(make_buffer(std::max<int64_t>(1, n->num_params()), &n->grads_));
-  VX_TRY(make_buffer(std::max<int64_t>(1, n->num_buffers()), &n->buffers_));
-  VX_TRY(make_buffer(4, &n->seed_step_));  // two uint64: dropout seed and step
+  VX_TRY(make_buffer(std::max<int64_t>(1, n->num_params()), &n->params_, n->stream_));
+  VX_TRY(make_buffer(std::max<int64_t>(1, n->num_params()), &n->grads_, n->stream_));
+  VX_TRY(make_buffer(std::max<int64_t>(1, n->num_buffers()), &n->buffers_, n->stream_));
+  VX_TRY(make_buffer(4, &n->seed_step_, n->stream_));  // two uint64: dropout seed and step
   const size_t nodes = n->host_->nodes().size();
   n->act_.assign(nodes, nullptr);
   n->grad_.assign(nodes, nullptr);
@@ -32,6 +33,15 @@ Status NetCuda::create(const std::string& spec, std::unique_ptr<NetCuda>* out) {
   *out = std::move(n);
   return Status::Ok;
 }
+
+NetCuda::~NetCuda() {
+  if (!stream_) return;
+  cudaStreamSynchronize(stream_);  // nothing of this network may still be queued when its stream is reused
+  cudaGetLastError();
+  ctx_->release_stream(stream_);
+}
+
+Status NetCuda::sync(const char* what) { return check(cudaStreamSynchronize(stream_), what); }
 
 float* NetCuda::p(int node, ParamRole role) {
   const int e = roles_[size_t(node)][size_t(role)];
@@ -51,32 +61,32 @@ Status NetCuda::init_params(uint64_t seed) {
 }
 Status NetCuda::upload_params() {
   auto& pin = PinnedPool::get();
-  VX_TRY(pin.upload(params_->ptr, host_->params(), size_t(num_params()) * 4, ctx_->stream()));
-  VX_TRY(pin.upload(buffers_->ptr, host_->buffers(), size_t(num_buffers()) * 4, ctx_->stream()));
+  VX_TRY(pin.upload(params_->ptr, host_->params(), size_t(num_params()) * 4, stream_));
+  VX_TRY(pin.upload(buffers_->ptr, host_->buffers(), size_t(num_buffers()) * 4, stream_));
   return Status::Ok;
 }
 Status NetCuda::download_params() {
   auto& pin = PinnedPool::get();
-  VX_TRY(pin.download(host_->params(), params_->ptr, size_t(num_params()) * 4, ctx_->stream()));
-  VX_TRY(pin.download(host_->buffers(), buffers_->ptr, size_t(num_buffers()) * 4, ctx_->stream()));
+  VX_TRY(pin.download(host_->params(), params_->ptr, size_t(num_params()) * 4, stream_));
+  VX_TRY(pin.download(host_->buffers(), buffers_->ptr, size_t(num_buffers()) * 4, stream_));
   return Status::Ok;
 }
 Status NetCuda::download_grads() {
-  return PinnedPool::get().download(host_->grads(), grads_->ptr, size_t(num_params()) * 4, ctx_->stream());
+  return PinnedPool::get().download(host_->grads(), grads_->ptr, size_t(num_params()) * 4, stream_);
 }
 Status NetCuda::zero_grad() {
-  return check(cudaMemsetAsync(grads_->ptr, 0, size_t(std::max<int64_t>(1, num_params())) * 4, ctx_->stream()), "zero_grad");
+  return check(cudaMemsetAsync(grads_->ptr, 0, size_t(std::max<int64_t>(1, num_params())) * 4, stream_), "zero_grad");
 }
 
 Status NetCuda::ensure(std::vector<DeviceBufferPtr>& v, int i, int64_t count) {
   DeviceBufferPtr& b = v[size_t(i)];
   if (b && b.use_count() == 1 && b->count == count) return Status::Ok;
-  return make_buffer(count, &b);
+  return make_buffer(count, &b, stream_);
 }
 Status NetCuda::ensure_save(std::vector<DeviceBufferPtr>& v, int i, int64_t count) {
   DeviceBufferPtr& b = v[size_t(i)];
   if (b && b->count >= count) return Status::Ok;
-  return make_buffer(count, &b);
+  return make_buffer(count, &b, stream_);
 }
 
 Status NetCuda::forward(const DeviceBufferPtr& x, int batch, bool train, uint64_t dropout_seed, uint64_t dropout_step) {
@@ -88,8 +98,9 @@ Status NetCuda::forward(const DeviceBufferPtr& x, int batch, bool train, uint64_
   batch_ = batch;
   last_train_ = train;
   act_[0] = x;
+  VX_TRY(ctx_->after_shared(stream_, "forward: wait for the shared stream"));
   const uint64_t ss[2] = {dropout_seed, dropout_step};
-  VX_TRY(PinnedPool::get().upload(seed_step_->ptr, ss, sizeof ss, ctx_->stream()));
+  VX_TRY(PinnedPool::get().upload(seed_step_->ptr, ss, sizeof ss, stream_));
   for (size_t i = 1; i < host_->nodes().size(); ++i) VX_TRY(forward_node(int(i), train, uint64_t(host_->nodes().size())));
   have_forward_ = true;
   return Status::Ok;
@@ -104,7 +115,7 @@ Status NetCuda::forward_node(int i, bool train, uint64_t step_mul) {
   VX_TRY(ensure(act_, i, count));
   float* y = act_[size_t(i)]->ptr;
   const Shape4& in = src.shape;
-  cudaStream_t st = ctx_->stream();
+  cudaStream_t st = stream_;
   NormShape ns;
   ns.n = N; ns.c = in.c; ns.spatial = in.spatial(); ns.eps = n.eps; ns.momentum = n.momentum;
   Conv3dShape s;
@@ -115,10 +126,10 @@ Status NetCuda::forward_node(int i, bool train, uint64_t step_mul) {
     case OpKind::Input: return Status::Ok;
     case OpKind::Conv3d:
       VX_TRY(conv3d_shape(s));
-      return conv3d_forward(*ctx_, y, x, p(i, ParamRole::Weight), p(i, ParamRole::Bias), s);
+      return conv3d_forward(*ctx_, y, x, p(i, ParamRole::Weight), p(i, ParamRole::Bias), s, st);
     case OpKind::ConvTranspose3d:
       VX_TRY(conv_transpose3d_shape(s));
-      return conv_transpose3d_forward(*ctx_, y, x, p(i, ParamRole::Weight), p(i, ParamRole::Bias), s);
+      return conv_transpose3d_forward(*ctx_, y, x, p(i, ParamRole::Weight), p(i, ParamRole::Bias), s, st);
     case OpKind::Linear: return linear_forward(y, x, p(i, ParamRole::Weight), p(i, ParamRole::Bias), N, in.c, n.cout, st);
     case OpKind::BatchNorm3d:
       if (train) {
@@ -166,7 +177,8 @@ Status NetCuda::backward(const std::vector<const float*>& dout, bool need_input_
   if (dout.size() != outputs.size())
     return fail(Status::InvalidArgument, "backward: %zu output gradients given, the network has %zu outputs", dout.size(), outputs.size());
   const int N = batch_;
-  cudaStream_t st = ctx_->stream();
+  cudaStream_t st = stream_;
+  VX_TRY(ctx_->after_shared(st, "backward: wait for the shared stream"));
   std::vector<char> has(nodes.size(), 0);
   for (size_t k = 0; k < outputs.size(); ++k) {
     const int o = outputs[k];
@@ -185,7 +197,7 @@ Status NetCuda::backward(const std::vector<const float*>& dout, bool need_input_
     bool accumulate[2] = {false, false};
     int64_t need = 0;
     for (size_t j = 0; j < n.in.size(); ++j) need += N * nodes[size_t(n.in[j])].shape.numel();
-    if (!scratch_ || scratch_->count < need) VX_TRY(make_buffer(need, &scratch_));
+    if (!scratch_ || scratch_->count < need) VX_TRY(make_buffer(need, &scratch_, stream_));
     int64_t off = 0;
     for (size_t j = 0; j < n.in.size(); ++j) {
       const int src = n.in[j];
@@ -224,7 +236,7 @@ Status NetCuda::backward_node(int i, float* dx, float* dx1) {
   const float* dy = grad_[size_t(i)]->ptr;
   const int N = batch_;
   const int64_t count = N * n.shape.numel();
-  cudaStream_t st = ctx_->stream();
+  cudaStream_t st = stream_;
   NormShape ns;
   ns.n = N; ns.c = in.c; ns.spatial = in.spatial(); ns.eps = n.eps; ns.momentum = n.momentum;
   Conv3dShape s;
@@ -236,10 +248,10 @@ Status NetCuda::backward_node(int i, float* dx, float* dx1) {
     case OpKind::Input: return Status::Ok;
     case OpKind::Conv3d:
       VX_TRY(conv3d_shape(s));
-      return conv3d_backward(*ctx_, dx, g(i, ParamRole::Weight), g(i, ParamRole::Bias), dy, x, p(i, ParamRole::Weight), s);
+      return conv3d_backward(*ctx_, dx, g(i, ParamRole::Weight), g(i, ParamRole::Bias), dy, x, p(i, ParamRole::Weight), s, st);
     case OpKind::ConvTranspose3d:
       VX_TRY(conv_transpose3d_shape(s));
-      return conv_transpose3d_backward(*ctx_, dx, g(i, ParamRole::Weight), g(i, ParamRole::Bias), dy, x, p(i, ParamRole::Weight), s);
+      return conv_transpose3d_backward(*ctx_, dx, g(i, ParamRole::Weight), g(i, ParamRole::Bias), dy, x, p(i, ParamRole::Weight), s, st);
     case OpKind::Linear:
       return linear_backward(dx, g(i, ParamRole::Weight), g(i, ParamRole::Bias), dy, x, p(i, ParamRole::Weight), N, in.c, n.cout, st);
     case OpKind::BatchNorm3d:

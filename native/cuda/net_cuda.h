@@ -2,7 +2,9 @@
 // layout, PyTorch initialisation on the host), keeps parameters, gradients and buffers in three flat
 // device buffers with the same offsets, and runs forward/backward over the node list with the kernels
 // of native/cuda. Activations are shared device buffers handed out like the CPU's (reused only while
-// nobody else holds them).
+// nobody else holds them). Each network queues its work on a stream of its own (from the context's
+// pool), so two models run concurrently; a forward or backward first waits for the shared stream, where
+// its inputs were uploaded. Callers synchronise stream() before reading results on the host.
 #pragma once
 #include <memory>
 #include <string>
@@ -18,6 +20,9 @@ namespace cuda {
 class NetCuda {
  public:
   static Status create(const std::string& spec, std::unique_ptr<NetCuda>* out);
+  ~NetCuda();
+  NetCuda(const NetCuda&) = delete;
+  NetCuda& operator=(const NetCuda&) = delete;
 
   const Net& host() const { return *host_; }
   Net& host() { return *host_; }
@@ -27,6 +32,8 @@ class NetCuda {
   float* grads() { return grads_->ptr; }
   float* buffers() { return buffers_ ? buffers_->ptr : nullptr; }
   Context& ctx() { return *ctx_; }
+  cudaStream_t stream() const { return stream_; }
+  Status sync(const char* what);
 
   // Host <-> device copies of the flat arrays (the host Net's arrays are the staging area).
   Status init_params(uint64_t seed);
@@ -50,7 +57,9 @@ class NetCuda {
   float* p(int node, ParamRole role);
   float* g(int node, ParamRole role);
 
+  NetCuda() = default;
   Context* ctx_ = nullptr;
+  cudaStream_t stream_ = nullptr;
   std::unique_ptr<Net> host_;
   std::vector<std::vector<int>> roles_;  // per node: param table index by role
   DeviceBufferPtr params_, grads_, buffers_, seed_step_, scratch_;

@@ -110,7 +110,7 @@ Status normalize_train(float* y, float* save_mean, float* save_invstd, float* rm
                        const float* b, const NormShape& s, bool instance, cudaStream_t st) {
   const int rows = instance ? s.n * s.c : s.c, n = instance ? 1 : s.n;
   const double m = double(n) * double(s.spatial);
-  Scratch sc;
+  Scratch sc(st);
   void *mean = nullptr, *mf = nullptr, *isf = nullptr;
   VX_TRY(sc.get(sizeof(double) * rows, &mean));
   VX_TRY(sc.get(sizeof(float) * rows, &mf));
@@ -131,7 +131,7 @@ Status norm_backward(float* dx, float* dg, float* db, const float* dy, const flo
                      const float* invstd, const NormShape& s, bool instance, bool train, cudaStream_t st) {
   const int rows = instance ? s.n * s.c : s.c, n = instance ? 1 : s.n;
   const double m = double(n) * double(s.spatial);
-  Scratch sc;
+  Scratch sc(st);
   void* sums = nullptr;
   VX_TRY(sc.get(sizeof(D2) * rows, &sums));
   auto* sd = static_cast<D2*>(sums);
@@ -161,7 +161,7 @@ Status batch_norm3d_forward_train(float* y, float* save_mean, float* save_invstd
 Status batch_norm3d_forward_eval(float* y, const float* x, const float* gamma, const float* beta, const float* running_mean,
                                  const float* running_var, const NormShape& s, cudaStream_t st) {
   VX_TRY(check_shape("batch_norm3d_forward_eval", s));
-  Scratch sc;
+  Scratch sc(st);
   void *mf = nullptr, *isf = nullptr;
   VX_TRY(sc.get(sizeof(float) * s.c, &mf));
   VX_TRY(sc.get(sizeof(float) * s.c, &isf));
@@ -183,7 +183,7 @@ Status batch_norm3d_backward(float* dx, float* dgamma, float* dbeta, const float
 Status batch_norm3d_backward_eval(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x, const float* gamma,
                                   const float* running_mean, const float* running_var, const NormShape& s, cudaStream_t st) {
   VX_TRY(check_shape("batch_norm3d_backward_eval", s));
-  Scratch sc;
+  Scratch sc(st);
   void *mf = nullptr, *isf = nullptr;
   VX_TRY(sc.get(sizeof(float) * s.c, &mf));
   VX_TRY(sc.get(sizeof(float) * s.c, &isf));

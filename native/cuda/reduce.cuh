@@ -75,7 +75,7 @@ template <class Acc, class F, class Fin>
 Status reduce_channels(int n, int c, int64_t spatial, F f, Fin fin, cudaStream_t st) {
   if (c > 65535) return fail(Status::Unsupported, "reduction over %d channels exceeds the grid limit 65535", c);
   const int chunks = reduce_chunks(n, c, spatial);
-  Scratch sc;
+  Scratch sc(st);
   void* p = nullptr;
   VX_TRY(sc.get(sizeof(Acc) * size_t(c) * size_t(chunks), &p));
   chan_partial_kernel<Acc, F><<<dim3(unsigned(chunks), unsigned(c)), kThreads, 0, st>>>(static_cast<Acc*>(p), chunks, n, c, spatial, f);
@@ -104,7 +104,7 @@ template <class F>
 Status reduce_flat(double* out, int64_t count, double scale, F f, cudaStream_t st) {
   int parts = int(blocks_for(count, 8));
   if (parts > 1024) parts = 1024;
-  Scratch sc;
+  Scratch sc(st);
   void* p = nullptr;
   VX_TRY(sc.get(sizeof(double) * size_t(parts), &p));
   flat_partial_kernel<F><<<unsigned(parts), kThreads, 0, st>>>(static_cast<double*>(p), count, f);

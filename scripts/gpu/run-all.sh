@@ -3,7 +3,8 @@
 #   build (CMake + nvcc + the cuDNN wheel of /opt/torch/.venv) -> native CUDA-vs-CPU op tests ->
 #   Node whole-step tests (if a Node binary was carried in .gpu/node.xz with node_modules) ->
 #   voxvae vs PyTorch training-step / decode benchmarks. Logs and JSON land in $OUT (or ./gpu-out).
-# Device call (see docs/cuda.md):  carry [".gpu", "node_modules"], command: bash scripts/gpu/run-all.sh
+# Device call (see docs/cuda.md): here `bash scripts/gpu/pack.sh`, then run(command="bash scripts/gpu/run-all.sh",
+# carry=[".gpu"]). .gpu holds Node, a lean node_modules and the CPU addon (pack.sh).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/gpu-out}"
@@ -13,6 +14,9 @@ summary=()
 note() { echo "== $*"; summary+=("$*"); }
 
 nvidia-smi -L 2>&1 | tee "$OUT/device.txt"
+# What pack.sh packed: node_modules (the CUDA addon's build needs node-addon-api from it) and the CPU addon.
+[ -d node_modules ] || { [ -f .gpu/node_modules.tar.xz ] && tar -xJf .gpu/node_modules.tar.xz; }
+[ -f build/Release/voxvae.node ] || { [ -f .gpu/voxvae.node ] && mkdir -p build/Release && cp .gpu/voxvae.node build/Release/; }
 CUDNN_ROOT="${CUDNN_ROOT:-$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' 2>/dev/null)}"
 if [ -n "$CUDNN_ROOT" ] && [ ! -e "$CUDNN_ROOT/lib/libcudnn.so" ] && [ -e "$CUDNN_ROOT/lib/libcudnn.so.9" ]; then
   mkdir -p /tmp/cudnn/lib && ln -sf "$CUDNN_ROOT/include" /tmp/cudnn/include && ln -sf "$CUDNN_ROOT"/lib/* /tmp/cudnn/lib/ \
@@ -34,15 +38,16 @@ if [ -x build/gpu/test_cuda_ops ]; then
 fi
 ctest --test-dir build/gpu --output-on-failure > "$OUT/ctest.log" 2>&1; note "ctest (CPU + CUDA): rc=$? $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
 
-# 3. Node side: carried binary (xz) + node_modules.
+# 3. Node side: carried binary (xz), node_modules (packed by pack.sh, or carried whole) and the CPU addon.
 if [ -f .gpu/node.xz ] && [ -d node_modules ]; then
   mkdir -p /tmp/nb && xz -dc .gpu/node.xz > /tmp/nb/node && chmod +x /tmp/nb/node && export PATH=/tmp/nb:$PATH
+  note "node $(node --version), CPU addon: $([ -f build/Release/voxvae.node ] && echo carried || echo MISSING)"
   node_modules/.bin/ava test/gpu.test.ts test/backend.test.ts --verbose > "$OUT/ava_gpu.log" 2>&1
   note "ava GPU tests: rc=$? $(grep -E 'passed|failed|skipped' "$OUT/ava_gpu.log" | tr '\n' ' ')"
   node --import tsx bench/gpu/step_bench.ts "$OUT" "${BENCH_BATCH:-2}" "${BENCH_D:-64}" 20 > "$OUT/bench_voxvae.log" 2>&1
   note "voxvae bench: rc=$?"
 else
-  note "Node tests and voxvae bench: skipped (carry .gpu/node.xz and node_modules)"
+  note "Node tests and voxvae bench: skipped (run scripts/gpu/pack.sh here and carry .gpu)"
 fi
 
 # 4. PyTorch on the same specs, batch and precision.

@@ -9,6 +9,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "activation.h"
@@ -35,7 +36,7 @@ static vc::Context* C;
 struct Dev {  // a device copy of a host vector
   vc::DeviceBufferPtr b;
   explicit Dev(const std::vector<float>& h) {
-    vc::make_buffer(int64_t(h.size()), &b);
+    vc::make_buffer(int64_t(h.size()), &b, S);
     cudaMemcpy(b->ptr, h.data(), h.size() * 4, cudaMemcpyHostToDevice);
   }
   explicit Dev(size_t n, float fill = 0.f) : Dev(std::vector<float>(n, fill)) {}
@@ -98,11 +99,11 @@ static void conv_case(const ConvCase& cc, bool cudnn, bool tf32) {
   Dev X(x), W(w), B(b), DY(dy), Y(yn), DX(xn), DW(wn), DB(size_t(s.cout));
   Status st1, st2;
   if (cc.transposed) {
-    st1 = vc::conv_transpose3d_forward(*C, Y.p(), X.p(), W.p(), B.p(), s, cudnn);
-    st2 = vc::conv_transpose3d_backward(*C, DX.p(), DW.p(), DB.p(), DY.p(), X.p(), W.p(), s, cudnn);
+    st1 = vc::conv_transpose3d_forward(*C, Y.p(), X.p(), W.p(), B.p(), s, S, cudnn);
+    st2 = vc::conv_transpose3d_backward(*C, DX.p(), DW.p(), DB.p(), DY.p(), X.p(), W.p(), s, S, cudnn);
   } else {
-    st1 = vc::conv3d_forward(*C, Y.p(), X.p(), W.p(), B.p(), s, cudnn);
-    st2 = vc::conv3d_backward(*C, DX.p(), DW.p(), DB.p(), DY.p(), X.p(), W.p(), s, cudnn);
+    st1 = vc::conv3d_forward(*C, Y.p(), X.p(), W.p(), B.p(), s, S, cudnn);
+    st2 = vc::conv3d_backward(*C, DX.p(), DW.p(), DB.p(), DY.p(), X.p(), W.p(), s, S, cudnn);
   }
   if (st1 != Status::Ok || st2 != Status::Ok) {
     std::printf("FAIL %s: %s\n", cc.name, last_error());
@@ -221,7 +222,7 @@ int main() {
     for (size_t i = 0; i < lab.size(); ++i) lab[i] = float((i * 7) % c);
     Dev L(lab), GR(static_cast<size_t>(cnt));
     vc::DeviceBufferPtr scal;
-    vc::make_buffer(4, &scal);
+    vc::make_buffer(4, &scal, S);
     auto* dl = reinterpret_cast<double*>(scal->ptr);
     auto* bad = reinterpret_cast<int64_t*>(scal->ptr + 2);
     cudaMemset(bad, 0xff, 8);
@@ -256,7 +257,7 @@ int main() {
     kl_normal(&loss, per.data(), dmu.data(), dlv.data(), mu.data(), lv.data(), n, l, Reduction::Sum, 0.5f);
     Dev MU(mu), LV(lv), DZ(dz), PER(static_cast<size_t>(n)), DMU(dmu.size()), DLV(dlv.size()), Z(z.size()), EPS(eps.size());
     vc::DeviceBufferPtr scal;
-    vc::make_buffer(2, &scal);
+    vc::make_buffer(2, &scal, S);
     vc::kl_normal(reinterpret_cast<double*>(scal->ptr), PER.p(), DMU.p(), DLV.p(), MU.p(), LV.p(), n, l, Reduction::Sum, 0.5f, S);
     expect_scalar("kl_normal loss", dev_double(reinterpret_cast<double*>(scal->ptr)), loss, 1e-5);
     expect("kl_normal dmu", DMU.host(), dmu, 1e-5);
@@ -323,7 +324,7 @@ int main() {
       return 1;
     }
     std::vector<float> out_gpu(size_t(gpu->output(0)->count));
-    cudaStreamSynchronize(S);
+    gpu->sync("net forward");  // the network runs on a stream of its own
     cudaMemcpy(out_gpu.data(), gpu->output(0)->ptr, out_gpu.size() * 4, cudaMemcpyDeviceToHost);
     expect("net forward (fp32)", out_gpu, *cpu->output(0), 1e-5);
     auto dy = rnd(out_gpu.size(), 23);
@@ -337,7 +338,7 @@ int main() {
     Dev M(m.size()), V(v.size());
     AdamParams a;
     adam_step(cpu->params(), m.data(), v.data(), cpu->grads(), cpu->num_params(), a, 1);
-    vc::adam_step(gpu->params(), M.p(), V.p(), gpu->grads(), gpu->num_params(), a, 1, 1.f, S);
+    vc::adam_step(gpu->params(), M.p(), V.p(), gpu->grads(), gpu->num_params(), a, 1, 1.f, gpu->stream());
     gpu->download_params();
     expect("net params after Adam (fp32)", std::vector<float>(gpu->host().params(), gpu->host().params() + gpu->num_params()),
            std::vector<float>(cpu->params(), cpu->params() + cpu->num_params()), 1e-5);
@@ -355,6 +356,35 @@ int main() {
     const bool same = std::memcmp(g1.data(), g2.data(), g1.size() * 4) == 0;
     if (!same) ++g_fail;
     std::printf("%-4s deterministic mode: repeated step bit-identical\n", same ? "ok" : "FAIL");
+    // Two networks on their own streams, driven from two host threads at once, give the same gradients
+    // bit for bit as one after the other (still deterministic mode).
+    {
+      std::unique_ptr<vc::NetCuda> a1, a2;
+      vc::NetCuda::create(spec, &a1);
+      vc::NetCuda::create(spec, &a2);
+      const bool distinct = a1 && a2 && a1->stream() != a2->stream() && a1->stream() != S;
+      std::vector<float> seq1, seq2, par1, par2;
+      auto step = [&](vc::NetCuda& n, uint64_t seed, std::vector<float>* out) {
+        n.init_params(seed);
+        n.zero_grad();
+        n.forward(X.b, batch, true, 9, 4);
+        n.backward({DY.p()}, false);
+        n.download_grads();
+        out->assign(n.host().grads(), n.host().grads() + n.num_params());
+      };
+      if (distinct) {
+        step(*a1, 7, &seq1);
+        step(*a2, 8, &seq2);
+        std::thread t1([&] { step(*a1, 7, &par1); });
+        std::thread t2([&] { step(*a2, 8, &par2); });
+        t1.join();
+        t2.join();
+      }
+      ++g_checks;
+      const bool ok = distinct && par1 == seq1 && par2 == seq2 && seq1 != seq2;
+      if (!ok) ++g_fail;
+      std::printf("%-4s two networks on their own streams, concurrently: same gradients as one after the other\n", ok ? "ok" : "FAIL");
+    }
     C->options().deterministic = false;
   }
 
@@ -363,13 +393,13 @@ int main() {
     Conv3dShape bad = cs(1, 1, 1, 2, 2, 2, 5, 1, 0);
     bad.od = bad.oh = bad.ow = 1;
     ++g_checks;
-    const bool rejected = vc::conv3d_forward(*C, nullptr, nullptr, nullptr, nullptr, bad) == Status::InvalidArgument;
+    const bool rejected = vc::conv3d_forward(*C, nullptr, nullptr, nullptr, nullptr, bad, S) == Status::InvalidArgument;
     if (!rejected) ++g_fail;
     std::printf("%-4s bad conv shape rejected: %s\n", rejected ? "ok" : "FAIL", last_error());
     vc::DeviceBufferPtr huge;
-    const Status s = vc::make_buffer(int64_t(1) << 40, &huge);  // 4 TiB
+    const Status s = vc::make_buffer(int64_t(1) << 40, &huge, S);  // 4 TiB
     vc::DeviceBufferPtr small;
-    const Status s2 = vc::make_buffer(1 << 20, &small);
+    const Status s2 = vc::make_buffer(1 << 20, &small, S);
     ++g_checks;
     const bool oom_ok = s == Status::OutOfMemory && s2 == Status::Ok;
     if (!oom_ok) ++g_fail;

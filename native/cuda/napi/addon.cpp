@@ -90,14 +90,15 @@ vx::Reduction arg_reduction(const Napi::CallbackInfo& info, size_t i) {
   throw_error(info.Env(), "EINVAL", "reduction must be 'mean' or 'sum'");
 }
 
-// Promise job: work() enqueues on the stream from a worker thread, then the stream is synchronised
-// there; done() builds the result on the JS thread.
+// Promise job: work() enqueues on a stream from a worker thread (a model's own, or the shared one when
+// `stream` is null), then that stream is synchronised there; done() builds the result on the JS thread.
 class Job : public Napi::AsyncWorker {
  public:
   using Work = std::function<Status()>;
   using Done = std::function<Napi::Value(Napi::Env)>;
-  static Napi::Promise Start(Napi::Env env, Work w, Done d, std::function<void()> fin = nullptr) {
+  static Napi::Promise Start(Napi::Env env, Work w, Done d, std::function<void()> fin = nullptr, cudaStream_t stream = nullptr) {
     auto* j = new Job(env, std::move(w), std::move(d), std::move(fin));
+    j->stream_ = stream;
     Napi::Promise p = j->def_.Promise();
     j->Queue();
     return p;
@@ -110,7 +111,8 @@ class Job : public Napi::AsyncWorker {
     if (st_ == Status::Ok) {
       vx::cuda::Context* c = nullptr;
       st_ = vx::cuda::Context::get(&c);
-      if (st_ == Status::Ok) st_ = c->sync("stream synchronize");
+      if (st_ == Status::Ok)
+        st_ = stream_ ? vx::cuda::check(cudaStreamSynchronize(stream_), "stream synchronize") : c->sync("stream synchronize");
     }
     if (st_ != Status::Ok) {
       msg_ = vx::last_error();
@@ -138,6 +140,7 @@ class Job : public Napi::AsyncWorker {
       : Napi::AsyncWorker(env, "voxvae_cuda"), def_(Napi::Promise::Deferred::New(env)), work_(std::move(w)), done_(std::move(d)),
         fin_(std::move(fin)) {}
   Napi::Promise::Deferred def_;
+  cudaStream_t stream_ = nullptr;
   Work work_;
   Done done_;
   std::function<void()> fin_;
@@ -180,7 +183,7 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
           if (!std::isfinite(src[i]))
             throw_error(env, "ENOTFINITE", "input holds a non-finite value (" + std::string(std::isnan(src[i]) ? "NaN" : "Inf") + ") at index " + std::to_string(i));
     }
-    check(env, vx::cuda::make_buffer(count, &buf_));
+    check(env, vx::cuda::make_buffer(count, &buf_, c.stream()));
     if (has_data) check(env, vx::cuda::PinnedPool::get().upload(buf_->ptr, a.Data(), size_t(count) * 4, c.stream()));
     else check(env, vx::cuda::check(cudaMemsetAsync(buf_->ptr, 0, size_t(count) * 4, c.stream()), "Tensor zeros"));
   }
@@ -233,7 +236,7 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
 
 DeviceBufferPtr new_buffer(Napi::Env env, int64_t count, bool zero) {
   DeviceBufferPtr b;
-  check(env, vx::cuda::make_buffer(count, &b));
+  check(env, vx::cuda::make_buffer(count, &b, ctx(env).stream()));
   if (zero) check(env, vx::cuda::check(cudaMemsetAsync(b->ptr, 0, size_t(count) * 4, ctx(env).stream()), "zeros"));
   return b;
 }
