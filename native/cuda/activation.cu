@@ -59,7 +59,7 @@ __global__ void k_softmax_b(float* dx, const float* dy, const float* y, int c, i
 __global__ void k_dropout_f(float* y, float* mask, const float* x, int64_t n, float p, const uint64_t* seed_step, uint64_t mul,
                             uint64_t add) {
   const uint64_t seed = seed_step[0], step = seed_step[1] * mul + add;
-  const float scale = 1.f / (1.f - p);
+  const float scale = float(1.0 / (1.0 - double(p)));  // as the CPU rounds it (1.f / (1.f - p) may differ by an ulp)
   VXC_GRID_LOOP(i, n) {
     const float mk = philox_uniform_dev(seed, step, uint64_t(i)) >= p ? scale : 0.f;
     if (mask) mask[i] = mk;

@@ -75,6 +75,14 @@ Status make_descs(const ConvGeom& g, bool tf32, Plan* p) {
   return Status::Ok;
 }
 
+void destroy_descs(Plan* p) {
+  if (p->big) cudnnDestroyTensorDescriptor(p->big);
+  if (p->small) cudnnDestroyTensorDescriptor(p->small);
+  if (p->filt) cudnnDestroyFilterDescriptor(p->filt);
+  if (p->conv) cudnnDestroyConvolutionDescriptor(p->conv);
+  *p = Plan();
+}
+
 // Picks the fastest successful result that fits the workspace (and is deterministic if asked).
 template <class Perf>
 bool pick(const Perf* r, int count, size_t limit, bool det, int* algo, size_t* ws) {
@@ -144,8 +152,12 @@ Status cudnn_conv(Context& ctx, cudaStream_t stream, ConvDir dir, const ConvGeom
   auto it = g_plans.find(key);
   if (it == g_plans.end()) {
     Plan p;
-    VX_TRY(make_descs(g, ctx.options().tf32, &p));
-    VX_TRY(find(ctx, stream, h, dir, g, &p, a, b));
+    Status st = make_descs(g, ctx.options().tf32, &p);
+    if (st == Status::Ok) st = find(ctx, stream, h, dir, g, &p, a, b);
+    if (st != Status::Ok) {
+      destroy_descs(&p);  // a failed search (e.g. out of memory) may be retried: do not leak descriptors
+      return st;
+    }
     it = g_plans.emplace(key, p).first;
   }
   const Plan& p = it->second;

@@ -15,6 +15,9 @@ Status NetCuda::create(const std::string& spec, std::unique_ptr<NetCuda>* out) {
   std::unique_ptr<NetCuda> n(new NetCuda());
   VX_TRY(Context::get(&n->ctx_));
   VX_TRY(n->ctx_->acquire_stream(&n->stream_));
+  // A pooled stream may be a disposed model's: blocks cached under it can still be read by work queued
+  // on the shared stream (reparameterize reads encoder outputs); the allocations below take them at once.
+  VX_TRY(n->ctx_->after_shared(n->stream_, "create: wait for the shared stream"));
   VX_TRY(Net::create(spec, &n->host_));
   const auto& t = n->host_->param_table();
   n->roles_.assign(n->host_->nodes().size(), std::vector<int>(4, -1));

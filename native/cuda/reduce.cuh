@@ -37,19 +37,22 @@ __device__ inline T block_reduce(T v) {
   return r;
 }
 
-// f(ch, flat_index) -> Acc for every element of channel ch.
+// f(ch, flat_index) -> Acc for every element of channel ch. Channels stride by gridDim.y (at most
+// 65535), so any channel count works (linear bias gradients have c = out features).
 template <class Acc, class F>
 __global__ void chan_partial_kernel(Acc* part, int chunks, int n, int c, int64_t spatial, F f) {
-  const int ch = blockIdx.y, chunk = blockIdx.x;
+  const int chunk = blockIdx.x;
   const int64_t m = int64_t(n) * spatial, per = (m + chunks - 1) / chunks;
   const int64_t lo = chunk * per, hi = lo + per < m ? lo + per : m;
-  Acc acc{};
-  for (int64_t j = lo + threadIdx.x; j < hi; j += blockDim.x) {
-    const int64_t b = j / spatial, s = j - b * spatial;
-    acc += f(ch, (b * c + ch) * spatial + s);
+  for (int ch = blockIdx.y; ch < c; ch += gridDim.y) {  // uniform per block: block_reduce stays legal
+    Acc acc{};
+    for (int64_t j = lo + threadIdx.x; j < hi; j += blockDim.x) {
+      const int64_t b = j / spatial, s = j - b * spatial;
+      acc += f(ch, (b * c + ch) * spatial + s);
+    }
+    acc = block_reduce(acc);
+    if (threadIdx.x == 0) part[int64_t(ch) * chunks + chunk] = acc;
   }
-  acc = block_reduce(acc);
-  if (threadIdx.x == 0) part[int64_t(ch) * chunks + chunk] = acc;
 }
 
 // fin(ch, total) runs once per channel with the channel's sum.
@@ -73,12 +76,11 @@ inline int reduce_chunks(int n, int c, int64_t spatial) {
 
 template <class Acc, class F, class Fin>
 Status reduce_channels(int n, int c, int64_t spatial, F f, Fin fin, cudaStream_t st) {
-  if (c > 65535) return fail(Status::Unsupported, "reduction over %d channels exceeds the grid limit 65535", c);
   const int chunks = reduce_chunks(n, c, spatial);
   Scratch sc(st);
   void* p = nullptr;
   VX_TRY(sc.get(sizeof(Acc) * size_t(c) * size_t(chunks), &p));
-  chan_partial_kernel<Acc, F><<<dim3(unsigned(chunks), unsigned(c)), kThreads, 0, st>>>(static_cast<Acc*>(p), chunks, n, c, spatial, f);
+  chan_partial_kernel<Acc, F><<<dim3(unsigned(chunks), unsigned(c < 65535 ? c : 65535)), kThreads, 0, st>>>(static_cast<Acc*>(p), chunks, n, c, spatial, f);
   chan_final_kernel<Acc, Fin><<<unsigned((c + kThreads - 1) / kThreads), kThreads, 0, st>>>(static_cast<Acc*>(p), chunks, c, fin);
   VXC_LAUNCH("reduce_channels");
   return Status::Ok;

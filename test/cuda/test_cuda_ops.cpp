@@ -37,7 +37,9 @@ struct Dev {  // a device copy of a host vector
   vc::DeviceBufferPtr b;
   explicit Dev(const std::vector<float>& h) {
     vc::make_buffer(int64_t(h.size()), &b, S);
-    cudaMemcpy(b->ptr, h.data(), h.size() * 4, cudaMemcpyHostToDevice);
+    // On S, not the legacy stream: S is non-blocking (no implicit ordering with cudaMemcpy), and a
+    // pageable cudaMemcpy may return before its DMA lands. Async from pageable memory stages h first.
+    cudaMemcpyAsync(b->ptr, h.data(), h.size() * 4, cudaMemcpyHostToDevice, S);
   }
   explicit Dev(size_t n, float fill = 0.f) : Dev(std::vector<float>(n, fill)) {}
   float* p() { return b->ptr; }
@@ -225,7 +227,7 @@ int main() {
     vc::make_buffer(4, &scal, S);
     auto* dl = reinterpret_cast<double*>(scal->ptr);
     auto* bad = reinterpret_cast<int64_t*>(scal->ptr + 2);
-    cudaMemset(bad, 0xff, 8);
+    cudaMemsetAsync(bad, 0xff, 8, S);
     double loss = 0;
     std::vector<float> grad(static_cast<size_t>(cnt));
     dice_loss(&loss, grad.data(), x.data(), lab.data(), n, c, sp, 1e-5f, 1e-5f, Reduction::Sum, 80.f);
@@ -338,6 +340,7 @@ int main() {
     Dev M(m.size()), V(v.size());
     AdamParams a;
     adam_step(cpu->params(), m.data(), v.data(), cpu->grads(), cpu->num_params(), a, 1);
+    C->after_shared(gpu->stream(), "test: M, V zeroed on the shared stream");
     vc::adam_step(gpu->params(), M.p(), V.p(), gpu->grads(), gpu->num_params(), a, 1, 1.f, gpu->stream());
     gpu->download_params();
     expect("net params after Adam (fp32)", std::vector<float>(gpu->host().params(), gpu->host().params() + gpu->num_params()),

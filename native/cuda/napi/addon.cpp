@@ -108,13 +108,19 @@ class Job : public Napi::AsyncWorker {
   void Execute() override {
     vx::cuda::clear_error_kind();
     st_ = work_();
-    if (st_ == Status::Ok) {
-      vx::cuda::Context* c = nullptr;
-      st_ = vx::cuda::Context::get(&c);
-      if (st_ == Status::Ok)
-        st_ = stream_ ? vx::cuda::check(cudaStreamSynchronize(stream_), "stream synchronize") : c->sync("stream synchronize");
-    }
     if (st_ != Status::Ok) {
+      msg_ = vx::last_error();
+      code_ = code_for(st_);
+    }
+    // Synchronise even when the work failed part way: kernels it queued may still read buffers that
+    // this job's captures keep alive, and those are freed (and reusable by their own stream at once)
+    // as soon as the job is deleted.
+    vx::cuda::Context* c = nullptr;
+    Status s = vx::cuda::Context::get(&c);
+    if (s == Status::Ok)
+      s = stream_ ? vx::cuda::check(cudaStreamSynchronize(stream_), "stream synchronize") : c->sync("stream synchronize");
+    if (st_ == Status::Ok && s != Status::Ok) {
+      st_ = s;
       msg_ = vx::last_error();
       code_ = code_for(st_);
     }
