@@ -89,6 +89,32 @@ gpuTest(`two models trained concurrently on their own streams match training the
   }
 });
 
+gpuTest(`profile mode times every node of a training step, and reset clears the totals${why}`, async (t) => {
+  const b = cuda.binding as CudaBinding;
+  const vae = await Vae.create(CFG, { seed: 4, backend: 'cuda' });
+  type Prof = { profile(reset?: boolean): { node: number; op: string; fwdMs: number; bwdMs: number; fwdCalls: number; bwdCalls: number }[] };
+  const dec = vae.decoder.network.net as unknown as Prof;
+  try {
+    await vae.trainStep(batch(2), { beta: 1 });
+    t.deepEqual(dec.profile(), [], 'nothing is recorded while profiling is off');
+    t.true(b.setOptions({ profile: true }).profile);
+    await vae.trainStep(batch(2), { beta: 1 });
+    await vae.trainStep(batch(2), { beta: 1 });
+    const rows = dec.profile(true);
+    const nodes = vae.decoder.network.net.nodes().length - 1;  // every node but the input runs
+    t.is(rows.length, nodes);
+    for (const r of rows) {
+      t.is(r.fwdCalls, 2, `node ${r.node} (${r.op})`);
+      t.true(r.fwdMs >= 0 && r.bwdMs >= 0);
+    }
+    t.true(rows.some((r) => r.op === 'conv_transpose3d' && r.fwdMs > 0 && r.bwdMs > 0 && r.bwdCalls === 2));
+    t.deepEqual(dec.profile(), [], 'profile(true) cleared the totals');
+  } finally {
+    b.setOptions({ profile: false });
+    vae.dispose();
+  }
+});
+
 gpuTest(`out of GPU memory is ENOMEM, memory is released, a smaller batch works${why}`, async (t) => {
   const b = cuda.binding as CudaBinding;
   const huge = 1 << 40; // 4 TiB of floats: never fits

@@ -28,7 +28,8 @@ export interface CudaBinding extends Omit<NativeBinding, 'backend'> {
   probe(): CudaProbe;
   memoryStats(): { inUse: number; cached: number; peak: number; deviceMallocs: number; requests: number; convPlans: number };
   emptyCache(): void;
-  setOptions(o: { tf32?: boolean; deterministic?: boolean; workspaceMiB?: number }): { tf32: boolean; deterministic: boolean; workspaceMiB: number };
+  /** profile: time every node's forward and backward (nets' profile() reads the totals; each pass synchronises). */
+  setOptions(o: { tf32?: boolean; deterministic?: boolean; workspaceMiB?: number; profile?: boolean }): { tf32: boolean; deterministic: boolean; workspaceMiB: number; profile: boolean };
 }
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -1,7 +1,8 @@
 """PyTorch twin of voxvae's training step (encoder -> reparameterize -> decoder -> softmax-Dice + KL ->
-backward -> Adam) on the same specs, batch and precision; prints one JSON line per configuration:
-step time (median of timed steps after warm-up), decode time, peak GPU memory.
-Usage: python3 bench/gpu/torch_step.py OUT.json ENC.spec DEC.spec BATCH C D H W LATENT [steps]"""
+backward -> Adam) on the same specs, batch and precision, eager mode with cudnn.benchmark; prints one
+JSON line per configuration: step time (median of timed steps after warm-up), decode time (eval mode,
+softmax and the copy to the host included, as voxvae's decode returns host arrays), peak GPU memory.
+Usage: python3 bench/gpu/torch_step.py OUT.json ENC.spec DEC.spec BATCH C D H W LATENT [steps] [model]"""
 import json, sys, time
 import torch
 from spec_torch import SpecNet
@@ -9,6 +10,7 @@ from spec_torch import SpecNet
 out, enc_spec, dec_spec = sys.argv[1], open(sys.argv[2]).read(), open(sys.argv[3]).read()
 B, C, D, H, W, L = (int(v) for v in sys.argv[4:10])
 steps = int(sys.argv[10]) if len(sys.argv) > 10 else 20
+model = sys.argv[11] if len(sys.argv) > 11 else ''
 dev = torch.device('cuda')
 results = []
 for tf32 in (False, True):
@@ -50,14 +52,17 @@ for tf32 in (False, True):
     with torch.no_grad():
         enc.eval(); dec.eval()
         zs = torch.randn(B, L, 1, 1, 1, device=dev)
-        for _ in range(3):
-            dec(zs)
+        def decode():
+            (lg,) = dec(zs)
+            return torch.softmax(lg, 1).cpu()
+        for _ in range(2):
+            decode()
         torch.cuda.synchronize()
         dt = []
         for _ in range(steps):
-            t0 = time.perf_counter(); dec(zs); torch.cuda.synchronize(); dt.append(time.perf_counter() - t0)
+            t0 = time.perf_counter(); decode(); dt.append(time.perf_counter() - t0)
     times.sort(); dt.sort()
-    results.append({'engine': 'pytorch', 'precision': 'tf32' if tf32 else 'fp32', 'batch': B, 'step_ms': 1e3 * times[len(times) // 2],
+    results.append({'engine': 'pytorch', 'model': model, 'precision': 'tf32' if tf32 else 'fp32', 'batch': B, 'step_ms': 1e3 * times[len(times) // 2],
                     'decode_ms': 1e3 * dt[len(dt) // 2], 'peak_mib': torch.cuda.max_memory_allocated() / 2**20,
                     'device': torch.cuda.get_device_name(), 'torch': torch.__version__, 'cudnn': torch.backends.cudnn.version()})
 json.dump(results, open(out, 'w'), indent=1)

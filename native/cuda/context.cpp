@@ -89,6 +89,7 @@ Status Context::get(Context** out) {
   if (const char* v = std::getenv("VOXVAE_CUDA_TF32")) c->opts_.tf32 = v[0] != '0';
   if (const char* v = std::getenv("VOXVAE_CUDA_DETERMINISTIC")) c->opts_.deterministic = v[0] == '1';
   if (const char* v = std::getenv("VOXVAE_CUDA_GRAPHS")) c->opts_.graphs = v[0] == '1';
+  if (const char* v = std::getenv("VOXVAE_CUDA_PROFILE")) c->opts_.profile = v[0] == '1';
   ctx = c;
   *out = c;
   return Status::Ok;

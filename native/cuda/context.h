@@ -18,7 +18,8 @@ namespace cuda {
 struct Options {
   bool tf32 = true;            // cuDNN convolutions may use TF32 tensor cores (fp32 I/O, 10-bit mantissa products)
   bool deterministic = false;  // only deterministic cuDNN algorithms (voxvae's own kernels always are)
-  bool graphs = false;         // capture network forward/backward in CUDA graphs once shapes repeat
+  bool graphs = false;         // capture network forward/backward in CUDA graphs once shapes repeat (not implemented)
+  bool profile = false;        // time every node's forward and backward with events (synchronises each pass)
   size_t workspace_limit = size_t(256) << 20;  // cuDNN workspace bound per convolution call
 };
 

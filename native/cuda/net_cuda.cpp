@@ -31,6 +31,7 @@ Status NetCuda::create(const std::string& spec, std::unique_ptr<NetCuda>* out) {
   n->grad_.assign(nodes, nullptr);
   n->save_a_.assign(nodes, nullptr);
   n->save_b_.assign(nodes, nullptr);
+  n->times_.assign(nodes, NodeTime());
   VX_TRY(n->upload_params());
   VX_TRY(n->zero_grad());
   *out = std::move(n);
@@ -40,6 +41,7 @@ Status NetCuda::create(const std::string& spec, std::unique_ptr<NetCuda>* out) {
 NetCuda::~NetCuda() {
   if (!stream_) return;
   cudaStreamSynchronize(stream_);  // nothing of this network may still be queued when its stream is reused
+  for (cudaEvent_t e : ev_) cudaEventDestroy(e);
   cudaGetLastError();
   ctx_->release_stream(stream_);
 }
@@ -104,8 +106,45 @@ Status NetCuda::forward(const DeviceBufferPtr& x, int batch, bool train, uint64_
   VX_TRY(ctx_->after_shared(stream_, "forward: wait for the shared stream"));
   const uint64_t ss[2] = {dropout_seed, dropout_step};
   VX_TRY(PinnedPool::get().upload(seed_step_->ptr, ss, sizeof ss, stream_));
-  for (size_t i = 1; i < host_->nodes().size(); ++i) VX_TRY(forward_node(int(i), train, uint64_t(host_->nodes().size())));
+  const bool prof = ctx_->options().profile;
+  std::vector<int> order;
+  if (prof) VX_TRY(profile_mark(0));
+  for (size_t i = 1; i < host_->nodes().size(); ++i) {
+    VX_TRY(forward_node(int(i), train, uint64_t(host_->nodes().size())));
+    if (prof) {
+      order.push_back(int(i));
+      VX_TRY(profile_mark(order.size()));
+    }
+  }
+  if (prof) VX_TRY(profile_collect(false, order));
   have_forward_ = true;
+  return Status::Ok;
+}
+
+Status NetCuda::profile_mark(size_t k) {
+  while (ev_.size() <= k) {
+    cudaEvent_t e;
+    VXC_CUDA(cudaEventCreate(&e));
+    ev_.push_back(e);
+  }
+  return check(cudaEventRecord(ev_[k], stream_), "profile event");
+}
+
+Status NetCuda::profile_collect(bool backward, const std::vector<int>& order) {
+  if (order.empty()) return Status::Ok;
+  VX_TRY(check(cudaEventSynchronize(ev_[order.size()]), "profile sync"));
+  for (size_t j = 0; j < order.size(); ++j) {
+    float ms = 0;
+    VX_TRY(check(cudaEventElapsedTime(&ms, ev_[j], ev_[j + 1]), "profile elapsed"));
+    NodeTime& t = times_[size_t(order[j])];
+    if (backward) {
+      t.bwd_ms += ms;
+      ++t.bwd_calls;
+    } else {
+      t.fwd_ms += ms;
+      ++t.fwd_calls;
+    }
+  }
   return Status::Ok;
 }
 
@@ -193,6 +232,9 @@ Status NetCuda::backward(const std::vector<const float*>& dout, bool need_input_
     else VX_TRY(add_inplace(gp, dout[k], count, st));
     has[size_t(o)] = 1;
   }
+  const bool prof = ctx_->options().profile;
+  std::vector<int> order;
+  if (prof) VX_TRY(profile_mark(0));
   for (int i = int(nodes.size()) - 1; i >= 1; --i) {
     if (!has[size_t(i)]) continue;
     const NodeSpec& n = nodes[size_t(i)];
@@ -226,7 +268,12 @@ Status NetCuda::backward(const std::vector<const float*>& dout, bool need_input_
       if (accumulate[j]) VX_TRY(add_inplace(grad_[size_t(src)]->ptr, dx[j], N * nodes[size_t(src)].shape.numel(), st));
       has[size_t(src)] = 1;
     }
+    if (prof) {
+      order.push_back(i);
+      VX_TRY(profile_mark(order.size()));
+    }
   }
+  if (prof) VX_TRY(profile_collect(true, order));
   if (!need_input_grad) grad_[0].reset();
   return Status::Ok;
 }

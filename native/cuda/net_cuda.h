@@ -49,6 +49,15 @@ class NetCuda {
   Status backward(const std::vector<const float*>& dout, bool need_input_grad);
   const DeviceBufferPtr& input_grad() const { return grad_[0]; }
 
+  // Per-node device time, accumulated over the passes run while Options::profile is on (each such pass
+  // records an event pair around every node and synchronises at its end to read them).
+  struct NodeTime {
+    double fwd_ms = 0, bwd_ms = 0;
+    int64_t fwd_calls = 0, bwd_calls = 0;
+  };
+  const std::vector<NodeTime>& node_times() const { return times_; }
+  void reset_node_times() { times_.assign(times_.size(), NodeTime()); }
+
  private:
   Status forward_node(int i, bool train, uint64_t dropout_step_mul);
   Status backward_node(int i, float* dx0, float* dx1);
@@ -66,6 +75,10 @@ class NetCuda {
   std::vector<DeviceBufferPtr> act_, grad_, save_a_, save_b_;
   int batch_ = 0;
   bool last_train_ = false, have_forward_ = false;
+  std::vector<NodeTime> times_;
+  std::vector<cudaEvent_t> ev_;  // profiling: one event before node 1 and one after every node
+  Status profile_mark(size_t k);
+  Status profile_collect(bool backward, const std::vector<int>& order);
 };
 
 }  // namespace cuda

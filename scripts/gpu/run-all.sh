@@ -43,29 +43,39 @@ if [ -f .gpu/node.xz ] && [ -d node_modules ]; then
   mkdir -p /tmp/nb && xz -dc .gpu/node.xz > /tmp/nb/node && chmod +x /tmp/nb/node && export PATH=/tmp/nb:$PATH
   note "node $(node --version), CPU addon: $([ -f build/Release/voxvae.node ] && echo carried || echo MISSING)"
   node_modules/.bin/ava test/gpu.test.ts test/backend.test.ts --verbose > "$OUT/ava_gpu.log" 2>&1
-  note "ava GPU tests: rc=$? $(grep -E 'passed|failed|skipped' "$OUT/ava_gpu.log" | tr '\n' ' ')"
-  node --import tsx bench/gpu/step_bench.ts "$OUT" "${BENCH_BATCH:-2}" "${BENCH_D:-64}" 20 > "$OUT/bench_voxvae.log" 2>&1
-  note "voxvae bench: rc=$?"
+  note "ava GPU tests: rc=$? $(grep -E '^ *[0-9]+ tests? (passed|failed|skipped)' "$OUT/ava_gpu.log" | tr -s ' \n' ' ')"
+  node --import tsx bench/gpu/step_bench.ts "$OUT" "${BENCH_MODELS:-half,full}" "${BENCH_BATCH:-4}" "${BENCH_STEPS:-10}" > "$OUT/bench_voxvae.log" 2>&1
+  note "voxvae bench: rc=$? $(grep -c '"engine"' "$OUT/bench_voxvae.log") configurations $(grep -m1 SKIP "$OUT/bench_voxvae.log")"
 else
   note "Node tests and voxvae bench: skipped (run scripts/gpu/pack.sh here and carry .gpu)"
 fi
 
-# 4. PyTorch on the same specs, batch and precision.
-if [ -f "$OUT/encoder.spec" ]; then
-  (cd bench/gpu && PYTHONUNBUFFERED=1 python3 torch_step.py "$OUT/torch_bench.json" "$OUT/encoder.spec" "$OUT/decoder.spec" \
-     "${BENCH_BATCH:-2}" 1 "${BENCH_D:-64}" "${BENCH_D:-64}" "${BENCH_D:-64}" 32 20) > "$OUT/bench_torch.log" 2>&1
-  note "pytorch bench: rc=$?"
-fi
+# 4. PyTorch eager on the same specs, batch and precision (one process per model).
+rm -f "$OUT/torch_bench.json"
+for m in $(echo "${BENCH_MODELS:-half,full}" | tr ',' ' '); do
+  [ -f "$OUT/$m.encoder.spec" ] || continue
+  read -r C D H W L < "$OUT/$m.shape"
+  (cd bench/gpu && PYTHONUNBUFFERED=1 python3 torch_step.py "$OUT/torch_$m.json" "$OUT/$m.encoder.spec" "$OUT/$m.decoder.spec" \
+     "${BENCH_BATCH:-4}" "$C" "$D" "$H" "$W" "$L" "${BENCH_STEPS:-10}" "$m") >> "$OUT/bench_torch.log" 2>&1
+  note "pytorch bench $m: rc=$?"
+done
 
 echo; echo "==================== summary"; printf '%s\n' "${summary[@]}" | tee "$OUT/summary.txt"
 python3 - "$OUT" <<'PY' 2>/dev/null | tee -a "$OUT/summary.txt"
 import json, os, sys
 o = sys.argv[1]
 rows = []
-for f in ('voxvae_bench.json', 'torch_bench.json'):
-    p = os.path.join(o, f)
+import glob
+for p in [os.path.join(o, 'voxvae_bench.json')] + sorted(glob.glob(os.path.join(o, 'torch_*.json'))):
     if os.path.exists(p): rows += json.load(open(p))
-print(f"{'engine':8} {'prec':5} {'batch':>5} {'step ms':>9} {'decode ms':>10} {'peak MiB':>9}")
+rows.sort(key=lambda r: (r.get('model', ''), r['precision'], r['engine']))
+print(f"{'model':7} {'engine':8} {'prec':5} {'batch':>5} {'step ms':>9} {'decode ms':>10} {'peak MiB':>9}")
 for r in rows:
-    print(f"{r['engine']:8} {r['precision']:5} {r['batch']:>5} {r['step_ms']:>9.2f} {r['decode_ms']:>10.2f} {r['peak_mib']:>9.0f}")
+    print(f"{r.get('model', ''):7} {r['engine']:8} {r['precision']:5} {r['batch']:>5} {r['step_ms']:>9.2f} {r['decode_ms']:>10.2f} {r['peak_mib']:>9.0f}")
+by = {(r.get('model'), r['precision'], r['engine']): r for r in rows}
+for (m, pr, e), r in sorted(by.items()):
+    t = by.get((m, pr, 'pytorch'))
+    if e == 'voxvae' and t:
+        print(f"{m} {pr}: voxvae {t['step_ms'] / r['step_ms']:.2f}x PyTorch's training steps/s (target >= 1.3x), "
+              f"peak memory {r['peak_mib'] / t['peak_mib']:.2f}x PyTorch's (target <= 1), decode {t['decode_ms'] / r['decode_ms']:.2f}x")
 PY
