@@ -4,7 +4,8 @@ import { VoxvaeError } from './errors.js';
 import { native, nativeSync, type NativeAdam, type NativeBinding, type NativeNet, type ParamEntry } from './native.js';
 import type { BuiltNet } from './config.js';
 import type { TensorToWrite, TensorEntry } from './safetensors.js';
-import { toFloat32, toNumbers } from './safetensors.js';
+import { toNumbers } from './safetensors.js';
+import { checkpointTensor } from './safetensors_core.js';
 
 export interface NamedTensor {
   name: string;
@@ -95,12 +96,7 @@ export class Network {
         counters[t.counter] = toNumbers(e)[0]!;
         continue;
       }
-      if (e.shape.length !== t.shape.length || e.shape.some((d, i) => d !== t.shape[i]))
-        throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} has shape [${e.shape.join(', ')}], this model needs [${t.shape.join(', ')}] — the checkpoint is for another architecture (check the config's channels, latentSize and inputShape)`, { path: file });
-      if (!['F32', 'F64', 'F16', 'BF16'].includes(e.dtype))
-        throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} has dtype ${e.dtype}, expected a float type`, { path: file });
-      const f = toFloat32(e);
-      for (let i = 0; i < f.length; i++) if (!Number.isFinite(f[i]!)) throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} holds a non-finite value at index ${i}`, { path: file });
+      const f = checkpointTensor(e, t.shape, key, file);
       (t.entry.buffer ? buffers : params).set(f, t.entry.offset);
     }
     if (missing.length)

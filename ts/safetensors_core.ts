@@ -117,6 +117,21 @@ export function toFloat32(e: TensorEntry): Float32Array {
   return out;
 }
 
+/**
+ * A model tensor read from checkpoint `file` (named `key` there) as float32, after checking that it has
+ * exactly `shape`, a float dtype and finite values: ECHECKPOINT naming the tensor and what is wrong
+ * otherwise. Shared by the native and WebAssembly loaders.
+ */
+export function checkpointTensor(e: TensorEntry, shape: readonly number[], key: string, file: string): Float32Array {
+  if (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i]))
+    throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} has shape [${e.shape.join(', ')}], this model needs [${shape.join(', ')}] — the checkpoint is for another architecture (check the config's channels, latentSize and inputShape)`, { path: file });
+  if (!['F32', 'F64', 'F16', 'BF16'].includes(e.dtype))
+    throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} has dtype ${e.dtype}, expected a float type`, { path: file });
+  const f = toFloat32(e);
+  for (let i = 0; i < f.length; i++) if (!Number.isFinite(f[i]!)) throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} holds a non-finite value at index ${i}`, { path: file });
+  return f;
+}
+
 /** Reads an integer tensor (e.g. num_batches_tracked) as numbers. */
 export function toNumbers(e: TensorEntry): number[] {
   if (e.dtype === 'I64') {

@@ -83,9 +83,17 @@ Status Context::get(Context** out) {
     failed_msg = "CUDA backend unavailable: " + p.reason;
     return fail(failed, "%s", failed_msg.c_str());
   }
-  VXC_CUDA(cudaSetDevice(0));
+  cudaError_t e = cudaSetDevice(0);
+  cudaStream_t shared = nullptr;
+  if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&shared, cudaStreamNonBlocking);
+  if (e != cudaSuccess) {  // the probe passed but the device cannot be used: remember why, like a failed probe
+    cudaGetLastError();
+    failed = Status::Unsupported;
+    failed_msg = std::string("CUDA backend unavailable: cannot set up device 0 (") + cudaGetErrorString(e) + ")";
+    return fail(failed, "%s", failed_msg.c_str());
+  }
   auto* c = new Context();
-  VXC_CUDA(cudaStreamCreateWithFlags(&c->stream_, cudaStreamNonBlocking));
+  c->stream_ = shared;
   if (const char* v = std::getenv("VOXVAE_CUDA_TF32")) c->opts_.tf32 = v[0] != '0';
   if (const char* v = std::getenv("VOXVAE_CUDA_DETERMINISTIC")) c->opts_.deterministic = v[0] == '1';
   if (const char* v = std::getenv("VOXVAE_CUDA_GRAPHS")) c->opts_.graphs = v[0] == '1';

@@ -3,7 +3,7 @@
 // the parameters and activations; this class owns the handle and frees it in dispose().
 import { VoxvaeError } from '../errors.js';
 import type { BuiltNet } from '../config.js';
-import { toFloat32, type TensorEntry } from '../safetensors_core.js';
+import { checkpointTensor, type TensorEntry } from '../safetensors_core.js';
 import type { WasmRuntime } from './runtime.js';
 
 const ROLES = ['weight', 'bias', 'running_mean', 'running_var'] as const;
@@ -109,12 +109,7 @@ export class WasmNet {
         missing.push(key);
         continue;
       }
-      if (e.shape.length !== t.shape.length || e.shape.some((d, i) => d !== t.shape[i]))
-        throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} has shape [${e.shape.join(', ')}], this model needs [${t.shape.join(', ')}] — the checkpoint is for another architecture (check the config's channels, latentSize and inputShape)`, { path: file });
-      if (!['F32', 'F64', 'F16', 'BF16'].includes(e.dtype))
-        throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} has dtype ${e.dtype}, expected a float type`, { path: file });
-      const f = toFloat32(e);
-      for (let i = 0; i < f.length; i++) if (!Number.isFinite(f[i]!)) throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} holds a non-finite value at index ${i}`, { path: file });
+      const f = checkpointTensor(e, t.shape, key, file);
       const base = (t.buffer ? ex.vx_net_buffers(h) : ex.vx_net_params(h)) >>> 0;
       this.rt.f32(base + t.offset * 4, t.count).set(f);
       used.add(key);
