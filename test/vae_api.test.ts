@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { monaiVarAutoEncoder, skullVaeDecoder, validateConfig } from '../ts/config.js';
 import { VoxvaeError } from '../ts/errors.js';
-import { Decoder, Encoder, Vae, cpuIsa, setCpuIsa } from '../ts/vae.js';
+import { Decoder, Encoder, Vae, cpuIsa, setCpuIsa, setThreads } from '../ts/vae.js';
 
 const CFG = monaiVarAutoEncoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 });
 const SAMPLE = 16 * 16 * 8;
@@ -225,6 +225,14 @@ test.serial('setCpuIsa switches every CPU kernel; results agree across ISAs and 
       t.deepEqual(await dec.decode(z, { logits: true }), yi, `${isa}: repeatable`);
     }
     t.throws(() => setCpuIsa('neon' as never), isVx('EINVAL'));
+    // Kernels read the ISA and the thread count while they run: neither changes under a running call.
+    const isaNow = cpuIsa();
+    const pending = dec.decode(z, { logits: true });
+    t.throws(() => setCpuIsa('auto'), { code: 'EBUSY', message: /setCpuIsa: 1 native call\(s\) still running; await them first/ });
+    t.throws(() => setThreads(1), { code: 'EBUSY', message: /setThreads: 1 native call/ });
+    await pending;
+    t.is(cpuIsa(), isaNow);
+    t.is(setThreads(0) > 0, true);
   } finally {
     t.is(setCpuIsa('auto'), auto);
     dec.dispose();

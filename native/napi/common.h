@@ -2,6 +2,7 @@
 // promise-returning worker, and the per-environment constructor table. native/napi only converts and
 // schedules: all numeric work is in native/core, run on libuv worker threads that never touch JS.
 #pragma once
+#include <atomic>
 #include <napi.h>
 
 #include <cmath>
@@ -70,6 +71,13 @@ inline Napi::Float32Array arg_f32(const Napi::CallbackInfo& info, size_t i, cons
   return a;
 }
 
+// Promise jobs queued and not yet settled, process-wide: settings that kernels read while they run
+// (thread count, ISA) refuse to change while it is not zero.
+inline std::atomic<int>& jobs_in_flight() {
+  static std::atomic<int> n{0};
+  return n;
+}
+
 // A promise-returning job: work() runs on a libuv worker thread (no JS access), then done(env)
 // builds the resolution value on the JS thread; finally() always runs on the JS thread first.
 class Job : public Napi::AsyncWorker {
@@ -81,6 +89,7 @@ class Job : public Napi::AsyncWorker {
   static Napi::Promise Start(Napi::Env env, Work work, Done done, Finally fin = nullptr) {
     auto* job = new Job(env, std::move(work), std::move(done), std::move(fin));
     Napi::Promise p = job->deferred_.Promise();
+    jobs_in_flight()++;
     job->Queue();
     return p;
   }
@@ -104,6 +113,7 @@ class Job : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
+    jobs_in_flight()--;
     if (fin_) fin_();
     if (status_ != vx::Status::Ok) {
       deferred_.Reject(status_error(env, status_, message_).Value());
@@ -116,6 +126,7 @@ class Job : public Napi::AsyncWorker {
     }
   }
   void OnError(const Napi::Error& e) override {
+    jobs_in_flight()--;
     if (fin_) fin_();
     deferred_.Reject(e.Value());
   }

@@ -184,8 +184,17 @@ Napi::Value PhiloxFill(const Napi::CallbackInfo& info, bool normal) {
   return a;
 }
 
+// Kernels read the thread count and the ISA while they run: both change only between native calls.
+void refuse_while_running(Napi::Env env, const char* what) {
+  const int n = jobs_in_flight().load();
+  if (n > 0)
+    throw_error(env, "EBUSY", std::string(what) + ": " + std::to_string(n) + " native call(s) still running; await them first");
+}
+
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  vx::set_num_threads(int(arg_int(info, 0, "threads", 0, 256)));
+  const int n = int(arg_int(info, 0, "threads", 0, 256));
+  refuse_while_running(info.Env(), "setThreads");
+  vx::set_num_threads(n);
   return Napi::Number::New(info.Env(), vx::num_threads());
 }
 Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vx::num_threads()); }
@@ -195,6 +204,7 @@ Napi::Value CpuIsa(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && !info[0].IsUndefined()) {
     if (!info[0].IsString()) throw_error(info.Env(), "EINVAL", "isa must be a string");
     const std::string name = info[0].As<Napi::String>().Utf8Value();
+    refuse_while_running(info.Env(), "setCpuIsa");
     if (!vx::cpu_select_isa(name == "auto" ? nullptr : name.c_str()))
       throw_error(info.Env(), "EUNSUPPORTED",
                   "CPU ISA '" + name + "' is not available on this machine or build (the current one is '" +
