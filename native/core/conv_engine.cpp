@@ -844,7 +844,7 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
       }
     }
     const int64_t nq = sorted ? int64_t(ct.lpt_items.size()) : items;
-    const int64_t grab = sorted ? 1 : std::max<int64_t>(1, items / (8 * T));
+    const int64_t grab = sorted ? 1 : std::max<int64_t>(1, items / (32 * T));  // ~32 runs a thread: imbalance <= 1/32
     parallel_dynamic(nq, grab, [&](int64_t qb, int64_t qe) {
       ThreadPositions& tp = thread_positions();
       if (!tp.reserve(max_tile + kPosPad)) {
