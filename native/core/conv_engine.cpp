@@ -198,7 +198,8 @@ inline void deinterleave_row(float* d, const float* r, int64_t in, int64_t lo, i
 void stage_group(float* dst, const float* x, const ConvProblem& p, const Stage& s, const Group& g) {
   const int64_t in0 = p.in[0], in1 = p.in[1], in2 = p.in[2];
   const int64_t rows = (g.n1 - g.n0) * g.zcount * s.span[1];  // (sample, z, y), each cin rows
-  parallel_for(rows, 8, [&](int64_t lo, int64_t hi) {
+  // Rows are independent: handed out dynamically, like the forward's items (parallel_dynamic).
+  parallel_dynamic(rows, std::max<int64_t>(8, rows / (16 * num_threads())), [&](int64_t lo, int64_t hi) {
     for (int64_t it = lo; it < hi; ++it) {
       const int64_t yy = it % s.span[1], zz = (it / s.span[1]) % g.zcount, sg = it / (s.span[1] * g.zcount);
       float* d = dst + it * s.ys;
