@@ -699,7 +699,7 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
   } catch (const std::bad_alloc&) {
     return oom(op, "tables");
   }
-  for (int64_t k = 0; k < ncls; ++k) {
+  for (int64_t k = 0; k < ncls && !packed; ++k) {  // only the packing below reads kidx
     const EngineClass& c = p.classes[size_t(k)];
     int64_t* d = ct.kidx.data() + tapbase[size_t(k)];
     for (int64_t u0 = 0; u0 < c.ntap[0]; ++u0)
