@@ -8,6 +8,7 @@
 #ifndef VX_NO_THREADS
 #include <condition_variable>
 #include <mutex>
+#include <chrono>
 #include <thread>
 #endif
 
@@ -15,17 +16,20 @@ namespace vx {
 
 namespace {
 
+constexpr int kMaxThreads = 256;
+
 int default_threads() {
 #ifdef VX_NO_THREADS
   return 1;
 #else
   unsigned h = std::thread::hardware_concurrency();
-  return h == 0 ? 1 : static_cast<int>(std::min(h, 256u));
+  return h == 0 ? 1 : static_cast<int>(std::min<unsigned>(h, kMaxThreads));
 #endif
 }
 
 std::atomic<int> g_threads{0};
 thread_local bool t_in_worker = false;
+std::atomic<bool> g_jitter{false};
 
 #ifndef VX_NO_THREADS
 inline void cpu_relax() {
@@ -42,9 +46,14 @@ inline void cpu_relax() {
 // (or one sharing its cores with other processes) sleeps.
 constexpr int kSpin = 1 << 11;
 
-// Workers wait for a generation counter to change, run their chunk, and report back. Waiting spins
-// first, then sleeps on a condition variable; every counter is read again under the mutex before
-// sleeping, so no wake-up is lost.
+// One slot per worker: the caller writes the slot's job, then bumps its `go` counter; the worker waits
+// for `go` to change (spinning first, then sleeping on the slot's condition variable; the counter is read
+// again under the mutex before sleeping, so no wake-up is lost), runs its chunk and reports back. A
+// per-worker counter, rather than one generation broadcast to all workers, means a worker only ever sees
+// jobs meant for it: with a shared generation, a worker left out of one region that was descheduled
+// between reading the generation and reading the region's worker count could pair the old generation
+// with the next region's count, run that region's chunk twice and let the caller return while it still
+// ran (a crash seen under qemu on arm64).
 class Pool {
  public:
   static Pool& get() {
@@ -55,14 +64,15 @@ class Pool {
   void run(int chunks, const std::function<void(int)>& job) {
     std::lock_guard<std::mutex> run_lock(run_mu_);  // one parallel region at a time
     ensure_workers(chunks - 1);
+    pending_.store(chunks - 1, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lk(mu_);
-      job_.store(&job, std::memory_order_relaxed);
-      active_.store(chunks - 1, std::memory_order_relaxed);
-      pending_.store(chunks - 1, std::memory_order_relaxed);
-      generation_.fetch_add(1, std::memory_order_release);
+      for (int i = 1; i < chunks; ++i) {
+        slots_[i].job.store(&job, std::memory_order_relaxed);
+        slots_[i].go.fetch_add(1, std::memory_order_release);
+      }
     }
-    cv_.notify_all();
+    for (int i = 1; i < chunks; ++i) slots_[i].cv.notify_one();
     t_in_worker = true;
     job(0);
     t_in_worker = false;
@@ -71,34 +81,47 @@ class Pool {
       std::unique_lock<std::mutex> lk(mu_);
       done_cv_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
     }
-    job_.store(nullptr, std::memory_order_relaxed);
   }
 
  private:
+  struct alignas(64) Slot {
+    std::atomic<uint64_t> go{0};
+    std::atomic<const std::function<void(int)>*> job{nullptr};
+    std::condition_variable cv;
+  };
+
   void ensure_workers(int n) {
-    while (static_cast<int>(workers_.size()) < n) {
-      int id = static_cast<int>(workers_.size()) + 1;
-      // The worker starts from the current generation, read here (generation_ only changes under
-      // run_mu_, which the caller holds): reading it in the new thread could miss the job that is
-      // about to be published and deadlock run().
-      uint64_t start = generation_.load();
-      workers_.emplace_back([this, id, start] { loop(id, start); });
-      workers_.back().detach();
+    while (workers_ < n) {
+      const int id = ++workers_;
+      // A slot's counter only changes under run_mu_, which the caller holds: the worker starts from the
+      // value read here (reading it in the new thread could miss the job about to be published).
+      const uint64_t start = slots_[id].go.load();
+      std::thread([this, id, start] { loop(id, start); }).detach();
     }
+  }
+
+  // parallel_test_jitter: a cheap per-thread LCG picks nothing, a yield or a sleep of up to 200 us.
+  static void jitter(int id) {
+    thread_local uint32_t state = 2654435761u * uint32_t(id);
+    state = state * 1664525u + 1013904223u;
+    const uint32_t r = state >> 24;
+    if (r < 16) std::this_thread::sleep_for(std::chrono::microseconds(r * 12));
+    else if (r < 64) std::this_thread::yield();
   }
 
   void loop(int id, uint64_t seen) {
     t_in_worker = true;
+    Slot& slot = slots_[id];
     for (;;) {
-      for (int i = 0; i < kSpin && generation_.load(std::memory_order_acquire) == seen; ++i) cpu_relax();
-      if (generation_.load(std::memory_order_acquire) == seen) {
+      for (int i = 0; i < kSpin && slot.go.load(std::memory_order_acquire) == seen; ++i) cpu_relax();
+      if (slot.go.load(std::memory_order_acquire) == seen) {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        slot.cv.wait(lk, [&] { return slot.go.load(std::memory_order_acquire) != seen; });
       }
-      seen = generation_.load(std::memory_order_acquire);
-      if (id > active_.load(std::memory_order_relaxed)) continue;
-      const std::function<void(int)>* job = job_.load(std::memory_order_relaxed);
-      (*job)(id);
+      // The caller waits for this chunk before it can publish again: the counter moved by exactly one.
+      seen = slot.go.load(std::memory_order_acquire);
+      if (g_jitter.load(std::memory_order_relaxed)) jitter(id);
+      (*slot.job.load(std::memory_order_relaxed))(id);
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lk(mu_);  // the caller tests pending_ under mu_ before it sleeps
         done_cv_.notify_one();
@@ -108,12 +131,10 @@ class Pool {
 
   std::mutex run_mu_;
   std::mutex mu_;
-  std::condition_variable cv_, done_cv_;
-  std::atomic<const std::function<void(int)>*> job_{nullptr};
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> active_{0};
+  std::condition_variable done_cv_;
   std::atomic<int> pending_{0};
-  std::vector<std::thread> workers_;
+  int workers_ = 0;  // started so far (ids 1..workers_); only touched under run_mu_
+  Slot slots_[kMaxThreads];
 };
 #endif
 
@@ -124,7 +145,9 @@ int num_threads() {
   return t > 0 ? t : default_threads();
 }
 
-void set_num_threads(int n) { g_threads.store(n > 0 ? std::min(n, 256) : 0); }
+void parallel_test_jitter(bool on) { g_jitter.store(on); }
+
+void set_num_threads(int n) { g_threads.store(n > 0 ? std::min(n, kMaxThreads) : 0); }
 
 int parallel_chunks(int64_t n, int64_t grain) {
   if (n <= 0) return 0;

@@ -23,6 +23,10 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t lo,
 // Number of chunks parallel_for(n, grain, ...) would use; lets callers size per-chunk scratch.
 int parallel_chunks(int64_t n, int64_t grain);
 
+// Tests only: when on, pool workers sometimes pause (yield or sleep up to ~200 us) right after they see a
+// new job, to widen the windows in which a descheduled worker races the caller (test_parallel).
+void parallel_test_jitter(bool on);
+
 // Independent items [0, n) (each writes only its own outputs, so which thread runs one never changes a
 // result), handed out in runs of `grab` consecutive items to whichever thread is free: fn(lo, hi) per
 // run. Balances uneven items, and threads slowed by something else (a busy core, a descheduled vCPU),
