@@ -3,12 +3,11 @@
 
 #include <algorithm>
 #include <atomic>
-#include <vector>
 
 #ifndef VX_NO_THREADS
 #include <condition_variable>
-#include <mutex>
 #include <chrono>
+#include <mutex>
 #include <thread>
 #endif
 
@@ -63,18 +62,21 @@ class Pool {
 
   void run(int chunks, const std::function<void(int)>& job) {
     std::lock_guard<std::mutex> run_lock(run_mu_);  // one parallel region at a time
-    ensure_workers(chunks - 1);
-    pending_.store(chunks - 1, std::memory_order_relaxed);
+    // Chunks 1..used go to workers; any beyond the workers that could be started run here, after chunk 0
+    // (the same chunks either way, so results do not change).
+    const int used = std::min(chunks - 1, ensure_workers(chunks - 1));
+    pending_.store(used, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lk(mu_);
-      for (int i = 1; i < chunks; ++i) {
+      for (int i = 1; i <= used; ++i) {
         slots_[i].job.store(&job, std::memory_order_relaxed);
         slots_[i].go.fetch_add(1, std::memory_order_release);
       }
     }
-    for (int i = 1; i < chunks; ++i) slots_[i].cv.notify_one();
+    for (int i = 1; i <= used; ++i) slots_[i].cv.notify_one();
     t_in_worker = true;
     job(0);
+    for (int i = used + 1; i < chunks; ++i) job(i);
     t_in_worker = false;
     for (int i = 0; i < kSpin && pending_.load(std::memory_order_acquire) != 0; ++i) cpu_relax();
     if (pending_.load(std::memory_order_acquire) != 0) {
@@ -90,14 +92,21 @@ class Pool {
     std::condition_variable cv;
   };
 
-  void ensure_workers(int n) {
+  // Starts workers up to n; returns how many there are (fewer when the system refuses a thread).
+  int ensure_workers(int n) {
     while (workers_ < n) {
-      const int id = ++workers_;
+      const int id = workers_ + 1;
       // A slot's counter only changes under run_mu_, which the caller holds: the worker starts from the
       // value read here (reading it in the new thread could miss the job about to be published).
       const uint64_t start = slots_[id].go.load();
-      std::thread([this, id, start] { loop(id, start); }).detach();
+      try {
+        std::thread([this, id, start] { loop(id, start); }).detach();
+      } catch (...) {  // std::system_error (no more threads), std::bad_alloc
+        break;
+      }
+      workers_ = id;
     }
+    return workers_;
   }
 
   // parallel_test_jitter: a cheap per-thread LCG picks nothing, a yield or a sleep of up to 200 us.
