@@ -1,37 +1,40 @@
-// A worker thread for bench/wasm.ts's machine check: it loads the single-threaded WebAssembly decoder and,
-// while the main thread asks for it, decodes in a loop, so that the main thread can time its own
-// single-threaded decode with a second one running beside it. Two independent decodes at once are what
-// two threads of the threaded build could at best achieve on this machine at that moment (a VM whose
-// second vCPU is short of time shows it here first).
+// A worker thread for bench/wasm.ts's machine check. It loads the single-threaded WebAssembly decoder and,
+// each time the main thread asks, runs one decode that starts together with one on the main thread. Two
+// independent single-thread decodes at once are what two threads of the threaded build could at best
+// achieve on this machine at that moment: a VM whose second vCPU is short of time slows one of them.
 //
-// Control words (Int32Array over the SharedArrayBuffer `flag`):
-//   [0] 1 = run (decode in a loop), 0 = idle; [1] counts loop starts; [2] 1 = exit; [3] 1 = idle (not decoding).
+// Control words (Int32Array over `flag`): [0] bumped by the main thread for each decode it asks for;
+// [1] bumped here when that decode starts; [2] bumped here when it is done; [3] 1 = exit. The decode's
+// time (ms) goes to Float64Array(`times`)[0].
 import { parentPort } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
 import { loadModel, loadRuntime } from '../ts/web/index.js';
 
 interface Init {
   checkpoint: Uint8Array;
   z: Float32Array;
   flag: SharedArrayBuffer;
+  times: SharedArrayBuffer;
 }
 
 parentPort!.once('message', async (init: Init) => {
   const rt = await loadRuntime({ simd: true, threads: 1 });
   const m = await loadModel(init.checkpoint, { runtime: rt, name: 'neighbor' });
   const f = new Int32Array(init.flag);
+  const times = new Float64Array(init.times);
   for (let i = 0; i < 3; i++) m.decodeSync(init.z, { output: 'logits' });
-  Atomics.store(f, 3, 1);
   parentPort!.postMessage('ready');
-  for (;;) {
-    Atomics.wait(f, 0, 0);
-    if (Atomics.load(f, 2)) break;
-    Atomics.store(f, 3, 0);
+  for (let asked = 0; ; ) {
+    Atomics.wait(f, 0, asked);
+    if (Atomics.load(f, 3)) break;
+    asked = Atomics.load(f, 0);
     Atomics.add(f, 1, 1);
     Atomics.notify(f, 1);
-    while (Atomics.load(f, 0) === 1) m.decodeSync(init.z, { output: 'logits' });
-    Atomics.store(f, 3, 1);
-    Atomics.notify(f, 3);
+    const t0 = performance.now();
+    m.decodeSync(init.z, { output: 'logits' });
+    times[0] = performance.now() - t0;
+    Atomics.add(f, 2, 1);
+    Atomics.notify(f, 2);
   }
   m.dispose();
-  parentPort!.postMessage('exited');
 });
