@@ -5,7 +5,7 @@
 //
 // Control words (Int32Array over `flag`): [0] bumped by the main thread for each decode it asks for;
 // [1] bumped here when that decode starts; [2] bumped here when it is done; [3] 1 = exit. The decode's
-// time (ms) goes to Float64Array(`times`)[0].
+// time (ms) goes to Float64Array(`times`)[0]; NaN if it failed.
 import { parentPort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { loadModel, loadRuntime } from '../ts/web/index.js';
@@ -31,8 +31,12 @@ parentPort!.once('message', async (init: Init) => {
     Atomics.add(f, 1, 1);
     Atomics.notify(f, 1);
     const t0 = performance.now();
-    m.decodeSync(init.z, { output: 'logits' });
-    times[0] = performance.now() - t0;
+    try {
+      m.decodeSync(init.z, { output: 'logits' });
+      times[0] = performance.now() - t0;
+    } catch {
+      times[0] = NaN;  // the main thread, blocked in Atomics.wait, learns of it from the time
+    }
     Atomics.add(f, 2, 1);
     Atomics.notify(f, 2);
   }

@@ -177,7 +177,9 @@ async function startNeighbor(checkpoint: Uint8Array, z: Float32Array): Promise<{
       op();
       const mine = performance.now() - s0;
       while (Atomics.load(f, 2) === done) Atomics.wait(f, 2, done, 1000);
-      return [mine, new Float64Array(times)[0]!];
+      const there = new Float64Array(times)[0]!;
+      if (Number.isNaN(there)) throw new Error('the machine check\'s neighbour decode failed in its worker thread');
+      return [mine, there];
     },
     async stop() {
       Atomics.store(f, 3, 1);

@@ -92,9 +92,10 @@ class Pool {
     std::condition_variable cv;
   };
 
-  // Starts workers up to n; returns how many there are (fewer when the system refuses a thread).
+  // Starts workers up to n; returns how many there are (fewer when the system refuses a thread: then no
+  // later region asks again, so a refusal does not cost a failing thread creation per region).
   int ensure_workers(int n) {
-    while (workers_ < n) {
+    while (workers_ < n && !refused_) {
       const int id = workers_ + 1;
       // A slot's counter only changes under run_mu_, which the caller holds: the worker starts from the
       // value read here (reading it in the new thread could miss the job about to be published).
@@ -102,6 +103,7 @@ class Pool {
       try {
         std::thread([this, id, start] { loop(id, start); }).detach();
       } catch (...) {  // std::system_error (no more threads), std::bad_alloc
+        refused_ = true;
         break;
       }
       workers_ = id;
@@ -142,7 +144,8 @@ class Pool {
   std::mutex mu_;
   std::condition_variable done_cv_;
   std::atomic<int> pending_{0};
-  int workers_ = 0;  // started so far (ids 1..workers_); only touched under run_mu_
+  int workers_ = 0;       // started so far (ids 1..workers_); only touched under run_mu_
+  bool refused_ = false;  // the system refused a thread; likewise
   Slot slots_[kMaxThreads];
 };
 #endif
