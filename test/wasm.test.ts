@@ -288,6 +288,45 @@ test('a decoder alone (plain state_dict, no metadata) loads with its config and 
   m.dispose();
 });
 
+test('options.into: decode and complete write into the caller\'s buffer and return it, with the values of a fresh result', async (t) => {
+  const cfg = monaiVarAutoEncoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 });
+  const { file, native } = await randomCheckpoint('into', cfg);
+  native!.dispose();
+  const z = randomArray(2 * 6, 21);
+  const x = randomArray(2 * 16 * 16 * 8, 22);
+  const dev = randomArray(6, 23);
+  for (const threads of [1, 2] as const) {
+    const m = await loadModel(file, { threads });
+    try {
+      const S = m.outputSize / cfg.outChannels;
+      for (const output of ['logits', 'probabilities'] as const) {
+        const fresh = await m.decode(z, { output });
+        const into = new Float32Array(fresh.length).fill(NaN);
+        const got = m.decodeSync(z, { output, into });
+        t.is(got, into, `${threads}t ${output}: returns the caller's buffer`);
+        t.deepEqual(into, fresh, `${threads}t ${output}`);
+        // A buffer used again is overwritten whole (no value of the last call is left).
+        const comp = await m.complete(x, dev, 0.7, { output });
+        t.is(await m.complete(x, dev, 0.7, { output, into }), into);
+        t.deepEqual(into, comp, `${threads}t complete ${output}`);
+      }
+      const fresh = await m.decode(z, { output: 'mask' });
+      t.is(fresh.length, 2 * S);
+      const into = new Uint8Array(2 * S).fill(255);
+      t.is(await m.decode(z, { output: 'mask', into }), into);
+      t.deepEqual(into, fresh, `${threads}t mask`);
+      // A view into a larger buffer works: the values land in the view, nothing around it changes.
+      const big = new Float32Array(m.outputSize * 2 + 8).fill(-1);
+      const view = big.subarray(4, 4 + m.outputSize * 2);
+      m.decodeSync(z, { output: 'logits', into: view });
+      t.deepEqual(view, await m.decode(z, { output: 'logits' }));
+      t.deepEqual([...big.subarray(0, 4), ...big.subarray(big.length - 4)], [-1, -1, -1, -1, -1, -1, -1, -1]);
+    } finally {
+      m.dispose();
+    }
+  }
+});
+
 test('decoderOnly loads the decoder of a whole VAE and ignores its encoder', async (t) => {
   const cfg = monaiVarAutoEncoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 });
   const { file, native: n } = await randomCheckpoint('decoder-only-of-vae', cfg);
@@ -363,8 +402,10 @@ test('1,000 decodes in a row do not grow the module heap, and dispose frees ever
   const m = await loadModel(file, { runtime: rt });
   await exercise(m);
   const heap = rt.heapBytes, memory = rt.memoryBytes;
+  const into = new Float32Array(2 * m.outputSize);
   for (let i = 0; i < 1000; i++) {
-    await m.decode(z, { output: (['probabilities', 'logits', 'mask'] as const)[i % 3] });
+    if (i % 4 === 3) m.decodeSync(z, { output: 'logits', into });
+    else await m.decode(z, { output: (['probabilities', 'logits', 'mask'] as const)[i % 4] });
     if (i % 100 === 0) await m.complete(x, z.subarray(0, 6), 1);
   }
   t.is(rt.heapBytes, heap, 'heap grew over 1,000 decodes');
