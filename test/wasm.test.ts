@@ -379,6 +379,33 @@ test('the threaded build gives the same bits as itself on one thread, and its wo
   t.pass();
 });
 
+test('the threaded pool runs every chunk exactly once, also when workers claim late and the caller takes chunks back', async (t) => {
+  const rt = await loadRuntime({ threads: 2 });
+  t.is(rt.threads, 2);
+  const selfTest = rt.exports.vx_test_parallel!;
+  // Plain: workers spin between regions and claim their chunks at once.
+  const plain = selfTest(3000, 0, 12345);
+  t.true(plain >= 0, `region ${-plain - 1} ran an item other than once`);
+  // Jittered: each worker pauses 0-200 us after it wakes, so the caller takes many chunks back and workers
+  // wake for regions that are long finished.
+  const jittered = selfTest(3000, 1, 777);
+  t.true(jittered >= 0, `jittered: region ${-jittered - 1} ran an item other than once`);
+  t.true(jittered > 100, `the caller took back only ${jittered} chunks: the take-back path was not exercised`);
+  t.log(`chunks taken back by the caller: ${plain} plain, ${jittered} jittered (of 3000 regions each)`);
+  // Decodes still match after the self-test.
+  const cfg = preset('tiny');
+  const { file, native } = await randomCheckpoint('mt-after-selftest', cfg);
+  native!.dispose();
+  const m = await loadModel(file, { runtime: rt });
+  const z = randomArray(cfg.latentSize, 3);
+  const two = await m.decode(z, { output: 'logits' });
+  rt.exports.vx_set_num_threads(1);
+  const one = await m.decode(z, { output: 'logits' });
+  rt.exports.vx_set_num_threads(2);
+  t.true(two.every((v, i) => v === one[i]));
+  m.dispose();
+});
+
 test('1,000 decodes in a row do not grow the module heap, and dispose frees everything', async (t) => {
   // A runtime of its own (bytes are never cached), so that no other test allocates meanwhile.
   const rt = await loadRuntime({ wasmBinary: await readFile(path.join(ROOT, 'native/wasm/dist/voxvae_simd.wasm')), simd: true, threads: 1 });

@@ -7,9 +7,17 @@
 //
 // Chunking is the same as native/core's (chunk i covers [i*n/k, (i+1)*n/k)), so results do not depend
 // on whether this pool or a serial loop runs them. The publishing thread may be a browser's main
-// thread, which must not block in memory.atomic.wait: it runs chunk 0 itself, then spins until the
-// workers are done. Workers sleep in memory.atomic.wait between jobs. One job at a time: the module
-// is only ever entered by one caller thread (JavaScript is single-threaded per instance).
+// thread, which must not block in memory.atomic.wait: it runs chunk 0 itself, then every chunk that no
+// worker has claimed yet, then spins until the workers' chunks are done. Workers sleep in
+// memory.atomic.wait between jobs. One job at a time: the module is only ever entered by one caller
+// thread (JavaScript is single-threaded per instance).
+//
+// Claiming. A worker woken from memory.atomic.wait starts tens of microseconds to milliseconds late (a
+// halted vCPU in a VM must first be scheduled by the host). Rather than wait for it, the publisher takes
+// back a chunk its worker has not claimed by the time chunk 0 is done: running it now finishes no later
+// than the worker could (it would start later still). A parallel_dynamic region's chunks are item-pulling
+// loops, so a late worker's chunk finds the items gone and costs nothing. Which thread runs a chunk does
+// not change what it computes.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -42,6 +50,7 @@ thread_local bool t_in_worker = false;
 struct alignas(64) Slot {
   std::atomic<int32_t> go{0};
   std::atomic<const std::function<void(int)>*> job{nullptr};
+  std::atomic<int32_t> open{0};     // 1 from publication until the worker or the publisher claims the chunk
   std::atomic<int32_t> running{0};  // inside a job: what vx_worker_abandon must account for
 };
 Slot g_slots[kMaxThreads];
@@ -50,6 +59,10 @@ std::atomic<int32_t> g_registered{0};  // workers parked in vx_worker_main
 std::atomic<int32_t> g_quit{0};
 std::atomic<int32_t> g_failed{0};     // a worker trapped: results of the job in flight are garbage
 std::atomic<int32_t> g_can_block{0};  // the publisher may sleep in memory.atomic.wait (not a browser's main thread)
+std::atomic<int32_t> g_jitter{0};     // test hook (vx_test_parallel): workers pause before claiming
+std::atomic<uint32_t> g_jitter_seed{1};
+int32_t g_sleep_word = 0;             // never notified: a timed wait on it is a sleep
+int64_t g_taken_back = 0;             // chunks the publisher ran for a worker that had not claimed them
 
 int32_t* word(std::atomic<int32_t>& a) { return reinterpret_cast<int32_t*>(&a); }
 
@@ -60,6 +73,8 @@ int32_t* word(std::atomic<int32_t>& a) { return reinterpret_cast<int32_t*>(&a); 
 // of the caller's lives across it.
 void futex_wait(int32_t* addr, int32_t expected) { __builtin_wasm_memory_atomic_wait32(addr, expected, -1); }
 void (*volatile g_futex_wait)(int32_t*, int32_t) = futex_wait;
+void timed_wait(int32_t* addr, int32_t expected, int64_t ns) { __builtin_wasm_memory_atomic_wait32(addr, expected, ns); }
+void (*volatile g_timed_wait)(int32_t*, int32_t, int64_t) = timed_wait;
 
 // Sleeps until worker id's slot has a job newer than *seen and records it there; false on quit.
 bool wait_for_job(int id, int32_t* seen) {
@@ -79,15 +94,31 @@ bool wait_for_job(int id, int32_t* seen) {
 
 int available() { return 1 + std::min<int>(g_registered.load(), kMaxThreads - 1); }
 
+// Test hook: a pause of 0-200 us (or a yield-length one), so that workers claim late, early, or not at all.
+void jitter_pause() {
+  uint32_t x = g_jitter_seed.fetch_add(0x9E3779B9u);
+  x ^= x >> 16, x *= 0x7feb352du, x ^= x >> 15;
+  const int64_t ns = (x & 3) == 0 ? 0 : int64_t(x % 200) * 1000;
+  if (ns) g_timed_wait(&g_sleep_word, 0, ns);
+}
+
 void run(int chunks, const std::function<void(int)>& job) {
   g_pending.store(chunks - 1);
   for (int i = 1; i < chunks; ++i) {
     g_slots[i].job.store(&job);
+    g_slots[i].open.store(1);
     g_slots[i].go.fetch_add(1);
     __builtin_wasm_memory_atomic_notify(word(g_slots[i].go), 1);
   }
   t_in_worker = true;
   job(0);
+  // Chunks whose worker has not claimed them yet: run them here (see "Claiming" above).
+  for (int i = 1; i < chunks; ++i)
+    if (g_slots[i].open.exchange(0) == 1) {
+      job(i);
+      g_pending.fetch_sub(1);
+      ++g_taken_back;
+    }
   t_in_worker = false;
   // Wait for the workers: spin briefly (they are usually about done), then sleep where allowed, so that
   // a publisher sharing a core with a worker does not starve it. A browser's main thread cannot sleep
@@ -158,6 +189,11 @@ VX_EXPORT void vx_worker_main(int32_t id) {
   int32_t seen = g_slots[id].go.load();
   g_registered.fetch_add(1);
   while (wait_for_job(id, &seen)) {
+    if (g_jitter.load()) jitter_pause();
+    // The chunk is ours only if the publisher has not taken it back; the job pointer was stored before
+    // `open`, so a successful claim reads the job of the latest publication (a wake-up that arrives after
+    // several publications sees only the last, and the earlier ones were run by the publisher).
+    if (g_slots[id].open.exchange(0) != 1) continue;
     g_slots[id].running.store(1);
     (*g_slots[id].job.load())(id);
     g_slots[id].running.store(0);
@@ -180,6 +216,39 @@ VX_EXPORT void vx_worker_abandon(int32_t id) {
 // Whether the thread that calls into the module may block in memory.atomic.wait (Node, and Web Workers;
 // not a browser's main thread). The loader sets it once.
 VX_EXPORT void vx_set_can_block(int32_t yes) { vx::g_can_block.store(yes ? 1 : 0); }
+
+// Self-test of the pool, for test/wasm.test.ts: `regions` parallel_for and parallel_dynamic regions of
+// pseudo-random sizes (seeded), each item counting its runs; with `jitter`, workers pause 0-200 us
+// before claiming, so that the publisher takes some chunks back and workers wake for regions long
+// finished. Returns how many chunks the publisher took back when every item of every region ran exactly
+// once, else -(1 + the first bad region).
+VX_EXPORT int32_t vx_test_parallel(int32_t regions, int32_t jitter, uint32_t seed) {
+  using namespace vx;
+  static std::atomic<int32_t> count[1024];
+  const int64_t taken0 = g_taken_back;
+  g_jitter.store(jitter ? 1 : 0);
+  g_jitter_seed.store(seed | 1);
+  uint32_t x = seed | 1;
+  int32_t bad = 0;
+  for (int32_t r = 0; r < regions && !bad; ++r) {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    const int64_t n = 1 + int64_t(x % 1024);
+    for (int64_t i = 0; i < n; ++i) count[i].store(0);
+    if (x & 0x100000) {
+      parallel_dynamic(n, 1 + int64_t((x >> 8) % 7), [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) count[i].fetch_add(1);
+      });
+    } else {
+      parallel_for(n, 1 + int64_t((x >> 8) % 64), [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) count[i].fetch_add(1);
+      });
+    }
+    for (int64_t i = 0; i < n; ++i)
+      if (count[i].load() != 1) bad = r + 1;
+  }
+  g_jitter.store(0);
+  return bad ? -bad : int32_t(g_taken_back - taken0);
+}
 
 // Non-zero once a worker has trapped; vx_workers_reset_failed clears it after the caller reported it.
 VX_EXPORT int32_t vx_workers_failed() { return vx::g_failed.load(); }

@@ -49,6 +49,8 @@ export interface VxExports {
   vx_workers_failed?: () => number;
   vx_set_can_block?: (yes: number) => void;
   vx_workers_reset_failed?: () => void;
+  /** The pool's self-test (test/wasm.test.ts): chunks taken back by the caller, or -(1 + bad region). */
+  vx_test_parallel?: (regions: number, jitter: number, seed: number) => number;
   vx_abi_version(): number;
   vx_simd(): number;
   vx_last_error(): number;
