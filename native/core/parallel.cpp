@@ -29,6 +29,7 @@ int default_threads() {
 std::atomic<int> g_threads{0};
 thread_local bool t_in_worker = false;
 std::atomic<bool> g_jitter{false};
+std::atomic<int64_t> g_taken_back{0};
 
 #ifndef VX_NO_THREADS
 inline void cpu_relax() {
@@ -53,6 +54,11 @@ constexpr int kSpin = 1 << 11;
 // between reading the generation and reading the region's worker count could pair the old generation
 // with the next region's count, run that region's chunk twice and let the caller return while it still
 // ran (a crash seen under qemu on arm64).
+//
+// Take-back: after its own chunk, the caller runs every chunk whose worker has not claimed it yet (a
+// worker asleep, descheduled by a busy system, or just slow to wake), instead of waiting for it; a worker
+// claims its chunk by clearing the slot's `open` flag, and one that finds it cleared goes back to
+// waiting. Which thread runs a chunk does not change what it computes.
 class Pool {
  public:
   static Pool& get() {
@@ -70,6 +76,7 @@ class Pool {
       std::lock_guard<std::mutex> lk(mu_);
       for (int i = 1; i <= used; ++i) {
         slots_[i].job.store(&job, std::memory_order_relaxed);
+        slots_[i].open.store(1, std::memory_order_release);
         slots_[i].go.fetch_add(1, std::memory_order_release);
       }
     }
@@ -77,6 +84,12 @@ class Pool {
     t_in_worker = true;
     job(0);
     for (int i = used + 1; i < chunks; ++i) job(i);
+    for (int i = 1; i <= used; ++i)  // take back what no worker has claimed yet
+      if (slots_[i].open.exchange(0, std::memory_order_acq_rel) == 1) {
+        job(i);
+        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        g_taken_back.fetch_add(1, std::memory_order_relaxed);
+      }
     t_in_worker = false;
     for (int i = 0; i < kSpin && pending_.load(std::memory_order_acquire) != 0; ++i) cpu_relax();
     if (pending_.load(std::memory_order_acquire) != 0) {
@@ -89,6 +102,7 @@ class Pool {
   struct alignas(64) Slot {
     std::atomic<uint64_t> go{0};
     std::atomic<const std::function<void(int)>*> job{nullptr};
+    std::atomic<int> open{0};  // 1 from publication until the worker or the caller claims the chunk
     std::condition_variable cv;
   };
 
@@ -129,9 +143,12 @@ class Pool {
         std::unique_lock<std::mutex> lk(mu_);
         slot.cv.wait(lk, [&] { return slot.go.load(std::memory_order_acquire) != seen; });
       }
-      // The caller waits for this chunk before it can publish again: the counter moved by exactly one.
+      // The counter may have moved by more than one (the caller took earlier chunks back and published
+      // again): the claim below decides whether the latest publication's chunk is still this worker's.
       seen = slot.go.load(std::memory_order_acquire);
       if (g_jitter.load(std::memory_order_relaxed)) jitter(id);
+      // The job pointer was stored before `open`: a successful claim reads the latest publication's job.
+      if (slot.open.exchange(0, std::memory_order_acq_rel) != 1) continue;
       (*slot.job.load(std::memory_order_relaxed))(id);
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lk(mu_);  // the caller tests pending_ under mu_ before it sleeps
@@ -158,6 +175,8 @@ int num_threads() {
 }
 
 void parallel_test_jitter(bool on) { g_jitter.store(on); }
+
+int64_t parallel_test_taken_back() { return g_taken_back.load(); }
 
 void set_num_threads(int n) { g_threads.store(n > 0 ? std::min(n, kMaxThreads) : 0); }
 

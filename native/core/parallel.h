@@ -26,6 +26,8 @@ int parallel_chunks(int64_t n, int64_t grain);
 // Tests only: when on, pool workers sometimes pause (yield or sleep up to ~200 us) right after they see a
 // new job, to widen the windows in which a descheduled worker races the caller (test_parallel).
 void parallel_test_jitter(bool on);
+// Test hook: how many chunks callers have run for workers that had not claimed them yet (take-back).
+int64_t parallel_test_taken_back();
 
 // Independent items [0, n) (each writes only its own outputs, so which thread runs one never changes a
 // result), handed out in runs of `grab` consecutive items to whichever thread is free: fn(lo, hi) per

@@ -2,7 +2,8 @@
 // ranges that cover [0, n), for any thread count and any sequence of region sizes, including workers
 // that are descheduled at the worst moment (parallel_test_jitter) and thread counts above the cores.
 // The pool before this test (one generation counter broadcast to all workers) failed it within about 100
-// jittered regions: one chunk ran twice, another not at all, then the process crashed.
+// jittered regions: one chunk ran twice, another not at all, then the process crashed. Jittered workers
+// also claim their chunks late, so callers take chunks back (Pool::run): each must still run once.
 #include <atomic>
 #include <cstdio>
 #include <cstdint>
@@ -49,7 +50,12 @@ void run_regions(int threads, int regions) {
 
 TEST(parallel_for_runs_every_chunk_once_with_descheduled_workers) {
   vx::parallel_test_jitter(true);
+  const int64_t taken0 = vx::parallel_test_taken_back();
   for (int threads : {2, 3, 4, 6}) run_regions(threads, 4000);
+  // Jittered workers claim late: the callers must have taken chunks back (the path the test is about).
+  const int64_t taken = vx::parallel_test_taken_back() - taken0;
+  std::printf("  chunks taken back by the caller in 16000 jittered regions: %lld\n", (long long)taken);
+  EXPECT(taken > 100, "only %lld chunks taken back: the take-back path was not exercised", (long long)taken);
   vx::parallel_test_jitter(false);
   for (int threads : {3, 5}) run_regions(threads, 20000);
   vx::set_num_threads(0);
