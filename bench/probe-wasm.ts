@@ -2,19 +2,14 @@
 //   node --import tsx bench/probe-wasm.ts --model half [--reps 20]
 // Rows: native 1t/2t, wasm SIMD 1t (single-threaded build), wasm mt build on 1 and 2 threads.
 import { performance } from 'node:perf_hooks';
-import { cliModel, cliOption as opt, MODELS, modelConfig } from './models.js';
-import { serializeSafetensors } from '../ts/safetensors.js';
-import { Decoder, setThreads } from '../ts/vae.js';
+import { cliModel, cliOption as opt } from './models.js';
+import { decoderCheckpoint } from './decoder-checkpoint.js';
+import { setThreads } from '../ts/vae.js';
 import { loadModel, loadRuntime } from '../ts/web/index.js';
 
 const name = cliModel();
 const reps = Number(opt('reps', '20'));
-const cfg = modelConfig(MODELS[name]);
-const dec = new Decoder(cfg, 7);
-const ckpt = serializeSafetensors(dec.network.stateDict(), {
-  voxvae: JSON.stringify({ format: 'voxvae-checkpoint', version: 1, kind: 'decoder', config: cfg, decoderConfig: cfg }),
-});
-const z = Float32Array.from({ length: cfg.latentSize }, (_, i) => Math.sin(1.3 * i + 0.5));
+const { dec, checkpoint: ckpt, z } = decoderCheckpoint(name);
 async function median(op: () => Promise<unknown>): Promise<number> {
   for (let i = 0; i < 2; ++i) await op();
   const t: number[] = [];

@@ -11,9 +11,8 @@
 // Prints the medians and the median over rounds of A / B.
 // e.g. A = the committed build: git show HEAD:native/wasm/dist/voxvae_simd_mt.wasm > /tmp/a.wasm
 import { readFile } from 'node:fs/promises';
-import { cliModel, cliOption as opt, MODELS, modelConfig } from './models.js';
-import { serializeSafetensors } from '../ts/safetensors.js';
-import { Decoder } from '../ts/vae.js';
+import { cliModel, cliOption as opt } from './models.js';
+import { decoderCheckpoint } from './decoder-checkpoint.js';
 import { loadModel, loadRuntime } from '../ts/web/index.js';
 
 const name = cliModel();
@@ -22,12 +21,7 @@ const gap = Number(opt('gap', '0'));
 const fileA = opt('a', '');
 const fileB = opt('b', 'native/wasm/dist/voxvae_simd_mt.wasm');
 if (!fileA) throw new Error('--a OLD.wasm is required (a build of voxvae_simd_mt.wasm to compare with --b)');
-const cfg = modelConfig(MODELS[name]);
-const dec = new Decoder(cfg, 7);
-const checkpoint = serializeSafetensors(dec.network.stateDict(), {
-  voxvae: JSON.stringify({ format: 'voxvae-checkpoint', version: 1, kind: 'decoder', config: cfg, decoderConfig: cfg }),
-});
-const z = Float32Array.from({ length: cfg.latentSize }, (_, i) => Math.sin(1.3 * i + 0.5));
+const { dec, checkpoint, z } = decoderCheckpoint(name);
 const m1 = await loadModel(checkpoint, { runtime: await loadRuntime({ simd: true, threads: 1 }), name });
 const rA = await loadRuntime({ threads: 2, wasmBinary: await readFile(fileA) });
 const rB = await loadRuntime({ threads: 2, wasmBinary: await readFile(fileB) });

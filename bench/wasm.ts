@@ -22,9 +22,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import b from 'benny';
-import { MODELS, modelConfig, type ModelName } from './models.js';
-import { serializeSafetensors } from '../ts/safetensors.js';
-import { Decoder, setThreads } from '../ts/vae.js';
+import { type ModelName } from './models.js';
+import { decoderCheckpoint } from './decoder-checkpoint.js';
+import { setThreads } from '../ts/vae.js';
 import { exportOnnx } from '../ts/wasm/onnx.js';
 import { loadModel, loadRuntime } from '../ts/web/index.js';
 import { relErr } from '../test/helpers.js';
@@ -78,13 +78,8 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const paired = new Map<ModelName, Paired>();
   for (const name of only) {
-    const cfg = modelConfig(MODELS[name]);
-    const dec = new Decoder(cfg, 7);
-    const checkpoint = serializeSafetensors(dec.network.stateDict(), {
-      voxvae: JSON.stringify({ format: 'voxvae-checkpoint', version: 1, kind: 'decoder', config: cfg, decoderConfig: cfg }),
-    });
+    const { cfg, dec, checkpoint, z } = decoderCheckpoint(name);
     const onnx = exportOnnx(checkpoint, { name });
-    const z = Float32Array.from({ length: cfg.latentSize }, (_, i) => Math.sin(1.3 * i + 0.5));
     const ref = await dec.decode(z, { logits: true });
     const m1 = await loadModel(checkpoint, { runtime: wasm1, name });
     const m2 = await loadModel(checkpoint, { runtime: wasm2, name });
@@ -115,9 +110,8 @@ async function main(): Promise<void> {
     // The ratios again, paired: 1-thread, 2-thread and ort-web decodes alternate, so that all see the same
     // machine (a shared VM's noise moves separate benny suites apart by 25% and more).
     // Each of our timings is the second of two decodes back to back: a vCPU that has been idle comes back
-    // slow on this VM (after 30 ms of idle, a 1-thread quarter decode took 24.4 ms instead of 14.8; a
-    // 2-thread one whose worker's vCPU had idled for 30 ms, 9.6 ms instead of 8.1 — bench/RESULTS.md), and
-    // in an alternating loop the 2-thread build's worker and the neighbour always start from idle. benny's
+    // slow on this VM (bench/wasm-ab.ts --gap; figures in bench/results/wasm-decode.md), and in an
+    // alternating loop the 2-thread build's worker and the neighbour always start from idle. benny's
     // suites, decodes back to back, are in that steady state too.
     const PAIRS: Record<ModelName, number> = { tiny: 60, quarter: 30, half: 20, full: 8 };
     const neighbor = await startNeighbor(checkpoint, z);

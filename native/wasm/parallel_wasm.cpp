@@ -59,10 +59,10 @@ std::atomic<int32_t> g_registered{0};  // workers parked in vx_worker_main
 std::atomic<int32_t> g_quit{0};
 std::atomic<int32_t> g_failed{0};     // a worker trapped: results of the job in flight are garbage
 std::atomic<int32_t> g_can_block{0};  // the publisher may sleep in memory.atomic.wait (not a browser's main thread)
-std::atomic<int32_t> g_jitter{0};     // test hook (vx_test_parallel): workers pause before claiming
+std::atomic<int32_t> g_jitter{0};     // parallel_test_jitter: workers pause before claiming
 std::atomic<uint32_t> g_jitter_seed{1};
 int32_t g_sleep_word = 0;             // never notified: a timed wait on it is a sleep
-int64_t g_taken_back = 0;             // chunks the publisher ran for a worker that had not claimed them
+std::atomic<int64_t> g_taken_back{0};  // chunks the publisher ran for a worker that had not claimed them
 
 int32_t* word(std::atomic<int32_t>& a) { return reinterpret_cast<int32_t*>(&a); }
 
@@ -117,7 +117,7 @@ void run(int chunks, const std::function<void(int)>& job) {
     if (g_slots[i].open.exchange(0) == 1) {
       job(i);
       g_pending.fetch_sub(1);
-      ++g_taken_back;
+      g_taken_back.fetch_add(1, std::memory_order_relaxed);
     }
   t_in_worker = false;
   // Wait for the workers: spin briefly (they are usually about done), then sleep where allowed, so that
@@ -141,6 +141,10 @@ int num_threads() {
 }
 
 void set_num_threads(int n) { g_threads.store(n > 0 ? std::min(n, kMaxThreads) : 0); }
+
+// parallel.h's test hooks, as native/core/parallel.cpp has them.
+void parallel_test_jitter(bool on) { g_jitter.store(on ? 1 : 0); }
+int64_t parallel_test_taken_back() { return g_taken_back.load(); }
 
 int parallel_chunks(int64_t n, int64_t grain) {
   if (n <= 0) return 0;
@@ -225,8 +229,8 @@ VX_EXPORT void vx_set_can_block(int32_t yes) { vx::g_can_block.store(yes ? 1 : 0
 VX_EXPORT int32_t vx_test_parallel(int32_t regions, int32_t jitter, uint32_t seed) {
   using namespace vx;
   static std::atomic<int32_t> count[1024];
-  const int64_t taken0 = g_taken_back;
-  g_jitter.store(jitter ? 1 : 0);
+  const int64_t taken0 = parallel_test_taken_back();
+  parallel_test_jitter(jitter != 0);
   g_jitter_seed.store(seed | 1);
   uint32_t x = seed | 1;
   int32_t bad = 0;
@@ -246,8 +250,8 @@ VX_EXPORT int32_t vx_test_parallel(int32_t regions, int32_t jitter, uint32_t see
     for (int64_t i = 0; i < n; ++i)
       if (count[i].load() != 1) bad = r + 1;
   }
-  g_jitter.store(0);
-  return bad ? -bad : int32_t(g_taken_back - taken0);
+  parallel_test_jitter(false);
+  return bad ? -bad : int32_t(parallel_test_taken_back() - taken0);
 }
 
 // Non-zero once a worker has trapped; vx_workers_reset_failed clears it after the caller reported it.

@@ -80,6 +80,13 @@ function outputInto(opts: OutputOptions | undefined, kind: OutputKind, length: n
   return into;
 }
 
+/** A view of module memory copied out: into the caller's array (checked by outputInto), else a new one. */
+function copyOut<T extends Float32Array | Uint8Array>(view: T, into: Float32Array | Uint8Array | undefined): T {
+  if (!into) return view.slice() as T;
+  (into as T).set(view);
+  return into as T;
+}
+
 /** A trained VAE (or its decoder) running in WebAssembly. Create with loadModel(). */
 export class WasmVae {
   readonly runtime: WasmRuntime;
@@ -275,18 +282,12 @@ export class WasmVae {
         const threshold = c.outputActivation === 'sigmoid' ? 0 : c.outputActivation === 'none' ? 0.5 : -Infinity;
         return rt.withAlloc(n * S, where, (m) => {
           rt.check(rt.exports.vx_argmax(m, ptr, n, C, S, threshold), where);
-          const mask = rt.u8(m, n * S);
-          if (!into) return mask.slice();
-          into.set(mask);
-          return into;
+          return copyOut(rt.u8(m, n * S), into);
         });
       }
       if (kind === 'probabilities' && c.outputActivation === 'softmax') rt.check(rt.exports.vx_softmax(ptr, ptr, n, C, S), where);
       if (kind === 'probabilities' && c.outputActivation === 'sigmoid') rt.check(rt.exports.vx_sigmoid(ptr, ptr, n * C * S), where);
-      const out = rt.f32(ptr, n * C * S);
-      if (!into) return out.slice();
-      into.set(out);
-      return into;
+      return copyOut(rt.f32(ptr, n * C * S), into);
     }, where);
   }
 }
