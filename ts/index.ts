@@ -33,6 +33,7 @@ export {
   type TrainStepOptions,
 } from './vae.js';
 export type { OptimizerConfig } from './network.js';
+export { addonFile } from './native.js';
 export { readSafetensors, parseSafetensors, serializeSafetensors, writeFileAtomic, type SafeTensors } from './safetensors.js';
 export * from './train/beta.js';
 export * as metrics from './metrics/index.js';

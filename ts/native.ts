@@ -1,6 +1,7 @@
 // Loads the CPU addon and describes its surface. Every call into native code goes through
 // `nativeCall`, which re-throws native failures as VoxvaeError from the caller's stack (sharp's
 // pattern), so a user sees where they called voxvae, not where C++ failed.
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,27 +93,83 @@ export interface NativeBinding {
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let binding: NativeBinding | undefined;
+let bindingFile: string | undefined;
 
-/** The CPU addon, loaded on first use: a matching prebuild from prebuilds/, else build/Release. */
-export function native(): NativeBinding {
-  if (binding) return binding;
+/** The file the CPU addon was loaded from (loading it first if needed). */
+export function addonFile(): string {
+  native();
+  return bindingFile!;
+}
+
+/** The files the CPU addon is loaded from, in order: a local build (build/Release, made by `npm install`
+ *  from source or `npm run build:native`; first, so that a developer's rebuild is never shadowed by a
+ *  stale prebuild), then the N-API prebuild for this platform and CPU that the npm package ships
+ *  (prebuilds/<platform>-<arch>/voxvae[.glibc|.musl].node, made by `npm run prebuild`, named by
+ *  prebuildify with node-gyp-build's tags). */
+export function addonCandidates(root = ROOT): string[] {
+  const out = [path.join(root, 'build', 'Release', 'voxvae.node')];
+  const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  let files: string[] = [];
+  try {
+    files = readdirSync(dir).filter((f) => f.endsWith('.node')).sort();
+  } catch {
+    files = [];
+  }
+  const libc = process.platform === 'linux' ? (isMusl() ? 'musl' : 'glibc') : '';
+  const fits = (f: string): boolean => {
+    const tags = f.split('.').slice(1, -1);
+    if (tags.some((t) => /^abi\d+$/.test(t)) && !tags.includes('napi')) return false; // a Node-ABI-specific build
+    if (libc && tags.some((t) => t === 'glibc' || t === 'musl') && !tags.includes(libc)) return false;
+    return true;
+  };
+  for (const f of files.filter(fits)) out.push(path.join(dir, f));
+  if (!files.some(fits)) out.push(path.join(dir, `voxvae.${libc || 'napi'}.node`));
+  return out;
+}
+
+function isMusl(): boolean {
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  return !report?.header?.glibcVersionRuntime;
+}
+
+/** Loads the first of `files` that loads as this package's addon. When none does, one ENATIVE error
+ *  lists every attempt and the fix (sharp's pattern). */
+export function loadAddonFrom(files: string[], root = ROOT): { binding: NativeBinding; file: string } {
   const require = createRequire(import.meta.url);
   const attempts: string[] = [];
-  try {
-    const load = require('node-gyp-build') as (dir: string) => unknown;
-    binding = load(ROOT) as NativeBinding;
-  } catch (e) {
-    attempts.push(`node-gyp-build(${ROOT}): ${(e as Error).message.split('\n')[0]}`);
+  for (const file of files) {
+    const name = path.relative(root, file);
+    if (!existsSync(file)) {
+      attempts.push(`${name}: not found`);
+      continue;
+    }
+    try {
+      const b = require(file) as NativeBinding;
+      if (b?.abiVersion !== 1) {
+        attempts.push(`${name}: addon ABI ${b?.abiVersion}, this package needs 1 (a build of another version)`);
+        continue;
+      }
+      return { binding: b, file };
+    } catch (e) {
+      attempts.push(`${name}: ${(e as Error).message.split('\n')[0]}`);
+    }
   }
-  if (!binding) {
-    throw new VoxvaeError(
-      'ENATIVE',
-      `voxvae's native CPU addon could not be loaded for ${process.platform}-${process.arch} (Node ${process.version}).\n` +
-        attempts.map((a) => `  tried ${a}`).join('\n') +
-        `\nFix: run \`npm rebuild voxvae\` (needs a C++17 compiler and Python for node-gyp), or install a prebuild into ${path.join(ROOT, 'prebuilds')}.`,
-    );
-  }
-  if (binding.abiVersion !== 1) throw new VoxvaeError('ENATIVE', `voxvae addon ABI ${binding.abiVersion} does not match this package (1): rebuild it with \`npm rebuild voxvae\``);
+  throw new VoxvaeError(
+    'ENATIVE',
+    `voxvae's native CPU addon could not be loaded for ${process.platform}-${process.arch} (Node ${process.version}).\n` +
+      attempts.map((a) => `  tried ${a}`).join('\n') +
+      `\nFix: the npm package ships prebuilds for linux-x64 and linux-arm64 (glibc >= 2.32); elsewhere, or when they fail to load, ` +
+      `build from source with \`npm rebuild voxvae\` (needs a C++17 compiler, make and Python for node-gyp). ` +
+      `In a clone of the repository: \`npm run build:native\`.`,
+  );
+}
+
+/** The CPU addon, loaded on first use from the first of addonCandidates() that loads. */
+export function native(): NativeBinding {
+  if (binding) return binding;
+  const got = loadAddonFrom(addonCandidates());
+  binding = got.binding;
+  bindingFile = got.file;
   return binding;
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The voxvae command line: `voxvae demo` (npm start), `voxvae dataset ...`.
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { VoxvaeError } from '../errors.js';
 import { registerDatasetCommands } from './dataset.js';
@@ -23,7 +24,12 @@ const shape = (v: string): [number, number, number] => {
 };
 
 const program = new Command();
-program.name('voxvae').description('3D convolutional VAEs for volumetric shapes').showHelpAfterError();
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+program
+  .name('voxvae')
+  .description('3D convolutional VAEs for volumetric shapes')
+  .version(pkg.version, '-V, --version', 'print the version')
+  .showHelpAfterError();
 
 program
   .command('demo')
