@@ -27,6 +27,8 @@ export {
   type Batch,
   type CreateOptions,
   type LatentMode,
+  type EvalLatent,
+  evalLatentOf,
   type Mode,
   type ReconLoss,
   type StepResult,

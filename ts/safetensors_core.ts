@@ -156,9 +156,9 @@ function bf16ToFloat(h: number): number {
 }
 
 export interface TensorToWrite {
-  dtype: 'F32' | 'I64';
+  dtype: 'F32' | 'I64' | 'U8';
   shape: number[];
-  data: Float32Array | number[];
+  data: Float32Array | Uint8Array | number[];
 }
 
 /** Serialises tensors (in the given order) and string metadata to a safetensors buffer. */
@@ -169,7 +169,7 @@ export function serializeSafetensors(tensors: Map<string, TensorToWrite>, metada
   for (const [name, t] of tensors) {
     const count = t.shape.reduce((a, d) => a * d, 1);
     if (t.data.length !== count) throw new VoxvaeError('ESHAPE', `tensor ${name}: ${t.data.length} values for shape [${t.shape.join(', ')}]`);
-    const bytes = count * (t.dtype === 'F32' ? 4 : 8);
+    const bytes = count * (t.dtype === 'F32' ? 4 : t.dtype === 'U8' ? 1 : 8);
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
@@ -187,6 +187,11 @@ export function serializeSafetensors(tensors: Map<string, TensorToWrite>, metada
       const f = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
       out.set(new Uint8Array(f.buffer, f.byteOffset, f.byteLength), p);
       p += f.byteLength;
+    } else if (t.dtype === 'U8') {
+      for (const v of t.data) {
+        if (!(Number.isInteger(v) && v >= 0 && v <= 255)) throw new VoxvaeError('EINVAL', `tensor: U8 value ${v} is not an integer in [0, 255]`);
+        out[p++] = v;
+      }
     } else {
       for (const v of t.data) {
         dv.setBigInt64(p, BigInt(Math.round(v)), true);

@@ -6,10 +6,18 @@ import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor, 
 import { selectBackend } from './backend.js';
 import { Network, type OptimizerConfig } from './network.js';
 import { readSafetensors, serializeSafetensors, toFloat32, voxvaeMetadata, writeFileAtomic, type TensorToWrite } from './safetensors.js';
+import { COMPLETION_PREFIX, completeSkull, completionFromCheckpoint, completionToCheckpoint, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from './completion/index.js';
 
 /** 'cpu' (default), 'cuda' (throws EUNSUPPORTED with the reason when unusable) or 'auto' (see ts/backend.ts). */
 export type Backend = 'cpu' | 'cuda' | 'auto';
 export type LatentMode = 'sample' | 'mean' | 'mean+std';
+/** The deterministic latents inference uses. */
+export type EvalLatent = 'mean' | 'mean+std';
+
+/** The evaluation latent of a decoder trained on `trained`: μ + σ stays μ + σ; μ and samples μ + σ·ε give μ. */
+export function evalLatentOf(trained: LatentMode): EvalLatent {
+  return trained === 'mean+std' ? 'mean+std' : 'mean';
+}
 export type Mode = 'train' | 'eval';
 
 export interface CreateOptions {
@@ -287,6 +295,41 @@ export class Decoder {
     }
   }
 
+  /**
+   * The gradient of an objective of the decoded logits with respect to the latents: an eval-mode decode of
+   * z [N, latentSize], then `objective(logits)` (logits [N, outChannels, D, H, W], NCDHW) returns its value
+   * and its gradient with respect to the logits, and the decoder's backward pass turns that into the
+   * gradient with respect to z (a vector-Jacobian product; what latent fitting needs). The weights, their
+   * optimizer state and the BatchNorm statistics do not change.
+   */
+  async latentGradient<T>(z: Float32Array, objective: (logits: Float32Array) => { value: T; grad: Float32Array }): Promise<{ value: T; grad: Float32Array }> {
+    const n = batchOf(z, this.config.latentSize, 'z');
+    if (typeof objective !== 'function') invalid('objective', 'must be a function (logits) => { value, grad }', objective);
+    if (this.busy) throw new VoxvaeError('EBUSY', 'latentGradient: another latentGradient on this decoder is still running; await it first');
+    this.busy = true;
+    const nb = this.network.binding;
+    const live: (NativeTensor | null)[] = [];
+    try {
+      const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1], 'z', nb);
+      live.push(zt);
+      const outs = await nativeCall(() => this.network.net.forward(zt, n, false));
+      live.push(...outs);
+      const { value, grad } = objective(outs[0]!.toArray());
+      if (!(grad instanceof Float32Array) || grad.length !== n * this.outputSize)
+        throw new VoxvaeError('ESHAPE', `latentGradient: the objective's gradient has ${(grad as Float32Array | undefined)?.length} values; the logits have ${n * this.outputSize}`, { path: 'objective' });
+      const gt = tensor(grad, [n, this.config.outChannels, ...this.config.inputShape], 'the objective gradient', nb);
+      live.push(gt);
+      const dz = await nativeCall(() => this.network.net.backward([gt], true));
+      live.push(dz);
+      if (!dz) throw new VoxvaeError('EINTERNAL', 'latentGradient: the backward pass returned no input gradient');
+      return { value, grad: dz.toArray() };
+    } finally {
+      release(...live);
+      this.busy = false;
+    }
+  }
+
+  private busy = false;
   private optimizerConfig: OptimizerConfig | null = null;
   private steps = 0;
 
@@ -358,6 +401,10 @@ interface CheckpointMeta {
   step: number;
   optimizer: OptimizerConfig | null;
   adamSteps: { encoder: number | null; decoder: number | null };
+  /** The latent the decoder was trained on (absent in checkpoints before it was recorded: 'sample'). */
+  decoderLatent?: LatentMode;
+  /** Completion data's metadata (its tensors are under __voxvae__.completion.*). */
+  completion?: unknown;
 }
 
 const TRAINING_PREFIX = '__voxvae__.';
@@ -369,6 +416,18 @@ export class Vae {
   readonly seed: number;
   /** Training steps taken: also the position of the reparameterization noise stream. */
   step = 0;
+  /**
+   * The latent the decoder was trained on: the `latent` of its last training step ('sample' for a new
+   * model), saved in checkpoints. Inference follows it (see evalLatent): a decoder trained on μ + σ (skullVAE's
+   * stage 2) must be fed μ + σ, never μ alone.
+   */
+  decoderLatent: LatentMode = 'sample';
+  /**
+   * What skull completion needs besides the weights (deviation vectors, defect maps, the complete skulls'
+   * latent prior; see ts/completion/data.ts): set by calibrateCompletion(), saved and loaded with the
+   * model. Training the encoder moves every latent, so a training step that updates it clears this.
+   */
+  completion: CompletionData | null = null;
   private defaultMode: Mode = 'eval';
   private optimizerConfig: OptimizerConfig | null = null;
   private running = false;
@@ -403,6 +462,38 @@ export class Vae {
     return this.encoder.config;
   }
 
+  /** The deterministic latent every evaluation uses (reconstruction, deviation vectors, completion):
+   *  μ + σ for a decoder trained on μ + σ; μ for one trained on μ, and for one trained on samples
+   *  μ + σ·ε (μ is the samples' mean). */
+  get evalLatent(): EvalLatent {
+    return evalLatentOf(this.decoderLatent);
+  }
+
+  /** Encodes x (eval mode) and forms the evaluation latent z (evalLatent, or `latent`). */
+  async encodeLatent(x: Float32Array, opts: { latent?: EvalLatent } = {}): Promise<{ z: Float32Array; mu: Float32Array; logvar: Float32Array }> {
+    const latent = opts.latent ?? this.evalLatent;
+    if (latent !== 'mean' && latent !== 'mean+std') invalid('options.latent', "must be 'mean' or 'mean+std'", latent);
+    const { mu, logvar } = await this.encode(x, { mode: 'eval' });
+    return { z: this.latentFrom(mu, logvar, latent), mu, logvar };
+  }
+
+  /** z from (μ, log σ²) by the native reparameterization (the same float operations as training). */
+  latentFrom(mu: Float32Array, logvar: Float32Array, latent: LatentMode, step = this.step): Float32Array {
+    if (latent === 'mean') return new Float32Array(mu);
+    const L = this.config.latentSize;
+    const n = batchOf(mu, L, 'mu');
+    if (logvar.length !== mu.length) throw new VoxvaeError('ESHAPE', `logvar has ${logvar.length} values, mu ${mu.length}`, { path: 'logvar' });
+    const nb = this.encoder.network.binding;
+    const mt = tensor(mu, [n, L], 'mu', nb), lt = tensor(logvar, [n, L], 'logvar', nb);
+    let r: { z: NativeTensor; eps: NativeTensor } | null = null;
+    try {
+      r = nativeSync(() => nb.reparameterize(mt, lt, n, L, LATENT_CODE[latent], this.seed, step));
+      return r.z.toArray();
+    } finally {
+      release(mt, lt, r?.z, r?.eps);
+    }
+  }
+
   /** Replaces the decoder (e.g. a fresh skullVaeDecoder for stage 2); its optimizer state starts anew. */
   attachDecoder(decoder: Decoder): void {
     if (decoder.config.latentSize !== this.config.latentSize) invalid('decoder.config.latentSize', `must equal the encoder's ${this.config.latentSize}`, decoder.config.latentSize);
@@ -430,25 +521,16 @@ export class Vae {
     return this.decoder.decode(z, { mode: opts.mode ?? this.defaultMode, ...(opts.logits !== undefined ? { logits: opts.logits } : {}) });
   }
 
-  /** Encode, form z, decode. latent defaults to 'mean' in eval mode and 'sample' in train mode;
+  /** Encode, form z, decode. latent defaults to evalLatent in eval mode and 'sample' in train mode;
    *  sampling uses the noise stream at `step` (default: the current training step). */
   async forward(x: Float32Array, opts: { latent?: LatentMode; mode?: Mode; logits?: boolean; step?: number } = {}): Promise<{ recon: Float32Array; mu: Float32Array; logvar: Float32Array; z: Float32Array }> {
     const mode = opts.mode ?? this.defaultMode;
-    const latent = opts.latent ?? (mode === 'train' ? 'sample' : 'mean');
+    const latent = opts.latent ?? (mode === 'train' ? 'sample' : this.evalLatent);
     if (!(latent in LATENT_CODE)) invalid('options.latent', "must be 'sample', 'mean' or 'mean+std'", latent);
     const { mu, logvar } = await this.encode(x, { mode });
-    const n = mu.length / this.config.latentSize;
-    const nb = this.encoder.network.binding;
-    const mt = tensor(mu, [n, this.config.latentSize], 'mu', nb), lt = tensor(logvar, [n, this.config.latentSize], 'logvar', nb);
-    let r: { z: NativeTensor; eps: NativeTensor } | null = null;
-    try {
-      r = nativeSync(() => nb.reparameterize(mt, lt, n, this.config.latentSize, LATENT_CODE[latent], this.seed, opts.step ?? this.step));
-      const z = r.z.toArray();
-      const recon = await this.decode(z, { mode, ...(opts.logits !== undefined ? { logits: opts.logits } : {}) });
-      return { recon, mu, logvar, z };
-    } finally {
-      release(mt, lt, r?.z, r?.eps);
-    }
+    const z = this.latentFrom(mu, logvar, latent, opts.step ?? this.step);
+    const recon = await this.decode(z, { mode, ...(opts.logits !== undefined ? { logits: opts.logits } : {}) });
+    return { recon, mu, logvar, z };
   }
 
   /**
@@ -525,11 +607,40 @@ export class Vae {
       }
       await optimizerStep(trainEncoder ? [dec, enc] : [dec], optim, opts.maxGradNorm);
       this.optimizerConfig = optim;
+      this.decoderLatent = latent;
+      if (trainEncoder) this.completion = null;
       this.step++;
       return { loss, recon: rec.loss, kl: klValue, klPerSample, beta: trainEncoder ? beta : 0, step: this.step };
     } finally {
       release(...live);
     }
+  }
+
+  /** This model as skull completion sees it (ts/completion): encode, decode, the latent gradient. */
+  completionModel(): CompletionModel {
+    const vae = this;
+    const [D, H, W] = this.decoder.config.inputShape;
+    return {
+      latentSize: this.config.latentSize,
+      voxels: D * H * W,
+      outChannels: this.decoder.config.outChannels,
+      shape: [D, H, W],
+      get completion() {
+        return vae.completion;
+      },
+      get evalLatent() {
+        return vae.evalLatent;
+      },
+      encodeLatent: async (x) => (await vae.encodeLatent(x)).z,
+      decodeLogits: (z) => vae.decode(z, { mode: 'eval', logits: true }),
+      latentGradient: (z, objective) => vae.decoder.latentGradient(z, objective),
+    };
+  }
+
+  /** Completes a defective skull (D × H × W, 0/1): per-case latent fitting by default, or the paper's
+   *  z + γ·DEV (method 'dev'). Needs completion data (calibrateCompletion). See ts/completion. */
+  completeSkull(input: Uint8Array | Float32Array, opts: CompleteOptions): Promise<CompletionResult> {
+    return completeSkull(this.completionModel(), input, opts);
   }
 
   /** Number of trainable parameters (encoder + decoder). */
@@ -560,7 +671,13 @@ export class Vae {
       step: this.step,
       optimizer: this.optimizerConfig,
       adamSteps: { encoder: adamEnc?.step ?? null, decoder: adamDec?.step ?? null },
+      decoderLatent: this.decoderLatent,
     };
+    if (this.completion) {
+      const c = completionToCheckpoint(this.completion);
+      for (const [k, v] of c.tensors) tensors.set(k, v);
+      meta.completion = c.meta;
+    }
     await writeFileAtomic(file, serializeSafetensors(tensors, { voxvae: JSON.stringify(meta), format: 'pt' }));
   }
 
@@ -591,6 +708,11 @@ export class Vae {
       if (extra.length)
         throw new VoxvaeError('ECHECKPOINT', `${file}: ${extra.length} tensor(s) this model does not have: ${extra.slice(0, 6).join(', ')}${extra.length > 6 ? ', ...' : ''} — the checkpoint is for another architecture`, { path: file });
       if (meta) {
+        if (meta.decoderLatent !== undefined && !['sample', 'mean', 'mean+std'].includes(meta.decoderLatent))
+          throw new VoxvaeError('ECHECKPOINT', `${file}: decoderLatent must be 'sample', 'mean' or 'mean+std', not ${JSON.stringify(meta.decoderLatent)}`, { path: file });
+        vae.decoderLatent = meta.decoderLatent ?? 'sample';
+        const [D, H, W] = dcfg.inputShape;
+        vae.completion = completionFromCheckpoint(st, meta.completion, file, cfg.latentSize, D * H * W);
         vae.step = meta.step;
         vae.encoder.frozen = meta.encoderFrozen;
         vae.optimizerConfig = meta.optimizer;

@@ -235,6 +235,27 @@ VX_EXPORT float* vx_net_output(WasmNet* w, int32_t k) {
   return w->net->output(k)->data();
 }
 
+// Backward of the last eval-mode vx_net_forward of a one-output net (a decoder): dout holds the gradient
+// of an objective with respect to that output (batch * output numel floats, caller memory); the gradient
+// with respect to the input is written to dx (batch * input numel floats). This is the vector-Jacobian
+// product latent fitting needs (native/core's Net::backward, as the native engine runs it). Parameter
+// gradients are accumulated along the way and never used: nothing a later forward reads changes.
+VX_EXPORT int32_t vx_net_backward_input(WasmNet* w, const float* dout, float* dx) {
+  if (!w || !dout || !dx) return st(vx::fail(Status::InvalidArgument, "vx_net_backward_input: null argument"));
+  if (w->net->outputs().size() != 1)
+    return st(vx::fail(Status::InvalidArgument, "vx_net_backward_input: the net has %zu outputs, not 1",
+                       w->net->outputs().size()));
+  if (!w->input || w->net->batch() != w->input_batch || !w->net->output(0))
+    return st(vx::fail(Status::InvalidArgument, "vx_net_backward_input: call vx_net_forward first"));
+  const Status s = w->net->backward({dout}, /*need_input_grad=*/true);
+  if (s != Status::Ok) return st(s);
+  const vx::BufferPtr& g = w->net->input_grad();
+  const uint64_t count = uint64_t(w->input_batch) * uint64_t(w->net->input_shape().numel());
+  if (!g || g->size() < count) return st(vx::fail(Status::Internal, "vx_net_backward_input: no input gradient"));
+  std::memcpy(dx, g->data(), size_t(count) * sizeof(float));
+  return 0;
+}
+
 // ---- elementwise ops on caller memory ------------------------------------------------------------------
 
 // z = mu (mode 1), mu + exp(logvar / 2) (mode 2) or mu + exp(logvar / 2) * eps with eps from the Philox

@@ -32,8 +32,8 @@ const char* kSpec =
     "reshape in=10 c=1 d=2 h=2 w=1\n"                   // 12
     "output 12 11\n";
 
-double objective(Net& net, const vx::BufferPtr& x, int batch, const std::vector<std::vector<float>>& r) {
-  CHECK(net.forward(x, batch, true) == Status::Ok);
+double objective(Net& net, const vx::BufferPtr& x, int batch, const std::vector<std::vector<float>>& r, bool train = true) {
+  CHECK(net.forward(x, batch, train) == Status::Ok);
   double L = 0;
   for (size_t k = 0; k < r.size(); ++k) {
     const float* y = net.output(int(k))->data();
@@ -96,7 +96,64 @@ void check_gradients_by_finite_differences(const char* spec) {
   vx::set_num_threads(0);
 }
 
+// A MONAI-style decoder (linear, ReLU, reshape, transposed convs with BatchNorm + PReLU, a last conv)
+// in eval mode: the latent gradient latent fitting uses. Eval mode runs the folded conv+BN+PReLU kernels
+// forward, and backward recomputes the unfolded activations and uses the running statistics.
+const char* kDecoderSpec =
+    "input c=3 d=1 h=1 w=1\n"
+    "flatten in=0\n"                                              // 1
+    "linear in=1 out=16 bias=1\n"                                 // 2
+    "relu in=2\n"                                                 // 3 (kinks: checked away from them)
+    "reshape in=3 c=4 d=2 h=2 w=1\n"                              // 4
+    "conv_transpose3d in=4 cout=3 k=3 s=2 p=1 op=1 bias=1\n"      // 5
+    "batch_norm3d in=5 eps=1e-5 momentum=0.1 affine=1\n"          // 6
+    "prelu in=6 n=1\n"                                            // 7
+    "conv_transpose3d in=7 cout=2 k=3 s=2 p=1 op=1 bias=1\n"      // 8
+    "output 8\n";
+
+void check_eval_input_gradient() {
+  for (int threads : {1, 2}) {
+    vx::set_num_threads(threads);
+    std::unique_ptr<Net> net;
+    CHECK(Net::create(kDecoderSpec, &net) == Status::Ok);
+    if (!net) return;
+    net->init_params(5);
+    // Running statistics away from the initial (0, 1), so that eval mode differs from a plain affine.
+    auto rb = vxtest::random_vec(size_t(net->num_buffers()), 7);
+    for (int64_t i = 0; i < net->num_buffers(); ++i) net->buffers()[i] = float(0.5 + std::fabs(rb[size_t(i)]));  // means and variances > 0
+    const int batch = 2;
+    auto xv = vxtest::random_vec(size_t(batch) * net->input_shape().numel(), 13);
+    auto x = std::make_shared<vx::Buffer>(xv.begin(), xv.end());
+    std::vector<std::vector<float>> r{vxtest::cast_vec<float>(vxtest::random_vec(size_t(batch) * net->output_shape(0).numel(), 31))};
+    const double L0 = objective(*net, x, batch, r, false);
+    CHECK(net->backward({r[0].data()}, true) == Status::Ok);
+    std::vector<float> gx(net->input_grad()->begin(), net->input_grad()->end());
+    // The eval forward after a backward gives the same output (backward changes nothing it reads).
+    { const double L1 = objective(*net, x, batch, r, false); if (L1 != L0) std::fprintf(stderr, "L0 %.9g L1 %.9g\n", L0, L1); CHECK(L1 == L0); }
+    const double h = 1e-3;
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < gx.size(); ++i) {
+      float v = (*x)[i];
+      (*x)[i] = float(v + h);
+      const double a = objective(*net, x, batch, r, false);
+      (*x)[i] = float(v - h);
+      const double b = objective(*net, x, batch, r, false);
+      (*x)[i] = v;
+      worst = std::fmax(worst, std::fabs((a - b) / (2 * h) - gx[i]));
+      scale = std::fmax(scale, std::fabs(gx[i]));
+    }
+    if (!(worst <= 1e-2 * scale)) std::fprintf(stderr, "eval input gradient, threads %d: worst abs diff %g, scale %g\n", threads, worst, scale);
+    CHECK(scale > 0);
+    CHECK(worst <= 1e-2 * scale);
+  }
+  vx::set_num_threads(0);
+}
+
 }  // namespace
+
+TEST(eval_mode_input_gradient_matches_finite_differences) {
+  check_eval_input_gradient();
+}
 
 TEST(net_gradients_match_finite_differences) {
   check_gradients_by_finite_differences(kSpec);

@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { VoxvaeError } from '../errors.js';
 import { registerDatasetCommands } from './dataset.js';
 import { registerExperimentCommands } from './experiment.js';
+import { registerCompletionCommands } from './complete.js';
 import { runDemo } from './demo.js';
 
 const int = (name: string) => (v: string): number => {
@@ -49,6 +50,7 @@ program
 
 registerDatasetCommands(program);
 registerExperimentCommands(program);
+registerCompletionCommands(program);
 
 program.parseAsync().catch((e: unknown) => {
   if (e instanceof VoxvaeError) {

@@ -21,13 +21,13 @@ import { trainStage2 } from '../train/two_stage.js';
 import { Vae, setThreads, type LatentMode } from '../vae.js';
 import { reconstructionDice } from '../train/trainer.js';
 import { discriminatorFor, trainRivera, type RiveraStepResult } from '../train/rivera.js';
+import type { Scale } from './pipeline.js';
 
 // ---- Rivera's recipe rows ('rivera': population prior + variance penalty; 'rivera-gan': + 3D PatchGAN) ----
 type RiveraMethod = 'rivera' | 'rivera-gan';
 /** Discriminator width per scale: the official filters (128, 128, 128, 64, 64, 1) scaled for small volumes. */
 const RIVERA_D_WIDTH: Record<Scale, number> = { test: 1 / 32, default: 1 / 8, full: 1 / 2 };
 
-export type Scale = 'test' | 'default' | 'full';
 export type MethodName = 'vae-1e-4' | 'vae-100' | 'aggregated' | 'controlvae' | 'dynamicvae' | RiveraMethod;
 /** Every method the experiment knows (the CLI's --methods). */
 export const METHODS: MethodName[] = ['vae-1e-4', 'vae-100', 'aggregated', 'controlvae', 'dynamicvae', 'rivera', 'rivera-gan'];
@@ -165,9 +165,10 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
     const encTrain = await encodeDataset(vae, train, { batchSize: batch });
     const encVal = await encodeDataset(vae, validation, { batchSize: batch });
     const k = encTrain.k;
-    const devs = deviationVectors(encTrain.mu, k, encTrain.labels, encTrain.pairIds);
-    // Reconstruction Dice (z = μ) of every validation volume against itself.
-    const recon = await vae.decode(encVal.mu, { mode: 'eval' });
+    // Every latent below is the model's evaluation latent z (μ, or μ + σ for a decoder trained on μ + σ).
+    const devs = deviationVectors(encTrain.z, k, encTrain.labels, encTrain.pairIds);
+    // Reconstruction Dice of every validation volume against itself.
+    const recon = await vae.decode(encVal.z, { mode: 'eval' });
     const fg = (probs: Float32Array, r: number): Uint8Array => {
       const m = new Uint8Array(S);
       for (let j = 0; j < S; j++) m[j] = probs[(r * 2 + 1) * S + j]! > 0.5 ? 1 : 0;
@@ -196,7 +197,7 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
       const rowsC = encVal.labels.map((l, r) => (l === cls ? r : -1)).filter((r) => r >= 0);
       if (!rowsC.length || !devs.get(cls)) continue;
       const z = new Float32Array(rowsC.length * k);
-      rowsC.forEach((r, i) => z.set(encVal.mu.subarray(r * k, (r + 1) * k), i * k));
+      rowsC.forEach((r, i) => z.set(encVal.z.subarray(r * k, (r + 1) * k), i * k));
       const gammas = [0, 0.5, 1];
       const zc = completeLatents(z, k, devs.get(cls)!.vector, gammas);
       const out = await vae.decode(zc, { mode: 'eval' });
@@ -238,16 +239,16 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
       log(`  MIG failed: ${(e as Error).message}`);
     }
     // PCA scatter with centroids and deviation arrows.
-    const { mean, axes } = pca2(encTrain.mu, encTrain.n, k);
+    const { mean, axes } = pca2(encTrain.z, encTrain.n, k);
     const proj = (v: ArrayLike<number>, off = 0, centre = true): [number, number] => axes.map((a) => a.reduce((s, x, j) => s + x * (v[off + j]! - (centre ? mean[j]! : 0)), 0)) as [number, number];
-    const groups = ['complete', 'cranial', 'facial'].map((l) => ({ name: l, points: encTrain.labels.map((x, r) => (x === l ? proj(encTrain.mu, r * k) : null)).filter((q): q is [number, number] => q !== null) }));
+    const groups = ['complete', 'cranial', 'facial'].map((l) => ({ name: l, points: encTrain.labels.map((x, r) => (x === l ? proj(encTrain.z, r * k) : null)).filter((q): q is [number, number] => q !== null) }));
     const cent = groups.map((g) => ({ name: g.name, at: [g.points.reduce((s, q) => s + q[0], 0) / g.points.length, g.points.reduce((s, q) => s + q[1], 0) / g.points.length] as [number, number] }));
     const arrows = ['cranial', 'facial'].map((l) => {
       const from = cent.find((c) => c.name === l)!.at, d = proj(devs.get(l)!.vector, 0, false);
       return { from, to: [from[0] + d[0], from[1] + d[1]] as [number, number], label: `DEV ${l}` };
     });
     const sfile = `latent_pca_${name}.png`;
-    await writePng(path.join(o.out, sfile), scatterChart(`${name}: PCA of μ (training set)`, groups, { centroids: cent, arrows }));
+    await writePng(path.join(o.out, sfile), scatterChart(`${name}: PCA of z (training set)`, groups, { centroids: cent, arrows }));
     scatters.push({ method: name, file: sfile });
     const avg = (c: { dice: number; hd: number; implant: number; n: number }, key: 'dice' | 'hd' | 'implant'): number => (c.n ? c[key] / c.n : NaN);
     const row: MethodRow = {

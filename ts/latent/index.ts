@@ -6,9 +6,13 @@
 import { VoxvaeError, invalid } from '../errors.js';
 import type { VolumeDataset } from '../data/dataset.js';
 import { Rng } from '../data/synth/rng.js';
-import type { LatentMode, Vae } from '../vae.js';
+import type { EvalLatent, LatentMode, Vae } from '../vae.js';
 
 export interface EncodedDataset {
+  /** n × k evaluation latents: what the model's decoder is fed (vae.evalLatent: μ, or μ + σ). */
+  z: Float32Array;
+  /** Which latent z holds. */
+  latent: EvalLatent;
   /** n × k posterior means. */
   mu: Float32Array;
   /** n × k posterior standard deviations. */
@@ -21,13 +25,15 @@ export interface EncodedDataset {
   indices: number[];
 }
 
-/** Encodes every volume of a dataset (eval mode) in dataset order. */
+/** Encodes every volume of a dataset (eval mode) in dataset order; z is the model's evaluation latent. */
 export async function encodeDataset(vae: Vae, ds: VolumeDataset, opts: { batchSize?: number } = {}): Promise<EncodedDataset> {
   const k = vae.config.latentSize;
-  const mus: Float32Array[] = [], sigmas: Float32Array[] = [];
+  const latent = vae.evalLatent;
+  const mus: Float32Array[] = [], sigmas: Float32Array[] = [], zs: Float32Array[] = [];
   const labels: string[] = [], pairIds: string[] = [], indices: number[] = [];
   for await (const b of ds.batches({ batchSize: opts.batchSize ?? 4, shuffle: false, prefetch: 0 })) {
-    const { mu, logvar } = await vae.encode(b.input, { mode: 'eval' });
+    const { mu, logvar, z } = await vae.encodeLatent(b.input, { latent });
+    zs.push(z);
     const s = new Float32Array(logvar.length);
     for (let i = 0; i < s.length; i++) s[i] = Math.exp(0.5 * logvar[i]!);
     mus.push(mu);
@@ -45,10 +51,11 @@ export async function encodeDataset(vae: Vae, ds: VolumeDataset, opts: { batchSi
     for (const p of parts) (out.set(p, o), (o += p.length));
     return out;
   };
-  return { mu: cat(mus), sigma: cat(sigmas), n, k, labels, pairIds, indices };
+  return { z: cat(zs), latent, mu: cat(mus), sigma: cat(sigmas), n, k, labels, pairIds, indices };
 }
 
-/** The latent used for manipulation: μ, a sample μ + σ·ε, or μ + σ (what skullVAE's eval-mode code used). */
+/** Latents from an encoded dataset: μ, a sample μ + σ·ε, or μ + σ (what skullVAE's eval-mode code used).
+ *  (The model's own evaluation latent is already in `e.z`.) */
 export function latentCodes(e: EncodedDataset, mode: LatentMode = 'mean', seed = 0): Float32Array {
   const z = new Float32Array(e.mu);
   if (mode === 'mean') return z;
@@ -150,10 +157,10 @@ export function interpolateLatents(a: Float32Array, b: Float32Array, ts: readonl
   return out;
 }
 
-/** Encodes two volumes (z = μ), interpolates and decodes: [steps, outChannels, D, H, W] probabilities. */
+/** Encodes two volumes (z = the model's evaluation latent), interpolates and decodes: [steps, outChannels, D, H, W] probabilities. */
 export async function interpolateVolumes(vae: Vae, xa: Float32Array, xb: Float32Array, ts?: readonly number[]): Promise<{ z: Float32Array; volumes: Float32Array }> {
-  const { mu: ma } = await vae.encode(xa, { mode: 'eval' });
-  const { mu: mb } = await vae.encode(xb, { mode: 'eval' });
+  const { z: ma } = await vae.encodeLatent(xa);
+  const { z: mb } = await vae.encodeLatent(xb);
   const z = interpolateLatents(ma, mb, ts);
   return { z, volumes: await vae.decode(z, { mode: 'eval' }) };
 }

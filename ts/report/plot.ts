@@ -104,3 +104,49 @@ export async function writePng(file: string, svg: string, keepSvg = false): Prom
   await writeFile(file, png);
   if (keepSvg) await writeFile(file.replace(/\.png$/, '.svg'), svg);
 }
+
+/** One image of an overlay grid: w × h pixels (row-major, row 0 at the top), each drawn pw × ph px; the
+ *  layers are painted in order, a layer's value > 0 paints its colour. */
+export interface OverlayCell {
+  w: number;
+  h: number;
+  pw: number;
+  ph: number;
+  layers: { mask: Uint8Array; color: string }[];
+}
+
+/** A grid of coloured overlays (e.g. slices with the implant over the input), with labels and a legend. */
+export function overlayGrid(title: string, rows: { label: string; cells: OverlayCell[] }[], colLabels: string[], legend: { color: string; label: string }[]): string {
+  const gap = 8, L = 130, T = 52;
+  const colW = colLabels.map((_, j) => Math.max(...rows.map((r) => r.cells[j] ? r.cells[j]!.w * r.cells[j]!.pw : 0)));
+  const rowH = rows.map((r) => Math.max(...r.cells.map((c) => c.h * c.ph)));
+  const legendH = 28;
+  const W = Math.max(L + colW.reduce((a, b) => a + b + gap, 0), 160 + legend.length * 190), H = T + rowH.reduce((a, b) => a + b + gap, 0) + legendH;
+  const parts = [`<rect width="${W}" height="${H}" fill="white"/>`, `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14" font-family="DejaVu Sans">${esc(title)}</text>`];
+  let x0 = L;
+  colLabels.forEach((c, j) => {
+    parts.push(`<text x="${x0 + colW[j]! / 2}" y="${T - 8}" text-anchor="middle" font-size="11" font-family="DejaVu Sans">${esc(c)}</text>`);
+    x0 += colW[j]! + gap;
+  });
+  let y0 = T;
+  rows.forEach((row, i) => {
+    parts.push(`<text x="${L - 8}" y="${y0 + rowH[i]! / 2}" text-anchor="end" font-size="11" font-family="DejaVu Sans">${esc(row.label)}</text>`);
+    let cx = L;
+    row.cells.forEach((c, j) => {
+      parts.push(`<rect x="${cx}" y="${y0}" width="${c.w * c.pw}" height="${c.h * c.ph}" fill="black"/>`);
+      for (let y = 0; y < c.h; y++)
+        for (let x = 0; x < c.w; x++) {
+          let fill: string | null = null;
+          for (const l of c.layers) if (l.mask[y * c.w + x]) fill = l.color;
+          if (fill) parts.push(`<rect x="${cx + x * c.pw}" y="${y0 + y * c.ph}" width="${c.pw}" height="${c.ph}" fill="${fill}"/>`);
+        }
+      cx += colW[j]! + gap;
+    });
+    y0 += rowH[i]! + gap;
+  });
+  legend.forEach((l, i) => {
+    const lx = 20 + i * 190, ly = H - legendH / 2;
+    parts.push(`<rect x="${lx}" y="${ly - 7}" width="14" height="14" fill="${l.color}" stroke="#333"/>`, `<text x="${lx + 20}" y="${ly + 5}" font-size="12" font-family="DejaVu Sans">${esc(l.label)}</text>`);
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${parts.join('')}</svg>`;
+}

@@ -175,13 +175,13 @@ function restore(vae: Vae, s: Snapshot): void {
   vae.step = s.step;
 }
 
-/** Mean reconstruction Dice (foreground = class 1 > 0.5, eval mode, z = μ) over a dataset. */
+/** Mean reconstruction Dice (foreground = class 1 > 0.5, eval mode, z = the model's evalLatent) over a dataset. */
 export async function reconstructionDice(vae: Vae, ds: VolumeDataset, batchSize = 4): Promise<number> {
   const [D, H, W] = vae.config.inputShape;
   const S = D * H * W;
   let sum = 0, n = 0;
   for await (const b of ds.batches({ batchSize, shuffle: false, prefetch: 0 })) {
-    const { recon } = await vae.forward(b.input, { mode: 'eval', latent: 'mean' });
+    const { recon } = await vae.forward(b.input, { mode: 'eval', latent: vae.evalLatent });
     const C = vae.decoder.config.outChannels;
     for (let k = 0; k < b.items.length; k++) {
       const fg = new Uint8Array(S), gt = new Uint8Array(S);

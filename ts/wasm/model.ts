@@ -6,6 +6,7 @@ import { VoxvaeError, invalid } from '../errors.js';
 import { buildDecoder, buildEncoder, validateConfig, type VaeConfig } from '../config.js';
 import { parseSafetensors, voxvaeMetadata, type SafeTensors } from '../safetensors_core.js';
 import { WasmNet } from './net.js';
+import { completeSkull, completionFromCheckpoint, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from '../completion/index.js';
 import { describeLocation, loadRuntime, readResource, type RuntimeOptions, type WasmRuntime } from './runtime.js';
 
 /** 'probabilities': the decoder config's outputActivation applied; 'logits': raw; 'mask': Uint8Array labels. */
@@ -53,6 +54,8 @@ interface CheckpointMeta {
   config?: VaeConfig;
   decoderConfig?: VaeConfig;
   seed?: unknown;
+  decoderLatent?: unknown;
+  completion?: unknown;
 }
 
 function f32Input(x: unknown, field: string, perSample: number): number {
@@ -96,11 +99,17 @@ export class WasmVae {
   readonly decoderConfig: VaeConfig;
   /** The checkpoint's seed (the default Philox seed of latent: 'sample'). */
   readonly seed: number;
+  /** The latent the decoder was trained on (the checkpoint's decoderLatent; 'sample' when absent). */
+  readonly decoderLatent: WasmLatentMode;
+  /** The checkpoint's completion data (deviation vectors, defect maps, latent prior), or null. */
+  readonly completion: CompletionData | null;
   private readonly encoderNet: WasmNet | null;
   private readonly decoderNet: WasmNet;
 
-  private constructor(rt: WasmRuntime, kind: ModelKind, config: VaeConfig | null, dcfg: VaeConfig, enc: WasmNet | null, dec: WasmNet, seed: number) {
+  private constructor(rt: WasmRuntime, kind: ModelKind, config: VaeConfig | null, dcfg: VaeConfig, enc: WasmNet | null, dec: WasmNet, seed: number, decoderLatent: WasmLatentMode, completion: CompletionData | null) {
     this.runtime = rt;
+    this.completion = completion;
+    this.decoderLatent = decoderLatent;
     this.kind = kind;
     this.config = config;
     this.decoderConfig = dcfg;
@@ -133,6 +142,11 @@ export class WasmVae {
       if (dcfg.latentSize !== config.latentSize) invalid('decoderConfig.latentSize', `must equal the encoder's ${config.latentSize}`, dcfg.latentSize);
     }
     const seed = typeof meta?.seed === 'number' && Number.isSafeInteger(meta.seed) && meta.seed >= 0 ? meta.seed : 0;
+    const decoderLatent = meta?.decoderLatent ?? 'sample';
+    if (typeof decoderLatent !== 'string' || !(decoderLatent in LATENT_CODE))
+      throw new VoxvaeError('ECHECKPOINT', `${file}: decoderLatent must be 'sample', 'mean' or 'mean+std', not ${JSON.stringify(decoderLatent)}`, { path: file });
+    const [cd, ch, cw] = dcfg.inputShape;
+    const completion = completionFromCheckpoint(st, meta?.completion, file, dcfg.latentSize, cd * ch * cw);
     let enc: WasmNet | null = null;
     let dec: WasmNet | null = null;
     try {
@@ -151,11 +165,15 @@ export class WasmVae {
       throw e;
     }
     const kind: ModelKind = !withEncoder ? 'decoder' : dcfg.decoderBlock === 'skullvae' ? 'aggregated' : 'vae';
-    return new WasmVae(rt, kind, withEncoder ? config : null, dcfg, enc, dec, seed);
+    return new WasmVae(rt, kind, withEncoder ? config : null, dcfg, enc, dec, seed, decoderLatent as WasmLatentMode, completion);
   }
 
   get latentSize(): number {
     return this.decoderConfig.latentSize;
+  }
+  /** The deterministic latent inference uses: μ + σ for a decoder trained on μ + σ, else μ (as the native Vae). */
+  get evalLatent(): 'mean' | 'mean+std' {
+    return this.decoderLatent === 'mean+std' ? 'mean+std' : 'mean';
   }
   /** Values per decoded sample: outChannels × D × H × W. */
   get outputSize(): number {
@@ -211,9 +229,41 @@ export class WasmVae {
   }
 
   /**
+   * The gradient of an objective of the decoded logits with respect to z (eval mode), as the native
+   * Decoder.latentGradient: `objective(logits)` returns { value, grad } with grad = ∂value/∂logits.
+   */
+  async latentGradient<T>(z: Float32Array, objective: (logits: Float32Array) => { value: T; grad: Float32Array }): Promise<{ value: T; grad: Float32Array }> {
+    this.alive('latentGradient');
+    const n = f32Input(z, 'z', this.latentSize);
+    if (typeof objective !== 'function') invalid('objective', 'must be a function (logits) => { value, grad }', objective);
+    return this.decoderNet.inputGradient(n, (input) => input.set(z), (y) => {
+      const r = objective(y);
+      for (let i = 0; i < r.grad.length; i++) if (!Number.isFinite(r.grad[i]!)) throw new VoxvaeError('ENOTFINITE', `latentGradient: the objective's gradient [${i}] is ${r.grad[i]}`, { path: 'objective' });
+      return r;
+    }, 'latentGradient');
+  }
+
+  /** Encodes x and forms the evaluation latent (evalLatent, or `latent`): [N, latentSize]. */
+  async encodeLatent(x: Float32Array, opts: { latent?: 'mean' | 'mean+std' } = {}): Promise<{ z: Float32Array; mu: Float32Array; logvar: Float32Array }> {
+    const latent = opts.latent ?? this.evalLatent;
+    if (latent !== 'mean' && latent !== 'mean+std') invalid('options.latent', "must be 'mean' or 'mean+std'", latent);
+    const { mu, logvar } = this.encodeSync(x);
+    if (latent === 'mean') return { z: mu.slice(), mu, logvar };
+    const n = mu.length / this.latentSize, L = this.latentSize, rt = this.runtime;
+    const z = rt.withAlloc(3 * n * L * 4, 'encodeLatent', (p) => {
+      rt.f32(p + n * L * 4, n * L).set(mu);
+      rt.f32(p + 2 * n * L * 4, n * L).set(logvar);
+      rt.check(rt.exports.vx_reparameterize(p, 0, p + n * L * 4, p + 2 * n * L * 4, n, L, LATENT_CODE[latent], this.seed, 0), 'encodeLatent');
+      return rt.f32(p, n * L).slice();
+    });
+    return { z, mu, logvar };
+  }
+
+  /**
    * Shape completion with the aggregated VAE's deviation vector: z = latent(x) + γ·dev, decoded. x is a
    * batch [N, inChannels, D, H, W] of defective shapes; dev is one vector [latentSize] (or one per sample,
-   * [N, latentSize]); γ scales it (0 reconstructs). latent defaults to 'mean'.
+   * [N, latentSize]); γ scales it (0 reconstructs). latent defaults to the model's evalLatent (the
+   * latent its decoder was trained on).
    */
   complete(x: Float32Array, dev: Float32Array, gamma: number, opts?: { latent?: WasmLatentMode; seed?: number; step?: number; output?: 'probabilities' | 'logits'; into?: Float32Array }): Promise<Float32Array>;
   complete(x: Float32Array, dev: Float32Array, gamma: number, opts: { latent?: WasmLatentMode; seed?: number; step?: number; output: 'mask'; into?: Uint8Array }): Promise<Uint8Array>;
@@ -223,7 +273,7 @@ export class WasmVae {
     const L = this.latentSize;
     const enc = this.encoder('complete');
     if (typeof gamma !== 'number' || !Number.isFinite(gamma)) invalid('gamma', 'must be a finite number', gamma);
-    const latent = opts.latent ?? 'mean';
+    const latent = opts.latent ?? this.evalLatent;
     if (!(latent in LATENT_CODE)) invalid('options.latent', "must be 'mean', 'mean+std' or 'sample'", latent);
     const seed = opts.seed ?? this.seed, step = opts.step ?? 0;
     if (!Number.isSafeInteger(seed) || seed < 0) invalid('options.seed', 'must be a non-negative safe integer', seed);
@@ -246,6 +296,28 @@ export class WasmVae {
       }, 'complete'),
     );
     return this.runDecoder(n, (input) => input.set(z), kind, into, 'complete');
+  }
+
+  /** This model as skull completion sees it (ts/completion), as the native Vae.completionModel(). */
+  completionModel(): CompletionModel {
+    const [D, H, W] = this.decoderConfig.inputShape;
+    return {
+      latentSize: this.latentSize,
+      voxels: D * H * W,
+      outChannels: this.decoderConfig.outChannels,
+      shape: [D, H, W],
+      completion: this.completion,
+      evalLatent: this.evalLatent,
+      encodeLatent: async (x) => (await this.encodeLatent(x)).z,
+      decodeLogits: (z) => this.decode(z, { output: 'logits' }),
+      latentGradient: (z, objective) => this.latentGradient(z, objective),
+    };
+  }
+
+  /** Completes a defective skull (D × H × W, 0/1) as the native Vae.completeSkull: latent fitting by
+   *  default, or z + γ·DEV (method 'dev'). Needs a checkpoint with completion data. */
+  completeSkull(input: Uint8Array | Float32Array, opts: CompleteOptions): Promise<CompletionResult> {
+    return completeSkull(this.completionModel(), input, opts);
   }
 
   /** Frees the module memory this model holds. The runtime itself stays loaded for other models. */

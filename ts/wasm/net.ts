@@ -145,6 +145,32 @@ export class WasmNet {
     return read(outs);
   }
 
+  /**
+   * Eval-mode forward of `batch` samples, then the gradient of an objective of the (single) output with
+   * respect to the input: `objective` gets a view of the output (valid only during the call) and returns
+   * its value and its gradient with respect to that output (batch × outputSize floats). Returns the value
+   * and the input gradient (batch × inputSize). A decoder's latent gradient, for latent fitting.
+   */
+  inputGradient<T>(batch: number, fill: (input: Float32Array) => void, objective: (output: Float32Array) => { value: T; grad: Float32Array }, where: string): { value: T; grad: Float32Array } {
+    if (this.outputSizes.length !== 1) throw new VoxvaeError('EUNSUPPORTED', `${where}: the network has ${this.outputSizes.length} outputs; input gradients need one`);
+    const h = this.live(where);
+    const ex = this.rt.exports;
+    const outSize = batch * this.outputSizes[0]!;
+    const { value, grad } = this.forward(batch, fill, ([y]) => objective(y!), where);
+    if (!(grad instanceof Float32Array) || grad.length !== outSize)
+      throw new VoxvaeError('ESHAPE', `${where}: the objective's gradient has ${(grad as Float32Array)?.length} values, the output ${outSize}`);
+    // Backward needs about as much scratch as the forward's activations: reserve (and release) it first, so
+    // a module that cannot grow that far fails with ENOMEM here, not inside the C++ allocator.
+    this.rt.withAlloc(this.forwardBytes(batch), where, () => undefined);
+    const gradIn = this.rt.withAlloc((outSize + batch * this.inputSize) * 4, where, (p) => {
+      this.rt.f32(p, outSize).set(grad);
+      this.rt.check(ex.vx_net_backward_input(h, p, p + outSize * 4), where);
+      this.rt.checkWorkers(where);
+      return this.rt.f32(p + outSize * 4, batch * this.inputSize).slice();
+    });
+    return { value, grad: gradIn };
+  }
+
   dispose(): void {
     if (!this.handle) return;
     this.rt.exports.vx_net_destroy(this.handle);

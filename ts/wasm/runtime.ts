@@ -76,6 +76,7 @@ export interface VxExports {
   vx_net_input(net: number, batch: number): number;
   vx_net_forward(net: number, batch: number): number;
   vx_net_output(net: number, k: number): number;
+  vx_net_backward_input(net: number, dout: number, dx: number): number;
   vx_reparameterize(z: number, eps: number, mu: number, logvar: number, n: number, l: number, mode: number, seed: number, step: number): number;
   vx_softmax(y: number, x: number, n: number, c: number, spatial: number): number;
   vx_sigmoid(y: number, x: number, count: number): number;
@@ -359,6 +360,7 @@ export class WasmRuntime {
 
 const EXPORTS_NEEDED: (keyof VxExports)[] = [
   'vx_abi_version', 'vx_last_error', 'vx_alloc', 'vx_free', 'vx_heap_bytes', 'vx_net_create', 'vx_net_destroy', 'vx_net_forward', 'vx_net_input', 'vx_net_output',
+  'vx_net_backward_input',
 ];
 const EXPORTS_NEEDED_MT: (keyof VxExports)[] = [
   'stackRestore', '__wasm_init_tls', '__tls_size', '__tls_align', 'vx_main_tls_block', 'vx_main_tls_capacity', 'vx_workers_registered', 'vx_workers_quit',
