@@ -19,7 +19,7 @@ import { generateSkullDataset } from '../ts/data/synth/index.js';
 import { VoxvaeError } from '../ts/errors.js';
 import { runPipeline } from '../ts/experiment/pipeline.js';
 import { trainStage2 } from '../ts/train/two_stage.js';
-import { Decoder, Encoder, Vae } from '../ts/vae.js';
+import { Decoder, Encoder, Vae, setCpuIsa } from '../ts/vae.js';
 import { loadModel } from '../ts/web/index.js';
 import { ROOT } from './helpers.js';
 
@@ -162,6 +162,33 @@ test('the decoder latent gradient matches finite differences of the objective, n
     await t.throwsAsync(() => dec.latentGradient(z, () => ({ value: 0, grad: new Float32Array(3) })), { instanceOf: VoxvaeError, code: 'ESHAPE' });
   } finally {
     dec.dispose();
+  }
+});
+
+test.serial('voxvae/web completes a skull exactly as the native engine on the WebAssembly ISA (fit and dev)', async (t) => {
+  const { vae, ds } = await tinyAggregated('mean', 11);
+  try {
+    await calibrateCompletion(vae, ds);
+    const file = path.join(tmp, 'web.safetensors');
+    await vae.save(file);
+    const w = await loadModel(new Uint8Array(await readFile(file)), { name: 'web' });
+    setCpuIsa('sse2'); // native/core's baseline kernels: what the WebAssembly SIMD build computes, bit for bit
+    try {
+      const x = (await ds.get(2)).data;
+      for (const method of ['dev', 'fit'] as const) {
+        const a = await vae.completeSkull(x, { defect: 'facial', method, fit: { steps: 4 } });
+        const b = await w.completeSkull(x, { defect: 'facial', method, fit: { steps: 4 } });
+        t.deepEqual([...b.z], [...a.z], method);
+        t.deepEqual([...b.implant], [...a.implant], method);
+        t.deepEqual([...b.completed], [...a.completed], method);
+        if (method === 'fit') t.deepEqual(b.objective, a.objective);
+      }
+    } finally {
+      setCpuIsa('auto');
+      w.dispose();
+    }
+  } finally {
+    vae.dispose();
   }
 });
 
@@ -318,6 +345,24 @@ print(json.dumps({"shape": [list(v.shape) for v in (a, b, c)], "affine_in": a.af
   t.notRegex(cli.stderr, /at .*\.ts:\d+/);
 });
 
+test('voxvae calibrate adds completion data to a model (synthetic skulls) and refuses a wrong call', async (t) => {
+  const model = path.join(tmp, 'uncalibrated.safetensors'), out = path.join(tmp, 'calibrated-cli.safetensors');
+  const v = await Vae.create(CFG, { seed: 2 });
+  await v.save(model);
+  v.dispose();
+  const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'ts/cli/main.ts'), 'calibrate', ...args], { encoding: 'utf8', cwd: ROOT });
+  const ok = run('--model', model, '--synthetic', '3', '--seed', '4', '--out', out);
+  t.is(ok.status, 0, ok.stderr);
+  t.regex(ok.stdout, /completion data for cranial, facial from 3 synthetic skulls/);
+  const back = await Vae.load(out);
+  t.deepEqual(back.completion?.classes, ['cranial', 'facial']);
+  t.is(back.completion?.prior.n, 3);
+  back.dispose();
+  const both = run('--model', model, '--synthetic', '3', '--data', tmp, '--out', out);
+  t.is(both.status, 2);
+  t.regex(both.stderr, /exactly one of --data and --synthetic/);
+});
+
 test('end to end at 32³: the main job writes a completion-ready model that completes a held-out skull', async (t) => {
   const out = path.join(tmp, 'pipeline');
   const lines: string[] = [];
@@ -331,7 +376,7 @@ test('end to end at 32³: the main job writes a completion-ready model that comp
   try {
     t.truthy(vae.completion);
     t.is(vae.decoderLatent, 'mean');
-    const held = await generateSkullDataset({ n: 1, shape: [32, 32, 32], seed: 2 + 1000, workers: 0 });
+    const held = await generateSkullDataset({ n: 1, shape: [32, 32, 32], seed: 2 + 10000, workers: 0 });
     const c = await vae.completeSkull(held.skulls[0]!.cranial.defective.data, { defect: 'cranial', fit: { steps: 3 } });
     t.is(c.completed.length, 32 ** 3);
   } finally {

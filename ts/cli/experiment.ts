@@ -76,7 +76,7 @@ export function registerExperimentCommands(program: Command): void {
   program
     .command('pipeline')
     .description(
-      `the main job (npm start): trains the aggregated VAE (stage 1 β = 0.3, stage 2 a new decoder on μ) and the β = 1e-4 VAE it must match on ${d.skulls} synthetic skulls, ` +
+      `the main job (npm start): trains the aggregated VAE (stage 1 β = 0.1, stage 2 a new decoder on μ) and the β = 1e-4 VAE it must match on ${d.skulls} synthetic skulls, ` +
         `evaluates both on ${d.testSkulls} held-out skulls, completes their cranial and facial defects, writes runs/pipeline/model.safetensors and the report (about 7 minutes on 2 CPU cores at the default scale)`,
     )
     .option('--out <dir>', 'output folder', 'runs/pipeline')
@@ -89,10 +89,10 @@ export function registerExperimentCommands(program: Command): void {
     .option('--beta <b>', "stage 1's KL weight", num('beta'))
     .option('--batch <n>', 'batch size', int('batch'))
     .option('--lr <lr>', 'Adam learning rate', num('lr'))
-    .option('--seed <n>', 'seed of the training skulls (validation: seed + 1, test: seed + 1000) and of training', int('seed'), 1)
+    .option('--seed <n>', 'seed of the training skulls (validation: seed + 1, test: seed + 10000) and of training', int('seed'), 1)
     .option('--threads <n>', 'CPU threads (default: all cores)', int('threads'))
     .option('--no-reference', 'skip the β = 1e-4 reference VAE')
-    .option('--lr-schedule <s>', "'cosine' (default: warm-up, then decay to 1% of --lr) or 'constant'", (v: string) => {
+    .option('--lr-schedule <s>', "'constant' (default) or 'cosine' (warm-up, then decay to 1% of --lr)", (v: string) => {
       if (v !== 'cosine' && v !== 'constant') throw new InvalidArgumentError("--lr-schedule must be 'cosine' or 'constant'");
       return v;
     })

@@ -53,7 +53,8 @@ export const ABLATION_VARIANTS: AblationVariant[] = [
   { name: 'decoder-monai', change: "stage 2: MONAI's decoder (no ReLU after the last layer), fed μ", ...PAPER, stage2Decoder: 'monai', stage2Latent: 'mean' },
   { name: 'beta-10', change: 'β 10, MONAI decoder on μ, lr 1e-3, 300 skulls', beta: 10, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
   { name: 'beta-1', change: 'β 1, MONAI decoder on μ, lr 1e-3, 300 skulls', beta: 1, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
-  { name: 'beta-0.3', change: 'β 0.3, MONAI decoder on μ, lr 1e-3, 300 skulls (the main job\'s recipe)', beta: 0.3, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
+  { name: 'beta-0.3', change: 'β 0.3, MONAI decoder on μ, lr 1e-3, 300 skulls', beta: 0.3, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
+  { name: 'beta-0.1', change: 'β 0.1, MONAI decoder on μ, lr 1e-3, 300 skulls (the main job\'s recipe)', beta: 0.1, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
   { name: 'beta-100-best', change: 'β 100 with everything else of the working recipe (MONAI decoder on μ, lr 1e-3, 300 skulls)', beta: 100, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
   { name: 'reference-1e-4', change: 'β 1e-4, one stage (the sharp reference), lr 1e-3, 300 skulls', beta: 1e-4, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'sample', stage2Decoder: 'monai', stage1Only: true },
 ];

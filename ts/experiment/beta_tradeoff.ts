@@ -22,6 +22,7 @@ import { Vae, setThreads, type LatentMode } from '../vae.js';
 import { reconstructionDice } from '../train/trainer.js';
 import { discriminatorFor, trainRivera, type RiveraStepResult } from '../train/rivera.js';
 import type { Scale } from './pipeline.js';
+import { generationScores } from './evaluate.js';
 
 // ---- Rivera's recipe rows ('rivera': population prior + variance penalty; 'rivera-gan': + 3D PatchGAN) ----
 type RiveraMethod = 'rivera' | 'rivera-gan';
@@ -71,6 +72,10 @@ export interface MethodRow {
   aggregateKl: number;
   activeUnits: number;
   mig: number;
+  /** Prior samples z ~ N(0, I), decoded: mean Dice to the nearest training skull (↑). */
+  samplePlausibility: number;
+  /** Mean Dice between pairs of prior samples (↓: more diverse). */
+  sampleDiversity: number;
   seconds: number;
 }
 
@@ -251,6 +256,8 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
     await writePng(path.join(o.out, sfile), scatterChart(`${name}: PCA of z (training set)`, groups, { centroids: cent, arrows }));
     scatters.push({ method: name, file: sfile });
     const avg = (c: { dice: number; hd: number; implant: number; n: number }, key: 'dice' | 'hd' | 'implant'): number => (c.n ? c[key] / c.n : NaN);
+    const refs = await Promise.all(train.items.map((it, i) => (it.label === 'complete' ? train.get(i) : null)).filter((p) => p !== null));
+    const gen = await generationScores(vae, refs.map((v) => v!.data), 16, seed + 7);
     const row: MethodRow = {
       method: name,
       reconDice: rd / encVal.n,
@@ -265,6 +272,8 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
       aggregateKl: stats.aggregateKlFull ?? NaN,
       activeUnits: stats.activeUnits,
       mig,
+      samplePlausibility: gen.plausibility,
+      sampleDiversity: gen.pairwiseDice,
       seconds,
     };
     rows.push(row);
@@ -361,8 +370,8 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
 
   const f3 = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : '—');
   const f2 = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '—');
-  const header = '| method | recon Dice | cranial Dice | cranial implant Dice | cranial HD95 | facial Dice | facial implant Dice | facial HD95 | KL / vol | Gaussian-fit KL (μ) | aggregate-posterior KL | active units | MIG | seconds |';
-  const table = [header, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|', ...rows.map((r) => `| ${r.method} | ${f3(r.reconDice)} | ${f3(r.cranialDice)} | ${f3(r.cranialImplantDice)} | ${f2(r.cranialHd95)} | ${f3(r.facialDice)} | ${f3(r.facialImplantDice)} | ${f2(r.facialHd95)} | ${f2(r.kl)} | ${f2(r.gaussKlFull)} | ${f2(r.aggregateKl)} | ${r.activeUnits} | ${f3(r.mig)} | ${r.seconds.toFixed(0)} |`)].join('\n');
+  const header = '| method | recon Dice | cranial Dice | cranial implant Dice | cranial HD95 | facial Dice | facial implant Dice | facial HD95 | KL / vol | Gaussian-fit KL (μ) | aggregate-posterior KL | active units | MIG | prior samples: plausibility | prior samples: pairwise Dice | seconds |';
+  const table = [header, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|', ...rows.map((r) => `| ${r.method} | ${f3(r.reconDice)} | ${f3(r.cranialDice)} | ${f3(r.cranialImplantDice)} | ${f2(r.cranialHd95)} | ${f3(r.facialDice)} | ${f3(r.facialImplantDice)} | ${f2(r.facialHd95)} | ${f2(r.kl)} | ${f2(r.gaussKlFull)} | ${f2(r.aggregateKl)} | ${r.activeUnits} | ${f3(r.mig)} | ${f3(r.samplePlausibility)} | ${f3(r.sampleDiversity)} | ${r.seconds.toFixed(0)} |`)].join('\n');
   const agg = rows.find((r) => r.method === 'aggregated'), lo = rows.find((r) => r.method === 'vae-1e-4'), hi = rows.find((r) => r.method === 'vae-100');
   const verdict = agg && lo && hi
     ? `Aggregated VAE reconstruction Dice ${f3(agg.reconDice)} vs β = 1e-4: ${f3(lo.reconDice)} and β = 100: ${f3(hi.reconDice)}. Gaussian-fit KL of μ: aggregated ${f2(agg.gaussKlFull)} (same encoder as β = 100: ${f2(hi.gaussKlFull)}) vs β = 1e-4: ${f2(lo.gaussKlFull)}. ` +
@@ -377,7 +386,7 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
     '',
     table,
     '',
-    'Reconstruction Dice: validation volumes, z = μ. Completion: z = μ of the defective validation volume + γ·DEV_c (γ = 1, DEV from the training set, paired), decoded and compared with the true complete skull (HD95 in voxels). KL / vol: mean KL(q(z|x) ‖ N(0, I)) on validation. Gaussian-fit KL: KL of the Gaussian fitted to the training μ\'s from N(0, I) (0 = standard normal). MIG: training latents against class, size, aspect ratios, thickness, face depth.',
+    'Reconstruction Dice: validation volumes, z = the evaluation latent (μ, or μ + σ for a decoder trained on μ + σ). Completion: that z of the defective validation volume + γ·DEV_c (γ = 1, DEV from the training set, paired), decoded and compared with the true complete skull (HD95 in voxels). KL / vol: mean KL(q(z|x) ‖ N(0, I)) on validation. Gaussian-fit KL: KL of the Gaussian fitted to the training μ\'s from N(0, I) (0 = standard normal). MIG: training latents against class, size, aspect ratios, thickness, face depth. Prior samples: 16 draws z ~ N(0, I) decoded; plausibility = Dice to the nearest complete training skull (↑), pairwise Dice between samples (↓ = more diverse).',
     '',
     `**Claim check.** ${verdict}`,
     '',

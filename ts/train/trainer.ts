@@ -280,7 +280,9 @@ export class Trainer {
           cancelled = true;
           break;
         }
-        const lr = this.baseLr() * lrFactor(o.lrSchedule ?? { kind: 'constant' }, this.vae.step, epoch) * this.lrScale;
+        // The schedule counts this trainer's own steps (history survives resume and rollback), not the
+        // model's: stage 2 of the two-stage method starts a new decoder on a model that has trained.
+        const lr = this.baseLr() * lrFactor(o.lrSchedule ?? { kind: 'constant' }, this.history.steps.length, epoch) * this.lrScale;
         const klSeen = this.lastKl;
         const beta = this.schedule.next(klSeen);
         let r: StepResult;

@@ -1,7 +1,7 @@
 // voxvae/web: WebAssembly inference with trained voxvae models, for browsers (and Node, with the same
 // API). Imports nothing from Node: the whole graph under here is ts/wasm, ts/config, ts/errors and
-// ts/safetensors_core. Load a checkpoint with loadModel(), then decode(z), encode(x) or
-// complete(x, dev, γ).
+// ts/safetensors_core, ts/completion. Load a checkpoint with loadModel(), then decode(z), encode(x),
+// completeSkull(x, { defect }) (latent fitting, or the paper's z + γ·DEV) or complete(x, dev, γ).
 export { VoxvaeError, type ErrorCode } from '../errors.js';
 export {
   monaiVarAutoEncoder,
@@ -16,6 +16,18 @@ export {
   type DecoderBlock,
 } from '../config.js';
 export { parseSafetensors, type SafeTensors } from '../safetensors_core.js';
+export {
+  completeSkull,
+  completeSkulls,
+  extractImplant,
+  COMPLETION_METHODS,
+  type CompleteOptions,
+  type CompletionData,
+  type CompletionMethod,
+  type CompletionModel,
+  type CompletionResult,
+  type FitSettings,
+} from '../completion/index.js';
 export {
   loadModel,
   WasmVae,
