@@ -1,6 +1,7 @@
 // `voxvae complete` (a defective skull → the completed skull and the implant, written with the input's
 // geometry) and `voxvae calibrate` (adds completion data to a model from skulls with paired defects).
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { finiteNumber, oneOf, positiveInt } from './args.js';
 import path from 'node:path';
 import { VoxvaeError } from '../errors.js';
 import { calibrateCompletion } from '../completion/calibrate.js';
@@ -12,20 +13,7 @@ import { generateSkullDataset } from '../data/synth/index.js';
 import type { BinaryVolume, Vec3, Volume } from '../data/volume.js';
 import { Vae, setThreads } from '../vae.js';
 
-const positiveInt = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-  return n;
-};
-const finite = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
-  return n;
-};
-const method = (v: string): CompletionMethod => {
-  if (!COMPLETION_METHODS.includes(v as CompletionMethod)) throw new InvalidArgumentError(`--method must be ${COMPLETION_METHODS.join(' or ')}`);
-  return v as CompletionMethod;
-};
+const method = oneOf<CompletionMethod>('--method', COMPLETION_METHODS);
 
 export interface CompleteFileOptions {
   model: string;
@@ -95,7 +83,7 @@ export function registerCompletionCommands(program: Command): void {
     .requiredOption('--out <file>', 'the completed skull (.nii, .nii.gz, .nrrd or .nhdr)')
     .option('--implant <file>', 'also write the implant alone')
     .option('--method <m>', "'fit' (per-case latent fitting, default) or 'dev' (the paper's z + γ·DEV)", method)
-    .option('--gamma <g>', 'scale of the deviation vector (default 1)', finite('--gamma'))
+    .option('--gamma <g>', 'scale of the deviation vector (default 1)', finiteNumber('--gamma'))
     .option('--steps <n>', 'latent fitting steps (default: the model\'s)', positiveInt('--steps'))
     .option('--no-resample', "refuse (ESHAPE) an input whose shape is not the model's grid instead of resampling it")
     .option('--threads <n>', 'CPU threads (default: all cores)', positiveInt('--threads'))

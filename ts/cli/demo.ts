@@ -1,4 +1,4 @@
-// `voxvae demo` (npm start): the main job for now — generate synthetic skulls, train a MONAI-preset
+// `voxvae demo`: a quick look — generate synthetic skulls, train a MONAI-preset
 // VAE on the CPU, print loss and reconstruction Dice per epoch, write a checkpoint and a report.
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';

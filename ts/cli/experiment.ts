@@ -4,49 +4,37 @@ import { METHODS, runBetaTradeoff, type MethodName } from '../experiment/beta_tr
 import { PIPELINE_SCALES, runPipeline, type Scale } from '../experiment/pipeline.js';
 import { ABLATION_VARIANTS, runAblation } from '../experiment/ablation.js';
 import type { LatentMode } from '../vae.js';
+import { oneOf, positiveInt, positiveNumber, shape3 } from './args.js';
 
-const int = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-  return n;
-};
-const num = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number`);
-  return n;
-};
-const shape = (v: string): [number, number, number] => {
-  const p = v.split(/[,x×]/).map(Number);
-  if (p.length !== 3 || !p.every((d) => Number.isInteger(d) && d > 0)) throw new InvalidArgumentError('shape must be D,H,W (e.g. 64,64,32)');
-  return p as [number, number, number];
-};
-const scale = (v: string): Scale => {
-  if (v !== 'test' && v !== 'default' && v !== 'full') throw new InvalidArgumentError("scale must be 'test', 'default' or 'full'");
-  return v;
-};
-const latent = (v: string): LatentMode => {
-  if (v !== 'sample' && v !== 'mean' && v !== 'mean+std') throw new InvalidArgumentError("latent must be 'sample', 'mean' or 'mean+std'");
-  return v;
-};
+const int = positiveInt;
+const num = positiveNumber;
+const shape = shape3;
+const scale = oneOf<Scale>('--scale', ['test', 'default', 'full']);
+const latent = oneOf<LatentMode>('--stage2-latent', ['sample', 'mean', 'mean+std']);
 const methods = (v: string): MethodName[] => {
   const m = v.split(',');
   for (const x of m) if (!METHODS.includes(x as MethodName)) throw new InvalidArgumentError(`methods are ${METHODS.join(', ')}`);
   return m as MethodName[];
 };
 
-function common(c: Command, out: string): Command {
+/** The options every training experiment takes. */
+function base(c: Command, out: string, scaleHelp: string, skullsHelp: string): Command {
   return c
     .option('--out <dir>', 'output folder', out)
-    .option('--scale <s>', "'default' (64×64×32, ~15 min on 2 CPU cores), 'test' (32³, seconds), 'full' (256×256×128, the paper's; for a GPU)", scale, 'default' as Scale)
+    .option('--scale <s>', scaleHelp, scale, 'default' as Scale)
     .option('--shape <D,H,W>', 'volume shape (overrides the scale)', shape)
-    .option('--skulls <n>', 'complete skulls (each also gives a cranial and a facial defect volume)', int('skulls'))
-    .option('--epochs <n>', 'epochs per stage', int('epochs'))
-    .option('--batch <n>', 'batch size', int('batch'))
-    .option('--lr <lr>', 'Adam learning rate (default 1e-3; 1e-4 at full scale)', num('lr'))
-    .option('--kl-target <nats>', 'KL set point of ControlVAE / DynamicVAE', num('kl-target'))
+    .option('--skulls <n>', skullsHelp, int('--skulls'))
+    .option('--epochs <n>', 'epochs a stage', int('--epochs'))
+    .option('--batch <n>', 'batch size', int('--batch'))
+    .option('--lr <lr>', 'Adam learning rate (default 1e-3; 1e-4 at full scale)', num('--lr'))
+    .option('--threads <n>', 'CPU threads (default: all cores)', int('--threads'));
+}
+
+function common(c: Command, out: string): Command {
+  return base(c, out, "'default' (64×64×32, ~15 min on 2 CPU cores), 'test' (32³, seconds), 'full' (256×256×128, the paper's; for a GPU)", 'complete skulls (each also gives a cranial and a facial defect volume)')
+    .option('--kl-target <nats>', 'KL set point of ControlVAE / DynamicVAE', num('--kl-target'))
     .option('--stage2-latent <mode>', "z fed to the stage-2 decoder: 'sample' (default), 'mean', 'mean+std' (skullVAE's code)", latent)
-    .option('--seed <n>', 'seed', int('seed'), 1)
-    .option('--threads <n>', 'CPU threads (default: all cores)', int('threads'));
+    .option('--seed <n>', 'seed', int('--seed'), 1);
 }
 
 export function registerExperimentCommands(program: Command): void {
@@ -65,37 +53,25 @@ export function registerExperimentCommands(program: Command): void {
       for (const n of names) if (!ABLATION_VARIANTS.some((x) => x.name === n)) throw new InvalidArgumentError(`unknown variant '${n}'`);
       return names;
     })
-    .option('--budget-scale <f>', 'multiply every step budget (e.g. 0.05 for a smoke run)', num('budget-scale'))
-    .option('--test-skulls <n>', 'held-out skulls', int('test-skulls'), 20)
-    .option('--seed <n>', 'seed (held-out skulls: seed + 1000)', int('seed'), 1)
-    .option('--threads <n>', 'CPU threads (default: all cores)', int('threads'))
+    .option('--budget-scale <f>', 'multiply every step budget (e.g. 0.05 for a smoke run)', num('--budget-scale'))
+    .option('--test-skulls <n>', 'held-out skulls', int('--test-skulls'), 20)
+    .option('--seed <n>', 'seed (held-out skulls: seed + 1000)', int('--seed'), 1)
+    .option('--threads <n>', 'CPU threads (default: all cores)', int('--threads'))
     .action(async (o) => {
       await runAblation(o);
     });
   const d = PIPELINE_SCALES.default;
-  program
-    .command('pipeline')
+  base(program.command('pipeline'), 'runs/pipeline', "'default' (64×64×32), 'test' (32³, seconds), 'full' (256×256×128, the paper's budget: for a GPU)", 'training skulls (each also gives a cranial and a facial defect volume)')
     .description(
       `the main job (npm start): trains the aggregated VAE (stage 1 β = 0.1, stage 2 a new decoder on μ) and the β = 1e-4 VAE it must match on ${d.skulls} synthetic skulls, ` +
         `evaluates both on ${d.testSkulls} held-out skulls, completes their cranial and facial defects, writes runs/pipeline/model.safetensors and the report (about 7 minutes on 2 CPU cores at the default scale)`,
     )
-    .option('--out <dir>', 'output folder', 'runs/pipeline')
-    .option('--scale <s>', "'default' (64×64×32), 'test' (32³, seconds), 'full' (256×256×128, the paper's budget: for a GPU)", scale, 'default' as Scale)
-    .option('--shape <D,H,W>', 'volume shape (overrides the scale)', shape)
-    .option('--skulls <n>', 'training skulls (each also gives a cranial and a facial defect volume)', int('skulls'))
-    .option('--test-skulls <n>', 'held-out test skulls', int('test-skulls'))
-    .option('--epochs <n>', 'epochs a stage', int('epochs'))
-    .option('--stage2-epochs <n>', 'stage-2 epochs (default: --epochs)', int('stage2-epochs'))
-    .option('--beta <b>', "stage 1's KL weight", num('beta'))
-    .option('--batch <n>', 'batch size', int('batch'))
-    .option('--lr <lr>', 'Adam learning rate', num('lr'))
-    .option('--seed <n>', 'seed of the training skulls (validation: seed + 1, test: seed + 10000) and of training', int('seed'), 1)
-    .option('--threads <n>', 'CPU threads (default: all cores)', int('threads'))
+    .option('--test-skulls <n>', 'held-out test skulls', int('--test-skulls'))
+    .option('--stage2-epochs <n>', 'stage-2 epochs (default: --epochs)', int('--stage2-epochs'))
+    .option('--beta <b>', "stage 1's KL weight", num('--beta'))
+    .option('--seed <n>', 'seed of the training skulls (validation: seed + 1, test: seed + 10000) and of training', int('--seed'), 1)
     .option('--no-reference', 'skip the β = 1e-4 reference VAE')
-    .option('--lr-schedule <s>', "'constant' (default) or 'cosine' (warm-up, then decay to 1% of --lr)", (v: string) => {
-      if (v !== 'cosine' && v !== 'constant') throw new InvalidArgumentError("--lr-schedule must be 'cosine' or 'constant'");
-      return v;
-    })
+    .option('--lr-schedule <s>', "'constant' (default) or 'cosine' (warm-up, then decay to 1% of --lr)", oneOf('--lr-schedule', ['constant', 'cosine']))
     .action(async (o) => {
       await runPipeline({ ...o, noReference: o.reference === false });
     });

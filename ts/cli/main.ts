@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The voxvae command line: `voxvae demo` (npm start), `voxvae dataset ...`.
+// The voxvae command line: `voxvae pipeline` (the main job, npm start), `complete`, `calibrate`,
+// `experiment ...`, `dataset ...`, `demo`.
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { VoxvaeError } from '../errors.js';
@@ -34,7 +35,7 @@ program
 
 program
   .command('demo')
-  .description('train a VAE on built-in synthetic skulls and write a report (the main job, `npm start`)')
+  .description('train one VAE on built-in synthetic skulls and write a short report (a quick look; the main job is `voxvae pipeline`, run by npm start)')
   .option('--out <dir>', 'output folder', 'runs/demo')
   .option('--skulls <n>', 'complete skulls (each also gives a cranial and a facial defect volume)', int('skulls'), 30)
   .option('--shape <D,H,W>', 'volume shape', shape, [64, 64, 32] as [number, number, number])

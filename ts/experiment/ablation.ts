@@ -43,20 +43,20 @@ const PAPER: Omit<AblationVariant, 'name' | 'change'> = { beta: 100, lr: 1e-4, s
 /** The variants, in the order they run. */
 export const ABLATION_VARIANTS: AblationVariant[] = [
   { name: 'paper', change: "the paper's recipe (β 100, lr 1e-4, 100 skulls, skullVAE decoder on μ + σ), 3,000 steps a stage", ...PAPER },
-  { name: 'paper-15k', change: "budget: the paper's 15,000 steps a stage", ...PAPER, steps: 15000 },
-  { name: 'paper-1k', change: 'budget: 1,000 steps a stage', ...PAPER, steps: 1000 },
-  { name: 'lr-1e-3', change: 'learning rate 1e-3', ...PAPER, lr: 1e-3 },
-  { name: 'skulls-30', change: '30 skulls (90 volumes)', ...PAPER, skulls: 30 },
-  { name: 'skulls-300', change: '300 skulls (900 volumes)', ...PAPER, skulls: 300 },
   { name: 'latent-mean', change: 'stage 2 fed μ', ...PAPER, stage2Latent: 'mean' },
   { name: 'latent-sample', change: 'stage 2 fed samples μ + σ·ε', ...PAPER, stage2Latent: 'sample' },
   { name: 'decoder-monai', change: "stage 2: MONAI's decoder (no ReLU after the last layer), fed μ", ...PAPER, stage2Decoder: 'monai', stage2Latent: 'mean' },
+  { name: 'skulls-300', change: '300 skulls (900 volumes)', ...PAPER, skulls: 300 },
+  { name: 'lr-1e-3', change: 'learning rate 1e-3', ...PAPER, lr: 1e-3 },
+  { name: 'beta-100-best', change: 'β 100 with everything else of the working recipe (MONAI decoder on μ, lr 1e-3, 300 skulls)', beta: 100, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
   { name: 'beta-10', change: 'β 10, MONAI decoder on μ, lr 1e-3, 300 skulls', beta: 10, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
   { name: 'beta-1', change: 'β 1, MONAI decoder on μ, lr 1e-3, 300 skulls', beta: 1, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
-  { name: 'beta-0.3', change: 'β 0.3, MONAI decoder on μ, lr 1e-3, 300 skulls', beta: 0.3, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
-  { name: 'beta-0.1', change: 'β 0.1, MONAI decoder on μ, lr 1e-3, 300 skulls (the main job\'s recipe)', beta: 0.1, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
-  { name: 'beta-100-best', change: 'β 100 with everything else of the working recipe (MONAI decoder on μ, lr 1e-3, 300 skulls)', beta: 100, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
+  { name: 'beta-0.1', change: "β 0.1, MONAI decoder on μ, lr 1e-3, 300 skulls (the main job's recipe)", beta: 0.1, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'mean', stage2Decoder: 'monai' },
   { name: 'reference-1e-4', change: 'β 1e-4, one stage (the sharp reference), lr 1e-3, 300 skulls', beta: 1e-4, lr: 1e-3, skulls: 300, steps: 3000, stage2Latent: 'sample', stage2Decoder: 'monai', stage1Only: true },
+  { name: 'skulls-30', change: '30 skulls (90 volumes)', ...PAPER, skulls: 30 },
+  { name: 'paper-1k', change: 'budget: 1,000 steps a stage', ...PAPER, steps: 1000 },
+  { name: 'paper-6k', change: 'budget: 6,000 steps a stage', ...PAPER, steps: 6000 },
+  { name: 'paper-15k', change: "budget: the paper's 15,000 steps a stage", ...PAPER, steps: 15000 },
 ];
 
 export interface StageScores {
