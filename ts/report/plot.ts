@@ -30,9 +30,11 @@ export function lineChart(title: string, series: Series[], opts: { xLabel?: stri
   for (let i = 0; i <= 4; i++) {
     const yv = y0 + ((y1 - y0) * i) / 4, yy = H - B - ((H - T - B) * i) / 4;
     parts.push(`<line x1="${L}" x2="${W - R}" y1="${yy}" y2="${yy}" stroke="#ddd"/>`, `<text x="${L - 6}" y="${yy + 4}" text-anchor="end" font-size="11" font-family="DejaVu Sans">${fmt(opts.logY ? 10 ** yv : yv)}</text>`);
-    const xv = x0 + ((x1 - x0) * i) / 4;
-    parts.push(`<text x="${px(xv)}" y="${H - B + 16}" text-anchor="middle" font-size="11" font-family="DejaVu Sans">${fmt(xv)}</text>`);
   }
+  // x ticks: whole numbers when every x is one (epochs, steps), else five even ticks.
+  const integral = xs.every((x) => Number.isInteger(x));
+  const step = integral ? Math.max(1, Math.ceil((x1 - x0) / 4)) : (x1 - x0) / 4;
+  for (let xv = x0; xv <= x1 + 1e-9; xv += step) parts.push(`<text x="${px(xv)}" y="${H - B + 16}" text-anchor="middle" font-size="11" font-family="DejaVu Sans">${fmt(xv)}</text>`);
   parts.push(`<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" fill="none" stroke="#333"/>`);
   if (opts.xLabel) parts.push(`<text x="${(L + W - R) / 2}" y="${H - 8}" text-anchor="middle" font-size="12" font-family="DejaVu Sans">${esc(opts.xLabel)}</text>`);
   if (opts.yLabel) parts.push(`<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle" font-size="12" font-family="DejaVu Sans">${esc(opts.yLabel)}${opts.logY ? ' (log)' : ''}</text>`);
