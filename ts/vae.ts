@@ -6,7 +6,7 @@ import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor, 
 import { selectBackend } from './backend.js';
 import { Network, type OptimizerConfig } from './network.js';
 import { readSafetensors, serializeSafetensors, toFloat32, voxvaeMetadata, writeFileAtomic, type TensorToWrite } from './safetensors.js';
-import { COMPLETION_PREFIX, completeSkull, completionFromCheckpoint, completionToCheckpoint, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from './completion/index.js';
+import { completeSkull, completionFromCheckpoint, completionToCheckpoint, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from './completion/index.js';
 
 /** 'cpu' (default), 'cuda' (throws EUNSUPPORTED with the reason when unusable) or 'auto' (see ts/backend.ts). */
 export type Backend = 'cpu' | 'cuda' | 'auto';
