@@ -18,7 +18,7 @@ import { monaiVarAutoEncoder, type VaeConfig } from '../config.js';
 import { VolumeDataset } from '../data/dataset.js';
 import { generateSkullDataset, type SkullFactors, type SyntheticDataset } from '../data/synth/index.js';
 import { calibrateCompletion } from '../completion/calibrate.js';
-import { encodeDataset } from '../latent/index.js';
+import { encodeDataset, type EncodedDataset } from '../latent/index.js';
 import { lineChart, writePng } from '../report/plot.js';
 import { Trainer, type EpochInfo, type LrScheduleSpec } from '../train/trainer.js';
 import { trainStage2 } from '../train/two_stage.js';
@@ -165,7 +165,8 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineResult> {
     return r.epochs;
   };
 
-  const summarize = async (name: string, description: string, vae: Vae, curves: ModelSummary['curves'], seconds: number): Promise<ModelSummary> => {
+  // Returns the training set's encoding too: calibration needs exactly it, and encoding twice costs a pass.
+  const summarize = async (name: string, description: string, vae: Vae, curves: ModelSummary['curves'], seconds: number): Promise<{ summary: ModelSummary; encTrain: EncodedDataset }> => {
     log(`  ${name}: evaluating on ${test.length} held-out volumes`);
     const heldOut = await reconstructionScores(vae, test);
     const training = await reconstructionScores(vae, trainSubset);
@@ -178,7 +179,7 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineResult> {
     const generation = await generationScores(vae, trainCompletes, 16, seed + 7);
     const m: ModelSummary = { name, description, heldOutDice: mean(heldOut), trainingDice: mean(training), latent: diag, generation, curves, seconds, collapsed: diag.activeUnits === 0 };
     log(`  ${name}: held-out recon Dice ${fmt(m.heldOutDice)} (training volumes ${fmt(m.trainingDice)}), KL/vol ${fmt(diag.kl, 2)}, active units ${diag.activeUnits}/${config.latentSize}, aggregate-posterior KL ${fmt(diag.aggregateKl, 2)}, prior samples: plausibility ${fmt(generation.plausibility)}, pairwise Dice ${fmt(generation.pairwiseDice)}`);
-    return m;
+    return { summary: m, encTrain };
   };
 
   // ---- β = 1e-4: the reconstruction reference ----
@@ -188,7 +189,7 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineResult> {
     const ref = await Vae.create(config, { seed, ...(o.backend ? { backend: o.backend } : {}) });
     try {
       const curve = await runTrainer('β = 1e-4', ref, epochs, { epochs, batchSize: batch, seed, beta: 1e-4, optimizer: { kind: 'adam', lr } });
-      models.push(await summarize('vae-1e-4', 'VAE, β = 1e-4 (the paper\'s sharp baseline)', ref, [{ stage: 'β = 1e-4', epochs: curve }], (performance.now() - ts) / 1000));
+      models.push((await summarize('vae-1e-4', 'VAE, β = 1e-4 (the paper\'s sharp baseline)', ref, [{ stage: 'β = 1e-4', epochs: curve }], (performance.now() - ts) / 1000)).summary);
       await ref.save(path.join(o.out, 'vae-1e-4.safetensors'));
     } finally {
       ref.dispose();
@@ -215,9 +216,10 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineResult> {
         },
       },
     });
-    models.push(await summarize('aggregated', `aggregated VAE: stage 1 β = ${beta}, stage 2 a new decoder on z = μ`, vae, [{ stage: `stage 1 (β = ${beta})`, epochs: c1 }, { stage: 'stage 2', epochs: r2.epochs }], (performance.now() - ts) / 1000));
+    const aggregated = await summarize('aggregated', `aggregated VAE: stage 1 β = ${beta}, stage 2 a new decoder on z = μ`, vae, [{ stage: `stage 1 (β = ${beta})`, epochs: c1 }, { stage: 'stage 2', epochs: r2.epochs }], (performance.now() - ts) / 1000);
+    models.push(aggregated.summary);
     log('calibrating completion (deviation vectors, defect maps, latent prior) on the training skulls');
-    const encTrain = await encodeDataset(vae, train, { batchSize: 8 });
+    const encTrain = aggregated.encTrain;
     await calibrateCompletion(vae, train, { encoded: encTrain, source: `${nTrain} synthetic skulls (seed ${seed}) at ${shape.join('×')}` });
     log(`completing the ${nTest} held-out skulls' cranial and facial defects`);
     completion = await completionEvaluation(vae, testSynth, encTrain, train, { onProgress: (w) => log(`  ${w}`) });
