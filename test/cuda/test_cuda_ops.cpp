@@ -1,8 +1,9 @@
 // GPU tests: every CUDA op of native/cuda against the CPU engine of native/core, forward and backward,
-// on one case table; relative error = max|gpu - cpu| / max(|cpu|, 1e-6) over the tensor must stay
-// under 1e-5 (fp32: direct kernels, cuDNN with TF32 off) or 1e-3 (cuDNN with TF32). Ends with a whole
-// network forward/backward/Adam step from the same weights and batch. Without a usable device it prints
-// why and exits 77 (ctest: skipped, not passed).
+// on one case table (convolutions: every row of test/conv_cases.json, the table the native and WASM tests
+// run, as a conv3d and as a conv_transpose3d); relative error = max|gpu - cpu| / max(|cpu|, 1e-6) over
+// the tensor must stay under 1e-5 (fp32: direct kernels, cuDNN with TF32 off) or 1e-3 (cuDNN with TF32).
+// Ends with a whole network forward/backward/Adam step from the same weights and batch. Without a usable
+// device it prints why and exits 77 (ctest: skipped, not passed).
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include "activation.h"
 #include "allocator.h"
 #include "context.h"
+#include "conv_case_table.h"  // test/native: the one conv case table (test/conv_cases.json)
 #include "conv_transpose3d.h"
 #include "cudnn_conv.h"
 #include "kernels.h"
@@ -81,11 +83,25 @@ static double dev_double(const double* d) {
   return v;
 }
 
-struct ConvCase { const char* name; Conv3dShape s; bool transposed; };
+// A row of the one conv case table (test/conv_cases.json, via conv_case_table.h) as a conv3d or, with its
+// output_padding, as a conv_transpose3d.
+struct ConvCase { std::string name; Conv3dShape s; bool transposed; };
+
+static ConvCase table_case(const vxtest::ConvCase& c, bool transposed) {
+  Conv3dShape s;
+  s.n = c.n; s.cin = c.cin; s.cout = c.cout; s.id = c.id; s.ih = c.ih; s.iw = c.iw;
+  s.kd = c.kd; s.kh = c.kh; s.kw = c.kw; s.sd = c.sd; s.sh = c.sh; s.sw = c.sw; s.pd = c.pd; s.ph = c.ph; s.pw = c.pw;
+  if (transposed) { s.opd = c.opd; s.oph = c.oph; s.opw = c.opw; }
+  return {std::string(transposed ? "conv_transpose3d " : "conv3d ") + c.name, s, transposed};
+}
 
 static void conv_case(const ConvCase& cc, bool cudnn, bool tf32) {
   Conv3dShape s = cc.s;
-  if ((cc.transposed ? conv_transpose3d_shape(s) : conv3d_shape(s)) != Status::Ok) { ++g_fail; return; }
+  if ((cc.transposed ? conv_transpose3d_shape(s) : conv3d_shape(s)) != Status::Ok) {
+    std::printf("FAIL %s: bad shape: %s\n", cc.name.c_str(), last_error());
+    ++g_fail;
+    return;
+  }
   const size_t xn = size_t(s.n) * s.cin * s.id * s.ih * s.iw, yn = size_t(s.n) * s.cout * s.od * s.oh * s.ow;
   const size_t wn = size_t(s.cout) * s.cin * s.kd * s.kh * s.kw;
   auto x = rnd(xn, 1), w = rnd(wn, 2, -0.3f, 0.3f), b = rnd(size_t(s.cout), 3), dy = rnd(yn, 4);
@@ -108,12 +124,12 @@ static void conv_case(const ConvCase& cc, bool cudnn, bool tf32) {
     st2 = vc::conv3d_backward(*C, DX.p(), DW.p(), DB.p(), DY.p(), X.p(), W.p(), s, S, cudnn);
   }
   if (st1 != Status::Ok || st2 != Status::Ok) {
-    std::printf("FAIL %s: %s\n", cc.name, last_error());
+    std::printf("FAIL %s: %s\n", cc.name.c_str(), last_error());
     ++g_fail;
     return;
   }
   const double tol = cudnn && tf32 ? 1e-3 : 1e-5;
-  const std::string tag = std::string(cc.name) + (cudnn ? (tf32 ? " [cudnn tf32]" : " [cudnn fp32]") : " [direct]");
+  const std::string tag = cc.name + (cudnn ? (tf32 ? " [cudnn tf32]" : " [cudnn fp32]") : " [direct]");
   expect((tag + " y").c_str(), Y.host(), y, tol);
   expect((tag + " dx").c_str(), DX.host(), dx, tol);
   expect((tag + " dw").c_str(), DW.host(), dw, tol);
@@ -137,15 +153,10 @@ int main() {
   if (vc::Context::get(&C) != Status::Ok) { std::printf("FAIL context: %s\n", last_error()); return 1; }
   S = C->stream();
 
-  const ConvCase convs[] = {
-      {"conv3d k3 s1 p1", cs(2, 3, 5, 7, 6, 5, 3, 1, 1), false},
-      {"conv3d k3 s2 p1 odd", cs(2, 4, 6, 9, 7, 5, 3, 2, 1), false},
-      {"conv3d k1", cs(1, 8, 3, 4, 4, 4, 1, 1, 0), false},
-      {"conv3d k4 s2 p0", cs(3, 2, 4, 10, 9, 8, 4, 2, 0), false},
-      {"conv_transpose3d k3 s2 p1 op1", cs(2, 5, 3, 4, 3, 5, 3, 2, 1, 1), true},
-      {"conv_transpose3d k3 s1 p1", cs(1, 4, 4, 5, 5, 5, 3, 1, 1), true},
-      {"conv_transpose3d k2 s2 p0", cs(2, 3, 2, 3, 4, 2, 2, 2, 0), true},
-  };
+  // Every row of the one conv case table, as a conv3d and as a conv_transpose3d.
+  std::vector<ConvCase> convs;
+  for (const vxtest::ConvCase& row : vxtest::conv_cases())
+    for (bool transposed : {false, true}) convs.push_back(table_case(row, transposed));
   for (const auto& c : convs) {
     conv_case(c, false, false);
     if (vc::cudnn_built()) {

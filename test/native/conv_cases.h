@@ -1,13 +1,7 @@
-// The one table of convolution cases used by every conv test (conv3d and conv_transpose3d, reference and
-// optimized), plus the helpers those tests share. Adding a case is adding a row.
-//
-// Each row reads both as a conv3d (output_padding ignored) and as a conv_transpose3d of the same fields,
-// and must be valid as both. The rows cover odd sizes, per-axis kernels 1/2/3, strides 1/2/3, padding
-// 0/1/2, output_padding 0/1/2, channel counts that are not multiples of any SIMD width, batch 1-3, a
-// 1-input-channel and a 2-output-channel layer, and sizes that cross the GEMM's blocking (more than 120
-// output channels, more than 1024 column rows, more than one spatial tile, a single output voxel whose
-// work is split over output channels instead, and rows wide enough for whole interior panels), and a
-// weight gradient large enough (cout * cin * k > 16384) for conv_engine to split it by rows, not chunks.
+// The helpers shared by every conv test (conv3d and conv_transpose3d, reference and optimized) over the one
+// table of convolution cases, conv_cases() from conv_case_table.h: that header is generated from
+// test/conv_cases.json, the single source that the CUDA and WebAssembly tests read too (see its "about").
+// Adding a case is adding a row to the JSON and running `node --import tsx test/conv_cases.ts --write`.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -15,6 +9,7 @@
 #include <vector>
 
 #include "check.h"
+#include "conv_case_table.h"
 #include "conv3d.h"
 #include "conv_engine.h"
 #include "conv_transpose3d.h"
@@ -22,49 +17,6 @@
 #include "parallel.h"
 
 namespace vxtest {
-
-struct ConvCase {
-  const char* name;
-  int n, cin, cout;
-  int id, ih, iw;
-  int kd, kh, kw;
-  int sd, sh, sw;
-  int pd, ph, pw;
-  int opd, oph, opw;  // conv_transpose3d only
-  bool small;         // cheap enough for finite differences
-};
-
-// clang-format off
-inline const std::vector<ConvCase>& conv_cases() {
-  static const std::vector<ConvCase> cases = {
-    // name                      n cin cout  id ih iw  kd kh kw  sd sh sw  pd ph pw  opd oph opw small
-    {"pointwise_cin1_cout2",     1,  1,  2,   3, 4, 5,  1, 1, 1,  1, 1, 1,  0, 0, 0,  0, 0, 0,  true},
-    {"k3_s1_p1",                 2,  2,  3,   4, 3, 5,  3, 3, 3,  1, 1, 1,  1, 1, 1,  0, 0, 0,  true},
-    {"k3_s2_p1_op1",             1,  3,  2,   5, 4, 3,  3, 3, 3,  2, 2, 2,  1, 1, 1,  1, 0, 1,  true},
-    {"k2_s2_p0_op1",             2,  2,  3,   4, 3, 5,  2, 2, 2,  2, 2, 2,  0, 0, 0,  0, 1, 1,  true},
-    {"k123_s121_p011",           2,  3,  2,   5, 6, 4,  1, 2, 3,  1, 2, 1,  0, 1, 1,  0, 1, 0,  true},
-    {"k3_kernel_exceeds_input",  1,  2,  3,   2, 1, 3,  3, 3, 3,  1, 2, 1,  1, 1, 1,  0, 1, 0,  true},
-    {"k1_s2_op1",                1,  3,  5,   5, 6, 7,  1, 1, 1,  2, 2, 2,  0, 0, 0,  1, 1, 1,  true},
-    {"k3_s3_p210_op210",         1,  2,  3,   7, 8, 6,  3, 3, 3,  3, 3, 3,  2, 1, 0,  2, 1, 0,  false},
-    {"k3_s1_p2_batch3",          3,  3,  2,   4, 5, 6,  3, 3, 3,  1, 1, 1,  2, 2, 2,  0, 0, 0,  false},
-    {"k321_s212_c5_c7",          2,  5,  7,   7, 5, 6,  3, 2, 1,  2, 1, 2,  1, 0, 0,  1, 0, 1,  false},
-    {"k3_s1_c17_c17",            1, 17, 17,   6, 7, 5,  3, 3, 3,  1, 1, 1,  1, 1, 1,  0, 0, 0,  false},
-    {"first_layer_cin1_s2",      2,  1, 17,   9, 8, 7,  3, 3, 3,  2, 2, 2,  1, 1, 1,  1, 1, 0,  false},
-    {"last_layer_cout2",         1, 17,  2,   8, 9, 7,  3, 3, 3,  1, 1, 1,  1, 1, 1,  0, 0, 0,  false},
-    {"cout130_crosses_mc",       1,  9,130,   5, 5, 5,  3, 3, 3,  1, 1, 1,  1, 1, 1,  0, 0, 0,  false},
-    {"cin40_k1080_crosses_nc",   1, 40,  3,   4, 4, 4,  3, 3, 3,  1, 1, 1,  1, 1, 1,  0, 0, 0,  false},
-    {"big_spatial_many_tiles",   1,  2,  3,  20,18,16,  3, 3, 3,  1, 1, 1,  1, 1, 1,  0, 0, 0,  false},
-    {"one_voxel_k1_cout17",      1,  3, 17,   1, 1, 1,  1, 1, 1,  1, 1, 1,  0, 0, 0,  0, 0, 0,  true},
-    {"k3_to_one_voxel_cout17",   1,  5, 17,   3, 3, 3,  3, 3, 3,  1, 1, 1,  0, 0, 0,  0, 0, 0,  false},
-    {"wide_x_k3_cout3",          1,  2,  3,   3, 4,41,  3, 3, 3,  1, 1, 1,  1, 1, 1,  0, 0, 0,  false},
-    {"wide_x_k3_cout5",          1,  3,  5,   3, 3,41,  3, 3, 3,  1, 1, 1,  1, 1, 1,  0, 0, 0,  false},
-    {"wide_x_sw2_cout7",         1,  3,  7,   3, 3,70,  3, 3, 3,  1, 1, 2,  1, 1, 1,  0, 0, 1,  false},
-    {"k2_s2_c7_c5_batch2",       2,  7,  5,   9, 7, 8,  2, 2, 2,  2, 2, 2,  0, 0, 0,  1, 1, 0,  false},
-    {"c24_c48_dw_by_rows_s2",    2, 24, 48,   5, 6,11,  3, 3, 3,  2, 1, 2,  1, 1, 1,  1, 0, 1,  false},
-  };
-  return cases;
-}
-// clang-format on
 
 inline vx::Conv3dShape base_shape(const ConvCase& c) {
   vx::Conv3dShape s;
