@@ -1,12 +1,20 @@
 // `npm run bench`: voxvae's training step and decode timed with benny, side by side with PyTorch.
+// Both are the public API as a user calls it, with default options: `vae.trainStep(batch)` and
+// `vae.decode(z)` (which returns probabilities: the softmax is timed too). PyTorch's decode includes its
+// softmax and its step the same loss (bench/torch_bench.py). Each case with a target (bench/models.ts:
+// voxvae at least N× faster than PyTorch in the same run) gets PASS or FAIL, printed at the end and
+// written to the report.
 //
 //   npm run bench                      all cases (tiny, quarter, half, full decode, per-layer tables)
 //   npm run bench -- --quick           tiny and quarter only
 //   npm run bench -- --only train-half,layers    cases whose name contains any of the words
+//   npm run bench -- --targets         only the cases with a target (train-quarter, train-half,
+//                                      decode-half, decode-full)
 //   npm run bench -- --no-torch        voxvae only
 //   npm run bench -- --write           also regenerate the measured part of bench/RESULTS.md (and
 //                                      bench/results/results.json, that run's raw numbers)
 //   npm run bench -- --threads 2       kernel threads for both engines (default: all cores)
+//   npm run bench -- --strict          exit with status 1 when a target FAILs
 //   npm run bench -- --list            print the case names
 //   npm run bench -- --render bench/results/results.json [--write]   re-render a saved run's tables
 //
@@ -29,6 +37,8 @@ const ROOT = path.resolve(HERE, '..');
 // ---- arguments ----------------------------------------------------------------------------------------
 interface Args {
   quick: boolean;
+  targets: boolean;
+  strict: boolean;
   only: string[];
   torch: boolean;
   write: boolean;
@@ -39,7 +49,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: [], torch: true, write: false, list: false, render: null, threads: os.availableParallelism(), python: '/usr/bin/python3' };
+  const a: Args = { quick: false, targets: false, strict: false, only: [], torch: true, write: false, list: false, render: null, threads: os.availableParallelism(), python: '/usr/bin/python3' };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]!;
     const next = (): string => {
@@ -48,6 +58,8 @@ function parseArgs(argv: string[]): Args {
       return n;
     };
     if (v === '--quick') a.quick = true;
+    else if (v === '--targets') a.targets = true;
+    else if (v === '--strict') a.strict = true;
     else if (v === '--only') a.only.push(...next().split(',').filter(Boolean));
     else if (v.startsWith('--only=')) a.only.push(...v.slice(7).split(',').filter(Boolean));
     else if (v === '--no-torch') a.torch = false;
@@ -67,7 +79,7 @@ function parseArgs(argv: string[]): Args {
 }
 
 function selectCases(a: Args): CaseDef[] {
-  return CASES.filter((c) => (!a.quick || c.quick) && (a.only.length === 0 || a.only.some((w) => c.name.includes(w))));
+  return CASES.filter((c) => (!a.quick || c.quick) && (!a.targets || c.target !== undefined) && (a.only.length === 0 || a.only.some((w) => c.name.includes(w))));
 }
 
 // ---- machine --------------------------------------------------------------------------------------------
@@ -259,9 +271,7 @@ function mainTable(results: ModelCaseResult[], torchOk: boolean, noTorch: string
   const rows = results.map((r) => {
     const ours = r.voxvae?.timing.medianS;
     const theirs = r.torch?.median_s;
-    // Targets from the current case table (a re-rendered older run may predate targetSpeedup).
-    const speedup = CASES.find((c) => c.name === r.case.name)?.targetSpeedup ?? r.case.targetSpeedup;
-    const goal = r.case.targetS !== undefined && speedup ? r.case.targetS / speedup : undefined;
+    const v = verdict(r);
     const m = MODELS[r.case.model];
     return [
       r.case.name,
@@ -272,17 +282,38 @@ function mainTable(results: ModelCaseResult[], torchOk: boolean, noTorch: string
       fmtG(ours !== undefined ? r.flops / ours / 1e9 : undefined),
       torchOk ? (theirs !== undefined ? `${fmtS(theirs)} (${r.torchPolicy === 'PASSIVE' ? 'P' : 'A'})` : 'failed') : noTorch,
       fmtG(theirs !== undefined ? r.flops / theirs / 1e9 : undefined),
-      ours !== undefined && theirs !== undefined ? `${(ours / theirs).toFixed(2)}×` : '-',
-      r.case.targetS !== undefined ? fmtS(r.case.targetS) : '-',
-      goal !== undefined ? `≤ ${fmtS(goal)}` : '-',
-      goal !== undefined && ours !== undefined ? (ours <= goal ? `yes (${(r.case.targetS! / ours).toFixed(2)}×)` : `no (${(r.case.targetS! / ours).toFixed(2)}×)`) : '-',
+      v.speedup !== undefined ? `${v.speedup.toFixed(2)}×` : '-',
+      v.target !== undefined ? `≥ ${v.target}×` : '-',
+      v.status,
     ];
   });
   return table(
-    ['case', 'model', 'batch', 'GFLOP', 'voxvae s', 'voxvae GFLOP/s', 'PyTorch s', 'PyTorch GFLOP/s', 'voxvae/PyTorch', 'issue PyTorch s', 'target s', 'met'],
+    ['case', 'model', 'batch', 'GFLOP', 'voxvae s', 'voxvae GFLOP/s', 'PyTorch s', 'PyTorch GFLOP/s', 'speed-up (PyTorch s / voxvae s)', 'target', 'met'],
     rows,
-    ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+    ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
   );
+}
+
+/** A case's speed-up over PyTorch in the same run and its target (from the current case table, so that a
+ *  re-rendered older run is judged by today's targets): PASS, FAIL, 'not measured' or '-' (no target). */
+function verdict(r: ModelCaseResult): { speedup?: number; target?: number; status: string } {
+  const target = CASES.find((c) => c.name === r.case.name)?.target;
+  const ours = r.voxvae?.timing.medianS, theirs = r.torch?.median_s;
+  const speedup = ours !== undefined && theirs !== undefined && ours > 0 ? theirs / ours : undefined;
+  const status = target === undefined ? '-' : speedup === undefined ? 'not measured' : speedup >= target ? 'PASS' : 'FAIL';
+  return { ...(speedup !== undefined ? { speedup } : {}), ...(target !== undefined ? { target } : {}), status };
+}
+
+/** One line per case with a target: PASS/FAIL, the two times and the ratio. */
+function verdictLines(results: ModelCaseResult[]): string[] {
+  return results.flatMap((r) => {
+    const v = verdict(r);
+    if (v.target === undefined) return [];
+    const m = MODELS[r.case.model];
+    const what = r.case.task === 'train' ? `vae.trainStep(batch), batch ${r.case.batch}` : `vae.decode(z), batch ${r.case.batch}`;
+    const times = `voxvae ${fmtS(r.voxvae?.timing.medianS)} s, PyTorch ${fmtS(r.torch?.median_s)} s`;
+    return [`${v.status} ${r.case.name} (${m.inputShape.join('×')}; ${what}): ${times}; ${v.speedup !== undefined ? `${v.speedup.toFixed(2)}×` : 'no ratio'} faster, target ≥ ${v.target}×`];
+  });
 }
 
 function memoryTable(results: ModelCaseResult[], torchOk: boolean, noTorch: string): string {
@@ -400,11 +431,15 @@ function markdown(rep: Report, torchOk: boolean, noTorch: string): string {
     out.push('### Training step and decode', '');
     out.push(mainTable(rep.models, torchOk, noTorch), '');
     out.push(
-      'voxvae s: benny median (n samples, ± relative margin of error); PyTorch s: median of its timed runs, the faster of OMP_WAIT_POLICY unset (A) and PASSIVE (P). ' +
-        'voxvae/PyTorch is the time ratio (> 1: voxvae slower). GFLOP/s = analytic conv + linear FLOPs / median time: a training step counts N·(3·(F_enc + F_dec) − F_conv0), a decode N·F_dec (see bench/models.ts). ' +
-        'issue PyTorch s: issue 4\'s reference (PyTorch 1.13 CPU best on this machine, as the issue states it); target s: that time divided by the issue\'s speed-up (1.5× for training, 2× for decoding); met: whether voxvae s is within it (speed-up over the issue\'s PyTorch time in brackets).',
+      'Timed calls, default options as a user calls them: voxvae `vae.trainStep(batch)` (80·Dice(sum) + 1·KL(sum), Adam lr 1e-4) and `vae.decode(z)` (eval mode, returns probabilities: the softmax is timed); ' +
+        'PyTorch the same step and the decoder forward + softmax under `torch.inference_mode()` (bench/torch_bench.py). ' +
+        'voxvae s: benny median (n samples, ± relative margin of error); PyTorch s: median of its timed runs, the faster of OMP_WAIT_POLICY unset (A) and PASSIVE (P). ' +
+        'speed-up = PyTorch s / voxvae s (> 1: voxvae faster). GFLOP/s = analytic conv + linear FLOPs / median time: a training step counts N·(3·(F_enc + F_dec) − F_conv0), a decode N·F_dec (see bench/models.ts). ' +
+        'target: the speed-up voxvae must reach over PyTorch in the same run (bench/models.ts); met: PASS or FAIL.',
       '',
     );
+    const lines = verdictLines(rep.models);
+    if (lines.length) out.push('### Targets', '', ...lines.map((l) => `- ${l}`), '');
     out.push('### Peak resident memory', '');
     out.push(memoryTable(rep.models, torchOk, noTorch), '');
     out.push(
@@ -549,6 +584,12 @@ async function main(): Promise<void> {
   writeFileSync(path.join(dir, 'last-run.json'), JSON.stringify(rep, null, 1));
   writeFileSync(path.join(dir, 'last-run.md'), md + '\n');
   console.log(`\nwrote bench/results/last-run.json and bench/results/last-run.md`);
+  const verdicts = verdictLines(rep.models);
+  if (verdicts.length) console.log(`\ntargets (speed-up over PyTorch in this run, ${args.threads} threads):\n${verdicts.join('\n')}`);
+  if (args.strict && verdicts.some((l) => !l.startsWith('PASS'))) {
+    console.error('bench: a target is not met (--strict)');
+    process.exitCode = 1;
+  }
   if (args.write) {
     writeResultsMd(md);
     writeFileSync(path.join(dir, 'results.json'), JSON.stringify(rep, null, 1));

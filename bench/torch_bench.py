@@ -16,6 +16,8 @@ without importing MONAI: encoder blocks Conv3d(k3, s2, p1) -> BatchNorm3d -> PRe
 decoder Linear -> ReLU -> view, ConvTranspose3d(k3, s2, p1, op1) -> BatchNorm3d -> PReLU per block, the
 last block convolution only. Loss: 80 * Dice(softmax, one-hot target, reduction sum) + beta * KL (sum),
 Adam(lr=1e-4) -- skullVAE's training step, which is what voxvae's Vae.trainStep computes by default.
+Decode: decoder forward then softmax over the classes under torch.inference_mode(), eval mode -- what voxvae's
+vae.decode(z) returns by default (probabilities).
 """
 import json
 import os
@@ -149,8 +151,8 @@ def mode_model(args, threads):
         z = torch.randn(n, args['latent'])
 
         def dec():
-            with torch.no_grad():
-                return model.decode_forward(z)
+            with torch.inference_mode():  # PyTorch's fastest inference context (no autograd bookkeeping)
+                return torch.softmax(model.decode_forward(z), 1)
         ts = timed(dec, args['warmup'], args['reps'])
     out.update(summary(ts))
     out['base_rss_kb'] = base_rss

@@ -23,7 +23,7 @@ parentPort!.once('message', async (init: Init) => {
   const f = new Int32Array(init.flag);
   const times = new Float64Array(init.times);
   const out = new Float32Array(m.outputSize);  // into a reused array, like the main thread's 1-thread decode
-  for (let i = 0; i < 3; i++) m.decodeSync(init.z, { output: 'logits', into: out });
+  for (let i = 0; i < 3; i++) m.decodeSync(init.z, { into: out });
   parentPort!.postMessage('ready');
   for (let asked = 0; ; ) {
     Atomics.wait(f, 0, asked);
@@ -33,7 +33,7 @@ parentPort!.once('message', async (init: Init) => {
     Atomics.notify(f, 1);
     const t0 = performance.now();
     try {
-      m.decodeSync(init.z, { output: 'logits', into: out });
+      m.decodeSync(init.z, { into: out });
       times[0] = performance.now() - t0;
     } catch {
       times[0] = NaN;  // the main thread, blocked in Atomics.wait, learns of it from the time

@@ -1,8 +1,11 @@
 // One voxvae benchmark case, run in a child process that bench/index.ts forks (so that each case's peak
 // resident memory is its own). Reads the job from argv[2] (JSON), reports through the IPC channel.
 //
-//   train   Vae.trainStep on a batch of random binary volumes (forward, backward, Adam), timed by benny
-//   decode  Vae.decode(z, { logits: true }) in eval mode, timed by benny
+//   train   vae.trainStep(batch) with default options on a batch of random binary volumes (forward,
+//           backward, Adam; the default loss 80·Dice(sum) + 1·KL(sum), Adam lr 1e-4), timed by benny
+//   decode  vae.decode(z) with no options (eval mode; returns probabilities: the softmax is part of the
+//           call), timed by benny
+// Both are the public API exactly as a user calls it: no { logits: true } or other side doors.
 //   layers  each conv layer of the model alone, as a one-layer native Net: forward, backward (dx + dw),
 //           backward without dx (dw only); median of a few runs (plain performance.now timing)
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -74,13 +77,11 @@ async function runModel(c: CaseDef, threads: number): Promise<ModelResult> {
   const S = cfg.inputShape[0] * cfg.inputShape[1] * cfg.inputShape[2];
   let op: () => Promise<unknown>;
   if (c.task === 'train') {
-    vae.train();
-    const input = randomBinary(c.batch * cfg.inChannels * S, 12345);
-    op = () => vae.trainStep({ input }, { beta: 1, optimizer: { lr: 1e-4 } });
+    const batch = { input: randomBinary(c.batch * cfg.inChannels * S, 12345) };
+    op = () => vae.trainStep(batch);
   } else {
-    vae.eval();
     const z = randomUniform(c.batch * cfg.latentSize, 777);
-    op = () => vae.decode(z, { mode: 'eval', logits: true });
+    op = () => vae.decode(z);
   }
   // benny calls the case function while detecting its type (twice in benny 3.7: once without awaiting),
   // then benchmark.js calls it for calibration and samples. Chaining every call after the previous one
