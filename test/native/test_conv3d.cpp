@@ -1,6 +1,6 @@
 // conv3d tests: the reference backward against finite differences, the optimized kernels against the
-// reference on every row of the conv case table (test/conv_cases.json; helpers in conv_cases.h) (each micro-kernel, 1 and 2 threads), gradient semantics, and
-// shape validation.
+// reference on every row of the conv case table (test/conv_cases.json, via conv_cases.h; each
+// micro-kernel, 1 and 2 threads), gradient semantics, and shape validation.
 #include <climits>
 #include <cstring>
 

@@ -1,6 +1,7 @@
 // conv_transpose3d tests: the reference backward against finite differences, the optimized gather
-// against the (scatter) reference on every row of the conv case table (test/conv_cases.json) (each micro-kernel, 1 and 2 threads),
-// the adjoint identity with conv3d, gradient semantics, and shape validation.
+// against the (scatter) reference on every row of the conv case table (test/conv_cases.json, via
+// conv_cases.h; each micro-kernel, 1 and 2 threads), the adjoint identity with conv3d, gradient
+// semantics, and shape validation.
 #include <climits>
 #include <cmath>
 #include <cstring>
