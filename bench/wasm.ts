@@ -7,8 +7,9 @@
 //   ort-web 1t    onnxruntime-web's WebAssembly backend (SIMD, one thread), on the decoder exported to ONNX
 //                 with its softmax (exportOnnx's probabilities: true)
 //   ort-node      onnxruntime-node's CPU execution provider (N threads), same ONNX model
-// Targets (PASS/FAIL printed at the end): wasm 1t ≥ 3× ort-web 1t (the issue's WASM target, by benny
-// medians and paired alike); wasm 2t ≥ 1.7× wasm 1t; native ≥ 3× ort-node.
+// Targets on quarter, half and full (PASS/FAIL printed at the end; tiny's ratios are printed as info):
+// wasm 1t ≥ 3× ort-web 1t (the issue's WASM target, by benny medians and paired alike); wasm 2t ≥ 1.7×
+// wasm 1t; native ≥ 3× ort-node.
 // The WASM ratios are also measured paired: 1-thread, 2-thread and ort-web decodes alternating, all under
 // the same machine conditions.
 // Machine check: each round of the same paired loop also runs two 1-thread decodes at once, one here and one
@@ -19,7 +20,8 @@
 // with a 1 % floor, test/helpers.ts). The table goes to stdout and, with --write, to
 // bench/results/wasm-decode.md.
 //
-//   npm run bench:wasm [-- --only tiny,quarter] [--threads N] [--write]
+//   npm run bench:wasm [-- --only tiny,quarter] [--threads N] [--write] [--strict]
+// --strict: exit with status 1 when a target FAILs.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
@@ -159,6 +161,10 @@ async function main(): Promise<void> {
   console.log(`\n${md}`);
   const verdicts = targets(rows, paired);
   console.log(verdicts.join('\n'));
+  if (argv.includes('--strict') && verdicts.some((l) => l.startsWith('FAIL'))) {
+    console.error('bench:wasm: a target is not met (--strict)');
+    process.exitCode = 1;
+  }
   if (write) {
     mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
     writeFileSync(path.join(ROOT, 'bench/results/wasm-decode.md'), md);
@@ -237,6 +243,9 @@ function render(rows: Row[], paired: Map<ModelName, Paired>): string {
   return lines.join('\n') + '\n';
 }
 
+/** The models the targets apply to; tiny's ratios are reported ('info') but a 1-2 ms decode is not judged. */
+const TARGET_MODELS: ModelName[] = ['quarter', 'half', 'full'];
+
 /** PASS/FAIL per model for each target of the table. The WASM target holds when both the benny ratio and
  *  the paired one (where measured) reach it. */
 function targets(rows: Row[], paired: Map<ModelName, Paired>): string[] {
@@ -249,7 +258,7 @@ function targets(rows: Row[], paired: Map<ModelName, Paired>): string[] {
       const have = ratios.filter((r): r is number => r !== undefined && Number.isFinite(r));
       if (!have.length) return;
       const ok = have.every((r) => r >= goal);
-      out.push(`${ok ? 'PASS' : 'FAIL'} ${m}: ${what} ${have.map((r) => `${r.toFixed(2)}×`).join(' (benny), ')}${have.length > 1 ? ' (paired)' : ''}, target ≥ ${goal}×`);
+      out.push(`${TARGET_MODELS.includes(m) ? (ok ? 'PASS' : 'FAIL') : 'info'} ${m}: ${what} ${have.map((r) => `${r.toFixed(2)}×`).join(' (benny), ')}${have.length > 1 ? ' (paired)' : ''}, target ≥ ${goal}×`);
     };
     verdict('wasm 1t vs ort-web 1t, default decode', 3, [w1 && ow ? ow.medianMs / w1.medianMs : undefined, pr?.vsWeb]);
     verdict('wasm 2t vs 1t', 1.7, [w1 && w2 ? w1.medianMs / w2.medianMs : undefined, pr?.speedup]);
