@@ -1,4 +1,5 @@
-// Times one decode per engine variant at batch 1, to see how the WASM builds scale with threads:
+// Times one default decode (decode(z): probabilities) per engine variant at batch 1, to see how the WASM
+// builds scale with threads:
 //   node --import tsx bench/probe-wasm.ts --model half [--reps 20]
 // Rows: native 1t/2t, wasm SIMD 1t (single-threaded build), wasm mt build on 1 and 2 threads.
 import { performance } from 'node:perf_hooks';
@@ -24,15 +25,15 @@ async function median(op: () => Promise<unknown>): Promise<number> {
 const out: string[] = [];
 for (const th of [1, 2]) {
   setThreads(th);
-  out.push(`native ${th}t ${(await median(() => dec.decode(z, { logits: true }))).toFixed(2)} ms`);
+  out.push(`native ${th}t ${(await median(() => dec.decode(z))).toFixed(2)} ms`);
 }
 const w1 = await loadRuntime({ simd: true, threads: 1 });
 const m1 = await loadModel(ckpt, { runtime: w1, name });
-out.push(`wasm simd 1t ${(await median(() => m1.decode(z, { output: 'logits' }))).toFixed(2)} ms`);
+out.push(`wasm simd 1t ${(await median(() => m1.decode(z))).toFixed(2)} ms`);
 for (const th of [1, 2]) {
   const w = await loadRuntime({ threads: th });
   const m = await loadModel(ckpt, { runtime: w, name });
-  out.push(`wasm mt-build ${w.threads}t ${(await median(() => m.decode(z, { output: 'logits' }))).toFixed(2)} ms`);
+  out.push(`wasm mt-build ${w.threads}t ${(await median(() => m.decode(z))).toFixed(2)} ms`);
   m.dispose();
   w.dispose();
 }
