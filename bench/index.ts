@@ -506,6 +506,8 @@ async function main(): Promise<void> {
   console.log(`PyTorch: ${torchOk ? torchVersion : args.torch ? 'PyTorch not installed' : 'skipped (--no-torch)'}`);
   console.log(`load before: ${mach.loadBefore}`);
   console.log(`cases: ${cases.map((c) => c.name).join(', ')}\n`);
+  if (args.threads !== 2 && cases.some((c) => c.target !== undefined))
+    console.warn(`note: the targets are set for 2 cores (--threads 2); this run uses ${args.threads} threads\n`);
 
   const rep: Report = { machine: mach, python: args.python, argv, startedAt: new Date().toISOString(), models: [], layers: [] };
   if (torchOk) {

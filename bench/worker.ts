@@ -82,6 +82,15 @@ async function runModel(c: CaseDef, threads: number): Promise<ModelResult> {
   } else {
     const z = randomUniform(c.batch * cfg.latentSize, 777);
     op = () => vae.decode(z);
+    // What the default call returns, checked once before timing: probabilities (softmax over the classes
+    // sums to 1 at every voxel), not logits.
+    const y = await vae.decode(z);
+    const C = cfg.outChannels, V = y.length / (c.batch * C);
+    for (let v = 0; v < V; v += 997) {
+      let sum = 0;
+      for (let k = 0; k < C; k++) sum += y[k * V + v]!;
+      if (!(Math.abs(sum - 1) < 1e-4)) throw new Error(`vae.decode(z) did not return probabilities: the classes sum to ${sum} at voxel ${v}`);
+    }
   }
   // benny calls the case function while detecting its type (twice in benny 3.7: once without awaiting),
   // then benchmark.js calls it for calibration and samples. Chaining every call after the previous one
