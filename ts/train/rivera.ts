@@ -325,17 +325,22 @@ export interface RiveraEpoch {
  * variance a trailing batch of one volume is dropped (its variance is undefined); otherwise kept.
  */
 export async function trainRivera(vae: Vae, disc: Discriminator | null, data: VolumeDataset, o: RiveraTrainOptions): Promise<{ epochs: RiveraEpoch[]; steps: RiveraStepResult[] }> {
-  if (!Number.isInteger(o.epochs) || o.epochs < 1) invalid('options.epochs', 'must be a positive integer', o.epochs);
-  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) invalid('options.batchSize', 'must be a positive integer', o.batchSize);
+  is.options('options', o);
+  is.integer('options.epochs', o.epochs, 1);
+  is.integer('options.batchSize', o.batchSize, 1);
+  if (o.seed !== undefined) is.seed('options.seed', o.seed);
+  if (o.onStep !== undefined) is.fn('options.onStep', o.onStep);
+  if (o.onEpoch !== undefined) is.fn('options.onEpoch', o.onEpoch);
   const means = (o.populationVariance ?? 'means') === 'means' && (o.populationWeight ?? 1) > 0;
   if (means && o.batchSize < 2) invalid('options.batchSize', "must be >= 2 for the population term with populationVariance 'means' (or use 'mixture')", o.batchSize);
+  const { epochs: _e, batchSize: _b, seed: _s, onStep: _os, onEpoch: _oe, ...stepOptions } = o;
   const epochs: RiveraEpoch[] = [], steps: RiveraStepResult[] = [];
   for (let epoch = 0; epoch < o.epochs; epoch++) {
     const acc = { loss: 0, recon: 0, population: 0, individual: 0, adversarial: 0, discriminator: 0, n: 0 };
     for await (const b of data.batches({ batchSize: o.batchSize, seed: o.seed ?? 0, epoch, shuffle: true, dropLast: false })) {
       const n = b.items.length;
       if (means && n < 2) continue;
-      const r = await riveraTrainStep(vae, disc, { input: b.input, target: b.target }, o);
+      const r = await riveraTrainStep(vae, disc, { input: b.input, target: b.target }, stepOptions);
       steps.push(r);
       o.onStep?.({ ...r, epoch });
       acc.loss += r.loss * n; acc.recon += r.recon * n; acc.population += r.population * n; acc.individual += r.individual * n; acc.adversarial += r.adversarial * n; acc.discriminator += (disc ? r.discriminator : 0) * n; acc.n += n;

@@ -382,6 +382,7 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
         keep(m.dlogvar);
         measured = m;
         const kps = measured.perSample.reduce((a, v) => a + v, 0) / n;
+        if (!Number.isFinite(kps)) throw new VoxvaeError('ENOTFINITE', `${name}: the KL is ${kps} (recon ${rec.loss}); lower the learning rate or check the input`);
         b = beta(kps);
         if (typeof b !== 'number' || !(b >= 0) || !Number.isFinite(b)) invalid('options.beta', `returned ${b} for KL ${kps}: must return a finite number >= 0`, b);
       }
