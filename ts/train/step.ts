@@ -312,8 +312,9 @@ function checkBeta(v: unknown, field: string): number {
 
 /**
  * One training step of `model` on a batch: volumes (with an encoder) or latents [N, latentSize] (a
- * decoder alone) and the reconstruction target. Options are validated before any native work; nothing
- * is updated when it throws. `name` prefixes the ENOTFINITE message.
+ * decoder alone) and the reconstruction target. Options are validated before any native work; when it
+ * throws, no weight or optimizer state has changed (a throw after the forward pass leaves BatchNorm's
+ * running statistics moved, as a PyTorch forward would). `name` prefixes the ENOTFINITE message.
  */
 export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepOptions, name: string): Promise<StepOutcome> {
   const o = is.options('options', opts);
