@@ -32,9 +32,9 @@ import type { VolumeDataset } from '../data/dataset.js';
 import * as is from '../is.js';
 import { nativeCall, nativeSync, type NativeTensor, type Reduction } from '../native.js';
 import { Network, type OptimizerConfig } from '../network.js';
-import type { LatentMode } from '../types.js';
+import { MODES, type LatentMode } from '../types.js';
 import { Vae, partOptions, type PartOptions } from '../vae.js';
-import { resolveRecon, type Batch, type LatentHookInput, type LogitHookInput, type ReconLoss } from './step.js';
+import { batchOf, resolveRecon, tensor, type Batch, type LatentHookInput, type LogitHookInput, type ReconLoss } from './step.js';
 
 export type PopulationVariance = 'means' | 'mixture';
 
@@ -95,11 +95,10 @@ export class Discriminator {
   /** Patch logits [N, 1, D/8, H/8, W/8] (eval mode: running BN statistics, no dropout, unless mode 'train'). */
   async forward(x: Float32Array, opts: { mode?: 'train' | 'eval'; step?: number } = {}): Promise<Float32Array> {
     const [D, H, W] = this.config.inputShape;
-    const per = this.config.inChannels * D * H * W;
-    if (!(x instanceof Float32Array) || x.length === 0 || x.length % per !== 0)
-      throw new VoxvaeError('ESHAPE', `x has ${x?.length} values, not a positive multiple of one sample's ${per}`, { path: 'x' });
-    const n = x.length / per;
-    const t = nativeSync(() => new this.network.binding.Tensor(x, [n, this.config.inChannels, D, H, W], true));
+    const n = batchOf(x, this.config.inChannels * D * H * W, 'x');
+    if (opts.mode !== undefined) is.oneOf('options.mode', opts.mode, MODES);
+    if (opts.step !== undefined) is.integer('options.step', opts.step, 0, Number.MAX_SAFE_INTEGER);
+    const t = tensor(x, [n, this.config.inChannels, D, H, W], 'x', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(t, n, opts.mode === 'train', this.seed + 2, opts.step ?? 0));
@@ -158,9 +157,7 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
   const cfg = vae.config, dcfg = vae.decoder.config;
   if (vae.encoder.frozen) invalid('vae.encoder', 'is frozen: Rivera\'s recipe trains the encoder (unfreeze it)');
   const L = cfg.latentSize, [D, H, W] = cfg.inputShape, S = D * H * W;
-  if (!(b.input instanceof Float32Array) || b.input.length === 0 || b.input.length % (cfg.inChannels * S) !== 0)
-    throw new VoxvaeError('ESHAPE', `batch.input has ${b.input?.length} values, not a positive multiple of one sample's ${cfg.inChannels * S}`, { path: 'batch.input' });
-  const n = b.input.length / (cfg.inChannels * S);
+  const n = batchOf(b.input, cfg.inChannels * S, 'batch.input');
   const wInd = weightOf(o.individualWeight, 0.1, 'options.individualWeight');
   const wPop = weightOf(o.populationWeight, 1, 'options.populationWeight');
   const wAdv = weightOf(o.adversarialWeight, 100, 'options.adversarialWeight');
