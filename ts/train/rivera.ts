@@ -7,13 +7,15 @@
 // with generator (encoder + decoder) and D updated in the same step, each by its own Adam
 // (lr 1e-4, β1 = 0.5 by default, as the official code). v̄ is the biased variance of the μ's
 // ('means', the code's choice and the default) or that plus the mean σ² ('mixture', the moment-matched
-// aggregate posterior). The step is composed like Vae.trainStep, top to bottom:
+// aggregate posterior). The step is the one training step (ts/train/step.ts, as Vae.trainStep) without
+// a KL term, with L_pop + L_ind as its latent hook and the adversarial term as its logit hook:
 //   encoder → reparameterize → decoder → x̂ = act(logits)
-//   D(x̂): BCE(0) and BCE(1) gradients; backward(BCE(1), input grad) → ∂L_G,adv/∂x̂; D grads reset;
-//         backward(BCE(0)) → D's fake-half gradient (two backward passes over one forward)
-//   D(x):  backward(BCE(1)) → D's real-half gradient (added)
-//   decoder backward(recon grad + ∂x̂/∂logits · ∂L_G,adv/∂x̂) → dz → + L_pop/L_ind grads → encoder
-//   Adam on encoder + decoder, Adam on D.
+//   latent hook: L_pop, L_ind and their gradients w.r.t. μ, log σ²
+//   logit hook, D(x̂): BCE(0) and BCE(1) gradients; backward(BCE(1), input grad) → ∂L_G,adv/∂x̂; D grads
+//         reset; backward(BCE(0)) → D's fake-half gradient (two backward passes over one forward)
+//     D(x):  backward(BCE(1)) → D's real-half gradient (added); returns ∂x̂/∂logits · ∂L_G,adv/∂x̂
+//   decoder backward(recon grad + the logit hook's) → dz → + L_pop/L_ind grads → encoder
+//   Adam on encoder + decoder (the step), then Adam on D.
 // D is evaluated on x̂ before x (the official code: x then x̂); only BatchNorm's running statistics see
 // the other order. D's dropout masks are keyed by (seed + 2, 2·step) for x̂ and (seed + 2, 2·step + 1)
 // for x, so a seeded run repeats bit for bit.
@@ -34,7 +36,7 @@ import { nativeCall, nativeSync, type NativeTensor, type Reduction } from '../na
 import { Network, type OptimizerConfig } from '../network.js';
 import { MODES, type LatentMode } from '../types.js';
 import { Vae, partOptions, type PartOptions } from '../vae.js';
-import { batchOf, resolveRecon, tensor, type Batch, type LatentHookInput, type LogitHookInput, type ReconLoss } from './step.js';
+import { batchOf, resolveOptimizer, resolveRecon, tensor, type Batch, type LatentHookInput, type LogitHookInput, type ReconLoss } from './step.js';
 
 export type PopulationVariance = 'means' | 'mixture';
 
@@ -129,16 +131,8 @@ export function discriminatorFor(vae: Vae, opts: Partial<Omit<DiscriminatorConfi
 
 const DEFAULT_OPT: OptimizerConfig = { kind: 'adam', lr: 1e-4, betas: [0.5, 0.999], eps: 1e-7, weightDecay: 0 };
 
-function resolveOpt(o: Partial<OptimizerConfig> | undefined, field: string): OptimizerConfig {
-  const c: OptimizerConfig = { ...DEFAULT_OPT, ...is.options(field, o) };
-  is.oneOf(`${field}.kind`, c.kind, ['adam', 'adamw'] as const);
-  is.number(`${field}.lr`, c.lr, { min: 0 });
-  if (!Array.isArray(c.betas) || c.betas.length !== 2) invalid(`${field}.betas`, 'must be two numbers in [0, 1)', c.betas);
-  c.betas.forEach((b, i) => is.number(`${field}.betas[${i}]`, b, { min: 0, below: 1 }));
-  is.number(`${field}.eps`, c.eps, { min: 0 });
-  is.number(`${field}.weightDecay`, c.weightDecay, { min: 0 });
-  return c;
-}
+/** Options over Rivera's defaults (Adam lr 1e-4, β1 0.5, eps 1e-7), validated as every optimizer is. */
+const resolveOpt = (o: Partial<OptimizerConfig> | undefined, field: string): OptimizerConfig => resolveOptimizer(o, DEFAULT_OPT, field);
 
 const weightOf = (v: number | undefined, def: number, field: string): number => is.number(field, v ?? def, { min: 0 });
 
