@@ -8,7 +8,7 @@ import { Decoder } from '../ts/vae.js';
 
 export function decoderCheckpoint(name: ModelName, seed = 7): { cfg: VaeConfig; dec: Decoder; checkpoint: Uint8Array; z: Float32Array } {
   const cfg = modelConfig(MODELS[name]);
-  const dec = new Decoder(cfg, seed);
+  const dec = new Decoder(cfg, { seed });
   const checkpoint = serializeSafetensors(dec.network.stateDict(), {
     voxvae: JSON.stringify({ format: 'voxvae-checkpoint', version: 1, kind: 'decoder', config: cfg, decoderConfig: cfg }),
   });

@@ -119,7 +119,7 @@ test('latent mode: a decoder trained on samples is evaluated on μ (documented),
 
 test('the decoder latent gradient matches finite differences of the objective, native and WASM', async (t) => {
   const small = monaiVarAutoEncoder({ inputShape: [8, 8, 8], channels: [3, 4], latentSize: 3 });
-  const dec = new Decoder(small, 5);
+  const dec = new Decoder(small, { seed: 5 });
   try {
     const n = 2, C = 2, Sd = 512;
     const r = Float32Array.from({ length: n * C * Sd }, (_, i) => Math.sin(i * 0.37) * 0.5);
@@ -148,7 +148,7 @@ test('the decoder latent gradient matches finite differences of the objective, n
     t.deepEqual([...(await dec.decode(z, { logits: true }))], [...before]);
     // WASM computes the same gradient (same kernels; 1e-5 relative to the largest entry).
     const file = path.join(tmp, 'decoder.safetensors');
-    const vae = Vae.fromParts(new Encoder(small, 1), dec);
+    const vae = Vae.fromParts(new Encoder(small, { seed: 1 }), dec);
     await vae.save(file);
     const w = await loadModel(new Uint8Array(await readFile(file)), { name: 'decoder' });
     try {
@@ -193,7 +193,7 @@ test.serial('voxvae/web completes a skull exactly as the native engine on the We
 });
 
 test('latent fitting lowers its objective and recovers a decoded target', async (t) => {
-  const dec = new Decoder(monaiVarAutoEncoder({ inputShape: SHAPE, channels: [4, 8], latentSize: 3 }), 9);
+  const dec = new Decoder(monaiVarAutoEncoder({ inputShape: SHAPE, channels: [4, 8], latentSize: 3 }), { seed: 9 });
   try {
     const model = {
       latentSize: 3, voxels: S, outChannels: 2,

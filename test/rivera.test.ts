@@ -106,7 +106,7 @@ test('PatchGAN forward/backward match PyTorch (train-mode BN, dropout 0)', async
 test('two backward passes over one D forward give the same parameter gradients as one', async (t) => {
   // riveraTrainStep relies on it: backward(BCE(1)) for ∂/∂x̂, reset, backward(BCE(0)) for D.
   const nb = native();
-  const disc = new Discriminator(patchGan3d({ inputShape: [16, 16, 16], width: 1 / 32 }), 5);
+  const disc = new Discriminator(patchGan3d({ inputShape: [16, 16, 16], width: 1 / 32 }), { seed: 5 });
   try {
     const x = new nb.Tensor(blobs(2), [2, 1, 16, 16, 16]);
     const g0 = new nb.Tensor(Float32Array.from({ length: 16 }, (_, i) => Math.sin(i)), [2, 1, 2, 2, 2]);

@@ -166,7 +166,7 @@ test('MONAI VAE: eval-mode encode and decode match PyTorch (init and trained BN 
 test("skullVAE stage-2 decoder: forward, Dice loss and gradients match PyTorch", async (t) => {
   const st = await loadFixture('skull_decoder_tiny.safetensors');
   const cfg = skullVaeDecoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], strides: [2, 2, 2], latentSize: 6 });
-  const dec = new Decoder(cfg, 0);
+  const dec = new Decoder(cfg, { seed: 0 });
   dec.network.loadStateDict(await stateDict('skull_decoder_tiny.safetensors', 'init.'), 'skull_decoder_tiny', '');
   const nb = native();
   const z = new nb.Tensor(f32(st, 'z'), [2, 6, 1, 1, 1]);

@@ -130,7 +130,7 @@ test('frozen encoder + new skullVAE decoder: encoder weights stay bit-identical,
   for (let i = 0; i < 2; i++) await vae.trainStep(blobs(2, i), { beta: 100, optimizer: { lr: 1e-3 } });
   const before = { p: vae.encoder.network.net.getParams(), b: vae.encoder.network.net.getBuffers() };
   vae.encoder.freeze();
-  const dec = new Decoder(skullVaeDecoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 }), 11);
+  const dec = new Decoder(skullVaeDecoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 }), { seed: 11 });
   const stage2 = Vae.fromParts(vae.encoder, dec, 1);
   const losses: number[] = [];
   for (let i = 0; i < 8; i++) {
@@ -155,7 +155,7 @@ test('frozen encoder + new skullVAE decoder: encoder weights stay bit-identical,
 });
 
 test('the decoder trains on its own from given latents', async (t) => {
-  const dec = new Decoder(CFG, 2);
+  const dec = new Decoder(CFG, { seed: 2 });
   const z = new Float32Array(2 * 6).map((_, i) => Math.sin(i));
   const target = blobs(2, 1);
   const first = await dec.trainStep(z, target, { optimizer: { lr: 3e-3 } });
@@ -200,7 +200,7 @@ test('plain PyTorch state_dict loads with { config }; without it the error says 
 test.serial('setCpuIsa switches every CPU kernel; results agree across ISAs and an unavailable ISA changes nothing', async (t) => {
   const auto = cpuIsa();
   t.true(['avx512f', 'avx2', 'sse2', 'portable'].includes(auto), auto);
-  const dec = new Decoder(CFG, 3);
+  const dec = new Decoder(CFG, { seed: 3 });
   const z = Float32Array.from({ length: 2 * 6 }, (_, i) => Math.cos(0.7 * i));
   try {
     const y = await dec.decode(z, { logits: true });

@@ -72,7 +72,7 @@ function randomArray(n: number, seed: number, scale = 1): Float32Array {
  * Returns the file and the native VAE loaded back from it.
  */
 async function randomCheckpoint(name: string, cfg: VaeConfig, dcfg: VaeConfig = cfg, seed = 1, keep?: (k: string) => boolean, metadata = true): Promise<{ file: string; native: Vae | null }> {
-  const vae = Vae.fromParts(new Encoder(cfg, seed), new Decoder(dcfg, seed), seed);
+  const vae = Vae.fromParts(new Encoder(cfg, { seed }), new Decoder(dcfg, { seed }), seed);
   const raw = path.join(tmp, `${name}.raw.safetensors`);
   await vae.save(raw);
   vae.dispose();
@@ -280,7 +280,7 @@ test('a decoder alone (plain state_dict, no metadata) loads with its config and 
   await t.throwsAsync(m.encode(new Float32Array(16 * 16 * 8)), { code: 'EUNSUPPORTED', message: /no encoder/ });
   // The native reference: a Decoder with the same tensors.
   const st = await readSafetensors(file);
-  const dec = new Decoder(cfg, 0);
+  const dec = new Decoder(cfg, { seed: 0 });
   dec.network.loadStateDict(st.tensors, file);
   const z = randomArray(3 * 6, 11);
   check(t, 'decoder alone', await m.decode(z, { output: 'logits' }), await dec.decode(z, { logits: true }));

@@ -112,7 +112,7 @@ for (const c of CHECKPOINTS) {
 
 test('checkpoint: a non-finite weight is named with its index', async (t) => {
   const tensors = new Map<string, TensorToWrite>();
-  const dec = new Decoder(CFG, 0);
+  const dec = new Decoder(CFG, { seed: 0 });
   for (const [k, v] of dec.network.stateDict()) tensors.set(k, v);
   dec.dispose();
   const w = tensors.get('decodeL.weight')!;
@@ -170,7 +170,7 @@ test('wasm: bad runtime options are refused by name', async (t) => {
 
 // ---- shapes beyond 32-bit memory ------------------------------------------------------------------------------
 async function decoderBytes(cfg: VaeConfig): Promise<Uint8Array> {
-  const dec = new Decoder(cfg, 0);
+  const dec = new Decoder(cfg, { seed: 0 });
   const bytes = serializeSafetensors(dec.network.stateDict(), { voxvae: JSON.stringify({ format: 'voxvae-checkpoint', version: 1, kind: 'decoder', config: cfg, decoderConfig: cfg }) });
   dec.dispose();
   return bytes;

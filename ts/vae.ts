@@ -2,23 +2,18 @@
 // Float32Arrays in NCDHW order; every length is checked here before native code sees it.
 import { VoxvaeError, invalid } from './errors.js';
 import { buildDecoder, buildEncoder, resnetV2Vae, validateConfig, type ResNetV2Options, type VaeConfig } from './config.js';
-import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor, type Reduction } from './native.js';
+import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor } from './native.js';
 import { selectBackend } from './backend.js';
+import * as is from './is.js';
 import { Network, type OptimizerConfig } from './network.js';
+import { BACKENDS, evalLatentOf, type Backend, type EvalLatent, type LatentMode, type Mode } from './types.js';
+import { LATENT_CODE, StepTensors, batchOf, release, tensor, trainStep, type Batch, type StepResult, type TrainStepOptions } from './train/step.js';
 import { readSafetensors, serializeSafetensors, toFloat32, voxvaeMetadata, writeFileAtomic, type TensorToWrite } from './safetensors.js';
 import { completeSkull, completionFromCheckpoint, completionToCheckpoint, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from './completion/index.js';
 
-/** 'cpu' (default), 'cuda' (throws EUNSUPPORTED with the reason when unusable) or 'auto' (see ts/backend.ts). */
-export type Backend = 'cpu' | 'cuda' | 'auto';
-export type LatentMode = 'sample' | 'mean' | 'mean+std';
-/** The deterministic latents inference uses. */
-export type EvalLatent = 'mean' | 'mean+std';
-
-/** The evaluation latent of a decoder trained on `trained`: μ + σ stays μ + σ; μ and samples μ + σ·ε give μ. */
-export function evalLatentOf(trained: LatentMode): EvalLatent {
-  return trained === 'mean+std' ? 'mean+std' : 'mean';
-}
-export type Mode = 'train' | 'eval';
+export type { Backend, EvalLatent, LatentMode, Mode } from './types.js';
+export { evalLatentOf } from './types.js';
+export type { Batch, KlWeight, ReconLoss, StepHooks, StepResult, TrainStepOptions } from './train/step.js';
 
 export interface CreateOptions {
   backend?: Backend;
@@ -28,197 +23,21 @@ export interface CreateOptions {
   threads?: number;
 }
 
-export interface ReconLoss {
-  kind: 'dice' | 'bce' | 'mse' | 'l1';
-  weight: number;
-  reduction: Reduction;
-  /** Dice smoothing (MONAI defaults 1e-5). */
-  smoothNr?: number;
-  smoothDr?: number;
+/** How an Encoder, Decoder or Discriminator is built: the seed of its initialisation and the engine it runs on. */
+export interface PartOptions {
+  /** Default 0. */
+  seed?: number;
+  /** Default 'cpu' (see ts/backend.ts). */
+  backend?: Backend;
 }
 
-export interface TrainStepOptions {
-  /** KL weight (skullVAE stage 1: 100; ignored while the encoder is frozen). Default 1. */
-  beta?: number;
-  /** How z is formed from (mu, logvar). Default 'sample'. */
-  latent?: LatentMode;
-  /** Default: 80 × Dice (sum reduction), skullVAE's loss, for softmax outputs; else MSE (mean). */
-  recon?: Partial<ReconLoss>;
-  /** KL reduction over the batch (summed over latent dimensions always). Default 'sum' (skullVAE). */
-  klReduction?: Reduction;
-  optimizer?: Partial<OptimizerConfig>;
-  /** Clip the gradient of all trained parameters to this global L2 norm (torch clip_grad_norm_). */
-  maxGradNorm?: number;
-}
-
-export interface Batch {
-  /** [N, inChannels, D, H, W] values. */
-  input: Float32Array;
-  /** Dice: class indices [N, D, H, W]; bce/mse/l1: [N, outChannels, D, H, W]. Default: the input. */
-  target?: Float32Array;
-}
-
-export interface StepResult {
-  /** weight·recon + β·KL (recon only while the encoder is frozen). */
-  loss: number;
-  /** The weighted reconstruction term. */
-  recon: number;
-  /** KL with the configured batch reduction, unweighted. */
-  kl: number;
-  /** Mean over the batch of each sample's KL (what β controllers usually measure). */
-  klPerSample: number;
-  beta: number;
-  step: number;
-}
-
-const LATENT_CODE: Record<LatentMode, 0 | 1 | 2> = { sample: 0, mean: 1, 'mean+std': 2 };
-
-function checkSeed(seed: unknown, field: string): number {
-  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) invalid(field, 'must be a non-negative safe integer', seed);
-  return seed;
-}
-
-function batchOf(x: Float32Array, perSample: number, field: string): number {
-  if (!(x instanceof Float32Array)) invalid(field, 'must be a Float32Array', x);
-  if (x.length === 0 || x.length % perSample !== 0)
-    throw new VoxvaeError('ESHAPE', `${field} has ${x.length} values, not a positive multiple of one sample's ${perSample}`, { path: field });
-  return x.length / perSample;
-}
-
-/** Runs a native copy of user data; a NaN/Inf it refuses is reported naming `field`. */
-function copyingFrom<T>(field: string, f: () => T): T {
-  try {
-    return nativeSync(f);
-  } catch (e) {
-    if (e instanceof VoxvaeError && e.code === 'ENOTFINITE')
-      throw new VoxvaeError('ENOTFINITE', `${field} ${e.message.replace(/^input /, '')}: replace NaN/Inf values (e.g. threshold the volume) before passing it`, { path: field });
-    throw e;
-  }
-}
-
-/** Copies data into a native tensor; NaN/Inf is refused with an error naming `field`. */
-function tensor(data: Float32Array, shape: number[], field = 'input', nb: NativeBinding = native()): NativeTensor {
-  return copyingFrom(field, () => new nb.Tensor(data, shape, true));
-}
-
-/**
- * Native tensors that a model reuses from one training step to the next (batch input, target, the
- * reconstruction loss's gradient), so that steps over batches of one shape allocate no native memory:
- * the batch is copied into the existing buffer, and the loss writes its gradient into the same buffer
- * every step. A tensor is replaced when its shape changes (or the backend cannot refill one).
- */
-class StepTensors {
-  private readonly tensors = new Map<string, NativeTensor>();
-
-  /** The tensor `key` holding a copy of data (NaN/Inf refused, naming `field`). */
-  fill(nb: NativeBinding, key: string, data: Float32Array, shape: number[], field: string): NativeTensor {
-    const t = this.tensors.get(key);
-    if (t && t.set && !t.disposed && sameShape(t.shape, shape)) {
-      copyingFrom(field, () => t.set!(data, true));
-      return t;
-    }
-    this.drop(key);
-    const fresh = tensor(data, shape, field, nb);
-    this.tensors.set(key, fresh);
-    return fresh;
-  }
-
-  /** The tensor `key` of `shape`, contents unspecified (an output buffer). */
-  output(nb: NativeBinding, key: string, shape: number[]): NativeTensor {
-    const t = this.tensors.get(key);
-    if (t && !t.disposed && sameShape(t.shape, shape)) return t;
-    this.drop(key);
-    const fresh = nativeSync(() => new nb.Tensor(null, shape));
-    this.tensors.set(key, fresh);
-    return fresh;
-  }
-
-  /** Whether t is one of these (and so must not be disposed with a step's temporaries). */
-  has(t: NativeTensor | null | undefined): boolean {
-    for (const v of this.tensors.values()) if (v === t) return true;
-    return false;
-  }
-
-  private drop(key: string): void {
-    this.tensors.get(key)?.dispose();
-    this.tensors.delete(key);
-  }
-
-  dispose(): void {
-    for (const t of this.tensors.values()) t.dispose();
-    this.tensors.clear();
-  }
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
-function release(...ts: (NativeTensor | null | undefined)[]): void {
-  for (const t of ts) t?.dispose();
-}
-
-function resolveRecon(dcfg: VaeConfig, r: Partial<ReconLoss> | undefined): ReconLoss {
-  const defaultRecon: ReconLoss = dcfg.outputActivation === 'softmax' ? { kind: 'dice', weight: 80, reduction: 'sum' } : { kind: 'mse', weight: 1, reduction: 'mean' };
-  const recon: ReconLoss = { ...defaultRecon, ...(r ?? {}) } as ReconLoss;
-  if (!['dice', 'bce', 'mse', 'l1'].includes(recon.kind)) invalid('options.recon.kind', "must be 'dice', 'bce', 'mse' or 'l1'", recon.kind);
-  if (!(recon.weight >= 0 && Number.isFinite(recon.weight))) invalid('options.recon.weight', 'must be a finite number >= 0', recon.weight);
-  if (recon.reduction !== 'sum' && recon.reduction !== 'mean') invalid('options.recon.reduction', "must be 'sum' or 'mean'", recon.reduction);
-  return recon;
-}
-
-function resolveOptimizer(o: Partial<OptimizerConfig> | undefined, prev: OptimizerConfig | null): OptimizerConfig {
-  const kind = o?.kind ?? prev?.kind ?? 'adam';
-  if (kind !== 'adam' && kind !== 'adamw') invalid('options.optimizer.kind', "must be 'adam' or 'adamw'", kind);
-  const cfg: OptimizerConfig = {
-    kind,
-    lr: o?.lr ?? prev?.lr ?? 1e-4,
-    betas: o?.betas ?? prev?.betas ?? [0.9, 0.999],
-    eps: o?.eps ?? prev?.eps ?? 1e-8,
-    weightDecay: o?.weightDecay ?? prev?.weightDecay ?? (kind === 'adamw' ? 0.01 : 0),
-  };
-  if (!(cfg.lr >= 0 && Number.isFinite(cfg.lr))) invalid('options.optimizer.lr', 'must be a finite number >= 0', cfg.lr);
-  if (!Array.isArray(cfg.betas) || cfg.betas.length !== 2 || !cfg.betas.every((b) => b >= 0 && b < 1)) invalid('options.optimizer.betas', 'must be two numbers in [0, 1)', cfg.betas);
-  if (!(cfg.eps >= 0)) invalid('options.optimizer.eps', 'must be >= 0', cfg.eps);
-  if (!(cfg.weightDecay >= 0)) invalid('options.optimizer.weightDecay', 'must be >= 0', cfg.weightDecay);
-  return cfg;
-}
-
-/** Checks (or defaults to the input) the reconstruction target for n samples. */
-function resolveTarget(recon: ReconLoss, dcfg: VaeConfig, n: number, target: Float32Array | undefined, input: Float32Array | null, inChannels: number): Float32Array {
-  const S = dcfg.inputShape[0] * dcfg.inputShape[1] * dcfg.inputShape[2];
-  const targetLen = recon.kind === 'dice' ? n * S : n * dcfg.outChannels * S;
-  if (!target) {
-    if (!input) invalid('target', 'is required');
-    if (recon.kind === 'dice' && inChannels !== 1) invalid('batch.target', 'is required for Dice when inChannels != 1');
-    if (recon.kind !== 'dice' && dcfg.outChannels !== inChannels) invalid('batch.target', 'is required when outChannels != inChannels');
-    target = input;
-  }
-  if (!(target instanceof Float32Array)) invalid('batch.target', 'must be a Float32Array', target);
-  if (target.length !== targetLen) throw new VoxvaeError('ESHAPE', `batch.target has ${target.length} values, expected ${targetLen} for ${recon.kind}`, { path: 'batch.target' });
-  return target;
-}
-
-/** The reconstruction loss and its gradient, written into gradOut where the backend supports it. */
-function reconLoss(recon: ReconLoss, dcfg: VaeConfig, logits: NativeTensor, tgt: NativeTensor, n: number, nb: NativeBinding, gradOut: NativeTensor | null = null): Promise<{ loss: number; grad: NativeTensor | null }> {
-  const S = dcfg.inputShape[0] * dcfg.inputShape[1] * dcfg.inputShape[2];
-  return nativeCall(() =>
-    recon.kind === 'dice'
-      ? nb.diceLoss(logits, tgt, n, dcfg.outChannels, S, recon.smoothNr ?? 1e-5, recon.smoothDr ?? 1e-5, recon.reduction, recon.weight, true, gradOut)
-      : nb.elementLoss(recon.kind as 'bce' | 'mse' | 'l1', logits, tgt, recon.reduction, recon.weight, true, gradOut),
-  );
-}
-
-/** Clips the joint gradient of `nets` to maxGradNorm (torch clip_grad_norm_) and takes one Adam/AdamW step on each. */
-async function optimizerStep(nets: Network[], optim: OptimizerConfig, maxGradNorm: number | undefined): Promise<void> {
-  let scale = 1;
-  if (maxGradNorm !== undefined) {
-    const total = Math.sqrt(nets.reduce((a, n) => a + n.net.gradSumSq(), 0));
-    const coef = maxGradNorm / (total + 1e-6);
-    if (coef < 1) scale = coef;
-  }
-  const [b1, b2] = optim.betas;
-  for (const net of nets) await nativeCall(() => net.optimizer().step(optim.lr, b1, b2, optim.eps, optim.weightDecay, optim.kind === 'adamw', scale));
+/** The seed and the engine binding of a part's options (validated). */
+export function partOptions(opts: PartOptions | undefined, field = 'options'): { seed: number; binding: NativeBinding } {
+  const o = is.options(field, opts);
+  is.knownKeys(field, o, ['seed', 'backend']);
+  const seed = is.seed(`${field}.seed`, o.seed ?? 0);
+  const backend = is.oneOf(`${field}.backend`, o.backend ?? 'cpu', BACKENDS);
+  return { seed, binding: selectBackend(backend) };
 }
 
 /** Encoder: x → (mu, logvar). MONAI parameter names encode.encode_i.*, mu.*, logvar.*. */
@@ -228,9 +47,16 @@ export class Encoder {
   /** A frozen encoder runs in eval mode during training and its weights never change. */
   frozen = false;
 
-  constructor(config: VaeConfig, seed = 0, binding?: NativeBinding) {
+  /** `seed` (default 0) seeds the initialisation; `backend` (default 'cpu') is the engine it runs on. */
+  constructor(config: VaeConfig, opts: PartOptions = {}) {
+    const { seed, binding } = partOptions(opts);
     this.config = validateConfig(config);
-    this.network = new Network(buildEncoder(this.config), checkSeed(seed, 'seed'), binding);
+    this.network = new Network(buildEncoder(this.config), seed, binding);
+  }
+
+  /** The engine this encoder runs on. */
+  get backend(): 'cpu' | 'cuda' {
+    return this.network.binding.backend;
   }
 
   get sampleSize(): number {
@@ -270,9 +96,16 @@ export class Decoder {
   readonly config: VaeConfig;
   readonly network: Network;
 
-  constructor(config: VaeConfig, seed = 0, binding?: NativeBinding) {
+  /** `seed` (default 0; the network is initialised from seed + 1) and `backend` (default 'cpu'). */
+  constructor(config: VaeConfig, opts: PartOptions = {}) {
+    const { seed, binding } = partOptions(opts);
     this.config = validateConfig(config);
-    this.network = new Network(buildDecoder(this.config), checkSeed(seed, 'seed') + 1, binding);
+    this.network = new Network(buildDecoder(this.config), seed + 1, binding);
+  }
+
+  /** The engine this decoder runs on. */
+  get backend(): 'cpu' | 'cuda' {
+    return this.network.binding.backend;
   }
 
   get outputSize(): number {
@@ -334,34 +167,22 @@ export class Decoder {
   private steps = 0;
 
   /**
-   * Trains the decoder alone on given latents: loss = weight·recon(decode(z), target), backward, Adam.
+   * Trains the decoder alone on given latents: loss = weight·recon(decode(z), target), backward, Adam
+   * (the one training step of ts/train/step.ts without an encoder; its dropout stream is (0, step)).
    * (A frozen encoder feeding a new decoder — the two-stage method — is Vae.trainStep with
    * vae.encoder.frozen; this is for latents that come from elsewhere.)
    */
   async trainStep(z: Float32Array, target: Float32Array, opts: Pick<TrainStepOptions, 'recon' | 'optimizer' | 'maxGradNorm'> = {}): Promise<{ loss: number; step: number }> {
-    const n = batchOf(z, this.config.latentSize, 'z');
-    const recon = resolveRecon(this.config, opts.recon);
-    const optim = resolveOptimizer(opts.optimizer, this.optimizerConfig);
-    const tgtData = resolveTarget(recon, this.config, n, target, null, this.config.inChannels);
-    const [D, H, W] = this.config.inputShape;
-    const live: (NativeTensor | null)[] = [];
+    if (this.busy) throw new VoxvaeError('EBUSY', 'Decoder.trainStep: another call on this decoder is still running; await it first');
+    this.busy = true;
     try {
-      const nb = this.network.binding;
-      const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1], 'input', nb);
-      const tgt = tensor(tgtData, recon.kind === 'dice' ? [n, D * H * W] : [n, this.config.outChannels, D, H, W], 'input', nb);
-      live.push(zt, tgt);
-      nativeSync(() => this.network.net.zeroGrad());
-      const [logits] = await nativeCall(() => this.network.net.forward(zt, n, true, 0, this.steps));
-      live.push(logits!);
-      const rec = await reconLoss(recon, this.config, logits!, tgt, n, nb);
-      live.push(rec.grad);
-      if (!Number.isFinite(rec.loss)) throw new VoxvaeError('ENOTFINITE', `Decoder.trainStep: the loss is ${rec.loss}; lower the learning rate or check the input`);
-      live.push(await nativeCall(() => this.network.net.backward([rec.grad], false)));
-      await optimizerStep([this.network], optim, opts.maxGradNorm);
-      this.optimizerConfig = optim;
-      return { loss: rec.loss, step: ++this.steps };
+      const o = is.options('options', opts);
+      is.knownKeys('options', o, ['recon', 'optimizer', 'maxGradNorm']);
+      const r = await trainStep({ encoder: null, decoder: this, seed: 0, step: this.steps, tensors: null, optimizer: this.optimizerConfig }, { input: z, target }, o, 'Decoder.trainStep');
+      this.optimizerConfig = r.optimizer;
+      return { loss: r.loss, step: ++this.steps };
     } finally {
-      release(...live);
+      this.busy = false;
     }
   }
 
@@ -441,12 +262,20 @@ export class Vae {
 
   /** Builds a VAE from a config with PyTorch's default initialisation, seeded. */
   static async create(config: VaeConfig, opts: CreateOptions = {}): Promise<Vae> {
-    const seed = checkSeed(opts.seed ?? 0, 'options.seed');
-    if (opts.backend !== undefined && !['cpu', 'cuda', 'auto'].includes(opts.backend)) invalid('options.backend', "must be 'cpu', 'cuda' or 'auto'", opts.backend);
-    if (opts.threads !== undefined) setThreads(opts.threads);
+    const o = is.options('options', opts);
+    const seed = is.seed('options.seed', o.seed ?? 0);
+    const backend = is.oneOf('options.backend', o.backend ?? 'cpu', BACKENDS);
+    if (o.threads !== undefined) setThreads(o.threads);
     const cfg = validateConfig(config);
-    const nb = selectBackend(opts.backend ?? 'cpu');
-    return new Vae(new Encoder(cfg, seed, nb), new Decoder(cfg, seed, nb), seed);
+    // One engine for both parts ('auto' resolves once).
+    const engine = selectBackend(backend).backend;
+    const encoder = new Encoder(cfg, { seed, backend: engine });
+    try {
+      return new Vae(encoder, new Decoder(cfg, { seed, backend: engine }), seed);
+    } catch (e) {
+      encoder.dispose();
+      throw e;
+    }
   }
 
   /** An existing encoder with a new decoder (the two-stage method's stage 2). The decoder config must
@@ -455,7 +284,7 @@ export class Vae {
     if (decoder.config.latentSize !== encoder.config.latentSize) invalid('decoder.config.latentSize', `must equal the encoder's ${encoder.config.latentSize}`, decoder.config.latentSize);
     if (decoder.config.inputShape.some((d, i) => d !== encoder.config.inputShape[i])) invalid('decoder.config.inputShape', `must equal the encoder's [${encoder.config.inputShape.join(', ')}]`, decoder.config.inputShape);
     if (decoder.network.binding !== encoder.network.binding) invalid('decoder', `must use the encoder's backend (${encoder.network.binding.backend})`, decoder.network.binding.backend);
-    return new Vae(encoder, decoder, checkSeed(seed, 'seed'));
+    return new Vae(encoder, decoder, is.seed('seed', seed));
   }
 
   get config(): VaeConfig {
@@ -533,86 +362,36 @@ export class Vae {
     return { recon, mu, logvar, z };
   }
 
+  /** The engine this model runs on. */
+  get backend(): 'cpu' | 'cuda' {
+    return this.encoder.backend;
+  }
+
   /**
-   * One optimisation step on a batch: forward in train mode, loss = weight·recon + β·KL, backward,
-   * gradient clipping, Adam/AdamW. A frozen encoder runs in eval mode, gets no gradient and no update,
-   * and the loss is the reconstruction term alone (the two-stage method's stage 2).
+   * One optimisation step on a batch (ts/train/step.ts): forward in train mode, loss = weight·recon + β·KL
+   * (+ the hooks' terms), backward, gradient clipping, Adam/AdamW. `beta` is a number or a function of this
+   * step's measured KL (a β controller: called after the forward pass, before backward). A frozen encoder
+   * runs in eval mode, gets no gradient and no update, and the loss is the reconstruction term alone (the
+   * two-stage method's stage 2).
    */
   async trainStep(batch: Batch | Float32Array, opts: TrainStepOptions = {}): Promise<StepResult> {
     if (this.running) throw new VoxvaeError('EBUSY', 'trainStep: a previous call on this model is still running; await it first');
     this.running = true;
     try {
-      return await this.trainStepInner(batch instanceof Float32Array ? { input: batch } : batch, opts);
+      const b = batch instanceof Float32Array ? { input: batch } : is.options('batch', batch) as Batch;
+      const r = await trainStep(
+        { encoder: this.encoder, decoder: this.decoder, seed: this.seed, step: this.step, tensors: this.stepTensors, optimizer: this.optimizerConfig },
+        b,
+        opts,
+        'trainStep',
+      );
+      this.optimizerConfig = r.optimizer;
+      this.decoderLatent = r.latent;
+      if (r.trainedEncoder) this.completion = null;
+      this.step++;
+      return { loss: r.loss, recon: r.recon, kl: r.kl, klPerSample: r.klPerSample, beta: r.beta, step: this.step };
     } finally {
       this.running = false;
-    }
-  }
-
-  private async trainStepInner(batch: Batch, opts: TrainStepOptions): Promise<StepResult> {
-    const cfg = this.config;
-    const dcfg = this.decoder.config;
-    const L = cfg.latentSize;
-    const [D, H, W] = cfg.inputShape;
-    const S = D * H * W;
-    const n = batchOf(batch.input, cfg.inChannels * S, 'batch.input');
-    const beta = opts.beta ?? 1;
-    if (!(typeof beta === 'number' && beta >= 0 && Number.isFinite(beta))) invalid('options.beta', 'must be a finite number >= 0', beta);
-    const latent = opts.latent ?? 'sample';
-    if (!(latent in LATENT_CODE)) invalid('options.latent', "must be 'sample', 'mean' or 'mean+std'", latent);
-    const recon = resolveRecon(dcfg, opts.recon);
-    const klReduction = opts.klReduction ?? 'sum';
-    if (klReduction !== 'sum' && klReduction !== 'mean') invalid('options.klReduction', "must be 'sum' or 'mean'", klReduction);
-    const optim = resolveOptimizer(opts.optimizer, this.optimizerConfig);
-    if (opts.maxGradNorm !== undefined && !(opts.maxGradNorm > 0)) invalid('options.maxGradNorm', 'must be > 0', opts.maxGradNorm);
-
-    // Targets: class indices for Dice, same-shaped values for the elementwise losses.
-    const target = resolveTarget(recon, dcfg, n, batch.target, batch.input, cfg.inChannels);
-
-    const enc = this.encoder.network, dec = this.decoder.network;
-    const nb = enc.binding;
-    const trainEncoder = !this.encoder.frozen;
-    const live: (NativeTensor | null | undefined)[] = [];
-    const keep = <T extends NativeTensor | null | undefined>(t: T): T => (live.push(t), t);
-    const st = this.stepTensors;
-    try {
-      const x = st.fill(nb, 'input', batch.input, [n, cfg.inChannels, D, H, W], 'batch.input');
-      // The default target is the input itself: one copy serves both (the losses check lengths only).
-      const tgt = target === batch.input ? x : st.fill(nb, 'target', target, recon.kind === 'dice' ? [n, S] : [n, dcfg.outChannels, D, H, W], 'batch.target');
-      nativeSync(() => {
-        if (trainEncoder) enc.net.zeroGrad();
-        dec.net.zeroGrad();
-      });
-      const [mu, logvar] = (await nativeCall(() => enc.net.forward(x, n, trainEncoder))).map(keep) as [NativeTensor, NativeTensor];
-      const r = nativeSync(() => nb.reparameterize(mu, logvar, n, L, LATENT_CODE[latent], this.seed, this.step));
-      keep(r.z);
-      keep(r.eps);
-      const [logits] = (await nativeCall(() => dec.net.forward(r.z, n, true, this.seed, this.step))).map(keep) as [NativeTensor];
-      // The CPU addon writes the gradient into a reused tensor; other backends return a new one.
-      const gradOut = nb.backend === 'cpu' ? st.output(nb, 'reconGrad', logits.shape) : null;
-      const rec = await reconLoss(recon, dcfg, logits, tgt, n, nb, gradOut);
-      if (!st.has(rec.grad)) keep(rec.grad);
-      const kl = nativeSync(() => nb.klNormal(mu, logvar, n, L, klReduction, trainEncoder ? beta : 0));
-      keep(kl.dmu);
-      keep(kl.dlogvar);
-      const klValue = beta > 0 && trainEncoder ? kl.loss / beta : nativeSync(() => nb.klNormal(mu, logvar, n, L, klReduction, 1)).loss;
-      const klPerSample = kl.perSample.reduce((a, v) => a + v, 0) / n;
-      const loss = rec.loss + (trainEncoder ? beta * klValue : 0);
-      if (!Number.isFinite(loss)) throw new VoxvaeError('ENOTFINITE', `trainStep: the loss is ${loss} (recon ${rec.loss}, KL ${klValue}); lower the learning rate or check the input`);
-      const dz = keep(await nativeCall(() => dec.net.backward([rec.grad], trainEncoder)));
-      if (trainEncoder && dz) {
-        const g = nativeSync(() => nb.reparameterizeBackward(dz, r.eps, logvar, n, L, kl.dmu, kl.dlogvar));
-        keep(g.dmu);
-        keep(g.dlogvar);
-        await nativeCall(() => enc.net.backward([g.dmu, g.dlogvar], false));
-      }
-      await optimizerStep(trainEncoder ? [dec, enc] : [dec], optim, opts.maxGradNorm);
-      this.optimizerConfig = optim;
-      this.decoderLatent = latent;
-      if (trainEncoder) this.completion = null;
-      this.step++;
-      return { loss, recon: rec.loss, kl: klValue, klPerSample, beta: trainEncoder ? beta : 0, step: this.step };
-    } finally {
-      release(...live);
     }
   }
 
@@ -699,8 +478,8 @@ export class Vae {
       'decoderConfig',
     );
     const seed = meta?.seed ?? 0;
-    const nb = selectBackend(opts.backend ?? 'cpu');
-    const vae = Vae.fromParts(new Encoder(cfg, seed, nb), new Decoder(dcfg, seed, nb), seed);
+    const backend = selectBackend(opts.backend ?? 'cpu').backend;
+    const vae = Vae.fromParts(new Encoder(cfg, { seed, backend }), new Decoder(dcfg, { seed, backend }), seed);
     try {
       const used = vae.encoder.network.loadStateDict(st.tensors, file);
       for (const k of vae.decoder.network.loadStateDict(st.tensors, file)) used.add(k);

@@ -11,7 +11,9 @@
 //   // d loss / d kl = w   (β for β schedules; γ·sign(KL − C) for capacity annealing)
 //
 // `next` advances the iteration counter; `klTerm` and `info` read the iteration `next` just made.
-// The measured KL only steers the controllers; it is never differentiated through here.
+// The measured KL only steers the controllers; it is never differentiated through here. The Trainer
+// does exactly this: it gives the training step (ts/train/step.ts) `beta: (kl) => schedule.next(kl)`,
+// which the step calls with the current minibatch's KL after the forward pass and before backward.
 //
 // Iteration counter: `iteration` counts the calls to `next` made so far. Inside `next` the
 // iteration being computed is t = iteration + 1 (1-based), which is the authors' `global_iter`

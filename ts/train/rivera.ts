@@ -7,13 +7,15 @@
 // with generator (encoder + decoder) and D updated in the same step, each by its own Adam
 // (lr 1e-4, β1 = 0.5 by default, as the official code). v̄ is the biased variance of the μ's
 // ('means', the code's choice and the default) or that plus the mean σ² ('mixture', the moment-matched
-// aggregate posterior). The step is composed like Vae.trainStep, top to bottom:
+// aggregate posterior). The step is the one training step (ts/train/step.ts, as Vae.trainStep) without
+// a KL term, with L_pop + L_ind as its latent hook and the adversarial term as its logit hook:
 //   encoder → reparameterize → decoder → x̂ = act(logits)
-//   D(x̂): BCE(0) and BCE(1) gradients; backward(BCE(1), input grad) → ∂L_G,adv/∂x̂; D grads reset;
-//         backward(BCE(0)) → D's fake-half gradient (two backward passes over one forward)
-//   D(x):  backward(BCE(1)) → D's real-half gradient (added)
-//   decoder backward(recon grad + ∂x̂/∂logits · ∂L_G,adv/∂x̂) → dz → + L_pop/L_ind grads → encoder
-//   Adam on encoder + decoder, Adam on D.
+//   latent hook: L_pop, L_ind and their gradients w.r.t. μ, log σ²
+//   logit hook, D(x̂): BCE(0) and BCE(1) gradients; backward(BCE(1), input grad) → ∂L_G,adv/∂x̂; D grads
+//         reset; backward(BCE(0)) → D's fake-half gradient (two backward passes over one forward)
+//     D(x):  backward(BCE(1)) → D's real-half gradient (added); returns ∂x̂/∂logits · ∂L_G,adv/∂x̂
+//   decoder backward(recon grad + the logit hook's) → dz → + L_pop/L_ind grads → encoder
+//   Adam on encoder + decoder (the step), then Adam on D.
 // D is evaluated on x̂ before x (the official code: x then x̂); only BatchNorm's running statistics see
 // the other order. D's dropout masks are keyed by (seed + 2, 2·step) for x̂ and (seed + 2, 2·step + 1)
 // for x, so a seeded run repeats bit for bit.
@@ -29,9 +31,12 @@ import { VoxvaeError, invalid } from '../errors.js';
 import type { VaeConfig } from '../config.js';
 import { buildDiscriminator, patchGan3d, patchGridShape, validateDiscriminatorConfig, type DiscriminatorConfig, type DiscriminatorConfigInput } from '../discriminator.js';
 import type { VolumeDataset } from '../data/dataset.js';
-import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor, type Reduction } from '../native.js';
+import * as is from '../is.js';
+import { nativeCall, nativeSync, type NativeTensor, type Reduction } from '../native.js';
 import { Network, type OptimizerConfig } from '../network.js';
-import { Vae, type Batch, type LatentMode, type ReconLoss } from '../vae.js';
+import { MODES, type LatentMode } from '../types.js';
+import { Vae, partOptions, type PartOptions } from '../vae.js';
+import { batchOf, resolveOptimizer, resolveRecon, tensor, type Batch, type LatentHookInput, type LogitHookInput, type ReconLoss } from './step.js';
 
 export type PopulationVariance = 'means' | 'mixture';
 
@@ -77,20 +82,25 @@ export class Discriminator {
   readonly config: DiscriminatorConfig;
   readonly network: Network;
   readonly seed: number;
-  /** `binding`: the engine to run on (default the CPU addon; discriminatorFor uses the VAE's). */
-  constructor(config: DiscriminatorConfig, seed = 0, binding: NativeBinding = native()) {
+  /** `seed` (default 0; the network is initialised from seed + 2, its dropout keyed by seed + 2) and
+   *  `backend` (default 'cpu'; discriminatorFor uses the VAE's). */
+  constructor(config: DiscriminatorConfig, opts: PartOptions = {}) {
+    const { seed, binding } = partOptions(opts);
     this.config = validateDiscriminatorConfig(config);
     this.seed = seed;
     this.network = new Network(buildDiscriminator(this.config), seed + 2, binding);
   }
+  /** The engine this discriminator runs on. */
+  get backend(): 'cpu' | 'cuda' {
+    return this.network.binding.backend;
+  }
   /** Patch logits [N, 1, D/8, H/8, W/8] (eval mode: running BN statistics, no dropout, unless mode 'train'). */
   async forward(x: Float32Array, opts: { mode?: 'train' | 'eval'; step?: number } = {}): Promise<Float32Array> {
     const [D, H, W] = this.config.inputShape;
-    const per = this.config.inChannels * D * H * W;
-    if (!(x instanceof Float32Array) || x.length === 0 || x.length % per !== 0)
-      throw new VoxvaeError('ESHAPE', `x has ${x?.length} values, not a positive multiple of one sample's ${per}`, { path: 'x' });
-    const n = x.length / per;
-    const t = nativeSync(() => new this.network.binding.Tensor(x, [n, this.config.inChannels, D, H, W], true));
+    const n = batchOf(x, this.config.inChannels * D * H * W, 'x');
+    if (opts.mode !== undefined) is.oneOf('options.mode', opts.mode, MODES);
+    if (opts.step !== undefined) is.integer('options.step', opts.step, 0, Number.MAX_SAFE_INTEGER);
+    const t = tensor(x, [n, this.config.inChannels, D, H, W], 'x', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(t, n, opts.mode === 'train', this.seed + 2, opts.step ?? 0));
@@ -116,153 +126,111 @@ export function discriminatorChannels(dcfg: VaeConfig): number {
 /** A discriminator that fits a VAE's volumes and decoder output (throws, naming the size needed, if it does not). */
 export function discriminatorFor(vae: Vae, opts: Partial<Omit<DiscriminatorConfigInput, 'inputShape' | 'inChannels'>> = {}): Discriminator {
   const dcfg = vae.decoder.config;
-  return new Discriminator(patchGan3d({ ...opts, inputShape: dcfg.inputShape, inChannels: discriminatorChannels(dcfg) }), vae.seed, vae.encoder.network.binding);
+  return new Discriminator(patchGan3d({ ...opts, inputShape: dcfg.inputShape, inChannels: discriminatorChannels(dcfg) }), { seed: vae.seed, backend: vae.backend });
 }
 
 const DEFAULT_OPT: OptimizerConfig = { kind: 'adam', lr: 1e-4, betas: [0.5, 0.999], eps: 1e-7, weightDecay: 0 };
 
-function resolveOpt(o: Partial<OptimizerConfig> | undefined, field: string): OptimizerConfig {
-  const c: OptimizerConfig = { ...DEFAULT_OPT, ...(o ?? {}) };
-  if (c.kind !== 'adam' && c.kind !== 'adamw') invalid(`${field}.kind`, "must be 'adam' or 'adamw'", c.kind);
-  if (!(c.lr >= 0 && Number.isFinite(c.lr))) invalid(`${field}.lr`, 'must be a finite number >= 0', c.lr);
-  if (!Array.isArray(c.betas) || c.betas.length !== 2 || !c.betas.every((b) => b >= 0 && b < 1)) invalid(`${field}.betas`, 'must be two numbers in [0, 1)', c.betas);
-  if (!(c.eps >= 0) || !(c.weightDecay >= 0)) invalid(field, 'eps and weightDecay must be >= 0', c);
-  return c;
-}
+/** Options over Rivera's defaults (Adam lr 1e-4, β1 0.5, eps 1e-7), validated as every optimizer is. */
+const resolveOpt = (o: Partial<OptimizerConfig> | undefined, field: string): OptimizerConfig => resolveOptimizer(o, DEFAULT_OPT, field);
 
-const weightOf = (v: number | undefined, def: number, field: string): number => {
-  const w = v ?? def;
-  if (!(typeof w === 'number' && w >= 0 && Number.isFinite(w))) invalid(field, 'must be a finite number >= 0', w);
-  return w;
-};
+const weightOf = (v: number | undefined, def: number, field: string): number => is.number(field, v ?? def, { min: 0 });
 
-const LATENT: Record<LatentMode, 0 | 1 | 2> = { sample: 0, mean: 1, 'mean+std': 2 };
+const RIVERA_OPTIONS = ['recon', 'individualWeight', 'individualReduction', 'populationWeight', 'populationVariance', 'adversarialWeight', 'latent', 'optimizer', 'discriminatorOptimizer'];
 
 /**
  * Rivera's training step on a Vae (any encoder/decoder with μ, log σ² outputs) and an optional
- * discriminator (null: the recipe without the GAN). Advances vae.step like Vae.trainStep.
+ * discriminator (null: the recipe without the GAN): the one training step (ts/train/step.ts) with no KL
+ * term, the population and variance terms as its latent hook and the adversarial term (D's forward and
+ * backward passes) as its logit hook; then D's Adam step. Advances vae.step like Vae.trainStep.
  */
 export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batch: Batch | Float32Array, opts: RiveraStepOptions = {}): Promise<RiveraStepResult> {
   const b: Batch = batch instanceof Float32Array ? { input: batch } : batch;
+  const o = is.options('options', opts);
+  is.knownKeys('options', o, RIVERA_OPTIONS);
   const cfg = vae.config, dcfg = vae.decoder.config;
   if (vae.encoder.frozen) invalid('vae.encoder', 'is frozen: Rivera\'s recipe trains the encoder (unfreeze it)');
   const L = cfg.latentSize, [D, H, W] = cfg.inputShape, S = D * H * W;
-  if (!(b.input instanceof Float32Array) || b.input.length === 0 || b.input.length % (cfg.inChannels * S) !== 0)
-    throw new VoxvaeError('ESHAPE', `batch.input has ${b.input?.length} values, not a positive multiple of one sample's ${cfg.inChannels * S}`, { path: 'batch.input' });
-  const n = b.input.length / (cfg.inChannels * S);
-  const wInd = weightOf(opts.individualWeight, 0.1, 'options.individualWeight');
-  const wPop = weightOf(opts.populationWeight, 1, 'options.populationWeight');
-  const wAdv = weightOf(opts.adversarialWeight, 100, 'options.adversarialWeight');
-  const indRed = opts.individualReduction ?? 'mean';
-  if (indRed !== 'mean' && indRed !== 'sum') invalid('options.individualReduction', "must be 'mean' or 'sum'", indRed);
-  const popVar = opts.populationVariance ?? 'means';
-  if (popVar !== 'means' && popVar !== 'mixture') invalid('options.populationVariance', "must be 'means' or 'mixture'", popVar);
+  const n = batchOf(b.input, cfg.inChannels * S, 'batch.input');
+  const wInd = weightOf(o.individualWeight, 0.1, 'options.individualWeight');
+  const wPop = weightOf(o.populationWeight, 1, 'options.populationWeight');
+  const wAdv = weightOf(o.adversarialWeight, 100, 'options.adversarialWeight');
+  const indRed = is.oneOf('options.individualReduction', o.individualReduction ?? 'mean', ['mean', 'sum'] as const);
+  const popVar = is.oneOf('options.populationVariance', o.populationVariance ?? 'means', ['means', 'mixture'] as const);
   if (popVar === 'means' && wPop > 0 && n < 2)
     throw new VoxvaeError('EINVAL', `Rivera's population term needs a batch of at least 2 volumes (got 1): the variance of one mean is 0 and log 0 = −∞. Use batchSize >= 2 (with dropLast), or populationVariance: 'mixture', which is defined for one volume`, { path: 'batch.input' });
-  const latent = opts.latent ?? 'sample';
-  if (!(latent in LATENT)) invalid('options.latent', "must be 'sample', 'mean' or 'mean+std'", latent);
-  const recon: ReconLoss = { ...(dcfg.outputActivation === 'softmax' ? { kind: 'dice', weight: 80, reduction: 'sum' } : { kind: 'mse', weight: 1, reduction: 'mean' }), ...(opts.recon ?? {}) } as ReconLoss;
-  if (!['dice', 'bce', 'mse', 'l1'].includes(recon.kind)) invalid('options.recon.kind', "must be 'dice', 'bce', 'mse' or 'l1'", recon.kind);
+  const recon = resolveRecon(dcfg, o.recon);
   if (recon.kind === 'dice' && dcfg.outputActivation !== 'softmax') invalid('options.recon.kind', "'dice' needs a softmax decoder", recon.kind);
-  const gOpt = resolveOpt(opts.optimizer, 'options.optimizer'), dOpt = resolveOpt(opts.discriminatorOptimizer, 'options.discriminatorOptimizer');
-  const C = dcfg.outChannels;
+  const gOpt = resolveOpt(o.optimizer, 'options.optimizer'), dOpt = resolveOpt(o.discriminatorOptimizer, 'options.discriminatorOptimizer');
   const dc = discriminatorChannels(dcfg);
   if (disc) {
     if (disc.config.inChannels !== dc) invalid('discriminator.config.inChannels', `must be ${dc} for this decoder (what D sees: see ts/train/rivera.ts)`, disc.config.inChannels);
     if (disc.config.inputShape.some((d, i) => d !== cfg.inputShape[i])) invalid('discriminator.config.inputShape', `must equal the VAE's [${cfg.inputShape.join(', ')}]`, disc.config.inputShape);
+    // Everything runs on the VAE's engine (CPU or CUDA); the discriminator must live on the same one.
+    if (disc.network.binding !== vae.encoder.network.binding) invalid('discriminator', "must be created on the VAE's backend (use discriminatorFor(vae))");
   }
-  const targetLen = recon.kind === 'dice' ? n * S : n * C * S;
-  let target = b.target;
-  if (!target) {
-    if ((recon.kind === 'dice' && cfg.inChannels !== 1) || (recon.kind !== 'dice' && C !== cfg.inChannels)) invalid('batch.target', 'is required for this configuration');
-    target = b.input;
-  }
-  if (!(target instanceof Float32Array) || target.length !== targetLen) throw new VoxvaeError('ESHAPE', `batch.target has ${target?.length} values, expected ${targetLen} for ${recon.kind}`, { path: 'batch.target' });
 
-  // Everything runs on the VAE's engine (CPU or CUDA); the discriminator must live on the same one.
-  const nb = vae.encoder.network.binding;
-  if (disc && disc.network.binding !== nb) invalid('discriminator', "must be created on the VAE's backend (use discriminatorFor(vae))");
-  const enc = vae.encoder.network, dec = vae.decoder.network;
-  const live: (NativeTensor | null | undefined)[] = [];
-  const keep = <T extends NativeTensor | null | undefined>(t: T): T => (live.push(t), t);
-  const mk = (data: Float32Array, shape: number[], field: string): NativeTensor => keep(nativeSync(() => new nb.Tensor(data, shape, true)) as NativeTensor) ?? invalid(field, 'could not be copied');
-  const step = vae.step;
-  try {
-    const x = mk(b.input, [n, cfg.inChannels, D, H, W], 'batch.input');
-    const tgt = mk(target, recon.kind === 'dice' ? [n, S] : [n, C, D, H, W], 'batch.target');
-    nativeSync(() => {
-      enc.net.zeroGrad();
-      dec.net.zeroGrad();
-    });
-    const [mu, logvar] = (await nativeCall(() => enc.net.forward(x, n, true))).map(keep) as [NativeTensor, NativeTensor];
-    const r = nativeSync(() => nb.reparameterize(mu, logvar, n, L, LATENT[latent], vae.seed, step));
-    keep(r.z);
-    keep(r.eps);
-    const [logits] = (await nativeCall(() => dec.net.forward(r.z, n, true, vae.seed, step))).map(keep) as [NativeTensor];
-    const rec = await nativeCall(() =>
-      recon.kind === 'dice'
-        ? nb.diceLoss(logits, tgt, n, C, S, recon.smoothNr ?? 1e-5, recon.smoothDr ?? 1e-5, recon.reduction, recon.weight, true)
-        : nb.elementLoss(recon.kind as 'bce' | 'mse' | 'l1', logits, tgt, recon.reduction, recon.weight, true),
-    );
-    keep(rec.grad);
-    // Latent terms: gradients into (dmu, dlogvar), then the reparameterization adds the decoder's.
-    const pop = wPop > 0 ? nativeSync(() => nb.populationKl(mu, popVar === 'mixture' ? logvar : null, n, L, popVar, wPop)) : null;
-    keep(pop?.dmu);
-    keep(pop?.dlogvar);
-    const ind = nativeSync(() => nb.variancePenalty(logvar, n, L, indRed, wInd, pop?.dlogvar ?? null));
-    keep(ind.dlogvar);
+  // Latent terms: gradients into (dmu, dlogvar); the step adds the decoder's through the reparameterization.
+  let pop: { loss: number } | null = null, ind = { loss: 0 };
+  const latentHook = ({ n, latentSize, mu, logvar, binding: nb, keep }: LatentHookInput) => {
+    const p = wPop > 0 ? nativeSync(() => nb.populationKl(mu, popVar === 'mixture' ? logvar : null, n, latentSize, popVar, wPop)) : null;
+    keep(p?.dmu);
+    keep(p?.dlogvar);
+    const v = nativeSync(() => nb.variancePenalty(logvar, n, latentSize, indRed, wInd, p?.dlogvar ?? null));
+    keep(v.dlogvar);
+    pop = p;
+    ind = v;
+    return { loss: (p?.loss ?? 0) + v.loss, dmu: p?.dmu ?? null, dlogvar: v.dlogvar };
+  };
 
-    let adversarial = 0, lossD = NaN, dReal = NaN, dFake = NaN;
-    let dlogits: NativeTensor = rec.grad!;
-    if (disc) {
-      const dnet = disc.network.net;
-      const grid = patchGridShape(disc.config);
-      const G = grid[1] * grid[2] * grid[3];
-      const lg = logits.toArray();
-      const { xhat, back } = discriminatorView(lg, n, dcfg);
-      const realView = realVolumes(target, n, dcfg, recon.kind === 'dice');
-      const xh = mk(xhat, [n, dc, D, H, W], 'x̂');
-      const xr = mk(realView, [n, dc, D, H, W], 'x');
-      const ones = mk(new Float32Array(n * G).fill(1), [n, 1, ...grid.slice(1)], 'ones');
-      const zeros = mk(new Float32Array(n * G), [n, 1, ...grid.slice(1)], 'zeros');
-      nativeSync(() => dnet.zeroGrad());
-      const [lf] = (await nativeCall(() => dnet.forward(xh, n, true, disc.seed + 2, 2 * step))).map(keep) as [NativeTensor];
-      const gAdv = await nativeCall(() => nb.elementLoss('bce', lf, ones, 'mean', wAdv, true));
-      keep(gAdv.grad);
-      const dFakeLoss = await nativeCall(() => nb.elementLoss('bce', lf, zeros, 'mean', wAdv, true));
-      keep(dFakeLoss.grad);
-      dFake = meanSigmoid(lf.toArray());
-      const dxh = keep(await nativeCall(() => dnet.backward([gAdv.grad], true)));
-      nativeSync(() => dnet.zeroGrad()); // the generator's pass must not train D
-      keep(await nativeCall(() => dnet.backward([dFakeLoss.grad], false)));
-      const [lr] = (await nativeCall(() => dnet.forward(xr, n, true, disc.seed + 2, 2 * step + 1))).map(keep) as [NativeTensor];
-      const dRealLoss = await nativeCall(() => nb.elementLoss('bce', lr, ones, 'mean', wAdv, true));
-      keep(dRealLoss.grad);
-      dReal = meanSigmoid(lr.toArray());
-      keep(await nativeCall(() => dnet.backward([dRealLoss.grad], false)));
-      adversarial = gAdv.loss;
-      lossD = dRealLoss.loss + dFakeLoss.loss;
-      // ∂L_G,adv/∂logits through the output activation, added to the reconstruction gradient.
-      const ga = back(dxh!.toArray());
-      const gr = rec.grad!.toArray();
-      for (let i = 0; i < gr.length; i++) gr[i]! += ga[i]!;
-      dlogits = mk(gr, logits.shape, 'dlogits');
-    }
-    const loss = rec.loss + (pop?.loss ?? 0) + ind.loss + adversarial;
-    if (!Number.isFinite(loss) || (disc && !Number.isFinite(lossD)))
-      throw new VoxvaeError('ENOTFINITE', `riveraTrainStep: the loss is ${loss} (recon ${rec.loss}, population ${pop?.loss}, individual ${ind.loss}, adversarial ${adversarial}, D ${lossD}); lower the learning rate or check the input`);
-    const dz = keep(await nativeCall(() => dec.net.backward([dlogits], true)));
-    const g = nativeSync(() => nb.reparameterizeBackward(dz!, r.eps, logvar, n, L, pop?.dmu ?? null, ind.dlogvar));
-    keep(g.dmu);
-    keep(g.dlogvar);
-    await nativeCall(() => enc.net.backward([g.dmu, g.dlogvar], false));
-    for (const net of [dec, enc]) await nativeCall(() => net.optimizer().step(gOpt.lr, gOpt.betas[0], gOpt.betas[1], gOpt.eps, gOpt.weightDecay, gOpt.kind === 'adamw', 1));
-    if (disc) await nativeCall(() => disc.network.optimizer().step(dOpt.lr, dOpt.betas[0], dOpt.betas[1], dOpt.eps, dOpt.weightDecay, dOpt.kind === 'adamw', 1));
-    vae.step++;
-    return { loss, recon: rec.loss, population: pop?.loss ?? 0, individual: ind.loss, adversarial, discriminator: lossD, dReal, dFake, step: vae.step };
-  } finally {
-    for (const t of live) t?.dispose();
-  }
+  // The adversarial term: D on x̂ (BCE(1) for the generator, BCE(0) for D) and on x (BCE(1) for D).
+  let adversarial = 0, lossD = NaN, dReal = NaN, dFake = NaN;
+  const logitHook = async ({ n, logits, target, binding: nb, step, keep }: LogitHookInput) => {
+    const d = disc!;
+    const mk = (data: Float32Array, shape: number[]): NativeTensor => keep(nativeSync(() => new nb.Tensor(data, shape, true)));
+    const dnet = d.network.net;
+    const grid = patchGridShape(d.config);
+    const G = grid[1] * grid[2] * grid[3];
+    const { xhat, back } = discriminatorView(logits.toArray(), n, dcfg);
+    const realView = realVolumes(target, n, dcfg, recon.kind === 'dice');
+    const xh = mk(xhat, [n, dc, D, H, W]);
+    const xr = mk(realView, [n, dc, D, H, W]);
+    const ones = mk(new Float32Array(n * G).fill(1), [n, 1, ...grid.slice(1)]);
+    const zeros = mk(new Float32Array(n * G), [n, 1, ...grid.slice(1)]);
+    nativeSync(() => dnet.zeroGrad());
+    const [lf] = (await nativeCall(() => dnet.forward(xh, n, true, d.seed + 2, 2 * step))).map(keep) as [NativeTensor];
+    const gAdv = await nativeCall(() => nb.elementLoss('bce', lf, ones, 'mean', wAdv, true));
+    keep(gAdv.grad);
+    const dFakeLoss = await nativeCall(() => nb.elementLoss('bce', lf, zeros, 'mean', wAdv, true));
+    keep(dFakeLoss.grad);
+    dFake = meanSigmoid(lf.toArray());
+    const dxh = keep(await nativeCall(() => dnet.backward([gAdv.grad], true)));
+    nativeSync(() => dnet.zeroGrad()); // the generator's pass must not train D
+    keep(await nativeCall(() => dnet.backward([dFakeLoss.grad], false)));
+    const [lr] = (await nativeCall(() => dnet.forward(xr, n, true, d.seed + 2, 2 * step + 1))).map(keep) as [NativeTensor];
+    const dRealLoss = await nativeCall(() => nb.elementLoss('bce', lr, ones, 'mean', wAdv, true));
+    keep(dRealLoss.grad);
+    dReal = meanSigmoid(lr.toArray());
+    keep(await nativeCall(() => dnet.backward([dRealLoss.grad], false)));
+    adversarial = gAdv.loss;
+    lossD = dRealLoss.loss + dFakeLoss.loss;
+    if (!Number.isFinite(lossD))
+      throw new VoxvaeError('ENOTFINITE', `riveraTrainStep: the discriminator's loss is ${lossD} (real ${dRealLoss.loss}, fake ${dFakeLoss.loss}); lower the learning rate or check the input`);
+    // ∂L_G,adv/∂logits through the output activation; the step adds it to the reconstruction gradient.
+    return { loss: adversarial, grad: back(dxh!.toArray()) };
+  };
+
+  const r = await vae.trainStep(b, {
+    beta: null,
+    ...(o.latent !== undefined ? { latent: o.latent as LatentMode } : {}),
+    recon,
+    optimizer: gOpt,
+    hooks: { latent: latentHook, ...(disc ? { logits: logitHook } : {}) },
+  });
+  if (disc) await nativeCall(() => disc.network.optimizer().step(dOpt.lr, dOpt.betas[0], dOpt.betas[1], dOpt.eps, dOpt.weightDecay, dOpt.kind === 'adamw', 1));
+  const population = (pop as { loss: number } | null)?.loss ?? 0;
+  const loss = r.recon + population + ind.loss + adversarial;
+  return { loss, recon: r.recon, population, individual: ind.loss, adversarial, discriminator: lossD, dReal, dFake, step: r.step };
 }
 
 function meanSigmoid(a: Float32Array): number {
@@ -348,17 +316,22 @@ export interface RiveraEpoch {
  * variance a trailing batch of one volume is dropped (its variance is undefined); otherwise kept.
  */
 export async function trainRivera(vae: Vae, disc: Discriminator | null, data: VolumeDataset, o: RiveraTrainOptions): Promise<{ epochs: RiveraEpoch[]; steps: RiveraStepResult[] }> {
-  if (!Number.isInteger(o.epochs) || o.epochs < 1) invalid('options.epochs', 'must be a positive integer', o.epochs);
-  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) invalid('options.batchSize', 'must be a positive integer', o.batchSize);
+  is.options('options', o);
+  is.integer('options.epochs', o.epochs, 1);
+  is.integer('options.batchSize', o.batchSize, 1);
+  if (o.seed !== undefined) is.seed('options.seed', o.seed);
+  if (o.onStep !== undefined) is.fn('options.onStep', o.onStep);
+  if (o.onEpoch !== undefined) is.fn('options.onEpoch', o.onEpoch);
   const means = (o.populationVariance ?? 'means') === 'means' && (o.populationWeight ?? 1) > 0;
   if (means && o.batchSize < 2) invalid('options.batchSize', "must be >= 2 for the population term with populationVariance 'means' (or use 'mixture')", o.batchSize);
+  const { epochs: _e, batchSize: _b, seed: _s, onStep: _os, onEpoch: _oe, ...stepOptions } = o;
   const epochs: RiveraEpoch[] = [], steps: RiveraStepResult[] = [];
   for (let epoch = 0; epoch < o.epochs; epoch++) {
     const acc = { loss: 0, recon: 0, population: 0, individual: 0, adversarial: 0, discriminator: 0, n: 0 };
     for await (const b of data.batches({ batchSize: o.batchSize, seed: o.seed ?? 0, epoch, shuffle: true, dropLast: false })) {
       const n = b.items.length;
       if (means && n < 2) continue;
-      const r = await riveraTrainStep(vae, disc, { input: b.input, target: b.target }, o);
+      const r = await riveraTrainStep(vae, disc, { input: b.input, target: b.target }, stepOptions);
       steps.push(r);
       o.onStep?.({ ...r, epoch });
       acc.loss += r.loss * n; acc.recon += r.recon * n; acc.population += r.population * n; acc.individual += r.individual * n; acc.adversarial += r.adversarial * n; acc.discriminator += (disc ? r.discriminator : 0) * n; acc.n += n;

@@ -2,24 +2,26 @@
 // schedule, a β schedule or KL controller, validation per epoch, callbacks, cancellation, periodic
 // checkpoints with exact resume, and a NaN/Inf guard that rolls back and lowers the learning rate.
 //
-// β protocol. The native trainStep does forward, loss and backward in one call, so the β used at
-// iteration t is computed *before* that call from the KL measured at iteration t−1:
-//   β(t) = schedule.next(KL(t−1)),  KL(0) = 0.
-// The KL the controllers see is `klPerSample` = the batch mean of Σ_j KL_j, as ControlVAE's and
-// DynamicVAE's code measure it; the loss itself uses the KL summed over the batch (skullVAE, klReduction
-// 'sum'). The authors' loops measure KL on the current minibatch; this one-iteration lag is the price
-// of not running the encoder twice (and of not touching BatchNorm's running statistics twice).
-// For capacity annealing `next` returns γ·sign(KL − C), the gradient weight; the reported loss
-// uses klTerm.
+// β protocol (ts/train/beta.ts). Each step gives the schedule the KL of its own minibatch, as the
+// authors' loops do: the training step (ts/train/step.ts) runs the forward pass, measures the KL, calls
+//   β(t) = schedule.next(KL(t))
+// and only then backward with β(t)·KL(t). The KL the controllers see is `klPerSample` = the batch mean of
+// Σ_j KL_j, as ControlVAE's and DynamicVAE's code measure it; the loss itself uses the KL summed over the
+// batch (skullVAE, klReduction 'sum'). (Before the step took β as a function, β(t) was computed from
+// KL(t−1), a one-iteration lag; there is none now.) For capacity annealing `next` returns γ·sign(KL − C),
+// the gradient weight; the reported objective uses klTerm.
 //
 // Checkpoints are folders: `model.safetensors` (Vae.save: weights, Adam moments, step/noise position)
-// and `trainer.json` (epoch, batch position in the epoch, β-schedule state, the lagged KL, the
-// learning-rate scale and the history). Resuming replays the same data order (VolumeDataset.order is
-// a function of seed and epoch), so a resumed run gives the same losses bit for bit on the CPU.
+// and `trainer.json` (epoch, batch position in the epoch, β-schedule state, the last step's KL (kept for
+// the format; nothing reads it now), the learning-rate scale and the history). Resuming replays the same
+// data order (VolumeDataset.order is a function of seed and epoch), so a resumed run gives the same losses
+// bit for bit on the CPU.
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { VoxvaeError, invalid } from '../errors.js';
+import { VoxvaeError } from '../errors.js';
 import type { AugmentOptions, VolumeDataset } from '../data/dataset.js';
+import * as is from '../is.js';
+import { LATENT_MODES } from '../types.js';
 import { parseSafetensors, serializeSafetensors, toFloat32, writeFileAtomic, type TensorToWrite } from '../safetensors.js';
 import { Vae, type LatentMode, type ReconLoss, type StepResult } from '../vae.js';
 import { dice } from '../metrics/overlap.js';
@@ -67,7 +69,7 @@ export interface StepInfo extends StepResult {
   epoch: number;
   batch: number;
   lr: number;
-  /** The KL the β schedule saw (lagged, per sample). */
+  /** The KL the β schedule saw: this step's, per sample (= klPerSample). */
   klSeen: number;
   /** recon + klTerm (differs from loss only for capacity annealing). */
   objective: number;
@@ -130,14 +132,46 @@ function lrFactor(s: LrScheduleSpec, step: number, epoch: number): number {
   }
 }
 
-function checkOptions(o: TrainerOptions): void {
-  if (!Number.isInteger(o.epochs) || o.epochs < 0) invalid('options.epochs', 'must be an integer >= 0', o.epochs);
-  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) invalid('options.batchSize', 'must be a positive integer', o.batchSize);
-  if (o.checkpoint && (!Number.isInteger(o.checkpoint.every) || o.checkpoint.every < 1)) invalid('options.checkpoint.every', 'must be a positive integer', o.checkpoint.every);
-  const s = o.lrSchedule;
-  if (s && !['constant', 'step', 'cosine'].includes(s.kind)) invalid('options.lrSchedule.kind', "must be 'constant', 'step' or 'cosine'", s.kind);
-  if (s?.kind === 'step' && !(Number.isInteger(s.everyEpochs) && s.everyEpochs >= 1 && s.gamma > 0)) invalid('options.lrSchedule', 'step needs everyEpochs >= 1 and gamma > 0', s);
-  if (s?.kind === 'cosine' && !(Number.isInteger(s.totalSteps) && s.totalSteps >= 1)) invalid('options.lrSchedule.totalSteps', 'must be a positive integer', s.totalSteps);
+const TRAINER_OPTIONS = ['epochs', 'batchSize', 'seed', 'shuffle', 'dropLast', 'augment', 'beta', 'latent', 'recon', 'optimizer', 'lrSchedule', 'maxGradNorm', 'validation', 'validate', 'onStep', 'onEpoch', 'onRollback', 'signal', 'checkpoint', 'nanGuard'];
+
+function checkOptions(opts: TrainerOptions): void {
+  const o = is.options('options', opts);
+  is.knownKeys('options', o, TRAINER_OPTIONS);
+  is.integer('options.epochs', o.epochs, 0);
+  is.integer('options.batchSize', o.batchSize, 1);
+  if (o.seed !== undefined) is.seed('options.seed', o.seed);
+  if (o.shuffle !== undefined) is.bool('options.shuffle', o.shuffle);
+  if (o.dropLast !== undefined) is.bool('options.dropLast', o.dropLast);
+  if (o.latent !== undefined) is.oneOf('options.latent', o.latent, LATENT_MODES);
+  if (o.optimizer !== undefined) {
+    const opt = is.options('options.optimizer', o.optimizer);
+    if (opt.lr !== undefined) is.number('options.optimizer.lr', opt.lr, { min: 0 });
+  }
+  if (o.maxGradNorm !== undefined) is.number('options.maxGradNorm', o.maxGradNorm, { above: 0 });
+  for (const f of ['validate', 'onStep', 'onEpoch', 'onRollback'] as const) if (o[f] !== undefined) is.fn(`options.${f}`, o[f]);
+  if (o.checkpoint !== undefined) {
+    const c = is.options('options.checkpoint', o.checkpoint);
+    if (typeof c.dir !== 'string' || !c.dir) is.invalid('options.checkpoint.dir', 'must be a folder path', c.dir);
+    is.integer('options.checkpoint.every', c.every, 1);
+    if (c.keepLast !== undefined) is.integer('options.checkpoint.keepLast', c.keepLast, 1);
+  }
+  if (o.nanGuard !== undefined && o.nanGuard !== false) {
+    const g = is.options('options.nanGuard', o.nanGuard);
+    if (g.lrFactor !== undefined) is.number('options.nanGuard.lrFactor', g.lrFactor, { above: 0, max: 1 });
+    if (g.maxRollbacks !== undefined) is.integer('options.nanGuard.maxRollbacks', g.maxRollbacks, 0);
+  }
+  if (o.lrSchedule === undefined) return;
+  const s = is.options('options.lrSchedule', o.lrSchedule) as LrScheduleSpec;
+  is.oneOf('options.lrSchedule.kind', s.kind, ['constant', 'step', 'cosine'] as const);
+  if (s.kind === 'step') {
+    is.integer('options.lrSchedule.everyEpochs', s.everyEpochs, 1);
+    is.number('options.lrSchedule.gamma', s.gamma, { above: 0 });
+  }
+  if (s.kind === 'cosine') {
+    is.integer('options.lrSchedule.totalSteps', s.totalSteps, 1);
+    if (s.warmupSteps !== undefined) is.integer('options.lrSchedule.warmupSteps', s.warmupSteps, 0);
+    if (s.minFactor !== undefined) is.number('options.lrSchedule.minFactor', s.minFactor, { min: 0, max: 1 });
+  }
 }
 
 /** An in-memory copy of everything a training step changes in the model. */
@@ -238,7 +272,7 @@ export class Trainer {
     t.schedule = betaScheduleFromState(st.schedule);
     t.epoch = st.epoch;
     t.batch = st.batch;
-    t.lastKl = st.lastKl;
+    t.lastKl = st.lastKl ?? 0;
     t.lrScale = st.lrScale;
     t.history = st.history;
     return t;
@@ -283,8 +317,12 @@ export class Trainer {
         // The schedule counts this trainer's own steps (history survives resume and rollback), not the
         // model's: stage 2 of the two-stage method starts a new decoder on a model that has trained.
         const lr = this.baseLr() * lrFactor(o.lrSchedule ?? { kind: 'constant' }, this.history.steps.length, epoch) * this.lrScale;
-        const klSeen = this.lastKl;
-        const beta = this.schedule.next(klSeen);
+        // β from this step's KL, computed inside the step after the forward pass and before backward.
+        let klSeen = NaN;
+        const beta = (kl: number): number => {
+          klSeen = kl;
+          return this.schedule.next(kl);
+        };
         let r: StepResult;
         try {
           r = await this.vae.trainStep({ input: b.input, target: b.target }, {

@@ -14,7 +14,10 @@
 //              #8413). Use it to reproduce the published numbers.
 import { skullVaeDecoder, type VaeConfig } from '../config.js';
 import type { VolumeDataset } from '../data/dataset.js';
-import { Decoder, Vae, type LatentMode } from '../vae.js';
+import { invalid } from '../errors.js';
+import * as is from '../is.js';
+import { BACKENDS, type Backend, type LatentMode } from '../types.js';
+import { Decoder, Vae } from '../vae.js';
 import { Trainer, type TrainResult, type TrainerOptions } from './trainer.js';
 
 /** skullVAE's stage-1 settings (METHODS §1.3). Epochs are the caller's: 200 in the paper. */
@@ -38,6 +41,8 @@ export interface TwoStageOptions {
   train: VolumeDataset;
   validation?: VolumeDataset;
   seed?: number;
+  /** The engine both stages run on: 'cpu' (default), 'cuda' (EUNSUPPORTED with the reason when unusable) or 'auto'. */
+  backend?: Backend;
   /** Stage-1 trainer options over SKULLVAE_STAGE1; `epochs` required. */
   stage1: Partial<TrainerOptions> & { epochs: number };
   /** Stage-2 trainer options over SKULLVAE_STAGE2; `epochs` required; `latent` picks the z fed to the decoder. */
@@ -63,20 +68,53 @@ export function stage2DecoderConfig(encoder: VaeConfig): VaeConfig {
   return skullVaeDecoder({ ...rest });
 }
 
-/** Stage 2 alone: freezes `vae`'s encoder, attaches a new decoder and trains it. The old decoder is disposed. */
-export async function trainStage2(vae: Vae, opts: { train: VolumeDataset; validation?: VolumeDataset; seed?: number; decoderConfig?: VaeConfig; trainer: Partial<TrainerOptions> & { epochs: number } }): Promise<TrainResult> {
+export interface Stage2Options {
+  train: VolumeDataset;
+  validation?: VolumeDataset;
+  seed?: number;
+  decoderConfig?: VaeConfig;
+  /** The engine of the new decoder: default, and the only one accepted, the model's (vae.backend); 'auto'
+   *  resolves to it. A VAE on the CPU cannot train a CUDA decoder (or the reverse): load it on that backend. */
+  backend?: Backend;
+  trainer: Partial<TrainerOptions> & { epochs: number };
+}
+
+const STAGE2_KEYS = ['train', 'validation', 'seed', 'decoderConfig', 'backend', 'trainer'];
+const TWO_STAGE_KEYS = ['train', 'validation', 'seed', 'backend', 'stage1', 'stage2', 'decoderConfig', 'stage1Checkpoint', 'afterStage1'];
+
+/** Stage 2 alone: freezes `vae`'s encoder, attaches a new decoder (on the model's backend) and trains it. The old decoder is disposed. */
+export async function trainStage2(vae: Vae, opts: Stage2Options): Promise<TrainResult> {
+  const o = is.options('options', opts);
+  is.knownKeys('options', o, STAGE2_KEYS);
+  const seed = is.seed('options.seed', o.seed ?? vae.seed);
+  const backend = is.oneOf('options.backend', o.backend ?? vae.backend, BACKENDS);
+  if (backend !== 'auto' && backend !== vae.backend)
+    invalid('options.backend', `must be the model's backend ('${vae.backend}'): the stage-2 decoder is trained on the stage-1 encoder's latents; load or create the model with { backend: '${backend}' } instead`, backend);
+  is.options('options.trainer', o.trainer);
+  const decoder = new Decoder(o.decoderConfig ?? stage2DecoderConfig(vae.config), { seed: seed + 1000, backend: vae.backend });
   vae.encoder.freeze();
   const old = vae.decoder;
-  vae.attachDecoder(new Decoder(opts.decoderConfig ?? stage2DecoderConfig(vae.config), (opts.seed ?? vae.seed) + 1000));
+  try {
+    vae.attachDecoder(decoder);
+  } catch (e) {
+    decoder.dispose();
+    throw e;
+  }
   old.dispose();
-  const t = new Trainer(vae, opts.train, { ...SKULLVAE_STAGE2, ...(opts.validation ? { validation: opts.validation } : {}), seed: opts.seed ?? 0, ...opts.trainer });
+  const t = new Trainer(vae, o.train!, { ...SKULLVAE_STAGE2, ...(o.validation ? { validation: o.validation } : {}), seed: o.seed ?? 0, ...o.trainer! });
   return t.run();
 }
 
-/** Trains both stages and returns the aggregated VAE. */
+/** Trains both stages on `backend` (default 'cpu') and returns the aggregated VAE. */
 export async function trainTwoStage(config: VaeConfig, o: TwoStageOptions): Promise<TwoStageResult> {
-  const seed = o.seed ?? 0;
-  const vae = await Vae.create(config, { seed });
+  is.options('options', o);
+  is.knownKeys('options', o, TWO_STAGE_KEYS);
+  const seed = is.seed('options.seed', o.seed ?? 0);
+  const backend = is.oneOf('options.backend', o.backend ?? 'cpu', BACKENDS);
+  is.options('options.stage1', o.stage1);
+  is.options('options.stage2', o.stage2);
+  if (o.afterStage1 !== undefined) is.fn('options.afterStage1', o.afterStage1, '(vae) => Promise<void>');
+  const vae = await Vae.create(config, { seed, backend });
   try {
     const t1 = new Trainer(vae, o.train, { ...SKULLVAE_STAGE1, ...(o.validation ? { validation: o.validation } : {}), seed, ...o.stage1 });
     const stage1 = await t1.run();
