@@ -1,8 +1,8 @@
-// VaeConfig: the architecture of a 3D convolutional VAE, its validation (messages name the field),
-// the presets (MONAI's VarAutoEncoder as skullVAE uses it, skullVAE's stage-2 decoder), and the
-// translation of a config into native network specs with PyTorch parameter names.
+// VaeConfig: the architecture of a 3D convolutional VAE, its validation (messages name the field) and
+// the presets (MONAI's VarAutoEncoder as skullVAE uses it, skullVAE's stage-2 decoder, Rivera's
+// ResNet-v2). Imports no builder: the networks a config describes are built in ts/model/build.ts.
 import { invalid } from './errors.js';
-import { buildResNetV2Decoder, buildResNetV2Encoder } from './resnet.js';
+import * as is from './is.js';
 
 export type OutputActivation = 'softmax' | 'sigmoid' | 'none';
 export type NormKind = 'batch' | 'instance' | 'none';
@@ -12,7 +12,7 @@ export type ActivationKind = 'prelu' | 'relu' | 'leaky_relu';
 export type DecoderBlock = 'monai' | 'skullvae';
 
 /** 'monai': MONAI's VarAutoEncoder layout (channels/strides per level). 'resnet-v2': Rivera's
- *  pre-activation ResNet-v2 encoder/decoder (ts/resnet.ts), configured by `resnet`. */
+ *  pre-activation ResNet-v2 encoder/decoder (ts/model/build.ts), configured by `resnet`. */
 export type Architecture = 'monai' | 'resnet-v2';
 
 export interface ResNetV2Options {
@@ -119,14 +119,8 @@ export function validateResNetV2(c: Pick<VaeConfig, 'inputShape'>, o: Partial<Re
   return r;
 }
 
-function posInt(field: string, v: unknown, max = 1 << 20): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) invalid(field, `must be an integer in [1, ${max}]`, v);
-  return v;
-}
-function oneOf<T extends string>(field: string, v: unknown, options: readonly T[]): T {
-  if (typeof v !== 'string' || !options.includes(v as T)) invalid(field, `must be one of ${options.map((o) => `'${o}'`).join(', ')}`, v);
-  return v as T;
-}
+const posInt = (field: string, v: unknown, max = 1 << 20): number => is.integer(field, v, 1, max);
+const oneOf = is.oneOf;
 
 /** Validates a full config (every field present) and returns a normalised copy. */
 export function validateConfig(c: unknown, field = 'config'): VaeConfig {
@@ -180,76 +174,4 @@ export function validateConfig(c: unknown, field = 'config'): VaeConfig {
 export function bottleneckShape(c: VaeConfig): [number, number, number] {
   const p = (c.kernelSize - 1) / 2;
   return c.inputShape.map((d) => c.strides.reduce((x, s) => Math.floor((x + 2 * p - c.kernelSize) / s) + 1, d)) as [number, number, number];
-}
-
-/** A native network spec plus the PyTorch name prefix of each node (null: no parameters). */
-export interface BuiltNet {
-  spec: string;
-  nodeNames: (string | null)[];
-}
-
-class SpecBuilder {
-  lines: string[] = [];
-  names: (string | null)[] = [];
-  add(line: string, name: string | null = null): number {
-    this.lines.push(line);
-    this.names.push(name);
-    return this.lines.length - 1;
-  }
-  build(outputs: number[]): BuiltNet {
-    return { spec: [...this.lines, `output ${outputs.join(' ')}`].join('\n'), nodeNames: this.names };
-  }
-}
-
-function normAct(b: SpecBuilder, c: VaeConfig, x: number, channels: number, prefix: string): number {
-  if (c.norm === 'batch') x = b.add(`batch_norm3d in=${x} eps=${c.normEps} momentum=${c.normMomentum} affine=1`, `${prefix}.N`);
-  else if (c.norm === 'instance') x = b.add(`instance_norm3d in=${x} eps=${c.normEps} affine=0`, null);
-  if (c.activation === 'prelu') x = b.add(`prelu in=${x} n=${c.preluPerChannel ? channels : 1}`, `${prefix}.A`);
-  else if (c.activation === 'relu') x = b.add(`relu in=${x}`);
-  else x = b.add(`leaky_relu in=${x} slope=${c.leakySlope}`);
-  return x;
-}
-
-/** Encoder: x [inChannels, D, H, W] → (mu [latent], logvar [latent]); MONAI names encode.encode_i.*, mu, logvar. */
-export function buildEncoder(c: VaeConfig): BuiltNet {
-  if (c.architecture === 'resnet-v2') return buildResNetV2Encoder(c, c.resnet);
-  const b = new SpecBuilder();
-  const k = c.kernelSize, p = (k - 1) / 2;
-  let x = b.add(`input c=${c.inChannels} d=${c.inputShape[0]} h=${c.inputShape[1]} w=${c.inputShape[2]}`);
-  c.channels.forEach((ch, i) => {
-    const s = c.strides[i]!;
-    x = b.add(`conv3d in=${x} cout=${ch} k=${k} s=${s} p=${p} bias=1`, `encode.encode_${i}.conv`);
-    x = normAct(b, c, x, ch, `encode.encode_${i}.adn`);
-  });
-  const flat = b.add(`flatten in=${x}`);
-  const mu = b.add(`linear in=${flat} out=${c.latentSize} bias=1`, 'mu');
-  const lv = b.add(`linear in=${flat} out=${c.latentSize} bias=1`, 'logvar');
-  return b.build([mu, lv]);
-}
-
-/** Decoder: z [latent] → logits [outChannels, D, H, W]; names decodeL, decode.decode_i.conv.{conv,adn.N,adn.A}. */
-export function buildDecoder(c: VaeConfig): BuiltNet {
-  if (c.architecture === 'resnet-v2') return buildResNetV2Decoder(c, c.resnet);
-  const b = new SpecBuilder();
-  const k = c.kernelSize, p = (k - 1) / 2;
-  const small = bottleneckShape(c);
-  const last = c.channels[c.channels.length - 1]!;
-  let x = b.add(`input c=${c.latentSize} d=1 h=1 w=1`);
-  x = b.add(`linear in=${x} out=${last * small[0] * small[1] * small[2]} bias=1`, 'decodeL');
-  x = b.add(`relu in=${x}`);
-  x = b.add(`reshape in=${x} c=${last} d=${small[0]} h=${small[1]} w=${small[2]}`);
-  const outs = [...c.channels.slice(0, -1).reverse(), c.outChannels];
-  const strides = [...c.strides].reverse();
-  outs.forEach((ch, i) => {
-    const s = strides[i]!;
-    const isLast = i === outs.length - 1;
-    x = b.add(`conv_transpose3d in=${x} cout=${ch} k=${k} s=${s} p=${p} op=${s - 1} bias=1`, `decode.decode_${i}.conv.conv`);
-    if (c.decoderBlock === 'skullvae') {
-      x = normAct(b, c, x, ch, `decode.decode_${i}.conv.adn`);
-      x = b.add(`relu in=${x}`);
-    } else if (!isLast) {
-      x = normAct(b, c, x, ch, `decode.decode_${i}.conv.adn`);
-    }
-  });
-  return b.build([x]);
 }

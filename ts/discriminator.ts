@@ -2,8 +2,10 @@
 // convolutions with strides (2, 2, 2, 1, 1, 1) and filters (128, 128, 128, 64, 64, 1), BatchNorm after
 // every convolution (the last one too), LeakyReLU after all but the last, Dropout after every layer.
 // The output is a grid of patch logits [1, D/8, H/8, W/8] (one per receptive field), not one number.
-// Builds a native network spec with PyTorch-style names (layers.{i}.conv / layers.{i}.bn).
+// The config, its validation and shapes; the network itself is built by buildDiscriminator in
+// ts/model/build.ts (PyTorch-style names layers.{i}.conv / layers.{i}.bn).
 import { VoxvaeError, invalid } from './errors.js';
+import * as is from './is.js';
 
 export interface DiscriminatorConfig {
   /** Spatial shape [D, H, W] of the volumes it judges; each must be a multiple of the product of the strides (8). */
@@ -44,10 +46,7 @@ export function patchGan3d(opts: DiscriminatorConfigInput): DiscriminatorConfig 
   return validateDiscriminatorConfig({ inChannels: 1, ...PATCHGAN_DEFAULTS, ...opts });
 }
 
-const posInt = (field: string, v: unknown, max: number): number => {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) invalid(field, `must be an integer in [1, ${max}]`, v);
-  return v;
-};
+const posInt = (field: string, v: unknown, max: number): number => is.integer(field, v, 1, max);
 
 /** Validates a discriminator config; a volume the strides do not divide fails with the sizes that would fit. */
 export function validateDiscriminatorConfig(c: DiscriminatorConfig, field = 'discriminator'): DiscriminatorConfig {
@@ -91,21 +90,4 @@ export function discriminatorFilters(c: DiscriminatorConfig): number[] {
 export function patchGridShape(c: DiscriminatorConfig): [number, number, number, number] {
   const total = c.strides.reduce((a, s) => a * s, 1);
   return [1, c.inputShape[0] / total, c.inputShape[1] / total, c.inputShape[2] / total];
-}
-
-/** The native spec; names layers.{i}.conv.{weight,bias}, layers.{i}.bn.{weight,bias,running_*}. */
-export function buildDiscriminator(c: DiscriminatorConfig): { spec: string; nodeNames: (string | null)[] } {
-  const cfg = validateDiscriminatorConfig(c);
-  const lines: string[] = [], names: (string | null)[] = [];
-  const add = (line: string, name: string | null = null): number => (lines.push(line), names.push(name), lines.length - 1);
-  const p = (cfg.kernelSize - 1) / 2;
-  let x = add(`input c=${cfg.inChannels} d=${cfg.inputShape[0]} h=${cfg.inputShape[1]} w=${cfg.inputShape[2]}`);
-  const filters = discriminatorFilters(cfg);
-  filters.forEach((f, i) => {
-    x = add(`conv3d in=${x} cout=${f} k=${cfg.kernelSize} s=${cfg.strides[i]} p=${p} bias=1`, `layers.${i}.conv`);
-    x = add(`batch_norm3d in=${x} eps=${cfg.normEps} momentum=${cfg.normMomentum} affine=1`, `layers.${i}.bn`);
-    if (i < filters.length - 1) x = add(`leaky_relu in=${x} slope=${cfg.leakySlope}`);
-    if (cfg.dropout > 0) x = add(`dropout in=${x} rate=${cfg.dropout}`);
-  });
-  return { spec: [...lines, `output ${x}`].join('\n'), nodeNames: names };
 }

@@ -1,7 +1,8 @@
 // Encoder, Decoder and Vae: the model API over the native engine. Inputs and outputs are
 // Float32Arrays in NCDHW order; every length is checked here before native code sees it.
 import { VoxvaeError, invalid } from './errors.js';
-import { buildDecoder, buildEncoder, resnetV2Vae, validateConfig, type ResNetV2Options, type VaeConfig } from './config.js';
+import { resnetV2Vae, validateConfig, type ResNetV2Options, type VaeConfig } from './config.js';
+import { buildDecoder, buildEncoder } from './model/build.js';
 import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor, type Reduction } from './native.js';
 import { selectBackend } from './backend.js';
 import { Network, type OptimizerConfig } from './network.js';

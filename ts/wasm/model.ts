@@ -3,7 +3,8 @@
 // VAE, an aggregated VAE whose decoder is skullVAE's stage-2 decoder, or a decoder alone).
 // Inputs and outputs are Float32Arrays in NCDHW order, like the native API; masks are Uint8Arrays.
 import { VoxvaeError, invalid } from '../errors.js';
-import { buildDecoder, buildEncoder, validateConfig, type VaeConfig } from '../config.js';
+import { validateConfig, type VaeConfig } from '../config.js';
+import { buildDecoder, buildEncoder } from '../model/build.js';
 import { parseSafetensors, voxvaeMetadata, type SafeTensors } from '../safetensors_core.js';
 import { WasmNet } from './net.js';
 import { completeSkull, completionFromCheckpoint, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from '../completion/index.js';
