@@ -9,8 +9,7 @@
 // [N, C, D, H, W] otherwise; N is symbolic ("N").
 import { VoxvaeError, invalid } from '../errors.js';
 import type { VaeConfig } from '../config.js';
-import { buildDecoder, buildEncoder } from '../model/build.js';
-import { resolveConfigs } from '../model/checkpoint.js';
+import { checkpointNetworks, resolveConfigs } from '../model/checkpoint.js';
 import { parseSafetensors, toFloat32, type SafeTensors, type TensorEntry } from '../safetensors_core.js';
 
 // ---- protobuf writer (just what ONNX needs) ------------------------------------------------------------------
@@ -126,9 +125,12 @@ export function exportOnnx(checkpoint: Uint8Array | SafeTensors, opts: OnnxExpor
   const st = checkpoint instanceof Uint8Array ? parseSafetensors(checkpoint, file) : checkpoint;
   const part = opts.part ?? 'decoder';
   if (part !== 'decoder' && part !== 'encoder') invalid('options.part', "must be 'decoder' or 'encoder'", part);
-  const { config, decoderConfig } = resolveConfigs(st, file, { config: opts.config, part });
-  const cfg = part === 'decoder' ? decoderConfig : config!;
-  const graph = part === 'decoder' ? buildDecoder(cfg) : buildEncoder(cfg);
+  const r = resolveConfigs(st, file, { config: opts.config, part });
+  const nets = checkpointNetworks(st, file, r);
+  if (part === 'encoder' && !nets.hasEncoder)
+    throw new VoxvaeError('ECHECKPOINT', `${file} holds no tensors of the encoder its config describes: export the decoder`, { path: file });
+  const cfg = part === 'decoder' ? r.decoderConfig : r.config!;
+  const graph = part === 'decoder' ? nets.decoder : nets.encoder!;
 
   const graphNodes: Pb[] = [];
   const inits: Pb[] = [];
