@@ -329,3 +329,13 @@ test('one optimizer-state naming: Vae.save writes __voxvae__.adam.<part>.{m,v}, 
     vae.dispose();
   }
 });
+
+test('the checkpoint module and the ONNX exporter are Node-free (they bundle for browsers)', async (t) => {
+  const esbuild = await import('esbuild');
+  const { ROOT } = await import('./helpers.js');
+  for (const entry of ['ts/model/checkpoint.ts', 'ts/export/onnx.ts']) {
+    const out = await esbuild.build({ entryPoints: [path.join(ROOT, entry)], bundle: true, format: 'esm', platform: 'browser', write: false, metafile: true, logLevel: 'silent' });
+    const inputs = Object.keys(out.metafile.inputs);
+    t.deepEqual(inputs.filter((p) => !p.startsWith('ts/') || /ts\/(vae|native|backend|network|safetensors)\.ts$/.test(p)), [], entry);
+  }
+});

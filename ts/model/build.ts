@@ -22,9 +22,6 @@ import { bottleneckShape, validateConfig, validateResNetV2, type ResNetV2Options
 import { discriminatorFilters, validateDiscriminatorConfig, type DiscriminatorConfig } from '../discriminator.js';
 import { Graph, GraphBuilder } from './graph.js';
 
-/** @deprecated name: a built network is a Graph (it has .spec and .nodeNames). */
-export type BuiltNet = Graph;
-
 function normAct(b: GraphBuilder, c: VaeConfig, x: number, channels: number, prefix: string): number {
   if (c.norm === 'batch') x = b.batchNorm3d(x, { eps: c.normEps, momentum: c.normMomentum }, `${prefix}.N`);
   else if (c.norm === 'instance') x = b.instanceNorm3d(x, { eps: c.normEps });
