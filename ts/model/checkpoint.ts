@@ -146,7 +146,7 @@ export interface ResolvedConfigs {
 export function resolveConfigs(st: SafeTensors, file: string, opts: ConfigOptions = {}): ResolvedConfigs {
   const meta = readCheckpointMeta(st, file);
   const part = opts.part ?? 'vae';
-  const cfgSource = opts.config ?? (meta?.kind === 'decoder' && !opts.decoderConfig ? undefined : meta?.config);
+  const cfgSource = opts.config ?? (meta?.kind === 'decoder' ? undefined : meta?.config);
   const metaDecoder = meta?.decoderConfig as Partial<VaeConfig> | undefined;
   let dcfgSource: unknown;
   let dcfgField: string;
