@@ -105,13 +105,11 @@ export function resnetV2Vae(opts: VaeConfigInput & { resnet?: Partial<ResNetV2Op
 
 /** Validates ResNet-v2 options for a config's shape (every side divisible by 2^stages). */
 export function validateResNetV2(c: Pick<VaeConfig, 'inputShape'>, o: Partial<ResNetV2Options>, field = 'resnet', checkShape = true): ResNetV2Options {
-  if (typeof o !== 'object' || o === null) invalid(field, 'must be an object', o);
+  if (!is.plainObject(o)) invalid(field, 'must be an object', o);
   for (const k of Object.keys(o)) if (!(k in RESNET_V2_DEFAULTS)) invalid(`${field}.${k}`, 'is not a ResNet-v2 option');
   const r = { ...RESNET_V2_DEFAULTS, ...o };
-  for (const [k, max] of [['filters', 8192], ['stages', 12], ['bottleneckChannels', 8192]] as const)
-    if (!Number.isInteger(r[k]) || r[k] < 1 || r[k] > max) invalid(`${field}.${k}`, `must be an integer in [1, ${max}]`, r[k]);
-  for (const k of ['encoderIdentityBlocks', 'decoderIdentityBlocks'] as const)
-    if (!Number.isInteger(r[k]) || r[k] < 0 || r[k] > 16) invalid(`${field}.${k}`, 'must be an integer in [0, 16]', r[k]);
+  for (const [k, max] of [['filters', 8192], ['stages', 12], ['bottleneckChannels', 8192]] as const) is.integer(`${field}.${k}`, r[k], 1, max);
+  for (const k of ['encoderIdentityBlocks', 'decoderIdentityBlocks'] as const) is.integer(`${field}.${k}`, r[k], 0, 16);
   const f = 2 ** r.stages;
   if (checkShape) c.inputShape.forEach((d, a) => {
     if (d % f !== 0) invalid(`config.inputShape[${a}]`, `must be a multiple of 2^stages = ${f} for the ResNet-v2 preset (e.g. ${Math.max(f, Math.round(d / f) * f)}), or use fewer stages`, d);
@@ -124,7 +122,7 @@ const oneOf = is.oneOf;
 
 /** Validates a full config (every field present) and returns a normalised copy. */
 export function validateConfig(c: unknown, field = 'config'): VaeConfig {
-  if (typeof c !== 'object' || c === null) invalid(field, 'must be an object', c);
+  if (!is.plainObject(c)) invalid(field, 'must be an object', c);
   const o = { ...DEFAULTS, ...(c as Partial<VaeConfig>) } as Record<string, unknown>;
   const known = new Set(['inputShape', ...Object.keys(DEFAULTS)]);
   for (const k of Object.keys(c as object)) if (!known.has(k)) invalid(`${field}.${k}`, 'is not a VaeConfig field');
@@ -154,10 +152,10 @@ export function validateConfig(c: unknown, field = 'config'): VaeConfig {
     norm: oneOf(`${field}.norm`, o.norm, ['batch', 'instance', 'none'] as const),
     activation: oneOf(`${field}.activation`, o.activation, ['prelu', 'relu', 'leaky_relu'] as const),
     decoderBlock: oneOf(`${field}.decoderBlock`, o.decoderBlock, ['monai', 'skullvae'] as const),
-    leakySlope: typeof o.leakySlope === 'number' && Number.isFinite(o.leakySlope) ? o.leakySlope : invalid(`${field}.leakySlope`, 'must be a finite number', o.leakySlope),
-    preluPerChannel: typeof o.preluPerChannel === 'boolean' ? o.preluPerChannel : invalid(`${field}.preluPerChannel`, 'must be a boolean', o.preluPerChannel),
-    normEps: typeof o.normEps === 'number' && o.normEps > 0 ? o.normEps : invalid(`${field}.normEps`, 'must be > 0', o.normEps),
-    normMomentum: typeof o.normMomentum === 'number' && o.normMomentum >= 0 && o.normMomentum <= 1 ? o.normMomentum : invalid(`${field}.normMomentum`, 'must be in [0, 1]', o.normMomentum),
+    leakySlope: is.number(`${field}.leakySlope`, o.leakySlope),
+    preluPerChannel: is.bool(`${field}.preluPerChannel`, o.preluPerChannel),
+    normEps: is.number(`${field}.normEps`, o.normEps, { above: 0 }),
+    normMomentum: is.number(`${field}.normMomentum`, o.normMomentum, { min: 0, max: 1 }),
   };
   if (architecture === 'resnet-v2') return cfg; // channels/strides describe the MONAI layout only
   const bottleneck = bottleneckShape(cfg);

@@ -50,7 +50,7 @@ const posInt = (field: string, v: unknown, max: number): number => is.integer(fi
 
 /** Validates a discriminator config; a volume the strides do not divide fails with the sizes that would fit. */
 export function validateDiscriminatorConfig(c: DiscriminatorConfig, field = 'discriminator'): DiscriminatorConfig {
-  if (typeof c !== 'object' || c === null) invalid(field, 'must be an object', c);
+  if (!is.plainObject(c)) invalid(field, 'must be an object', c);
   const known = new Set(['inputShape', 'inChannels', ...Object.keys(PATCHGAN_DEFAULTS)]);
   for (const k of Object.keys(c)) if (!known.has(k)) invalid(`${field}.${k}`, 'is not a DiscriminatorConfig field');
   if (!Array.isArray(c.inputShape) || c.inputShape.length !== 3) invalid(`${field}.inputShape`, 'must be [D, H, W]', c.inputShape);
@@ -61,13 +61,13 @@ export function validateDiscriminatorConfig(c: DiscriminatorConfig, field = 'dis
   if (c.filters[c.filters.length - 1] !== 1) invalid(`${field}.filters`, 'must end with 1 (one logit per patch)', c.filters);
   if (!Array.isArray(c.strides) || c.strides.length !== c.filters.length) invalid(`${field}.strides`, `must list one stride per layer (${c.filters.length})`, c.strides);
   c.strides.forEach((s, i) => posInt(`${field}.strides[${i}]`, s, 4));
-  if (!(typeof c.width === 'number' && c.width > 0 && c.width <= 16)) invalid(`${field}.width`, 'must be a number in (0, 16]', c.width);
+  is.number(`${field}.width`, c.width, { above: 0, max: 16 });
   posInt(`${field}.kernelSize`, c.kernelSize, 15);
   if (c.kernelSize % 2 === 0) invalid(`${field}.kernelSize`, 'must be odd', c.kernelSize);
-  if (!(typeof c.dropout === 'number' && c.dropout >= 0 && c.dropout < 1)) invalid(`${field}.dropout`, 'must be in [0, 1)', c.dropout);
-  if (!(typeof c.leakySlope === 'number' && Number.isFinite(c.leakySlope))) invalid(`${field}.leakySlope`, 'must be a finite number', c.leakySlope);
-  if (!(typeof c.normEps === 'number' && c.normEps > 0)) invalid(`${field}.normEps`, 'must be > 0', c.normEps);
-  if (!(typeof c.normMomentum === 'number' && c.normMomentum >= 0 && c.normMomentum <= 1)) invalid(`${field}.normMomentum`, 'must be in [0, 1]', c.normMomentum);
+  is.number(`${field}.dropout`, c.dropout, { min: 0, below: 1 });
+  is.number(`${field}.leakySlope`, c.leakySlope);
+  is.number(`${field}.normEps`, c.normEps, { above: 0 });
+  is.number(`${field}.normMomentum`, c.normMomentum, { min: 0, max: 1 });
   const total = c.strides.reduce((a, s) => a * s, 1);
   const axes = ['D', 'H', 'W'];
   c.inputShape.forEach((d, a) => {
