@@ -2,9 +2,9 @@
 // VAE, a decoder alone, a PatchGAN discriminator's state_dict) × loaders (native Vae.load, voxvae/web's
 // loadModel in WebAssembly, exportOnnx, the Trainer's resume and in-memory restore). Each cell loads and
 // gives the same decode (native bit for bit, WebAssembly within 1e-5 relative, ONNX: every initializer
-// holds the checkpoint's exact tensor and the graph has one operator per node), or is refused with a
-// typed error saying why. Tiny shapes (16³, a few channels). Also: the metadata validation of
-// ts/model/checkpoint.ts (missing/null/bad fields are tolerated or ECHECKPOINT, never a TypeError).
+// holds the checkpoint's exact tensor, and a plain reference evaluator of the exported model gives the
+// native decode/encode within 1e-5 relative), or is refused with a typed error saying why. Tiny shapes
+// (16³, a few channels). Also: the metadata validation of ts/model/checkpoint.ts (missing/null/bad fields are tolerated or ECHECKPOINT, never a TypeError).
 import test, { type ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -15,7 +15,7 @@ import { patchGan3d } from '../ts/discriminator.js';
 import { VoxvaeError } from '../ts/errors.js';
 import { exportOnnx } from '../ts/export/onnx.js';
 import { buildDecoder, buildDiscriminator, buildEncoder } from '../ts/model/build.js';
-import { adamTensorName, readCheckpointMeta, resolveConfigs } from '../ts/model/checkpoint.js';
+import { adamTensorName, ownedBy, readCheckpointMeta, resolveConfigs } from '../ts/model/checkpoint.js';
 import { Network } from '../ts/network.js';
 import { parseSafetensors, serializeSafetensors, toFloat32, toNumbers, type TensorToWrite } from '../ts/safetensors.js';
 import { VolumeDataset } from '../ts/data/dataset.js';
@@ -24,6 +24,7 @@ import { Trainer } from '../ts/train/trainer.js';
 import { Decoder, Encoder, Vae } from '../ts/vae.js';
 import { loadModel, loadRuntime, type WasmRuntime } from '../ts/web/index.js';
 import { relErr } from './helpers.js';
+import { parseOnnx, runOnnx } from './onnx_ref.js';
 
 const SHAPE: [number, number, number] = [16, 16, 16];
 const S = 16 ** 3;
@@ -36,21 +37,30 @@ const PATCHGAN = patchGan3d({ inputShape: SHAPE, width: 1 / 32 });
 const Z = Float32Array.from({ length: 2 * LATENT }, (_, i) => Math.sin(i * 1.7) * 1.3);
 const X = Float32Array.from({ length: 2 * S }, (_, i) => ((i * 2654435761) >>> 0) % 7 < 3 ? 1 : 0);
 
+/** A checkpoint file and the native outputs it must reproduce: decode(Z) and encode(X) (null: none). */
+interface Made {
+  file: string;
+  decode: Float32Array | null;
+  mu?: Float32Array;
+  logvar?: Float32Array;
+  config: VaeConfig | null;
+  decoderConfig: VaeConfig | null;
+}
 interface Preset {
   name: string;
-  /** The checkpoint's bytes and the native decode of Z it must reproduce (null: nothing to decode). */
-  make(dir: string): Promise<{ file: string; decode: Float32Array | null; config: VaeConfig | null; decoderConfig: VaeConfig | null }>;
+  make(dir: string): Promise<Made>;
   /** Loaders that must refuse it, with the error code and message. */
   refused: Partial<Record<Loader, { code: string; message: RegExp }>>;
 }
 type Loader = 'native' | 'wasm' | 'onnx' | 'trainer';
 
 /** A model trained one step (Adam state, BatchNorm statistics and counters not at their initial values), saved. */
-async function trained(vae: Vae, file: string): Promise<{ file: string; decode: Float32Array; config: VaeConfig; decoderConfig: VaeConfig }> {
+async function trained(vae: Vae, file: string): Promise<Made> {
   try {
     await vae.trainStep({ input: X }, { optimizer: { lr: 1e-2 } });
     await vae.save(file);
-    return { file, decode: await vae.decode(Z), config: vae.config, decoderConfig: vae.decoder.config };
+    const { mu, logvar } = await vae.encode(X);
+    return { file, decode: await vae.decode(Z), mu, logvar, config: vae.config, decoderConfig: vae.decoder.config };
   } finally {
     vae.dispose();
   }
@@ -113,59 +123,31 @@ test.after.always(async () => {
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
-// ---- a minimal protobuf reader, enough to list an ONNX model's initializers and operators ----------------------
-type Fields = Map<number, (number | Uint8Array)[]>;
-function pbFields(b: Uint8Array): Fields {
-  const out: Fields = new Map();
-  let o = 0;
-  const varint = (): number => {
-    let v = 0, mul = 1, byte = 0;
-    do {
-      byte = b[o++]!;
-      v += (byte & 0x7f) * mul;
-      mul *= 128;
-    } while (byte & 0x80);
-    return v;
-  };
-  while (o < b.length) {
-    const key = varint(), field = Math.floor(key / 8), wire = key & 7;
-    let v: number | Uint8Array;
-    if (wire === 0) v = varint();
-    else if (wire === 2) {
-      const n = varint();
-      v = b.subarray(o, o + n);
-      o += n;
-    } else if (wire === 5) {
-      v = b.subarray(o, o + 4);
-      o += 4;
-    } else throw new Error(`wire type ${wire}`);
-    out.set(field, [...(out.get(field) ?? []), v]);
-  }
-  return out;
-}
-const str = (v: number | Uint8Array | undefined): string => new TextDecoder().decode(v as Uint8Array);
-
-function checkOnnx(t: ExecutionContext, onnx: Uint8Array, file: string, part: 'encoder' | 'decoder', cfg: VaeConfig): void {
+// ---- ONNX: the exported model, run by a plain reference evaluator (test/onnx_ref.ts) -----------------------------
+function checkOnnx(t: ExecutionContext, onnx: Uint8Array, file: string, part: 'encoder' | 'decoder', cfg: VaeConfig, expected: Float32Array[]): void {
   const st = parseSafetensors(new Uint8Array(readFileSync(file)));
-  const graph = pbFields(pbFields(onnx).get(7)![0] as Uint8Array);
-  const inits = new Map<string, Uint8Array>();
-  for (const i of graph.get(5) ?? []) {
-    const f = pbFields(i as Uint8Array);
-    inits.set(str(f.get(8)![0]), f.get(9)![0] as Uint8Array);
-  }
+  const model = parseOnnx(onnx);
   const g = part === 'decoder' ? buildDecoder(cfg) : buildEncoder(cfg);
   // Every weight of the network is an initializer holding exactly the checkpoint's float32 values.
+  const owns = ownedBy(g);
   let n = 0;
   for (const [k, e] of st.tensors) {
-    if (k.startsWith('__') || k.endsWith('num_batches_tracked') || !g.nodes.some((x) => x.name !== null && k.startsWith(`${x.name}.`) && !k.slice(x.name.length + 1).includes('.'))) continue;
-    const raw = inits.get(k);
-    t.truthy(raw, `${part} initializer ${k}`);
-    t.deepEqual(new Float32Array(raw!.slice().buffer), toFloat32(e), k);
+    if (k.startsWith('__') || k.endsWith('.num_batches_tracked') || !owns(k)) continue;
+    const init = model.initializers.get(k);
+    t.truthy(init, `${part} initializer ${k}`);
+    t.deepEqual(new Float32Array(init!.raw.buffer), toFloat32(e), k);
     n++;
   }
   t.true(n > 0);
-  // One ONNX operator per graph node at least (plus the output Identity nodes).
-  t.true((graph.get(1) ?? []).length >= g.nodes.length - 1 + g.outputs.length);
+  // And it computes what the native engine computes.
+  const [D, H, W] = cfg.inputShape;
+  const got = part === 'decoder' ? runOnnx(model, Z, [2, cfg.latentSize]) : runOnnx(model, X, [2, cfg.inChannels, D, H, W]);
+  t.is(got.length, expected.length);
+  got.forEach((y, i) => {
+    const err = relErr(y, expected[i]!);
+    t.log(`ONNX ${part} output ${i}: relative error ${err.toExponential(2)} vs native`);
+    t.true(err < 1e-5, `${part} output ${i}: ONNX (reference evaluator) vs native relative error ${err}`);
+  });
 }
 
 async function refusal(t: ExecutionContext, p: Preset, loader: Loader, run: () => Promise<unknown>): Promise<boolean> {
@@ -208,8 +190,8 @@ for (const p of PRESETS) {
     // ONNX
     const bytes = new Uint8Array(readFileSync(made.file));
     if (!(await refusal(t, p, 'onnx', async () => exportOnnx(bytes, { name: made.file, ...asked })))) {
-      checkOnnx(t, exportOnnx(bytes, { name: made.file }), made.file, 'decoder', made.decoderConfig!);
-      if (made.config) checkOnnx(t, exportOnnx(bytes, { name: made.file, part: 'encoder' }), made.file, 'encoder', made.config);
+      checkOnnx(t, exportOnnx(bytes, { name: made.file, probabilities: true }), made.file, 'decoder', made.decoderConfig!, [made.decode!]);
+      if (made.config) checkOnnx(t, exportOnnx(bytes, { name: made.file, part: 'encoder' }), made.file, 'encoder', made.config, [made.mu!, made.logvar!]);
       else t.throws(() => exportOnnx(bytes, { name: made.file, part: 'encoder' }), { instanceOf: VoxvaeError, message: /decoder alone/ });
     }
 
