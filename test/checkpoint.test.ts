@@ -321,3 +321,19 @@ test('the checkpoint module and the ONNX exporter are Node-free (they bundle for
     t.deepEqual(inputs.filter((p) => !p.startsWith('ts/') || /ts\/(vae|native|backend|network|safetensors)\.ts$/.test(p)), [], entry);
   }
 });
+
+test('voxvae/web without an encoder config: a whole VAE needs { config } or { decoderOnly: true }', async (t) => {
+  const made = await PRESETS[0]!.make(tmp);
+  const st = parseSafetensors(new Uint8Array(readFileSync(made.file)));
+  const plain = new Map<string, TensorToWrite>();
+  for (const [k, e] of st.tensors) if (!k.startsWith('__')) plain.set(k, e.dtype === 'I64' ? { dtype: 'I64', shape: e.shape, data: toNumbers(e) } : { dtype: 'F32', shape: e.shape, data: toFloat32(e) });
+  const bytes = serializeSafetensors(plain);
+  await t.throwsAsync(loadModel(bytes, { runtime: rt, decoderConfig: MONAI, name: 'plain.safetensors' }), { code: 'ECHECKPOINT', message: /plain\.safetensors holds more than the decoder .*pass \{ config \} too, or \{ decoderOnly: true \}/ });
+  const m = await loadModel(bytes, { runtime: rt, decoderConfig: MONAI, decoderOnly: true });
+  try {
+    t.is(m.kind, 'decoder');
+    t.true(relErr((await m.decode(Z)) as Float32Array, made.decode!, 0) < 1e-5);
+  } finally {
+    m.dispose();
+  }
+});

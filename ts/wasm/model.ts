@@ -4,7 +4,7 @@
 // Inputs and outputs are Float32Arrays in NCDHW order, like the native API; masks are Uint8Arrays.
 import { VoxvaeError, invalid } from '../errors.js';
 import type { VaeConfig } from '../config.js';
-import { checkpointNetworks, loadNetworks, ownedBy, readTrainingState, resolveConfigs, type ModelKind } from '../model/checkpoint.js';
+import { checkpointNetworks, loadNetworks, ownedBy, readTrainingState, resolveConfigs, weightNames, type ModelKind } from '../model/checkpoint.js';
 import { parseSafetensors, type SafeTensors, type TensorEntry } from '../safetensors_core.js';
 import { WasmNet } from './net.js';
 import { completeSkull, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from '../completion/index.js';
@@ -112,6 +112,9 @@ export class WasmVae {
     const r = resolveConfigs(st, file, { config: opts.config, decoderConfig: opts.decoderConfig, part: 'decoder' });
     const nets = checkpointNetworks(st, file, r);
     const withEncoder = nets.hasEncoder && !opts.decoderOnly;
+    const others = weightNames(st).filter((k) => !ownedBy(nets.decoder)(k));
+    if (!r.config && !opts.decoderOnly && others.length)
+      throw new VoxvaeError('ECHECKPOINT', `${file} holds more than the decoder (${others.slice(0, 3).join(', ')}${others.length > 3 ? ', ...' : ''}) but only a decoder config was given: pass { config } too, or { decoderOnly: true }`, { path: file });
     const state = readTrainingState(st, file, r);
     let enc: WasmNet | null = null;
     let dec: WasmNet | null = null;
@@ -122,7 +125,9 @@ export class WasmVae {
         enc = new WasmNet(rt, nets.encoder!);
         loaders.push((t, f) => enc!.load(t, f));
       }
-      loadNetworks(st, file, loaders, opts.decoderOnly && nets.encoder ? ownedBy(nets.encoder) : undefined);
+      // decoderOnly: the encoder's tensors are skipped (all but the decoder's when no encoder config is known).
+      const skip = !opts.decoderOnly ? undefined : nets.encoder ? ownedBy(nets.encoder) : (k: string) => !ownedBy(nets.decoder)(k);
+      loadNetworks(st, file, loaders, skip);
     } catch (e) {
       enc?.dispose();
       dec?.dispose();
