@@ -31,7 +31,7 @@ import b from 'benny';
 import { type ModelName } from './models.js';
 import { decoderCheckpoint } from './decoder-checkpoint.js';
 import { setThreads } from '../ts/vae.js';
-import { exportOnnx } from '../ts/wasm/onnx.js';
+import { exportOnnx } from '../ts/export/onnx.js';
 import { loadModel, loadRuntime } from '../ts/web/index.js';
 import { relErr } from '../test/helpers.js';
 

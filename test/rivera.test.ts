@@ -3,7 +3,8 @@
 // and the bad-input paths (batch of 1, a volume the discriminator does not fit).
 import test from 'ava';
 import { monaiVarAutoEncoder } from '../ts/config.js';
-import { buildDiscriminator, patchGan3d, type DiscriminatorConfig } from '../ts/discriminator.js';
+import { patchGan3d, type DiscriminatorConfig } from '../ts/discriminator.js';
+import { buildDiscriminator } from '../ts/model/build.js';
 import { VoxvaeError } from '../ts/errors.js';
 import { native } from '../ts/native.js';
 import { Network } from '../ts/network.js';

@@ -1,8 +1,8 @@
-// VaeConfig: the architecture of a 3D convolutional VAE, its validation (messages name the field),
-// the presets (MONAI's VarAutoEncoder as skullVAE uses it, skullVAE's stage-2 decoder), and the
-// translation of a config into native network specs with PyTorch parameter names.
+// VaeConfig: the architecture of a 3D convolutional VAE, its validation (messages name the field) and
+// the presets (MONAI's VarAutoEncoder as skullVAE uses it, skullVAE's stage-2 decoder, Rivera's
+// ResNet-v2). Imports no builder: the networks a config describes are built in ts/model/build.ts.
 import { invalid } from './errors.js';
-import { buildResNetV2Decoder, buildResNetV2Encoder } from './resnet.js';
+import * as is from './is.js';
 
 export type OutputActivation = 'softmax' | 'sigmoid' | 'none';
 export type NormKind = 'batch' | 'instance' | 'none';
@@ -12,7 +12,7 @@ export type ActivationKind = 'prelu' | 'relu' | 'leaky_relu';
 export type DecoderBlock = 'monai' | 'skullvae';
 
 /** 'monai': MONAI's VarAutoEncoder layout (channels/strides per level). 'resnet-v2': Rivera's
- *  pre-activation ResNet-v2 encoder/decoder (ts/resnet.ts), configured by `resnet`. */
+ *  pre-activation ResNet-v2 encoder/decoder (ts/model/build.ts), configured by `resnet`. */
 export type Architecture = 'monai' | 'resnet-v2';
 
 export interface ResNetV2Options {
@@ -105,13 +105,11 @@ export function resnetV2Vae(opts: VaeConfigInput & { resnet?: Partial<ResNetV2Op
 
 /** Validates ResNet-v2 options for a config's shape (every side divisible by 2^stages). */
 export function validateResNetV2(c: Pick<VaeConfig, 'inputShape'>, o: Partial<ResNetV2Options>, field = 'resnet', checkShape = true): ResNetV2Options {
-  if (typeof o !== 'object' || o === null) invalid(field, 'must be an object', o);
+  if (!is.plainObject(o)) invalid(field, 'must be an object', o);
   for (const k of Object.keys(o)) if (!(k in RESNET_V2_DEFAULTS)) invalid(`${field}.${k}`, 'is not a ResNet-v2 option');
   const r = { ...RESNET_V2_DEFAULTS, ...o };
-  for (const [k, max] of [['filters', 8192], ['stages', 12], ['bottleneckChannels', 8192]] as const)
-    if (!Number.isInteger(r[k]) || r[k] < 1 || r[k] > max) invalid(`${field}.${k}`, `must be an integer in [1, ${max}]`, r[k]);
-  for (const k of ['encoderIdentityBlocks', 'decoderIdentityBlocks'] as const)
-    if (!Number.isInteger(r[k]) || r[k] < 0 || r[k] > 16) invalid(`${field}.${k}`, 'must be an integer in [0, 16]', r[k]);
+  for (const [k, max] of [['filters', 8192], ['stages', 12], ['bottleneckChannels', 8192]] as const) is.integer(`${field}.${k}`, r[k], 1, max);
+  for (const k of ['encoderIdentityBlocks', 'decoderIdentityBlocks'] as const) is.integer(`${field}.${k}`, r[k], 0, 16);
   const f = 2 ** r.stages;
   if (checkShape) c.inputShape.forEach((d, a) => {
     if (d % f !== 0) invalid(`config.inputShape[${a}]`, `must be a multiple of 2^stages = ${f} for the ResNet-v2 preset (e.g. ${Math.max(f, Math.round(d / f) * f)}), or use fewer stages`, d);
@@ -119,18 +117,12 @@ export function validateResNetV2(c: Pick<VaeConfig, 'inputShape'>, o: Partial<Re
   return r;
 }
 
-function posInt(field: string, v: unknown, max = 1 << 20): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) invalid(field, `must be an integer in [1, ${max}]`, v);
-  return v;
-}
-function oneOf<T extends string>(field: string, v: unknown, options: readonly T[]): T {
-  if (typeof v !== 'string' || !options.includes(v as T)) invalid(field, `must be one of ${options.map((o) => `'${o}'`).join(', ')}`, v);
-  return v as T;
-}
+const posInt = (field: string, v: unknown, max = 1 << 20): number => is.integer(field, v, 1, max);
+const oneOf = is.oneOf;
 
 /** Validates a full config (every field present) and returns a normalised copy. */
 export function validateConfig(c: unknown, field = 'config'): VaeConfig {
-  if (typeof c !== 'object' || c === null) invalid(field, 'must be an object', c);
+  if (!is.plainObject(c)) invalid(field, 'must be an object', c);
   const o = { ...DEFAULTS, ...(c as Partial<VaeConfig>) } as Record<string, unknown>;
   const known = new Set(['inputShape', ...Object.keys(DEFAULTS)]);
   for (const k of Object.keys(c as object)) if (!known.has(k)) invalid(`${field}.${k}`, 'is not a VaeConfig field');
@@ -160,10 +152,10 @@ export function validateConfig(c: unknown, field = 'config'): VaeConfig {
     norm: oneOf(`${field}.norm`, o.norm, ['batch', 'instance', 'none'] as const),
     activation: oneOf(`${field}.activation`, o.activation, ['prelu', 'relu', 'leaky_relu'] as const),
     decoderBlock: oneOf(`${field}.decoderBlock`, o.decoderBlock, ['monai', 'skullvae'] as const),
-    leakySlope: typeof o.leakySlope === 'number' && Number.isFinite(o.leakySlope) ? o.leakySlope : invalid(`${field}.leakySlope`, 'must be a finite number', o.leakySlope),
-    preluPerChannel: typeof o.preluPerChannel === 'boolean' ? o.preluPerChannel : invalid(`${field}.preluPerChannel`, 'must be a boolean', o.preluPerChannel),
-    normEps: typeof o.normEps === 'number' && o.normEps > 0 ? o.normEps : invalid(`${field}.normEps`, 'must be > 0', o.normEps),
-    normMomentum: typeof o.normMomentum === 'number' && o.normMomentum >= 0 && o.normMomentum <= 1 ? o.normMomentum : invalid(`${field}.normMomentum`, 'must be in [0, 1]', o.normMomentum),
+    leakySlope: is.number(`${field}.leakySlope`, o.leakySlope),
+    preluPerChannel: is.bool(`${field}.preluPerChannel`, o.preluPerChannel),
+    normEps: is.number(`${field}.normEps`, o.normEps, { above: 0 }),
+    normMomentum: is.number(`${field}.normMomentum`, o.normMomentum, { min: 0, max: 1 }),
   };
   if (architecture === 'resnet-v2') return cfg; // channels/strides describe the MONAI layout only
   const bottleneck = bottleneckShape(cfg);
@@ -180,76 +172,4 @@ export function validateConfig(c: unknown, field = 'config'): VaeConfig {
 export function bottleneckShape(c: VaeConfig): [number, number, number] {
   const p = (c.kernelSize - 1) / 2;
   return c.inputShape.map((d) => c.strides.reduce((x, s) => Math.floor((x + 2 * p - c.kernelSize) / s) + 1, d)) as [number, number, number];
-}
-
-/** A native network spec plus the PyTorch name prefix of each node (null: no parameters). */
-export interface BuiltNet {
-  spec: string;
-  nodeNames: (string | null)[];
-}
-
-class SpecBuilder {
-  lines: string[] = [];
-  names: (string | null)[] = [];
-  add(line: string, name: string | null = null): number {
-    this.lines.push(line);
-    this.names.push(name);
-    return this.lines.length - 1;
-  }
-  build(outputs: number[]): BuiltNet {
-    return { spec: [...this.lines, `output ${outputs.join(' ')}`].join('\n'), nodeNames: this.names };
-  }
-}
-
-function normAct(b: SpecBuilder, c: VaeConfig, x: number, channels: number, prefix: string): number {
-  if (c.norm === 'batch') x = b.add(`batch_norm3d in=${x} eps=${c.normEps} momentum=${c.normMomentum} affine=1`, `${prefix}.N`);
-  else if (c.norm === 'instance') x = b.add(`instance_norm3d in=${x} eps=${c.normEps} affine=0`, null);
-  if (c.activation === 'prelu') x = b.add(`prelu in=${x} n=${c.preluPerChannel ? channels : 1}`, `${prefix}.A`);
-  else if (c.activation === 'relu') x = b.add(`relu in=${x}`);
-  else x = b.add(`leaky_relu in=${x} slope=${c.leakySlope}`);
-  return x;
-}
-
-/** Encoder: x [inChannels, D, H, W] → (mu [latent], logvar [latent]); MONAI names encode.encode_i.*, mu, logvar. */
-export function buildEncoder(c: VaeConfig): BuiltNet {
-  if (c.architecture === 'resnet-v2') return buildResNetV2Encoder(c, c.resnet);
-  const b = new SpecBuilder();
-  const k = c.kernelSize, p = (k - 1) / 2;
-  let x = b.add(`input c=${c.inChannels} d=${c.inputShape[0]} h=${c.inputShape[1]} w=${c.inputShape[2]}`);
-  c.channels.forEach((ch, i) => {
-    const s = c.strides[i]!;
-    x = b.add(`conv3d in=${x} cout=${ch} k=${k} s=${s} p=${p} bias=1`, `encode.encode_${i}.conv`);
-    x = normAct(b, c, x, ch, `encode.encode_${i}.adn`);
-  });
-  const flat = b.add(`flatten in=${x}`);
-  const mu = b.add(`linear in=${flat} out=${c.latentSize} bias=1`, 'mu');
-  const lv = b.add(`linear in=${flat} out=${c.latentSize} bias=1`, 'logvar');
-  return b.build([mu, lv]);
-}
-
-/** Decoder: z [latent] → logits [outChannels, D, H, W]; names decodeL, decode.decode_i.conv.{conv,adn.N,adn.A}. */
-export function buildDecoder(c: VaeConfig): BuiltNet {
-  if (c.architecture === 'resnet-v2') return buildResNetV2Decoder(c, c.resnet);
-  const b = new SpecBuilder();
-  const k = c.kernelSize, p = (k - 1) / 2;
-  const small = bottleneckShape(c);
-  const last = c.channels[c.channels.length - 1]!;
-  let x = b.add(`input c=${c.latentSize} d=1 h=1 w=1`);
-  x = b.add(`linear in=${x} out=${last * small[0] * small[1] * small[2]} bias=1`, 'decodeL');
-  x = b.add(`relu in=${x}`);
-  x = b.add(`reshape in=${x} c=${last} d=${small[0]} h=${small[1]} w=${small[2]}`);
-  const outs = [...c.channels.slice(0, -1).reverse(), c.outChannels];
-  const strides = [...c.strides].reverse();
-  outs.forEach((ch, i) => {
-    const s = strides[i]!;
-    const isLast = i === outs.length - 1;
-    x = b.add(`conv_transpose3d in=${x} cout=${ch} k=${k} s=${s} p=${p} op=${s - 1} bias=1`, `decode.decode_${i}.conv.conv`);
-    if (c.decoderBlock === 'skullvae') {
-      x = normAct(b, c, x, ch, `decode.decode_${i}.conv.adn`);
-      x = b.add(`relu in=${x}`);
-    } else if (!isLast) {
-      x = normAct(b, c, x, ch, `decode.decode_${i}.conv.adn`);
-    }
-  });
-  return b.build([x]);
 }

@@ -2,8 +2,10 @@
 // convolutions with strides (2, 2, 2, 1, 1, 1) and filters (128, 128, 128, 64, 64, 1), BatchNorm after
 // every convolution (the last one too), LeakyReLU after all but the last, Dropout after every layer.
 // The output is a grid of patch logits [1, D/8, H/8, W/8] (one per receptive field), not one number.
-// Builds a native network spec with PyTorch-style names (layers.{i}.conv / layers.{i}.bn).
+// The config, its validation and shapes; the network itself is built by buildDiscriminator in
+// ts/model/build.ts (PyTorch-style names layers.{i}.conv / layers.{i}.bn).
 import { VoxvaeError, invalid } from './errors.js';
+import * as is from './is.js';
 
 export interface DiscriminatorConfig {
   /** Spatial shape [D, H, W] of the volumes it judges; each must be a multiple of the product of the strides (8). */
@@ -44,14 +46,11 @@ export function patchGan3d(opts: DiscriminatorConfigInput): DiscriminatorConfig 
   return validateDiscriminatorConfig({ inChannels: 1, ...PATCHGAN_DEFAULTS, ...opts });
 }
 
-const posInt = (field: string, v: unknown, max: number): number => {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) invalid(field, `must be an integer in [1, ${max}]`, v);
-  return v;
-};
+const posInt = (field: string, v: unknown, max: number): number => is.integer(field, v, 1, max);
 
 /** Validates a discriminator config; a volume the strides do not divide fails with the sizes that would fit. */
 export function validateDiscriminatorConfig(c: DiscriminatorConfig, field = 'discriminator'): DiscriminatorConfig {
-  if (typeof c !== 'object' || c === null) invalid(field, 'must be an object', c);
+  if (!is.plainObject(c)) invalid(field, 'must be an object', c);
   const known = new Set(['inputShape', 'inChannels', ...Object.keys(PATCHGAN_DEFAULTS)]);
   for (const k of Object.keys(c)) if (!known.has(k)) invalid(`${field}.${k}`, 'is not a DiscriminatorConfig field');
   if (!Array.isArray(c.inputShape) || c.inputShape.length !== 3) invalid(`${field}.inputShape`, 'must be [D, H, W]', c.inputShape);
@@ -62,13 +61,13 @@ export function validateDiscriminatorConfig(c: DiscriminatorConfig, field = 'dis
   if (c.filters[c.filters.length - 1] !== 1) invalid(`${field}.filters`, 'must end with 1 (one logit per patch)', c.filters);
   if (!Array.isArray(c.strides) || c.strides.length !== c.filters.length) invalid(`${field}.strides`, `must list one stride per layer (${c.filters.length})`, c.strides);
   c.strides.forEach((s, i) => posInt(`${field}.strides[${i}]`, s, 4));
-  if (!(typeof c.width === 'number' && c.width > 0 && c.width <= 16)) invalid(`${field}.width`, 'must be a number in (0, 16]', c.width);
+  is.number(`${field}.width`, c.width, { above: 0, max: 16 });
   posInt(`${field}.kernelSize`, c.kernelSize, 15);
   if (c.kernelSize % 2 === 0) invalid(`${field}.kernelSize`, 'must be odd', c.kernelSize);
-  if (!(typeof c.dropout === 'number' && c.dropout >= 0 && c.dropout < 1)) invalid(`${field}.dropout`, 'must be in [0, 1)', c.dropout);
-  if (!(typeof c.leakySlope === 'number' && Number.isFinite(c.leakySlope))) invalid(`${field}.leakySlope`, 'must be a finite number', c.leakySlope);
-  if (!(typeof c.normEps === 'number' && c.normEps > 0)) invalid(`${field}.normEps`, 'must be > 0', c.normEps);
-  if (!(typeof c.normMomentum === 'number' && c.normMomentum >= 0 && c.normMomentum <= 1)) invalid(`${field}.normMomentum`, 'must be in [0, 1]', c.normMomentum);
+  is.number(`${field}.dropout`, c.dropout, { min: 0, below: 1 });
+  is.number(`${field}.leakySlope`, c.leakySlope);
+  is.number(`${field}.normEps`, c.normEps, { above: 0 });
+  is.number(`${field}.normMomentum`, c.normMomentum, { min: 0, max: 1 });
   const total = c.strides.reduce((a, s) => a * s, 1);
   const axes = ['D', 'H', 'W'];
   c.inputShape.forEach((d, a) => {
@@ -91,21 +90,4 @@ export function discriminatorFilters(c: DiscriminatorConfig): number[] {
 export function patchGridShape(c: DiscriminatorConfig): [number, number, number, number] {
   const total = c.strides.reduce((a, s) => a * s, 1);
   return [1, c.inputShape[0] / total, c.inputShape[1] / total, c.inputShape[2] / total];
-}
-
-/** The native spec; names layers.{i}.conv.{weight,bias}, layers.{i}.bn.{weight,bias,running_*}. */
-export function buildDiscriminator(c: DiscriminatorConfig): { spec: string; nodeNames: (string | null)[] } {
-  const cfg = validateDiscriminatorConfig(c);
-  const lines: string[] = [], names: (string | null)[] = [];
-  const add = (line: string, name: string | null = null): number => (lines.push(line), names.push(name), lines.length - 1);
-  const p = (cfg.kernelSize - 1) / 2;
-  let x = add(`input c=${cfg.inChannels} d=${cfg.inputShape[0]} h=${cfg.inputShape[1]} w=${cfg.inputShape[2]}`);
-  const filters = discriminatorFilters(cfg);
-  filters.forEach((f, i) => {
-    x = add(`conv3d in=${x} cout=${f} k=${cfg.kernelSize} s=${cfg.strides[i]} p=${p} bias=1`, `layers.${i}.conv`);
-    x = add(`batch_norm3d in=${x} eps=${cfg.normEps} momentum=${cfg.normMomentum} affine=1`, `layers.${i}.bn`);
-    if (i < filters.length - 1) x = add(`leaky_relu in=${x} slope=${cfg.leakySlope}`);
-    if (cfg.dropout > 0) x = add(`dropout in=${x} rate=${cfg.dropout}`);
-  });
-  return { spec: [...lines, `output ${x}`].join('\n'), nodeNames: names };
 }

@@ -5,8 +5,6 @@ export {
   skullVaeDecoder,
   validateConfig,
   bottleneckShape,
-  buildEncoder,
-  buildDecoder,
   type VaeConfig,
   type VaeConfigInput,
   type OutputActivation,
@@ -77,7 +75,8 @@ export {
   type SyntheticSkull,
   type SkullFactors,
 } from './data/index.js';
-export { patchGan3d, buildDiscriminator, validateDiscriminatorConfig, discriminatorFilters, patchGridShape, PATCHGAN_DEFAULTS, type DiscriminatorConfig, type DiscriminatorConfigInput } from './discriminator.js';
+export { buildEncoder, buildDecoder, buildDiscriminator } from './model/build.js';
+export { patchGan3d, validateDiscriminatorConfig, discriminatorFilters, patchGridShape, PATCHGAN_DEFAULTS, type DiscriminatorConfig, type DiscriminatorConfigInput } from './discriminator.js';
 export { buildResNetV2Encoder, buildResNetV2Decoder, validateResNetV2, RESNET_V2_DEFAULTS, type ResNetV2Options } from './resnet.js';
 export { createResNetV2Vae } from './vae.js';
 export { resnetV2Vae, type Architecture } from './config.js';

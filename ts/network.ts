@@ -1,18 +1,11 @@
 // Network: a native network plus the PyTorch names of its tensors (state_dict view), and the
 // per-network Adam state. Encoder and Decoder build on it.
-import { VoxvaeError } from './errors.js';
-import { native, nativeSync, type NativeAdam, type NativeBinding, type NativeNet, type ParamEntry } from './native.js';
-import type { BuiltNet } from './config.js';
-import type { TensorToWrite, TensorEntry } from './safetensors.js';
-import { toNumbers } from './safetensors.js';
-import { checkpointTensor } from './safetensors_core.js';
+import { native, nativeSync, type NativeAdam, type NativeBinding, type NativeNet } from './native.js';
+import type { Graph } from './model/graph.js';
+import { loadNamedTensors, tensorNames, type NamedTensor } from './model/naming.js';
+import type { TensorToWrite, TensorEntry } from './safetensors_core.js';
 
-export interface NamedTensor {
-  name: string;
-  entry: ParamEntry | null; // null for num_batches_tracked
-  counter: number; // index into counters for num_batches_tracked, else -1
-  shape: number[];
-}
+export type { NamedTensor } from './model/naming.js';
 
 export interface OptimizerConfig {
   kind: 'adam' | 'adamw';
@@ -31,27 +24,17 @@ export class Network {
   adam: NativeAdam | null = null;
   private disposed = false;
 
-  constructor(built: BuiltNet, seed: number, binding: NativeBinding = native()) {
+  /** The model description this network was built from. */
+  readonly graph: Graph;
+
+  constructor(graph: Graph, seed: number, binding: NativeBinding = native()) {
     const nb = binding;
     this.binding = nb;
-    this.spec = built.spec;
-    this.net = nativeSync(() => new nb.Net(built.spec));
+    this.graph = graph;
+    this.spec = graph.toSpec();
+    this.net = nativeSync(() => new nb.Net(this.spec));
     nativeSync(() => this.net.initParams(seed));
-    const table = this.net.paramTable();
-    const tensors: NamedTensor[] = [];
-    let counter = 0;
-    const nodes = this.net.nodes();
-    // state_dict order as PyTorch lists it: per module weight, bias, running_mean, running_var, num_batches_tracked.
-    const byNode = new Map<number, ParamEntry[]>();
-    for (const e of table) byNode.set(e.node, [...(byNode.get(e.node) ?? []), e]);
-    nodes.forEach((n, i) => {
-      const entries = byNode.get(i) ?? [];
-      const prefix = built.nodeNames[i];
-      if (entries.length && !prefix) throw new VoxvaeError('EINTERNAL', `node ${i} (${n.op}) has parameters but no name`);
-      for (const e of entries) tensors.push({ name: `${prefix}.${e.role}`, entry: e, counter: -1, shape: e.shape });
-      if (n.op === 'batch_norm3d') tensors.push({ name: `${prefix}.num_batches_tracked`, entry: null, counter: counter++, shape: [] });
-    });
-    this.tensors = tensors;
+    this.tensors = tensorNames(graph, this.net.paramTable(), this.net.nodes().length);
   }
 
   get numParams(): number {
@@ -76,31 +59,14 @@ export class Network {
    * Loads tensors by name (with an optional prefix). Every expected tensor must be present with the
    * right shape; `file` names the source in errors. Returns the names used.
    */
-  loadStateDict(tensors: Map<string, TensorEntry>, file: string, prefix = ''): Set<string> {
+  loadStateDict(tensors: ReadonlyMap<string, TensorEntry>, file: string, prefix = ''): Set<string> {
     const params = this.net.getParams(), buffers = this.net.getBuffers(), counters = this.net.getCounters();
-    const used = new Set<string>();
-    const missing: string[] = [];
-    for (const t of this.tensors) {
-      const key = prefix + t.name;
-      const e = tensors.get(key);
-      if (!e) {
-        // PyTorch omits num_batches_tracked only when track_running_stats is off; tolerate its absence.
-        if (!t.entry) continue;
-        missing.push(key);
-        continue;
-      }
-      used.add(key);
-      const count = e.shape.reduce((a, d) => a * d, 1);
-      if (!t.entry) {
-        if (count !== 1) throw new VoxvaeError('ECHECKPOINT', `${file}: ${key} should be a scalar, has shape [${e.shape.join(', ')}]`, { path: file });
-        counters[t.counter] = toNumbers(e)[0]!;
-        continue;
-      }
-      const f = checkpointTensor(e, t.shape, key, file);
-      (t.entry.buffer ? buffers : params).set(f, t.entry.offset);
-    }
-    if (missing.length)
-      throw new VoxvaeError('ECHECKPOINT', `${file}: missing ${missing.length} tensor(s) this model needs: ${missing.slice(0, 6).join(', ')}${missing.length > 6 ? ', ...' : ''} — the checkpoint is for another architecture or another part of the model`, { path: file });
+    const used = loadNamedTensors(this.tensors, tensors, file, {
+      slot: (e, f) => (e.buffer ? buffers : params).set(f, e.offset),
+      counter: (k, v) => {
+        counters[k] = v;
+      },
+    }, prefix);
     nativeSync(() => {
       this.net.setParams(params);
       this.net.setBuffers(buffers);

@@ -1,15 +1,17 @@
 // Encoder, Decoder and Vae: the model API over the native engine. Inputs and outputs are
 // Float32Arrays in NCDHW order; every length is checked here before native code sees it.
 import { VoxvaeError, invalid } from './errors.js';
-import { buildDecoder, buildEncoder, resnetV2Vae, validateConfig, type ResNetV2Options, type VaeConfig } from './config.js';
+import { resnetV2Vae, validateConfig, type ResNetV2Options, type VaeConfig } from './config.js';
+import { buildDecoder, buildEncoder } from './model/build.js';
 import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor } from './native.js';
 import { selectBackend } from './backend.js';
 import * as is from './is.js';
 import { Network, type OptimizerConfig } from './network.js';
 import { BACKENDS, evalLatentOf, type Backend, type EvalLatent, type LatentMode, type Mode } from './types.js';
 import { LATENT_CODE, StepTensors, batchOf, release, tensor, trainStep, type Batch, type StepResult, type TrainStepOptions } from './train/step.js';
-import { readSafetensors, serializeSafetensors, toFloat32, voxvaeMetadata, writeFileAtomic, type TensorToWrite } from './safetensors.js';
-import { completeSkull, completionFromCheckpoint, completionToCheckpoint, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from './completion/index.js';
+import { readSafetensors, writeFileAtomic, type SafeTensors } from './safetensors.js';
+import { checkpointNetworks, loadNetworks, readAdamState, readTrainingState, resolveConfigs, serializeCheckpoint, type CheckpointState, type ResolvedConfigs } from './model/checkpoint.js';
+import { completeSkull, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from './completion/index.js';
 
 export type { Backend, EvalLatent, LatentMode, Mode } from './types.js';
 export { evalLatentOf } from './types.js';
@@ -211,25 +213,6 @@ export function activate(y: Float32Array, n: number, c: VaeConfig): Float32Array
   return y;
 }
 
-interface CheckpointMeta {
-  format: 'voxvae-checkpoint';
-  version: 1;
-  kind: 'vae';
-  config: VaeConfig;
-  decoderConfig: VaeConfig;
-  encoderFrozen: boolean;
-  seed: number;
-  step: number;
-  optimizer: OptimizerConfig | null;
-  adamSteps: { encoder: number | null; decoder: number | null };
-  /** The latent the decoder was trained on (absent in checkpoints before it was recorded: 'sample'). */
-  decoderLatent?: LatentMode;
-  /** Completion data's metadata (its tensors are under __voxvae__.completion.*). */
-  completion?: unknown;
-}
-
-const TRAINING_PREFIX = '__voxvae__.';
-
 /** A variational autoencoder: encoder, reparameterization, decoder, and their training state. */
 export class Vae {
   readonly encoder: Encoder;
@@ -429,82 +412,63 @@ export class Vae {
 
   /** Saves weights (PyTorch names), config and training state to a safetensors file, atomically. */
   async save(file: string): Promise<void> {
-    const tensors = new Map<string, TensorToWrite>();
-    for (const [k, v] of this.encoder.network.stateDict()) tensors.set(k, v);
-    for (const [k, v] of this.decoder.network.stateDict()) tensors.set(k, v);
-    const adamEnc = this.encoder.network.adam?.getState() ?? null;
-    const adamDec = this.decoder.network.adam?.getState() ?? null;
-    for (const [part, st] of [['encoder', adamEnc], ['decoder', adamDec]] as const) {
-      if (!st) continue;
-      tensors.set(`${TRAINING_PREFIX}adam.${part}.m`, { dtype: 'F32', shape: [st.m.length], data: st.m });
-      tensors.set(`${TRAINING_PREFIX}adam.${part}.v`, { dtype: 'F32', shape: [st.v.length], data: st.v });
-    }
-    const meta: CheckpointMeta = {
-      format: 'voxvae-checkpoint',
-      version: 1,
-      kind: 'vae',
+    await writeFileAtomic(file, serializeCheckpoint(this.checkpointState()));
+  }
+
+  /** @internal Everything a checkpoint holds (ts/model/checkpoint.ts): save() writes it, the Trainer keeps it in memory. */
+  checkpointState(): CheckpointState {
+    return {
       config: this.config,
       decoderConfig: this.decoder.config,
       encoderFrozen: this.encoder.frozen,
       seed: this.seed,
       step: this.step,
       optimizer: this.optimizerConfig,
-      adamSteps: { encoder: adamEnc?.step ?? null, decoder: adamDec?.step ?? null },
       decoderLatent: this.decoderLatent,
+      encoder: this.encoder.network.stateDict(),
+      decoder: this.decoder.network.stateDict(),
+      adam: { encoder: this.encoder.network.adam?.getState() ?? null, decoder: this.decoder.network.adam?.getState() ?? null },
+      completion: this.completion,
     };
-    if (this.completion) {
-      const c = completionToCheckpoint(this.completion);
-      for (const [k, v] of c.tensors) tensors.set(k, v);
-      meta.completion = c.meta;
+  }
+
+  /**
+   * @internal Copies a checkpoint's weights and training state into this model, whose networks were built
+   * from the same configs (Vae.load, the Trainer's rollback). Missing or extra tensors are ECHECKPOINT.
+   */
+  restoreCheckpoint(st: SafeTensors, file: string, r: ResolvedConfigs): void {
+    loadNetworks(st, file, [(t, f) => this.encoder.network.loadStateDict(t, f), (t, f) => this.decoder.network.loadStateDict(t, f)]);
+    const s = readTrainingState(st, file, r);
+    this.decoderLatent = s.decoderLatent;
+    this.completion = s.completion;
+    this.step = s.step;
+    this.encoder.frozen = s.encoderFrozen;
+    this.optimizerConfig = s.optimizer;
+    if (!r.meta) return;
+    for (const [part, net] of [['encoder', this.encoder.network], ['decoder', this.decoder.network]] as const) {
+      const a = readAdamState(st, r.meta, file, part, net.numParams);
+      if (a) nativeSync(() => net.optimizer().setState(a.step, a.m, a.v));
     }
-    await writeFileAtomic(file, serializeSafetensors(tensors, { voxvae: JSON.stringify(meta), format: 'pt' }));
   }
 
   /**
    * Loads a checkpoint written by save(), or a plain PyTorch state_dict saved with
    * `safetensors.torch.save_file(model.state_dict(), path)` when `config` is given (MONAI names).
+   * Configs: an explicit config wins over the checkpoint's (the decoder follows it, keeping the
+   * checkpoint's decoder block); see resolveConfigs in ts/model/checkpoint.ts.
    */
   static async load(file: string, opts: { config?: VaeConfig; decoderConfig?: VaeConfig; threads?: number; backend?: Backend } = {}): Promise<Vae> {
     const st = await readSafetensors(file);
-    const meta = voxvaeMetadata<CheckpointMeta>(st, file);
-    const config = opts.config ?? meta?.config;
-    if (!config) throw new VoxvaeError('ECHECKPOINT', `${file} has no voxvae metadata: pass { config } describing the architecture (e.g. monaiVarAutoEncoder({...}))`, { path: file });
+    const r = resolveConfigs(st, file, { config: opts.config, decoderConfig: opts.decoderConfig });
+    const nets = checkpointNetworks(st, file, r);
+    if (!nets.hasEncoder)
+      throw new VoxvaeError('ECHECKPOINT', `${file} holds a decoder alone (no tensors of the encoder the config describes): load it with voxvae/web's loadModel, or into a Decoder`, { path: file });
     if (opts.threads !== undefined) setThreads(opts.threads);
-    const cfg = validateConfig(config, opts.config ? 'options.config' : `${file}: config`);
-    // With an explicit config and no decoderConfig, the decoder follows the config (keeping the
-    // checkpoint's decoder block style, e.g. an aggregated VAE's skullVAE decoder).
-    const dcfg = validateConfig(
-      opts.decoderConfig ?? (opts.config ? { ...cfg, decoderBlock: meta?.decoderConfig?.decoderBlock ?? cfg.decoderBlock } : meta?.decoderConfig ?? cfg),
-      'decoderConfig',
-    );
-    const seed = meta?.seed ?? 0;
+    const seed = r.meta?.seed ?? 0;
     const backend = selectBackend(opts.backend ?? 'cpu').backend;
-    const vae = Vae.fromParts(new Encoder(cfg, { seed, backend }), new Decoder(dcfg, { seed, backend }), seed);
+    const vae = Vae.fromParts(new Encoder(r.config!, { seed, backend }), new Decoder(r.decoderConfig, { seed, backend }), seed);
     try {
-      const used = vae.encoder.network.loadStateDict(st.tensors, file);
-      for (const k of vae.decoder.network.loadStateDict(st.tensors, file)) used.add(k);
-      const extra = [...st.tensors.keys()].filter((k) => !used.has(k) && !k.startsWith(TRAINING_PREFIX));
-      if (extra.length)
-        throw new VoxvaeError('ECHECKPOINT', `${file}: ${extra.length} tensor(s) this model does not have: ${extra.slice(0, 6).join(', ')}${extra.length > 6 ? ', ...' : ''} — the checkpoint is for another architecture`, { path: file });
-      if (meta) {
-        if (meta.decoderLatent !== undefined && !['sample', 'mean', 'mean+std'].includes(meta.decoderLatent))
-          throw new VoxvaeError('ECHECKPOINT', `${file}: decoderLatent must be 'sample', 'mean' or 'mean+std', not ${JSON.stringify(meta.decoderLatent)}`, { path: file });
-        vae.decoderLatent = meta.decoderLatent ?? 'sample';
-        const [D, H, W] = dcfg.inputShape;
-        vae.completion = completionFromCheckpoint(st, meta.completion, file, cfg.latentSize, D * H * W);
-        vae.step = meta.step;
-        vae.encoder.frozen = meta.encoderFrozen;
-        vae.optimizerConfig = meta.optimizer;
-        for (const [part, net] of [['encoder', vae.encoder.network], ['decoder', vae.decoder.network]] as const) {
-          const steps = meta.adamSteps[part];
-          if (steps === null) continue;
-          const m = st.tensors.get(`${TRAINING_PREFIX}adam.${part}.m`), v = st.tensors.get(`${TRAINING_PREFIX}adam.${part}.v`);
-          if (!m || !v) throw new VoxvaeError('ECHECKPOINT', `${file}: optimizer state for the ${part} is missing`, { path: file });
-          const mf = toFloat32(m), vf = toFloat32(v);
-          if (mf.length !== net.numParams || vf.length !== net.numParams) throw new VoxvaeError('ECHECKPOINT', `${file}: optimizer state for the ${part} has the wrong size`, { path: file });
-          nativeSync(() => net.optimizer().setState(steps, mf, vf));
-        }
-      }
+      vae.restoreCheckpoint(st, file, r);
     } catch (e) {
       vae.dispose();
       throw e;

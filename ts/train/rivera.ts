@@ -29,7 +29,8 @@
 // D sees the logits themselves vs the target.
 import { VoxvaeError, invalid } from '../errors.js';
 import type { VaeConfig } from '../config.js';
-import { buildDiscriminator, patchGan3d, patchGridShape, validateDiscriminatorConfig, type DiscriminatorConfig, type DiscriminatorConfigInput } from '../discriminator.js';
+import { buildDiscriminator } from '../model/build.js';
+import { patchGan3d, patchGridShape, validateDiscriminatorConfig, type DiscriminatorConfig, type DiscriminatorConfigInput } from '../discriminator.js';
 import type { VolumeDataset } from '../data/dataset.js';
 import * as is from '../is.js';
 import { nativeCall, nativeSync, type NativeTensor, type Reduction } from '../native.js';

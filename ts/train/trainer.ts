@@ -22,7 +22,8 @@ import { VoxvaeError } from '../errors.js';
 import type { AugmentOptions, VolumeDataset } from '../data/dataset.js';
 import * as is from '../is.js';
 import { LATENT_MODES } from '../types.js';
-import { parseSafetensors, serializeSafetensors, toFloat32, writeFileAtomic, type TensorToWrite } from '../safetensors.js';
+import { parseSafetensors, writeFileAtomic } from '../safetensors.js';
+import { resolveConfigs, serializeCheckpoint } from '../model/checkpoint.js';
 import { Vae, type LatentMode, type ReconLoss, type StepResult } from '../vae.js';
 import { dice } from '../metrics/overlap.js';
 import { betaScheduleFromState, createBetaSchedule, type BetaSchedule, type BetaScheduleSpec, type BetaScheduleState } from './beta.js';
@@ -174,39 +175,19 @@ function checkOptions(opts: TrainerOptions): void {
   }
 }
 
-/** An in-memory copy of everything a training step changes in the model. */
+/** An in-memory checkpoint (ts/model/checkpoint.ts, the bytes Vae.save writes) of everything a training step changes in the model. */
 interface Snapshot {
   bytes: Uint8Array;
-  step: number;
-  adam: { encoder: { step: number } | null; decoder: { step: number } | null };
 }
 
 function snapshot(vae: Vae): Snapshot {
-  const t = new Map<string, TensorToWrite>();
-  for (const [k, v] of vae.encoder.network.stateDict()) t.set(k, v);
-  for (const [k, v] of vae.decoder.network.stateDict()) t.set(k, v);
-  const adam = { encoder: null as { step: number } | null, decoder: null as { step: number } | null };
-  for (const part of ['encoder', 'decoder'] as const) {
-    const st = vae[part].network.adam?.getState();
-    if (!st) continue;
-    t.set(`__adam.${part}.m`, { dtype: 'F32', shape: [st.m.length], data: st.m });
-    t.set(`__adam.${part}.v`, { dtype: 'F32', shape: [st.v.length], data: st.v });
-    adam[part] = { step: st.step };
-  }
-  return { bytes: serializeSafetensors(t), step: vae.step, adam };
+  return { bytes: serializeCheckpoint(vae.checkpointState()) };
 }
 
 function restore(vae: Vae, s: Snapshot): void {
-  const st = parseSafetensors(s.bytes, '<snapshot>');
-  vae.encoder.network.loadStateDict(st.tensors, '<snapshot>');
-  vae.decoder.network.loadStateDict(st.tensors, '<snapshot>');
-  for (const part of ['encoder', 'decoder'] as const) {
-    const a = s.adam[part];
-    if (!a) continue;
-    const m = st.tensors.get(`__adam.${part}.m`)!, v = st.tensors.get(`__adam.${part}.v`)!;
-    vae[part].network.optimizer().setState(a.step, toFloat32(m), toFloat32(v));
-  }
-  vae.step = s.step;
+  const file = '<snapshot>';
+  const st = parseSafetensors(s.bytes, file);
+  vae.restoreCheckpoint(st, file, resolveConfigs(st, file));
 }
 
 /** Mean reconstruction Dice (foreground = class 1 > 0.5, eval mode, z = the model's evalLatent) over a dataset. */

@@ -3,10 +3,11 @@
 // VAE, an aggregated VAE whose decoder is skullVAE's stage-2 decoder, or a decoder alone).
 // Inputs and outputs are Float32Arrays in NCDHW order, like the native API; masks are Uint8Arrays.
 import { VoxvaeError, invalid } from '../errors.js';
-import { buildDecoder, buildEncoder, validateConfig, type VaeConfig } from '../config.js';
-import { parseSafetensors, voxvaeMetadata, type SafeTensors } from '../safetensors_core.js';
+import type { VaeConfig } from '../config.js';
+import { checkpointNetworks, loadNetworks, ownedBy, readTrainingState, resolveConfigs, weightNames, type ModelKind } from '../model/checkpoint.js';
+import { parseSafetensors, type SafeTensors, type TensorEntry } from '../safetensors_core.js';
 import { WasmNet } from './net.js';
-import { completeSkull, completionFromCheckpoint, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from '../completion/index.js';
+import { completeSkull, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from '../completion/index.js';
 import { describeLocation, loadRuntime, readResource, type RuntimeOptions, type WasmRuntime } from './runtime.js';
 
 /** 'probabilities': the decoder config's outputActivation applied; 'logits': raw; 'mask': Uint8Array labels. */
@@ -15,8 +16,8 @@ export type OutputKind = 'probabilities' | 'logits' | 'mask';
  *  what skullVAE's deviation vectors were computed from); 'sample' = mu + σ·ε, ε from the Philox stream
  *  (seed, step) exactly as the native engine draws it. */
 export type WasmLatentMode = 'mean' | 'mean+std' | 'sample';
-/** 'vae': encoder + MONAI decoder; 'aggregated': encoder + skullVAE stage-2 decoder; 'decoder': decoder alone. */
-export type ModelKind = 'vae' | 'aggregated' | 'decoder';
+/** 'vae': encoder + MONAI/ResNet-v2 decoder; 'aggregated': encoder + skullVAE stage-2 decoder; 'decoder': decoder alone. */
+export type { ModelKind } from '../model/checkpoint.js';
 
 export type CheckpointSource = Uint8Array | ArrayBuffer | string | URL;
 
@@ -44,19 +45,7 @@ export interface OutputOptions {
   into?: Float32Array | Uint8Array;
 }
 
-const TRAINING_PREFIX = '__voxvae__.';
 const LATENT_CODE: Record<WasmLatentMode, number> = { sample: 0, mean: 1, 'mean+std': 2 };
-
-interface CheckpointMeta {
-  format?: unknown;
-  version?: unknown;
-  kind?: unknown;
-  config?: VaeConfig;
-  decoderConfig?: VaeConfig;
-  seed?: unknown;
-  decoderLatent?: unknown;
-  completion?: unknown;
-}
 
 function f32Input(x: unknown, field: string, perSample: number): number {
   if (!(x instanceof Float32Array)) invalid(field, 'must be a Float32Array', x);
@@ -120,52 +109,32 @@ export class WasmVae {
 
   /** Builds the networks and copies the weights in; `file` names the checkpoint in errors. */
   static fromSafetensors(rt: WasmRuntime, st: SafeTensors, file: string, opts: LoadModelOptions = {}): WasmVae {
-    const meta = voxvaeMetadata<CheckpointMeta>(st, file);
-    if (meta && meta.kind !== 'vae' && meta.kind !== 'decoder')
-      throw new VoxvaeError('ECHECKPOINT', `${file} is a voxvae checkpoint of kind '${String(meta.kind)}'; WebAssembly inference loads 'vae' checkpoints (whole or aggregated) and decoders`, { path: file });
-    const names = [...st.tensors.keys()].filter((k) => !k.startsWith(TRAINING_PREFIX));
-    const isEncoderName = (k: string) => k.startsWith('encode.') || k.startsWith('mu.') || k.startsWith('logvar.');
-    const isDecoderName = (k: string) => k.startsWith('decodeL.') || k.startsWith('decode.');
-    const hasEncoder = names.some(isEncoderName);
-    if (!names.some(isDecoderName))
-      throw new VoxvaeError('ECHECKPOINT', `${file} holds no decoder tensors (decodeL.*, decode.*): it is not a voxvae/MONAI VAE checkpoint${names.length ? ` (it has ${names.slice(0, 4).join(', ')}${names.length > 4 ? ', ...' : ''})` : ' (it has no tensors)'}`, { path: file });
-    const cfgSource = opts.config ?? meta?.config;
-    const dcfgSource = opts.decoderConfig ?? meta?.decoderConfig ?? cfgSource;
-    if (!dcfgSource)
-      throw new VoxvaeError('ECHECKPOINT', `${file} has no voxvae metadata: pass { config } describing the architecture (e.g. monaiVarAutoEncoder({...}))`, { path: file });
-    const withEncoder = hasEncoder && !opts.decoderOnly;
-    if (withEncoder && !cfgSource)
-      throw new VoxvaeError('ECHECKPOINT', `${file} holds an encoder but only a decoder config was given: pass { config } too, or { decoderOnly: true }`, { path: file });
-    const config = cfgSource ? validateConfig(cfgSource, opts.config ? 'options.config' : `${file}: config`) : null;
-    const dcfg = validateConfig(dcfgSource, opts.decoderConfig ? 'options.decoderConfig' : meta?.decoderConfig ? `${file}: decoderConfig` : 'config');
-    if (config && withEncoder) {
-      if (dcfg.latentSize !== config.latentSize) invalid('decoderConfig.latentSize', `must equal the encoder's ${config.latentSize}`, dcfg.latentSize);
-    }
-    const seed = typeof meta?.seed === 'number' && Number.isSafeInteger(meta.seed) && meta.seed >= 0 ? meta.seed : 0;
-    const decoderLatent = meta?.decoderLatent ?? 'sample';
-    if (typeof decoderLatent !== 'string' || !(decoderLatent in LATENT_CODE))
-      throw new VoxvaeError('ECHECKPOINT', `${file}: decoderLatent must be 'sample', 'mean' or 'mean+std', not ${JSON.stringify(decoderLatent)}`, { path: file });
-    const [cd, ch, cw] = dcfg.inputShape;
-    const completion = completionFromCheckpoint(st, meta?.completion, file, dcfg.latentSize, cd * ch * cw);
+    const r = resolveConfigs(st, file, { config: opts.config, decoderConfig: opts.decoderConfig, part: 'decoder' });
+    const nets = checkpointNetworks(st, file, r);
+    const withEncoder = nets.hasEncoder && !opts.decoderOnly;
+    const others = weightNames(st).filter((k) => !ownedBy(nets.decoder)(k));
+    if (!r.config && !opts.decoderOnly && others.length)
+      throw new VoxvaeError('ECHECKPOINT', `${file} holds more than the decoder (${others.slice(0, 3).join(', ')}${others.length > 3 ? ', ...' : ''}) but only a decoder config was given: pass { config } too, or { decoderOnly: true }`, { path: file });
+    const state = readTrainingState(st, file, r);
     let enc: WasmNet | null = null;
     let dec: WasmNet | null = null;
     try {
-      dec = new WasmNet(rt, buildDecoder(dcfg));
-      const used = dec.load(st.tensors, file);
+      dec = new WasmNet(rt, nets.decoder);
+      const loaders = [(t: ReadonlyMap<string, TensorEntry>, f: string) => dec!.load(t, f)];
       if (withEncoder) {
-        enc = new WasmNet(rt, buildEncoder(config!));
-        for (const k of enc.load(st.tensors, file)) used.add(k);
+        enc = new WasmNet(rt, nets.encoder!);
+        loaders.push((t, f) => enc!.load(t, f));
       }
-      const extra = names.filter((k) => !used.has(k) && !(opts.decoderOnly && isEncoderName(k)));
-      if (extra.length)
-        throw new VoxvaeError('ECHECKPOINT', `${file}: ${extra.length} tensor(s) this model does not have: ${extra.slice(0, 6).join(', ')}${extra.length > 6 ? ', ...' : ''} — the checkpoint is for another architecture`, { path: file });
+      // decoderOnly: the encoder's tensors are skipped (all but the decoder's when no encoder config is known).
+      const skip = !opts.decoderOnly ? undefined : nets.encoder ? ownedBy(nets.encoder) : (k: string) => !ownedBy(nets.decoder)(k);
+      loadNetworks(st, file, loaders, skip);
     } catch (e) {
       enc?.dispose();
       dec?.dispose();
       throw e;
     }
-    const kind: ModelKind = !withEncoder ? 'decoder' : dcfg.decoderBlock === 'skullvae' ? 'aggregated' : 'vae';
-    return new WasmVae(rt, kind, withEncoder ? config : null, dcfg, enc, dec, seed, decoderLatent as WasmLatentMode, completion);
+    const kind: ModelKind = withEncoder ? nets.kind : 'decoder';
+    return new WasmVae(rt, kind, withEncoder ? r.config : null, r.decoderConfig, enc, dec, state.seed, state.decoderLatent, state.completion);
   }
 
   get latentSize(): number {

@@ -1,38 +1,30 @@
-// WasmNet: one native/core network (a spec from ts/config.ts) inside the WebAssembly module, with the
-// PyTorch names of its tensors (the same naming as ts/network.ts) and eval-mode forward. The module owns
+// WasmNet: one native/core network (a Graph from ts/model, as spec text) inside the WebAssembly module,
+// with the PyTorch names of its tensors (ts/model/naming.ts, as for ts/network.ts) and eval-mode forward. The module owns
 // the parameters and activations; this class owns the handle and frees it in dispose().
 import { VoxvaeError } from '../errors.js';
-import type { BuiltNet } from '../config.js';
-import { checkpointTensor, type TensorEntry } from '../safetensors_core.js';
+import type { TensorEntry } from '../safetensors_core.js';
+import type { Graph } from '../model/graph.js';
+import { loadNamedTensors, PARAM_ROLES, tensorNames, type NamedTensor, type ParamSlot } from '../model/naming.js';
 import type { WasmRuntime } from './runtime.js';
-
-const ROLES = ['weight', 'bias', 'running_mean', 'running_var'] as const;
-const OP_BATCH_NORM = 4; // vx::OpKind::BatchNorm3d
-
-interface Entry {
-  name: string;
-  buffer: boolean;
-  offset: number;
-  count: number;
-  shape: number[];
-}
 
 export class WasmNet {
   readonly rt: WasmRuntime;
   readonly spec: string;
-  /** Tensors by PyTorch name, in state_dict order. */
-  readonly entries: Entry[];
-  /** num_batches_tracked names (inference ignores the counters, but they belong to the checkpoint). */
-  readonly counterNames: string[];
+  /** The model description this network was built from. */
+  readonly graph: Graph;
+  /** Tensors by PyTorch name, in state_dict order (num_batches_tracked too: inference ignores the
+   *  counters, but they belong to the checkpoint). */
+  readonly tensors: NamedTensor[];
   readonly inputSize: number;
   readonly outputSizes: number[];
   private handle: number;
 
-  constructor(rt: WasmRuntime, built: BuiltNet) {
+  constructor(rt: WasmRuntime, graph: Graph) {
     this.rt = rt;
-    this.spec = built.spec;
+    this.graph = graph;
+    this.spec = graph.toSpec();
     const ex = rt.exports;
-    const spec = rt.string(built.spec, 'wasm: network spec');
+    const spec = rt.string(this.spec, 'wasm: network spec');
     try {
       this.handle = rt.withAlloc(4, 'wasm: network handle', (out) => {
         rt.check(ex.vx_net_create(spec.ptr, spec.len, out), 'wasm: cannot build the network');
@@ -43,27 +35,16 @@ export class WasmNet {
     }
     try {
       const h = this.handle;
-      const table: { node: number; role: number; buffer: boolean; offset: number; count: number; shape: number[] }[] = [];
+      const table: ParamSlot[] = [];
       rt.withAlloc(11 * 4, 'wasm: parameter table', (out) => {
         const n = ex.vx_net_num_entries(h);
         for (let i = 0; i < n; i++) {
           rt.check(ex.vx_net_entry(h, i, out), 'wasm: parameter table');
           const v = rt.i32(out, 11);
-          table.push({ node: v[0]!, role: v[1]!, buffer: v[2] === 1, offset: v[3]!, count: v[4]!, shape: Array.from(v.subarray(6, 6 + v[5]!)) });
+          table.push({ node: v[0]!, role: PARAM_ROLES[v[1]!]!, buffer: v[2] === 1, offset: v[3]!, count: v[4]!, shape: Array.from(v.subarray(6, 6 + v[5]!)) });
         }
       });
-      const entries: Entry[] = [];
-      const counters: string[] = [];
-      const nodes = ex.vx_net_num_nodes(h);
-      for (let i = 0; i < nodes; i++) {
-        const own = table.filter((e) => e.node === i);
-        const prefix = built.nodeNames[i];
-        if (own.length && !prefix) throw new VoxvaeError('EINTERNAL', `node ${i} has parameters but no name`);
-        for (const e of own) entries.push({ name: `${prefix}.${ROLES[e.role]}`, buffer: e.buffer, offset: e.offset, count: e.count, shape: e.shape });
-        if (ex.vx_net_node_op(h, i) === OP_BATCH_NORM) counters.push(`${prefix}.num_batches_tracked`);
-      }
-      this.entries = entries;
-      this.counterNames = counters;
+      this.tensors = tensorNames(graph, table, ex.vx_net_num_nodes(h));
       const shapes = rt.withAlloc(16, 'wasm: shapes', (out) => {
         rt.check(ex.vx_net_node_shape(h, 0, out), 'wasm: input shape');
         const input = Array.from(rt.i32(out, 4));
@@ -97,28 +78,16 @@ export class WasmNet {
    * be present with its exact shape and finite values; `file` names the checkpoint in errors. Returns
    * the names used.
    */
-  load(tensors: Map<string, TensorEntry>, file: string, prefix = ''): Set<string> {
+  load(tensors: ReadonlyMap<string, TensorEntry>, file: string, prefix = ''): Set<string> {
     const h = this.live('load');
     const ex = this.rt.exports;
-    const used = new Set<string>();
-    const missing: string[] = [];
-    for (const t of this.entries) {
-      const key = prefix + t.name;
-      const e = tensors.get(key);
-      if (!e) {
-        missing.push(key);
-        continue;
-      }
-      const f = checkpointTensor(e, t.shape, key, file);
-      const base = (t.buffer ? ex.vx_net_buffers(h) : ex.vx_net_params(h)) >>> 0;
-      this.rt.f32(base + t.offset * 4, t.count).set(f);
-      used.add(key);
-    }
-    if (missing.length)
-      throw new VoxvaeError('ECHECKPOINT', `${file}: missing ${missing.length} tensor(s) this model needs: ${missing.slice(0, 6).join(', ')}${missing.length > 6 ? ', ...' : ''} — the checkpoint is for another architecture or another part of the model`, { path: file });
-    // PyTorch omits num_batches_tracked only when track_running_stats is off; tolerate its absence.
-    for (const c of this.counterNames) if (tensors.has(prefix + c)) used.add(prefix + c);
-    return used;
+    return loadNamedTensors(this.tensors, tensors, file, {
+      slot: (e, f) => {
+        const base = (e.buffer ? ex.vx_net_buffers(h) : ex.vx_net_params(h)) >>> 0;
+        this.rt.f32(base + e.offset * 4, e.count).set(f);
+      },
+      counter: () => undefined, // eval-mode inference does not use BatchNorm's counters
+    }, prefix);
   }
 
   /** Bytes a forward pass of `batch` samples needs in module memory (activations and scratch). */

@@ -1,6 +1,6 @@
-// ONNX export of a voxvae network (the decoder by default) from a checkpoint: the same network spec
-// ts/config.ts builds for the native and WebAssembly engines, translated node by node into ONNX
-// operators (opset 17), with the checkpoint's tensors as initializers. Lets a trained decoder run in
+// ONNX export of a voxvae network (the decoder by default) from a checkpoint: the same Graph
+// (ts/model) the native and WebAssembly engines run, walked node by node into ONNX operators
+// (opset 17), with the checkpoint's tensors as initializers. Lets a trained decoder run in
 // any ONNX runtime, and lets the benchmarks time onnxruntime on the very same weights. No Node import:
 // the model is returned as bytes (the protobuf encoding is written here; ONNX's schema is small).
 //
@@ -8,8 +8,9 @@
 // [N, C] (2-D), as after a flatten. The graph's input is `z` [N, latentSize] for a decoder, `x`
 // [N, C, D, H, W] otherwise; N is symbolic ("N").
 import { VoxvaeError, invalid } from '../errors.js';
-import { buildDecoder, buildEncoder, validateConfig, type BuiltNet, type VaeConfig } from '../config.js';
-import { parseSafetensors, toFloat32, voxvaeMetadata, type SafeTensors, type TensorEntry } from '../safetensors_core.js';
+import type { VaeConfig } from '../config.js';
+import { checkpointNetworks, resolveConfigs } from '../model/checkpoint.js';
+import { parseSafetensors, toFloat32, type SafeTensors, type TensorEntry } from '../safetensors_core.js';
 
 // ---- protobuf writer (just what ONNX needs) ------------------------------------------------------------------
 class Pb {
@@ -102,37 +103,7 @@ function valueInfo(name: string, dims: (number | string)[]): Pb {
 }
 
 // ---- the graph -------------------------------------------------------------------------------------------------
-interface SpecNode {
-  op: string;
-  kv: Record<string, string>;
-  name: string | null;
-}
-
-function parseSpec(built: BuiltNet): { nodes: SpecNode[]; outputs: number[] } {
-  const nodes: SpecNode[] = [];
-  let outputs: number[] = [];
-  for (const line of built.spec.split('\n')) {
-    const toks = line.trim().split(/\s+/);
-    if (!toks[0] || toks[0].startsWith('#')) continue;
-    if (toks[0] === 'output') {
-      outputs = toks.slice(1).map(Number);
-      continue;
-    }
-    const kv: Record<string, string> = {};
-    for (const t of toks.slice(1)) {
-      const [k, v] = t.split('=');
-      kv[k!] = v!;
-    }
-    nodes.push({ op: toks[0], kv, name: built.nodeNames[nodes.length] ?? null });
-  }
-  return { nodes, outputs };
-}
-
-const triple = (s: string | undefined, dflt: number): number[] => {
-  if (s === undefined) return [dflt, dflt, dflt];
-  const v = s.split(',').map(Number);
-  return v.length === 1 ? [v[0]!, v[0]!, v[0]!] : v;
-};
+const triple = (v: number): number[] => [v, v, v];
 
 export interface OnnxExportOptions {
   /** Which network: 'decoder' (default) or 'encoder' (outputs mu and logvar). */
@@ -154,16 +125,12 @@ export function exportOnnx(checkpoint: Uint8Array | SafeTensors, opts: OnnxExpor
   const st = checkpoint instanceof Uint8Array ? parseSafetensors(checkpoint, file) : checkpoint;
   const part = opts.part ?? 'decoder';
   if (part !== 'decoder' && part !== 'encoder') invalid('options.part', "must be 'decoder' or 'encoder'", part);
-  interface Meta {
-    config?: VaeConfig;
-    decoderConfig?: VaeConfig;
-  }
-  const meta = voxvaeMetadata<Meta>(st, file);
-  const source = opts.config ?? (part === 'decoder' ? (meta?.decoderConfig ?? meta?.config) : meta?.config);
-  if (!source) throw new VoxvaeError('ECHECKPOINT', `${file} has no voxvae metadata: pass { config } describing the architecture`, { path: file });
-  const cfg = validateConfig(source, opts.config ? 'options.config' : `${file}: config`);
-  const built = part === 'decoder' ? buildDecoder(cfg) : buildEncoder(cfg);
-  const { nodes, outputs } = parseSpec(built);
+  const r = resolveConfigs(st, file, { config: opts.config, part });
+  const nets = checkpointNetworks(st, file, r);
+  if (part === 'encoder' && !nets.hasEncoder)
+    throw new VoxvaeError('ECHECKPOINT', `${file} holds no tensors of the encoder its config describes: export the decoder`, { path: file });
+  const cfg = part === 'decoder' ? r.decoderConfig : r.config!;
+  const graph = part === 'decoder' ? nets.decoder : nets.encoder!;
 
   const graphNodes: Pb[] = [];
   const inits: Pb[] = [];
@@ -204,8 +171,8 @@ export function exportOnnx(checkpoint: Uint8Array | SafeTensors, opts: OnnxExpor
   const rank: number[] = [];
   const channels: number[] = [];
   let graphInput: Pb | null = null;
-  for (const [i, n] of nodes.entries()) {
-    const src = n.kv.in !== undefined ? n.kv.in.split(',').map(Number) : [];
+  for (const [i, n] of graph.nodes.entries()) {
+    const src = n.inputs;
     const x = src.length ? values[src[0]!]! : '';
     const xr = src.length ? rank[src[0]!]! : 0;
     const xc = src.length ? channels[src[0]!]! : 0;
@@ -213,7 +180,7 @@ export function exportOnnx(checkpoint: Uint8Array | SafeTensors, opts: OnnxExpor
     const named = (role: string): string => `${n.name}.${role}`;
     switch (n.op) {
       case 'input': {
-        const [C, D, H, W] = ['c', 'd', 'h', 'w'].map((k) => Number(n.kv[k] ?? 1)) as [number, number, number, number];
+        const { c: C, d: D, h: H, w: W } = n.attrs;
         const flat = D === 1 && H === 1 && W === 1;
         out = part === 'decoder' ? 'z' : 'x';
         graphInput = valueInfo(out, flat ? ['N', C] : ['N', C, D, H, W]);
@@ -224,10 +191,10 @@ export function exportOnnx(checkpoint: Uint8Array | SafeTensors, opts: OnnxExpor
       case 'linear': {
         const a = xr === 2 ? x : node('Flatten', [x], [{ name: 'axis', i: 1 }]);
         const inputs = [a, tensor(named('weight'))];
-        if (n.kv.bias !== '0') inputs.push(tensor(named('bias')));
+        if (n.attrs.bias) inputs.push(tensor(named('bias')));
         out = node('Gemm', inputs, [{ name: 'transB', i: 1 }]);
         r = 2;
-        c = Number(n.kv.out);
+        c = n.attrs.out;
         break;
       }
       case 'flatten':
@@ -235,7 +202,7 @@ export function exportOnnx(checkpoint: Uint8Array | SafeTensors, opts: OnnxExpor
         r = 2;
         break;
       case 'reshape': {
-        const dims = ['c', 'd', 'h', 'w'].map((k) => Number(n.kv[k] ?? 1));
+        const dims = [n.attrs.c, n.attrs.d, n.attrs.h, n.attrs.w];
         out = node('Reshape', [x, constI('shape', [-1, ...dims])]);
         r = 5;
         c = dims[0]!;
@@ -243,36 +210,36 @@ export function exportOnnx(checkpoint: Uint8Array | SafeTensors, opts: OnnxExpor
       }
       case 'conv3d':
       case 'conv_transpose3d': {
-        const k = triple(n.kv.k, 1), s = triple(n.kv.s, 1), p = triple(n.kv.p, 0);
+        const p = triple(n.attrs.p);
         const inputs = [x, tensor(named('weight'))];
-        if (n.kv.bias !== '0') inputs.push(tensor(named('bias')));
+        if (n.attrs.bias) inputs.push(tensor(named('bias')));
         const attrs: Attr[] = [
-          { name: 'kernel_shape', ints: k },
-          { name: 'strides', ints: s },
+          { name: 'kernel_shape', ints: triple(n.attrs.k) },
+          { name: 'strides', ints: triple(n.attrs.s) },
           { name: 'pads', ints: [...p, ...p] },
         ];
-        if (n.op === 'conv_transpose3d') attrs.push({ name: 'output_padding', ints: triple(n.kv.op, 0) });
+        if (n.op === 'conv_transpose3d') attrs.push({ name: 'output_padding', ints: triple(n.attrs.op) });
         out = node(n.op === 'conv3d' ? 'Conv' : 'ConvTranspose', inputs, attrs);
-        c = Number(n.kv.cout);
+        c = n.attrs.cout;
         break;
       }
       case 'batch_norm3d': {
-        const affine = n.kv.affine !== '0';
+        const affine = n.attrs.affine;
         const scale = affine ? tensor(named('weight')) : constF('bn_scale', [xc], 1);
         const bias = affine ? tensor(named('bias')) : constF('bn_bias', [xc], 0);
-        out = node('BatchNormalization', [x, scale, bias, tensor(named('running_mean')), tensor(named('running_var'))], [{ name: 'epsilon', f: Number(n.kv.eps ?? 1e-5) }]);
+        out = node('BatchNormalization', [x, scale, bias, tensor(named('running_mean')), tensor(named('running_var'))], [{ name: 'epsilon', f: n.attrs.eps }]);
         if (st.tensors.has(named('num_batches_tracked'))) used.add(named('num_batches_tracked'));
         break;
       }
       case 'instance_norm3d': {
-        const affine = n.kv.affine !== '0';
+        const affine = n.attrs.affine;
         const scale = affine ? tensor(named('weight')) : constF('in_scale', [xc], 1);
         const bias = affine ? tensor(named('bias')) : constF('in_bias', [xc], 0);
-        out = node('InstanceNormalization', [x, scale, bias], [{ name: 'epsilon', f: Number(n.kv.eps ?? 1e-5) }]);
+        out = node('InstanceNormalization', [x, scale, bias], [{ name: 'epsilon', f: n.attrs.eps }]);
         break;
       }
       case 'prelu': {
-        const count = Number(n.kv.n ?? 1);
+        const count = n.attrs.n;
         // PReLU's slope broadcasts from the right: one per channel is [C, 1, 1, 1] on NCDHW.
         const slope = tensor(named('weight'), count === 1 ? [1] : xr === 5 ? [count, 1, 1, 1] : [count]);
         out = node('PRelu', [x, slope]);
@@ -282,7 +249,7 @@ export function exportOnnx(checkpoint: Uint8Array | SafeTensors, opts: OnnxExpor
         out = node('Relu', [x]);
         break;
       case 'leaky_relu':
-        out = node('LeakyRelu', [x], [{ name: 'alpha', f: Number(n.kv.slope ?? 0.01) }]);
+        out = node('LeakyRelu', [x], [{ name: 'alpha', f: n.attrs.slope }]);
         break;
       case 'sigmoid':
         out = node('Sigmoid', [x]);
@@ -296,33 +263,35 @@ export function exportOnnx(checkpoint: Uint8Array | SafeTensors, opts: OnnxExpor
       case 'add':
         out = node('Add', [x, values[src[1]!]!]);
         break;
-      default:
-        throw new VoxvaeError('EUNSUPPORTED', `ONNX export: the network uses '${n.op}' (node ${i}), which has no ONNX translation here`);
+      default: {
+        const op: string = (n as { op: string }).op;
+        throw new VoxvaeError('EUNSUPPORTED', `ONNX export: the network uses '${op}' (node ${i}), which has no ONNX translation here`);
+      }
     }
     values.push(out);
     rank.push(r);
     channels.push(c);
   }
   const outNames = part === 'decoder' ? ['logits'] : ['mu', 'logvar'];
-  const graph = new Pb();
-  outputs.forEach((o, k) => {
+  const g = new Pb();
+  graph.outputs.forEach((o, k) => {
     let v = values[o]!;
     if (part === 'decoder' && opts.probabilities && cfg.outputActivation !== 'none')
       v = cfg.outputActivation === 'softmax' ? node('Softmax', [v], [{ name: 'axis', i: 1 }]) : node('Sigmoid', [v]);
     node('Identity', [v], [], outNames[k]);
   });
-  for (const g of graphNodes) graph.msg(1, g);
-  graph.string(2, `voxvae_${part}`);
-  for (const t of inits) graph.msg(5, t);
-  graph.msg(11, graphInput!);
+  for (const gn of graphNodes) g.msg(1, gn);
+  g.string(2, `voxvae_${part}`);
+  for (const t of inits) g.msg(5, t);
+  g.msg(11, graphInput!);
   const [D, H, W] = cfg.inputShape;
-  if (part === 'decoder') graph.msg(12, valueInfo('logits', ['N', cfg.outChannels, D, H, W]));
-  else for (const name of outNames) graph.msg(12, valueInfo(name, ['N', cfg.latentSize]));
+  if (part === 'decoder') g.msg(12, valueInfo('logits', ['N', cfg.outChannels, D, H, W]));
+  else for (const name of outNames) g.msg(12, valueInfo(name, ['N', cfg.latentSize]));
   const model = new Pb()
     .int(1, 8) // ir_version
     .string(2, 'voxvae')
     .string(3, '0.1.0')
-    .msg(7, graph)
+    .msg(7, g)
     .msg(8, new Pb().string(1, '').int(2, 17));
   return model.finish();
 }
