@@ -70,14 +70,14 @@ const PRESETS: Preset[] = [
   { name: 'MONAI VAE', make: async (dir) => trained(await Vae.create(MONAI, { seed: 1 }), path.join(dir, 'monai.safetensors')), refused: {} },
   {
     name: 'aggregated VAE (MONAI encoder + skullVAE decoder)',
-    make: async (dir) => trained(Vae.fromParts(new Encoder(MONAI, 2), new Decoder(SKULL, 2), 2), path.join(dir, 'aggregated.safetensors')),
+    make: async (dir) => trained(Vae.fromParts(new Encoder(MONAI, { seed: 2 }), new Decoder(SKULL, { seed: 2 }), 2), path.join(dir, 'aggregated.safetensors')),
     refused: {},
   },
   { name: 'ResNet-v2 VAE', make: async (dir) => trained(await Vae.create(RESNET, { seed: 3 }), path.join(dir, 'resnet.safetensors')), refused: {} },
   {
     name: 'decoder alone',
     make: async (dir) => {
-      const dec = new Decoder(MONAI, 4);
+      const dec = new Decoder(MONAI, { seed: 4 });
       try {
         const file = path.join(dir, 'decoder.safetensors');
         await writeFile(file, serializeSafetensors(dec.network.stateDict(), { voxvae: JSON.stringify({ format: 'voxvae-checkpoint', version: 1, kind: 'decoder', config: MONAI, decoderConfig: MONAI }) }));
