@@ -8,17 +8,39 @@ import { Network, type OptimizerConfig } from './network.js';
 import { readSafetensors, serializeSafetensors, toFloat32, voxvaeMetadata, writeFileAtomic, type TensorToWrite } from './safetensors.js';
 import { completeSkull, completionFromCheckpoint, completionToCheckpoint, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from './completion/index.js';
 
-/** 'cpu' (default), 'cuda' (throws EUNSUPPORTED with the reason when unusable) or 'auto' (see ts/backend.ts). */
-export type Backend = 'cpu' | 'cuda' | 'auto';
-export type LatentMode = 'sample' | 'mean' | 'mean+std';
-/** The deterministic latents inference uses. */
-export type EvalLatent = 'mean' | 'mean+std';
+import { EVAL_LATENTS, LATENT_MODES, OUTPUT_KINDS, evalLatentOf, type Backend, type EvalLatent, type LatentMode, type Mode, type OutputKind } from './types.js';
+import * as is from './is.js';
 
-/** The evaluation latent of a decoder trained on `trained`: μ + σ stays μ + σ; μ and samples μ + σ·ε give μ. */
-export function evalLatentOf(trained: LatentMode): EvalLatent {
-  return trained === 'mean+std' ? 'mean+std' : 'mean';
+// The shared vocabulary lives in ts/types.ts; re-exported here for the modules that import it with the model.
+export { evalLatentOf, type Backend, type EvalLatent, type LatentMode, type Mode, type OutputKind };
+
+/** What decode (and forward's recon) returns for an output kind: a mask is a Uint8Array. */
+export type Decoded<O extends OutputKind> = O extends 'mask' ? Uint8Array : Float32Array;
+
+/** Options of encode: one volume [inChannels, D, H, W] unless `batch` says how many x holds. */
+export interface EncodeOptions {
+  /** BatchNorm statistics: 'eval' (running; the default outside training) or 'train' (the batch's). */
+  mode?: Mode;
+  /** The number of volumes in x ([batch, inChannels, D, H, W]). Default 1: a volume of the wrong size is
+   *  an ESHAPE error, never taken as a batch of several. */
+  batch?: number;
 }
-export type Mode = 'train' | 'eval';
+
+/** Options of decode: latents z are rows [N, latentSize] (N = z.length / latentSize). */
+export interface DecodeOptions<O extends OutputKind = OutputKind> {
+  mode?: Mode;
+  /** 'probabilities' (the config's outputActivation; default), 'logits' (raw) or 'mask' (Uint8Array
+   *  [N, D, H, W]: the most probable class, or probability > 0.5 for one channel). */
+  output?: O;
+}
+
+/** Options of forward: encode (one volume unless `batch`), form z, decode. */
+export interface ForwardOptions<O extends OutputKind = OutputKind> extends EncodeOptions, DecodeOptions<O> {
+  /** How z is formed: default evalLatent in eval mode, 'sample' in train mode. */
+  latent?: LatentMode;
+  /** The noise stream position of latent 'sample' (default: the current training step). */
+  step?: number;
+}
 
 export interface CreateOptions {
   backend?: Backend;
@@ -56,6 +78,41 @@ export interface Batch {
   input: Float32Array;
   /** Dice: class indices [N, D, H, W]; bce/mse/l1: [N, outChannels, D, H, W]. Default: the input. */
   target?: Float32Array;
+  /** The input's shape [N, inChannels, D, H, W] (a VolumeDataset batch carries it). Without it the input
+   *  is one sample: a volume of another size is an ESHAPE error, never taken as a batch of several. */
+  shape?: readonly number[];
+}
+
+/**
+ * The number of samples in a training batch: batch.shape's N (its other dimensions must be the model's
+ * [inChannels, D, H, W]), or 1 without a shape. A Float32Array alone is one sample.
+ */
+export function batchSamples(batch: Batch, config: VaeConfig, field = 'batch'): number {
+  const [D, H, W] = config.inputShape;
+  const sample = [config.inChannels, D, H, W];
+  const perSample = config.inChannels * D * H * W;
+  const describe = `[${sample.join(', ')}]`;
+  if (batch.shape === undefined) {
+    is.float32Array(`${field}.input`, batch.input);
+    if (batch.input.length === perSample) return 1;
+    throw new VoxvaeError(
+      'ESHAPE',
+      `${field}.input has ${batch.input.length} values; one sample ${describe} has ${perSample}` +
+        (batch.input.length > 0 && batch.input.length % perSample === 0
+          ? `: give ${field}.shape [${batch.input.length / perSample}, ${sample.join(', ')}] if it is a batch of ${batch.input.length / perSample}`
+          : ": resample the volumes to the model's shape"),
+      { path: `${field}.input` },
+    );
+  }
+  const shape = batch.shape;
+  if (!Array.isArray(shape) || shape.length !== 5) invalid(`${field}.shape`, 'must be [N, inChannels, D, H, W]', shape);
+  const n = is.integer(`${field}.shape[0]`, shape[0], 1, 1 << 24);
+  if (shape.slice(1).some((d, i) => d !== sample[i]))
+    throw new VoxvaeError('ESHAPE', `${field}.shape is [${shape.join(', ')}]; this model takes [N, ${sample.join(', ')}]: resample the volumes to the model's shape`, { path: `${field}.shape` });
+  is.float32Array(`${field}.input`, batch.input);
+  if (batch.input.length !== n * perSample)
+    throw new VoxvaeError('ESHAPE', `${field}.input has ${batch.input.length} values; ${field}.shape [${shape.join(', ')}] has ${n * perSample}`, { path: `${field}.input` });
+  return n;
 }
 
 export interface StepResult {
@@ -74,10 +131,10 @@ export interface StepResult {
 const LATENT_CODE: Record<LatentMode, 0 | 1 | 2> = { sample: 0, mean: 1, 'mean+std': 2 };
 
 function checkSeed(seed: unknown, field: string): number {
-  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) invalid(field, 'must be a non-negative safe integer', seed);
-  return seed;
+  return is.seed(field, seed);
 }
 
+/** Latent rows [N, latentSize]: any positive number of rows (a matrix's row count is implicit). */
 function batchOf(x: Float32Array, perSample: number, field: string): number {
   if (!(x instanceof Float32Array)) invalid(field, 'must be a Float32Array', x);
   if (x.length === 0 || x.length % perSample !== 0)
@@ -247,9 +304,12 @@ export class Encoder {
     return this;
   }
 
-  /** Encodes a batch [N, C, D, H, W]. Eval mode (running BN statistics) unless mode: 'train'. */
-  async encode(x: Float32Array, opts: { mode?: Mode } = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
-    const n = batchOf(x, this.sampleSize, 'x');
+  /** Encodes one volume [C, D, H, W], or a batch [N, C, D, H, W] with { batch: N }, to mu and logvar
+   *  [N, latentSize]. Eval mode (running BN statistics) unless mode: 'train'. */
+  async encode(x: Float32Array, opts: EncodeOptions = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
+    is.knownKeys('options', is.options('options', opts), ENCODE_KEYS);
+    const [d, h, w] = this.config.inputShape;
+    const n = is.samples('x', x, this.sampleSize, `${this.config.inChannels} × ${d} × ${h} × ${w}`, opts.batch);
     const xt = tensor(x, [n, this.config.inChannels, ...this.config.inputShape], 'x', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
@@ -281,15 +341,18 @@ export class Decoder {
   }
 
   /** Decodes latents [N, latentSize] to [N, outChannels, D, H, W]: probabilities per the config's
-   *  outputActivation, or raw logits with { logits: true }. Eval mode unless mode: 'train'. */
-  async decode(z: Float32Array, opts: { mode?: Mode; logits?: boolean } = {}): Promise<Float32Array> {
+   *  outputActivation (default), raw logits with { output: 'logits' }, or a Uint8Array mask [N, D, H, W]
+   *  with { output: 'mask' }. Eval mode unless mode: 'train'. */
+  async decode<O extends OutputKind = 'probabilities'>(z: Float32Array, opts: DecodeOptions<O> = {}): Promise<Decoded<O>> {
+    is.knownKeys('options', is.options('options', opts), DECODE_KEYS);
+    const output = outputKind(opts.output);
     const n = batchOf(z, this.config.latentSize, 'z');
     const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1], 'z', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(zt, n, opts.mode === 'train'));
       const y = outs[0]!.toArray();
-      return opts.logits ? y : activate(y, n, this.config);
+      return (output === 'logits' ? y : output === 'mask' ? maskOf(y, n, this.config) : activate(y, n, this.config)) as Decoded<O>;
     } finally {
       release(zt, ...outs);
     }
@@ -368,6 +431,33 @@ export class Decoder {
   dispose(): void {
     this.network.dispose();
   }
+}
+
+const ENCODE_KEYS = ['mode', 'batch'];
+const DECODE_KEYS = ['mode', 'output'];
+const FORWARD_KEYS = ['mode', 'batch', 'output', 'latent', 'step'];
+
+function outputKind(o: unknown): OutputKind {
+  return o === undefined ? 'probabilities' : is.oneOf('options.output', o, OUTPUT_KINDS);
+}
+
+/** The mask [N, D, H, W] of logits [N, C, D, H, W]: the most probable class (the first on ties) for C ≥ 2;
+ *  for one channel, probability > 0.5 (logit > 0 under sigmoid; value > 0.5 for outputActivation 'none').
+ *  The activations keep the scores' order, so the mask is taken from the logits (as voxvae/web does). */
+export function maskOf(y: Float32Array, n: number, c: VaeConfig): Uint8Array {
+  const C = c.outChannels, S = y.length / (n * C);
+  const m = new Uint8Array(n * S);
+  for (let b = 0; b < n; b++) {
+    const yb = b * C * S, mb = b * S;
+    if (C === 1) {
+      const threshold = c.outputActivation === 'sigmoid' ? 0 : c.outputActivation === 'none' ? 0.5 : -Infinity;
+      for (let s = 0; s < S; s++) m[mb + s] = y[yb + s]! > threshold ? 1 : 0;
+      continue;
+    }
+    for (let k = 1; k < C; k++)
+      for (let s = 0; s < S; s++) if (y[yb + k * S + s]! > y[yb + m[mb + s]! * S + s]!) m[mb + s] = k;
+  }
+  return m;
 }
 
 /** Applies the output activation (softmax over channels or sigmoid) in place. */
@@ -469,11 +559,12 @@ export class Vae {
     return evalLatentOf(this.decoderLatent);
   }
 
-  /** Encodes x (eval mode) and forms the evaluation latent z (evalLatent, or `latent`). */
-  async encodeLatent(x: Float32Array, opts: { latent?: EvalLatent } = {}): Promise<{ z: Float32Array; mu: Float32Array; logvar: Float32Array }> {
-    const latent = opts.latent ?? this.evalLatent;
-    if (latent !== 'mean' && latent !== 'mean+std') invalid('options.latent', "must be 'mean' or 'mean+std'", latent);
-    const { mu, logvar } = await this.encode(x, { mode: 'eval' });
+  /** Encodes x (one volume, or { batch: N }; eval mode) and forms the evaluation latent z [N, latentSize]
+   *  (evalLatent, or `latent`). */
+  async encodeLatent(x: Float32Array, opts: { latent?: EvalLatent; batch?: number } = {}): Promise<{ z: Float32Array; mu: Float32Array; logvar: Float32Array }> {
+    is.knownKeys('options', is.options('options', opts), ['latent', 'batch']);
+    const latent = opts.latent === undefined ? this.evalLatent : is.oneOf('options.latent', opts.latent, EVAL_LATENTS);
+    const { mu, logvar } = await this.encode(x, { mode: 'eval', ...(opts.batch !== undefined ? { batch: opts.batch } : {}) });
     return { z: this.latentFrom(mu, logvar, latent), mu, logvar };
   }
 
@@ -513,23 +604,28 @@ export class Vae {
     return this.defaultMode;
   }
 
-  encode(x: Float32Array, opts: { mode?: Mode } = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
-    return this.encoder.encode(x, { mode: opts.mode ?? this.defaultMode });
+  /** Encodes one volume [inChannels, D, H, W] (or { batch: N } volumes) to mu and logvar [N, latentSize]. */
+  encode(x: Float32Array, opts: EncodeOptions = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
+    is.options('options', opts);
+    return this.encoder.encode(x, { ...opts, mode: opts.mode ?? this.defaultMode });
   }
 
-  decode(z: Float32Array, opts: { mode?: Mode; logits?: boolean } = {}): Promise<Float32Array> {
-    return this.decoder.decode(z, { mode: opts.mode ?? this.defaultMode, ...(opts.logits !== undefined ? { logits: opts.logits } : {}) });
+  /** Decodes latents [N, latentSize]: probabilities (default), { output: 'logits' } or { output: 'mask' }. */
+  decode<O extends OutputKind = 'probabilities'>(z: Float32Array, opts: DecodeOptions<O> = {}): Promise<Decoded<O>> {
+    is.options('options', opts);
+    return this.decoder.decode(z, { ...opts, mode: opts.mode ?? this.defaultMode });
   }
 
-  /** Encode, form z, decode. latent defaults to evalLatent in eval mode and 'sample' in train mode;
-   *  sampling uses the noise stream at `step` (default: the current training step). */
-  async forward(x: Float32Array, opts: { latent?: LatentMode; mode?: Mode; logits?: boolean; step?: number } = {}): Promise<{ recon: Float32Array; mu: Float32Array; logvar: Float32Array; z: Float32Array }> {
+  /** Encode (one volume unless { batch: N }), form z, decode. latent defaults to evalLatent in eval mode
+   *  and 'sample' in train mode; sampling uses the noise stream at `step` (default: the current training
+   *  step). recon is what decode returns for `output`. */
+  async forward<O extends OutputKind = 'probabilities'>(x: Float32Array, opts: ForwardOptions<O> = {}): Promise<{ recon: Decoded<O>; mu: Float32Array; logvar: Float32Array; z: Float32Array }> {
+    is.knownKeys('options', is.options('options', opts), FORWARD_KEYS);
     const mode = opts.mode ?? this.defaultMode;
-    const latent = opts.latent ?? (mode === 'train' ? 'sample' : this.evalLatent);
-    if (!(latent in LATENT_CODE)) invalid('options.latent', "must be 'sample', 'mean' or 'mean+std'", latent);
-    const { mu, logvar } = await this.encode(x, { mode });
+    const latent = opts.latent === undefined ? (mode === 'train' ? 'sample' : this.evalLatent) : is.oneOf('options.latent', opts.latent, LATENT_MODES);
+    const { mu, logvar } = await this.encode(x, { mode, ...(opts.batch !== undefined ? { batch: opts.batch } : {}) });
     const z = this.latentFrom(mu, logvar, latent, opts.step ?? this.step);
-    const recon = await this.decode(z, { mode, ...(opts.logits !== undefined ? { logits: opts.logits } : {}) });
+    const recon = await this.decode<O>(z, { mode, ...(opts.output !== undefined ? { output: opts.output } : {}) });
     return { recon, mu, logvar, z };
   }
 
@@ -554,7 +650,7 @@ export class Vae {
     const L = cfg.latentSize;
     const [D, H, W] = cfg.inputShape;
     const S = D * H * W;
-    const n = batchOf(batch.input, cfg.inChannels * S, 'batch.input');
+    const n = batchSamples(batch, cfg);
     const beta = opts.beta ?? 1;
     if (!(typeof beta === 'number' && beta >= 0 && Number.isFinite(beta))) invalid('options.beta', 'must be a finite number >= 0', beta);
     const latent = opts.latent ?? 'sample';
@@ -632,7 +728,7 @@ export class Vae {
         return vae.evalLatent;
       },
       encodeLatent: async (x) => (await vae.encodeLatent(x)).z,
-      decodeLogits: (z) => vae.decode(z, { mode: 'eval', logits: true }),
+      decodeLogits: (z) => vae.decode(z, { mode: 'eval', output: 'logits' }),
       latentGradient: (z, objective) => vae.decoder.latentGradient(z, objective),
     };
   }

@@ -32,7 +32,7 @@ export async function encodeDataset(vae: Vae, ds: VolumeDataset, opts: { batchSi
   const mus: Float32Array[] = [], sigmas: Float32Array[] = [], zs: Float32Array[] = [];
   const labels: string[] = [], pairIds: string[] = [], indices: number[] = [];
   for await (const b of ds.batches({ batchSize: opts.batchSize ?? 4, shuffle: false, prefetch: 0 })) {
-    const { mu, logvar, z } = await vae.encodeLatent(b.input, { latent });
+    const { mu, logvar, z } = await vae.encodeLatent(b.input, { latent, batch: b.items.length });
     zs.push(z);
     const s = new Float32Array(logvar.length);
     for (let i = 0; i < s.length; i++) s[i] = Math.exp(0.5 * logvar[i]!);

@@ -31,7 +31,7 @@ import { buildDiscriminator, patchGan3d, patchGridShape, validateDiscriminatorCo
 import type { VolumeDataset } from '../data/dataset.js';
 import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor, type Reduction } from '../native.js';
 import { Network, type OptimizerConfig } from '../network.js';
-import { Vae, type Batch, type LatentMode, type ReconLoss } from '../vae.js';
+import { Vae, batchSamples, type Batch, type LatentMode, type ReconLoss } from '../vae.js';
 
 export type PopulationVariance = 'means' | 'mixture';
 
@@ -147,9 +147,7 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
   const cfg = vae.config, dcfg = vae.decoder.config;
   if (vae.encoder.frozen) invalid('vae.encoder', 'is frozen: Rivera\'s recipe trains the encoder (unfreeze it)');
   const L = cfg.latentSize, [D, H, W] = cfg.inputShape, S = D * H * W;
-  if (!(b.input instanceof Float32Array) || b.input.length === 0 || b.input.length % (cfg.inChannels * S) !== 0)
-    throw new VoxvaeError('ESHAPE', `batch.input has ${b.input?.length} values, not a positive multiple of one sample's ${cfg.inChannels * S}`, { path: 'batch.input' });
-  const n = b.input.length / (cfg.inChannels * S);
+  const n = batchSamples(b, cfg);
   const wInd = weightOf(opts.individualWeight, 0.1, 'options.individualWeight');
   const wPop = weightOf(opts.populationWeight, 1, 'options.populationWeight');
   const wAdv = weightOf(opts.adversarialWeight, 100, 'options.adversarialWeight');
@@ -358,7 +356,7 @@ export async function trainRivera(vae: Vae, disc: Discriminator | null, data: Vo
     for await (const b of data.batches({ batchSize: o.batchSize, seed: o.seed ?? 0, epoch, shuffle: true, dropLast: false })) {
       const n = b.items.length;
       if (means && n < 2) continue;
-      const r = await riveraTrainStep(vae, disc, { input: b.input, target: b.target }, o);
+      const r = await riveraTrainStep(vae, disc, { input: b.input, target: b.target, shape: b.shape }, o);
       steps.push(r);
       o.onStep?.({ ...r, epoch });
       acc.loss += r.loss * n; acc.recon += r.recon * n; acc.population += r.population * n; acc.individual += r.individual * n; acc.adversarial += r.adversarial * n; acc.discriminator += (disc ? r.discriminator : 0) * n; acc.n += n;
