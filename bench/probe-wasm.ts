@@ -24,7 +24,7 @@ async function median(op: () => Promise<unknown>): Promise<number> {
 const out: string[] = [];
 for (const th of [1, 2]) {
   setThreads(th);
-  out.push(`native ${th}t ${(await median(() => dec.decode(z, { logits: true }))).toFixed(2)} ms`);
+  out.push(`native ${th}t ${(await median(() => dec.decode(z, { output: 'logits' }))).toFixed(2)} ms`);
 }
 const w1 = await loadRuntime({ simd: true, threads: 1 });
 const m1 = await loadModel(ckpt, { runtime: w1, name });

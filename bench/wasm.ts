@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   for (const name of only) {
     const { cfg, dec, checkpoint, z } = decoderCheckpoint(name);
     const onnx = exportOnnx(checkpoint, { name });
-    const ref = await dec.decode(z, { logits: true });
+    const ref = await dec.decode(z, { output: 'logits' });
     const m1 = await loadModel(checkpoint, { runtime: wasm1, name });
     const m2 = await loadModel(checkpoint, { runtime: wasm2, name });
     const sNode = await ortNode.InferenceSession.create(onnx, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
@@ -93,7 +93,7 @@ async function main(): Promise<void> {
     // tensor comes back unfilled in 1.30), so its ratio is also measured against our allocating decode.
     const out1 = new Float32Array(m1.outputSize), out2 = new Float32Array(m2.outputSize);
     const engines: [string, () => Promise<Float32Array>][] = [
-      [`native ${threads}t`, () => dec.decode(z, { logits: true })],
+      [`native ${threads}t`, () => dec.decode(z, { output: 'logits' })],
       ['wasm 1t', () => m1.decode(z, { output: 'logits', into: out1 })],
       ['wasm 2t', () => m2.decode(z, { output: 'logits', into: out2 })],
       ['ort-web 1t', async () => (await sWeb.run(feedsWeb)).logits!.data as Float32Array],

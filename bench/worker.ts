@@ -2,7 +2,7 @@
 // resident memory is its own). Reads the job from argv[2] (JSON), reports through the IPC channel.
 //
 //   train   Vae.trainStep on a batch of random binary volumes (forward, backward, Adam), timed by benny
-//   decode  Vae.decode(z, { logits: true }) in eval mode, timed by benny
+//   decode  Vae.decode(z, { output: 'logits' }) in eval mode, timed by benny
 //   layers  each conv layer of the model alone, as a one-layer native Net: forward, backward (dx + dw),
 //           backward without dx (dw only); median of a few runs (plain performance.now timing)
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -80,7 +80,7 @@ async function runModel(c: CaseDef, threads: number): Promise<ModelResult> {
   } else {
     vae.eval();
     const z = randomUniform(c.batch * cfg.latentSize, 777);
-    op = () => vae.decode(z, { mode: 'eval', logits: true });
+    op = () => vae.decode(z, { mode: 'eval', output: 'logits' });
   }
   // benny calls the case function while detecting its type (twice in benny 3.7: once without awaiting),
   // then benchmark.js calls it for calibration and samples. Chaining every call after the previous one

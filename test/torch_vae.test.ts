@@ -94,7 +94,7 @@ test('MONAI VAE: train-mode forward, loss and every parameter gradient match PyT
   await withTmp(async (dir) => {
     const vae = await loadInitVae(dir);
     const x = f32(st, 'x');
-    const fwd = await vae.forward(x, { mode: 'train', latent: 'sample', logits: true, step: 0 });
+    const fwd = await vae.forward(x, { mode: 'train', latent: 'sample', output: 'logits', step: 0 });
     assertClose(t, fwd.mu, f32(st, 'out.mu'), 1e-4, 'mu');
     assertClose(t, fwd.logvar, f32(st, 'out.logvar'), 1e-4, 'logvar');
     assertClose(t, fwd.z, f32(st, 'out.z'), 1e-4, 'z');
@@ -155,8 +155,8 @@ test('MONAI VAE: eval-mode encode and decode match PyTorch (init and trained BN 
       const { mu, logvar } = await vae.encode(f32(st, 'x'));
       assertClose(t, mu, f32(st, `${out}.mu`), 1e-4, `${out}.mu`);
       assertClose(t, logvar, f32(st, `${out}.logvar`), 1e-4, `${out}.logvar`);
-      assertClose(t, await vae.decode(mu, { logits: true }), f32(st, `${out}.recon_mean`), 1e-4, `${out}.recon_mean`);
-      const ms = await vae.forward(f32(st, 'x'), { latent: 'mean+std', logits: true });
+      assertClose(t, await vae.decode(mu, { output: 'logits' }), f32(st, `${out}.recon_mean`), 1e-4, `${out}.recon_mean`);
+      const ms = await vae.forward(f32(st, 'x'), { latent: 'mean+std', output: 'logits' });
       assertClose(t, ms.recon, f32(st, `${out}.recon_meanstd`), 1e-4, `${out}.recon_meanstd`);
       vae.dispose();
     }

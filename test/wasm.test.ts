@@ -210,7 +210,7 @@ for (const c of CASES) {
       const x = c.encode ? randomArray(c.batch * c.cfg.inChannels * D * H * W, 5).map((v) => (v > 0.2 ? 1 : 0)) : null;
       const dev = randomArray(dcfg.latentSize, 9, 0.7);
       const references = async (): Promise<Refs> => {
-        const logits = await native.decode(z, { logits: true });
+        const logits = await native.decode(z, { output: 'logits' });
         const enc = x ? await native.encode(x) : null;
         const comp = enc ? await native.decode(enc.mu.map((m, i) => m + 1.5 * dev[i % dcfg.latentSize]!)) : null;
         return { logits, probs: activate(logits.slice(), c.batch, dcfg), enc, comp };
@@ -283,7 +283,7 @@ test('a decoder alone (plain state_dict, no metadata) loads with its config and 
   const dec = new Decoder(cfg, 0);
   dec.network.loadStateDict(st.tensors, file);
   const z = randomArray(3 * 6, 11);
-  check(t, 'decoder alone', await m.decode(z, { output: 'logits' }), await dec.decode(z, { logits: true }));
+  check(t, 'decoder alone', await m.decode(z, { output: 'logits' }), await dec.decode(z, { output: 'logits' }));
   dec.dispose();
   m.dispose();
 });
@@ -334,7 +334,7 @@ test('decoderOnly loads the decoder of a whole VAE and ignores its encoder', asy
   const m = await loadModel(file, { decoderOnly: true, threads: 1 });
   t.is(m.kind, 'decoder');
   const z = randomArray(6, 2);
-  check(t, 'decoderOnly', await m.decode(z, { output: 'logits' }), await native.decode(z, { logits: true }));
+  check(t, 'decoderOnly', await m.decode(z, { output: 'logits' }), await native.decode(z, { output: 'logits' }));
   m.dispose();
   native.dispose();
 });
