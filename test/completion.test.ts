@@ -57,10 +57,10 @@ test('latent mode: a decoder trained on μ + σ is fed μ + σ everywhere, after
     t.is(vae.decoderLatent, 'mean+std');
     t.is(vae.evalLatent, 'mean+std');
     const x = await volumes(ds, 3);
-    const { mu, logvar, z } = await vae.encodeLatent(x);
+    const { mu, logvar, z } = await vae.encodeLatent(x, { batch: 3 });
     for (let i = 0; i < z.length; i++) t.true(Math.abs(z[i]! - (mu[i]! + Math.exp(0.5 * logvar[i]!))) <= 1e-5 * (1 + Math.abs(z[i]!)));
     // forward() in eval mode decodes that z by default.
-    const f = await vae.forward(x, { mode: 'eval', output: 'logits' });
+    const f = await vae.forward(x, { mode: 'eval', output: 'logits', batch: 3 });
     t.deepEqual([...f.z], [...z]);
     t.deepEqual([...f.recon], [...(await vae.decode(z, { output: 'logits' }))]);
     const file = path.join(tmp, 'meanstd.safetensors');
@@ -69,7 +69,7 @@ test('latent mode: a decoder trained on μ + σ is fed μ + σ everywhere, after
     const back = await Vae.load(file);
     try {
       t.is(back.decoderLatent, 'mean+std');
-      t.deepEqual([...(await back.encodeLatent(x)).z], [...z]);
+      t.deepEqual([...(await back.encodeLatent(x, { batch: 3 })).z], [...z]);
       t.is(back.completion!.latent, 'mean+std');
       // The deviation vectors were computed on μ + σ: completing through the model gives z(x) + γ·DEV with z = μ + σ.
       const [r] = await completeSkulls(back.completionModel(), [x.subarray(S, 2 * S)], ['cranial'], { method: 'dev', gamma: 0.5 });
@@ -82,7 +82,7 @@ test('latent mode: a decoder trained on μ + σ is fed μ + σ everywhere, after
     try {
       t.is(w.decoderLatent, 'mean+std');
       t.is(w.evalLatent, 'mean+std');
-      const wz = (await w.encodeLatent(x)).z;
+      const wz = (await w.encodeLatent(x, { batch: 3 })).z;
       for (let i = 0; i < z.length; i++) t.true(Math.abs(wz[i]! - z[i]!) <= 1e-5 * (1 + Math.abs(z[i]!)), `WASM z[${i}] ${wz[i]} vs native ${z[i]}`);
       t.is(w.completion!.latent, 'mean+std');
       t.deepEqual([...w.completion!.dev['cranial']!], [...vae.completion!.dev['cranial']!]);
@@ -100,7 +100,7 @@ test('latent mode: a decoder trained on samples is evaluated on μ (documented),
     t.is(vae.decoderLatent, 'sample');
     t.is(vae.evalLatent, 'mean');
     const x = await volumes(ds, 2);
-    const { mu, z } = await vae.encodeLatent(x);
+    const { mu, z } = await vae.encodeLatent(x, { batch: 2 });
     t.deepEqual([...z], [...mu]);
     const file = path.join(tmp, 'sample.safetensors');
     await vae.save(file);
@@ -110,7 +110,7 @@ test('latent mode: a decoder trained on samples is evaluated on μ (documented),
     // Training the encoder again moves every latent: completion data computed before is dropped.
     await calibrateCompletion(vae, ds);
     vae.encoder.unfreeze();
-    await vae.trainStep(x, { beta: 1 });
+    await vae.trainStep({ input: x, shape: [2, 1, ...vae.config.inputShape] }, { beta: 1 });
     t.is(vae.completion, null);
   } finally {
     vae.dispose();

@@ -727,7 +727,7 @@ export class Vae {
       get evalLatent() {
         return vae.evalLatent;
       },
-      encodeLatent: async (x) => (await vae.encodeLatent(x)).z,
+      encodeLatent: async (x, batch) => (await vae.encodeLatent(x, { batch })).z,
       decodeLogits: (z) => vae.decode(z, { mode: 'eval', output: 'logits' }),
       latentGradient: (z, objective) => vae.decoder.latentGradient(z, objective),
     };

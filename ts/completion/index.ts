@@ -20,8 +20,8 @@ export const COMPLETION_METHODS: readonly CompletionMethod[] = ['fit', 'dev'];
 export interface CompletionModel extends LatentModel {
   readonly shape: readonly [number, number, number];
   readonly completion: CompletionData | null;
-  /** The evaluation latents of inputs [N, 1, D, H, W]. */
-  encodeLatent(x: Float32Array): Promise<Float32Array>;
+  /** The evaluation latents [batch, latentSize] of `batch` inputs [batch, 1, D, H, W]. */
+  encodeLatent(x: Float32Array, batch: number): Promise<Float32Array>;
   /** The model's evaluation latent ('mean' or 'mean+std'). */
   readonly evalLatent: 'mean' | 'mean+std';
 }
@@ -115,7 +115,7 @@ export async function completeSkulls(model: CompletionModel, inputs: readonly (U
   masks.forEach((m, i) => {
     for (let s = 0; s < S; s++) x[i * S + s] = m[s]!;
   });
-  const z0 = await model.encodeLatent(x);
+  const z0 = await model.encodeLatent(x, n);
   for (let b = 0; b < n; b++) {
     const dev = data.dev[defects[b]!]!;
     for (let j = 0; j < k; j++) z0[b * k + j] = z0[b * k + j]! + gamma * dev[j]!;

@@ -307,7 +307,7 @@ export class WasmVae {
       shape: [D, H, W],
       completion: this.completion,
       evalLatent: this.evalLatent,
-      encodeLatent: async (x) => (await this.encodeLatent(x)).z,
+      encodeLatent: async (x, batch) => (await this.encodeLatent(x, { batch })).z,
       decodeLogits: (z) => this.decode(z, { output: 'logits' }),
       latentGradient: (z, objective) => this.latentGradient(z, objective),
     };
