@@ -76,7 +76,7 @@ async function runModel(c: CaseDef, threads: number): Promise<ModelResult> {
   if (c.task === 'train') {
     vae.train();
     const input = randomBinary(c.batch * cfg.inChannels * S, 12345);
-    op = () => vae.trainStep({ input }, { beta: 1, optimizer: { lr: 1e-4 } });
+    op = () => vae.trainStep({ input, shape: [c.batch, cfg.inChannels, ...cfg.inputShape] }, { beta: 1, optimizer: { lr: 1e-4 } });
   } else {
     vae.eval();
     const z = randomUniform(c.batch * cfg.latentSize, 777);
