@@ -6,7 +6,8 @@
 import { VoxvaeError, invalid } from '../errors.js';
 import type { VolumeDataset } from '../data/dataset.js';
 import { Rng } from '../data/synth/rng.js';
-import type { EvalLatent, LatentMode, Vae } from '../vae.js';
+import type { Vae } from '../vae.js';
+import type { EvalLatent, LatentMode } from '../types.js';
 
 export interface EncodedDataset {
   /** n × k evaluation latents: what the model's decoder is fed (vae.evalLatent: μ, or μ + σ). */
