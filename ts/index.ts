@@ -70,14 +70,9 @@ export {
   type ConstantSpec,
   type WarmupSpec,
   type CyclicalSpec,
-  type CyclicalRamp,
   type CapacitySpec,
   type ControlVaeSpec,
-  type ControlVaePreset,
-  type AntiWindup,
-  type SteppedSetPoint,
   type DynamicVaeSpec,
-  type RampedSetPoint,
 } from './train/beta.js';
 
 // Latent space, metrics, completion.
