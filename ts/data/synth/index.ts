@@ -64,7 +64,8 @@ interface Resolved {
 
 function resolve(options: SynthOptions): Resolved {
   const n = is.integer('n', options.n ?? 100, 1, 100000);
-  const seed = is.integer('seed', options.seed ?? 1, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+  const seed = options.seed ?? 1;
+  if (!Number.isSafeInteger(seed)) invalid('seed', 'must be an integer', seed);
   const shape = checkShape(options.shape ?? DEFAULT_SYNTH_SHAPE, 'shape');
   if (shape.some((s) => s < 16 || s > 1024)) invalid('shape', 'must be 16 to 1024 voxels along each axis', shape);
   const fov = options.fov ?? DEFAULT_FOV;
