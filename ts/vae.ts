@@ -8,7 +8,7 @@ import { Network, type OptimizerConfig } from './network.js';
 import { readSafetensors, serializeSafetensors, toFloat32, voxvaeMetadata, writeFileAtomic, type TensorToWrite } from './safetensors.js';
 import { completeSkull, completionFromCheckpoint, completionToCheckpoint, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from './completion/index.js';
 
-import { EVAL_LATENTS, LATENT_MODES, OUTPUT_KINDS, evalLatentOf, type Backend, type EvalLatent, type LatentMode, type Mode, type OutputKind } from './types.js';
+import { EVAL_LATENTS, LATENT_MODES, MODES, OUTPUT_KINDS, evalLatentOf, type Backend, type EvalLatent, type LatentMode, type Mode, type OutputKind } from './types.js';
 import * as is from './is.js';
 
 // The shared vocabulary lives in ts/types.ts; re-exported here for the modules that import it with the model.
@@ -309,11 +309,12 @@ export class Encoder {
   async encode(x: Float32Array, opts: EncodeOptions = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
     is.knownKeys('options', is.options('options', opts), ENCODE_KEYS);
     const [d, h, w] = this.config.inputShape;
+    const train = trainMode(opts.mode);
     const n = is.samples('x', x, this.sampleSize, `${this.config.inChannels} × ${d} × ${h} × ${w}`, opts.batch);
     const xt = tensor(x, [n, this.config.inChannels, ...this.config.inputShape], 'x', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
-      outs = await nativeCall(() => this.network.net.forward(xt, n, opts.mode === 'train'));
+      outs = await nativeCall(() => this.network.net.forward(xt, n, train));
       return { mu: outs[0]!.toArray(), logvar: outs[1]!.toArray() };
     } finally {
       release(xt, ...outs);
@@ -346,11 +347,12 @@ export class Decoder {
   async decode<O extends OutputKind = 'probabilities'>(z: Float32Array, opts: DecodeOptions<O> = {}): Promise<Decoded<O>> {
     is.knownKeys('options', is.options('options', opts), DECODE_KEYS);
     const output = outputKind(opts.output);
+    const train = trainMode(opts.mode);
     const n = batchOf(z, this.config.latentSize, 'z');
     const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1], 'z', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
-      outs = await nativeCall(() => this.network.net.forward(zt, n, opts.mode === 'train'));
+      outs = await nativeCall(() => this.network.net.forward(zt, n, train));
       const y = outs[0]!.toArray();
       return (output === 'logits' ? y : output === 'mask' ? maskOf(y, n, this.config) : activate(y, n, this.config)) as Decoded<O>;
     } finally {
@@ -436,6 +438,11 @@ export class Decoder {
 const ENCODE_KEYS = ['mode', 'batch'];
 const DECODE_KEYS = ['mode', 'output'];
 const FORWARD_KEYS = ['mode', 'batch', 'output', 'latent', 'step'];
+
+/** options.mode: 'eval' (default) or 'train'; true for 'train'. */
+function trainMode(m: unknown): boolean {
+  return m !== undefined && is.oneOf('options.mode', m, MODES) === 'train';
+}
 
 function outputKind(o: unknown): OutputKind {
   return o === undefined ? 'probabilities' : is.oneOf('options.output', o, OUTPUT_KINDS);
@@ -624,7 +631,7 @@ export class Vae {
     const mode = opts.mode ?? this.defaultMode;
     const latent = opts.latent === undefined ? (mode === 'train' ? 'sample' : this.evalLatent) : is.oneOf('options.latent', opts.latent, LATENT_MODES);
     const { mu, logvar } = await this.encode(x, { mode, ...(opts.batch !== undefined ? { batch: opts.batch } : {}) });
-    const z = this.latentFrom(mu, logvar, latent, opts.step ?? this.step);
+    const z = this.latentFrom(mu, logvar, latent, opts.step === undefined ? this.step : is.seed('options.step', opts.step));
     const recon = await this.decode<O>(z, { mode, ...(opts.output !== undefined ? { output: opts.output } : {}) });
     return { recon, mu, logvar, z };
   }
