@@ -37,7 +37,7 @@ const enc = vae.encoder.network, dec = vae.decoder.network;
 vae.train();
 
 const t0 = performance.now();
-await vae.trainStep({ input });
+await vae.trainStep({ input, shape: [n, 1, ...cfg.inputShape] });
 console.log(`${model} batch ${n}, ${threads} threads: warm-up vae.trainStep ${(performance.now() - t0).toFixed(0)} ms`);
 
 // As in vae.trainStep: the batch lives in tensors reused across steps (the target is the input), and
@@ -81,7 +81,7 @@ for (let s = 0; s < steps; s++) {
     await enc.optimizer().step(1e-4, 0.9, 0.999, 1e-8, 0, false, 1);
   });
   for (const t of live) t?.dispose();
-  await stage('whole vae.trainStep (API)', () => vae.trainStep({ input }));
+  await stage('whole vae.trainStep (API)', () => vae.trainStep({ input, shape: [n, 1, ...cfg.inputShape] }));
 }
 let sum = 0;
 for (const [name, e] of totals) {

@@ -77,7 +77,7 @@ async function runModel(c: CaseDef, threads: number): Promise<ModelResult> {
   const S = cfg.inputShape[0] * cfg.inputShape[1] * cfg.inputShape[2];
   let op: () => Promise<unknown>;
   if (c.task === 'train') {
-    const batch = { input: randomBinary(c.batch * cfg.inChannels * S, 12345) };
+    const batch = { input: randomBinary(c.batch * cfg.inChannels * S, 12345), shape: [c.batch, cfg.inChannels, ...cfg.inputShape] as [number, number, number, number, number] };
     op = () => vae.trainStep(batch);
   } else {
     const z = randomUniform(c.batch * cfg.latentSize, 777);

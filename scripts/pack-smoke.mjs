@@ -14,7 +14,7 @@ const config = monaiVarAutoEncoder({ inputShape: [16, 16, 16], channels: [4, 8],
 const vae = await Vae.create(config, { backend: 'cpu', seed: 0 });
 const x = new Float32Array(2 * 16 * 16 * 16);
 for (let i = 0; i < x.length; i++) x[i] = (i * 7919) % 13 < 4 ? 1 : 0;
-const step = await vae.trainStep(x, { beta: 1, optimizer: { kind: 'adam', lr: 1e-3 } });
+const step = await vae.trainStep({ input: x, shape: [2, 1, 16, 16, 16] }, { beta: 1, optimizer: { kind: 'adam', lr: 1e-3 } });
 const probs = await vae.decode(new Float32Array(2 * 4));
 const ok = Number.isFinite(step.loss) && probs.length === 2 * 2 * 16 * 16 * 16 && probs.every(Number.isFinite);
 const addon = path.relative(pkgDir, voxvae.addonFile());

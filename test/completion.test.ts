@@ -57,19 +57,19 @@ test('latent mode: a decoder trained on μ + σ is fed μ + σ everywhere, after
     t.is(vae.decoderLatent, 'mean+std');
     t.is(vae.evalLatent, 'mean+std');
     const x = await volumes(ds, 3);
-    const { mu, logvar, z } = await vae.encodeLatent(x);
+    const { mu, logvar, z } = await vae.encodeLatent(x, { batch: 3 });
     for (let i = 0; i < z.length; i++) t.true(Math.abs(z[i]! - (mu[i]! + Math.exp(0.5 * logvar[i]!))) <= 1e-5 * (1 + Math.abs(z[i]!)));
     // forward() in eval mode decodes that z by default.
-    const f = await vae.forward(x, { mode: 'eval', logits: true });
+    const f = await vae.forward(x, { mode: 'eval', output: 'logits', batch: 3 });
     t.deepEqual([...f.z], [...z]);
-    t.deepEqual([...f.recon], [...(await vae.decode(z, { logits: true }))]);
+    t.deepEqual([...f.recon], [...(await vae.decode(z, { output: 'logits' }))]);
     const file = path.join(tmp, 'meanstd.safetensors');
     await calibrateCompletion(vae, ds);
     await vae.save(file);
     const back = await Vae.load(file);
     try {
       t.is(back.decoderLatent, 'mean+std');
-      t.deepEqual([...(await back.encodeLatent(x)).z], [...z]);
+      t.deepEqual([...(await back.encodeLatent(x, { batch: 3 })).z], [...z]);
       t.is(back.completion!.latent, 'mean+std');
       // The deviation vectors were computed on μ + σ: completing through the model gives z(x) + γ·DEV with z = μ + σ.
       const [r] = await completeSkulls(back.completionModel(), [x.subarray(S, 2 * S)], ['cranial'], { method: 'dev', gamma: 0.5 });
@@ -82,7 +82,7 @@ test('latent mode: a decoder trained on μ + σ is fed μ + σ everywhere, after
     try {
       t.is(w.decoderLatent, 'mean+std');
       t.is(w.evalLatent, 'mean+std');
-      const wz = (await w.encodeLatent(x)).z;
+      const wz = (await w.encodeLatent(x, { batch: 3 })).z;
       for (let i = 0; i < z.length; i++) t.true(Math.abs(wz[i]! - z[i]!) <= 1e-5 * (1 + Math.abs(z[i]!)), `WASM z[${i}] ${wz[i]} vs native ${z[i]}`);
       t.is(w.completion!.latent, 'mean+std');
       t.deepEqual([...w.completion!.dev['cranial']!], [...vae.completion!.dev['cranial']!]);
@@ -100,7 +100,7 @@ test('latent mode: a decoder trained on samples is evaluated on μ (documented),
     t.is(vae.decoderLatent, 'sample');
     t.is(vae.evalLatent, 'mean');
     const x = await volumes(ds, 2);
-    const { mu, z } = await vae.encodeLatent(x);
+    const { mu, z } = await vae.encodeLatent(x, { batch: 2 });
     t.deepEqual([...z], [...mu]);
     const file = path.join(tmp, 'sample.safetensors');
     await vae.save(file);
@@ -110,7 +110,7 @@ test('latent mode: a decoder trained on samples is evaluated on μ (documented),
     // Training the encoder again moves every latent: completion data computed before is dropped.
     await calibrateCompletion(vae, ds);
     vae.encoder.unfreeze();
-    await vae.trainStep(x, { beta: 1 });
+    await vae.trainStep({ input: x, shape: [2, 1, ...vae.config.inputShape] }, { beta: 1 });
     t.is(vae.completion, null);
   } finally {
     vae.dispose();
@@ -136,16 +136,16 @@ test('the decoder latent gradient matches finite differences of the objective, n
       const zp = new Float32Array(z), zm = new Float32Array(z);
       zp[i]! += h;
       zm[i]! -= h;
-      const fd = (value(await dec.decode(zp, { logits: true })) - value(await dec.decode(zm, { logits: true }))) / (2 * h);
+      const fd = (value(await dec.decode(zp, { output: 'logits' })) - value(await dec.decode(zm, { output: 'logits' }))) / (2 * h);
       worst = Math.max(worst, Math.abs(fd - g.grad[i]!));
       scale = Math.max(scale, Math.abs(g.grad[i]!));
     }
     t.true(scale > 0);
     t.true(worst <= 2e-2 * scale, `worst |fd − grad| ${worst} against scale ${scale}`);
     // The weights and BN statistics are untouched: decoding again gives the same logits.
-    const before = await dec.decode(z, { logits: true });
+    const before = await dec.decode(z, { output: 'logits' });
     await dec.latentGradient(z, (l) => ({ value: 0, grad: new Float32Array(l.length) }));
-    t.deepEqual([...(await dec.decode(z, { logits: true }))], [...before]);
+    t.deepEqual([...(await dec.decode(z, { output: 'logits' }))], [...before]);
     // WASM computes the same gradient (same kernels; 1e-5 relative to the largest entry).
     const file = path.join(tmp, 'decoder.safetensors');
     const vae = Vae.fromParts(new Encoder(small, { seed: 1 }), dec);
@@ -198,11 +198,11 @@ test('latent fitting lowers its objective and recovers a decoded target', async 
     const model = {
       latentSize: 3, voxels: S, outChannels: 2,
       latentGradient: dec.latentGradient.bind(dec),
-      decodeLogits: (z: Float32Array) => dec.decode(z, { logits: true }),
+      decodeLogits: (z: Float32Array) => dec.decode(z, { output: 'logits' }),
     };
     // The target: the decoder's own mask at z*; start 1.5 prior standard deviations away.
     const zStar = Float32Array.from([8, -5, 3]);
-    const logits = await dec.decode(zStar, { logits: true });
+    const logits = await dec.decode(zStar, { output: 'logits' });
     const target = new Uint8Array(S);
     for (let s = 0; s < S; s++) target[s] = logits[S + s]! > logits[s]! ? 1 : 0;
     t.true(target.some((v) => v) && target.some((v) => !v));
@@ -214,7 +214,7 @@ test('latent fitting lowers its objective and recovers a decoded target', async 
     t.true(r.best[0]! < h[0]! * 0.8, `objective ${h[0]} → best ${r.best[0]}`);
     // The fitted latent decodes to a mask closer to the target than the start did.
     const maskDice = async (z: Float32Array): Promise<number> => {
-      const l = await dec.decode(z, { logits: true });
+      const l = await dec.decode(z, { output: 'logits' });
       let inter = 0, a = 0;
       for (let s = 0; s < S; s++) {
         const m = l[S + s]! > l[s]! ? 1 : 0;

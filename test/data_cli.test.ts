@@ -63,9 +63,10 @@ test('dataset info lists unreadable files', async (t) => {
 
 test('bad options are refused by the parser with a reason', async (t) => {
   for (const [args, pattern] of [
-    [['dataset', 'synth', '--out', path.join(tmp, 'z'), '--shape', '128,128'], /expected three integers/],
+    [['dataset', 'synth', '--out', path.join(tmp, 'z'), '--shape', '128,128'], /--shape must list 3 integers \(got \[128, 128\]\) \(D,H,W, e\.g\. 64,64,32\)/],
     [['dataset', 'synth', '--out', path.join(tmp, 'z'), '--format', 'png'], /Allowed choices are nii.gz, nii, nrrd, nhdr/],
-    [['dataset', 'synth', '--out', path.join(tmp, 'z'), '--n', '0'], /expected an integer from 1/],
+    [['dataset', 'synth', '--out', path.join(tmp, 'z'), '--n', '0'], /--n must be an integer in \[1, 100000\] \(got 0\)/],
+    [['dataset', 'synth', '--out', path.join(tmp, 'z'), '--shape', '128,8,64'], /--shape\[1\] must be an integer in \[16, 1024\] \(got 8\)/],
     [['dataset', 'synth'], /required option '--out <dir>'/],
   ] as [string[], RegExp][]) {
     const { prog, err } = program();

@@ -11,10 +11,11 @@ const gpuTest = cuda.binding ? test.serial : test.skip;
 const why = cuda.binding ? '' : ` [skipped: no GPU — ${cuda.reason}]`;
 const CFG = monaiVarAutoEncoder({ inputShape: [16, 16, 16], channels: [4, 8, 8], latentSize: 6 });
 
-function batch(n: number): Float32Array {
+/** n volumes as a training batch (its shape says how many: a bare Float32Array is one volume). */
+function batch(n: number): { input: Float32Array; shape: number[] } {
   const x = new Float32Array(n * 16 * 16 * 16);
   for (let i = 0; i < x.length; i++) x[i] = (i * 2654435761) % 97 < 40 ? 1 : 0;
-  return x;
+  return { input: x, shape: [n, 1, 16, 16, 16] };
 }
 function maxRel(a: Float32Array, b: Float32Array): number {
   let d = 0, m = 1e-6;

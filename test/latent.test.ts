@@ -75,7 +75,7 @@ test('two-stage: stage 2 leaves the encoder bit-identical; the aggregated VAE is
   t.teardown(() => back.dispose());
   t.true(back.encoder.frozen);
   const x = (await ds.batches({ batchSize: 2, shuffle: false }).next()).value!.input;
-  const a = await r.vae.forward(x, { mode: 'eval', latent: 'mean' }), b = await back.forward(x, { mode: 'eval', latent: 'mean' });
+  const a = await r.vae.forward(x, { mode: 'eval', latent: 'mean', batch: 2 }), b = await back.forward(x, { mode: 'eval', latent: 'mean', batch: 2 });
   t.deepEqual(b.recon, a.recon);
 
   const enc = await encodeDataset(back, ds);

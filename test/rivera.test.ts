@@ -34,6 +34,8 @@ async function make(seed = 3): Promise<{ vae: Vae; disc: Discriminator }> {
   const vae = await Vae.create(CONFIG, { seed });
   return { vae, disc: discriminatorFor(vae, D_OPTS) };
 }
+/** x as a training batch: its shape says how many volumes it holds (a bare Float32Array is one). */
+const batchOf = (x: Float32Array) => ({ input: x, shape: [x.length / S, 1, 16, 16, 16] });
 const params = (n: Network): Float32Array => n.net.getParams();
 const sameBits = (a: Float32Array, b: Float32Array): boolean => a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
@@ -155,7 +157,7 @@ test('a GAN step leaves D unchanged at D lr 0 and the generator unchanged at G l
     try {
       const before = { enc: params(vae.encoder.network), dec: params(vae.decoder.network), d: params(disc.network) };
       const opts: RiveraStepOptions = frozen === 'D' ? { discriminatorOptimizer: { lr: 0 } } : { optimizer: { lr: 0 } };
-      const r = await riveraTrainStep(vae, disc, x, opts);
+      const r = await riveraTrainStep(vae, disc, batchOf(x), opts);
       t.true(Number.isFinite(r.loss) && Number.isFinite(r.discriminator) && r.adversarial > 0, JSON.stringify(r));
       const after = { enc: params(vae.encoder.network), dec: params(vae.decoder.network), d: params(disc.network) };
       t.is(sameBits(after.d, before.d), frozen === 'D', `${frozen}: D`);
@@ -174,7 +176,7 @@ test('the adversarial gradient reaches the decoder: w_adv changes the update of 
   for (const wAdv of [0, 100]) {
     const { vae, disc } = await make();
     try {
-      await riveraTrainStep(vae, disc, x, { adversarialWeight: wAdv, optimizer: { lr: 1e-3 } });
+      await riveraTrainStep(vae, disc, batchOf(x), { adversarialWeight: wAdv, optimizer: { lr: 1e-3 } });
       dec.push(params(vae.decoder.network));
     } finally {
       vae.dispose();
@@ -193,7 +195,7 @@ test('a short seeded Rivera run repeats bit for bit (with and without D)', async
       try {
         const losses: number[] = [];
         for (let s = 0; s < 3; s++) {
-          const r = await riveraTrainStep(vae, withD ? disc : null, x, { optimizer: { lr: 1e-3 }, discriminatorOptimizer: { lr: 1e-3 } });
+          const r = await riveraTrainStep(vae, withD ? disc : null, batchOf(x), { optimizer: { lr: 1e-3 }, discriminatorOptimizer: { lr: 1e-3 } });
           losses.push(r.loss, r.discriminator, r.population, r.individual);
         }
         runs.push({ losses, p: [params(vae.encoder.network), params(vae.decoder.network), params(disc.network)] });
@@ -240,11 +242,11 @@ test('ResNet-v2 preset: block structure, shapes, names, and it trains with River
   try {
     t.true(vae.encoder.network.tensors.some((x) => x.name === 'encoder.stages.0.id1.bn3.running_var'));
     const x = blobs(2);
-    const { recon, mu } = await vae.forward(x, { mode: 'eval' });
+    const { recon, mu } = await vae.forward(x, { mode: 'eval', batch: 2 });
     t.is(recon.length, 2 * 2 * S);
     t.is(mu.length, 2 * CONFIG.latentSize);
     const losses: number[] = [];
-    for (let s = 0; s < 4; s++) losses.push((await riveraTrainStep(vae, disc, x, { optimizer: { lr: 3e-3 }, adversarialWeight: 1 })).recon);
+    for (let s = 0; s < 4; s++) losses.push((await riveraTrainStep(vae, disc, batchOf(x), { optimizer: { lr: 3e-3 }, adversarialWeight: 1 })).recon);
     t.true(losses.every(Number.isFinite));
     t.true(losses[3]! < losses[0]!, `recon ${losses.join(', ')}`);
   } finally {
@@ -264,7 +266,7 @@ test('ResNet-v2 models save and load like any Vae (the architecture is part of t
   try {
     const cfg = resnetV2Vae({ inputShape: CONFIG.inputShape, latentSize: CONFIG.latentSize, resnet: { filters: 4, stages: 2, bottleneckChannels: 2 } });
     const vae = await Vae.create(cfg, { seed: 3 });
-    await vae.trainStep(blobs(2), { beta: 1, optimizer: { lr: 1e-3 } });
+    await vae.trainStep(batchOf(blobs(2)), { beta: 1, optimizer: { lr: 1e-3 } });
     const p = path.join(dir, 'resnet.safetensors');
     await vae.save(p);
     const back = await Vae.load(p);

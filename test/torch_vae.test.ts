@@ -94,7 +94,7 @@ test('MONAI VAE: train-mode forward, loss and every parameter gradient match PyT
   await withTmp(async (dir) => {
     const vae = await loadInitVae(dir);
     const x = f32(st, 'x');
-    const fwd = await vae.forward(x, { mode: 'train', latent: 'sample', logits: true, step: 0 });
+    const fwd = await vae.forward(x, { mode: 'train', latent: 'sample', output: 'logits', step: 0, batch: 2 });
     assertClose(t, fwd.mu, f32(st, 'out.mu'), 1e-4, 'mu');
     assertClose(t, fwd.logvar, f32(st, 'out.logvar'), 1e-4, 'logvar');
     assertClose(t, fwd.z, f32(st, 'out.z'), 1e-4, 'z');
@@ -102,7 +102,7 @@ test('MONAI VAE: train-mode forward, loss and every parameter gradient match PyT
 
     // A training step with lr = 0 leaves the weights and exposes the gradients of the step-0 loss.
     const vae2 = await loadInitVae(dir);
-    const r = await vae2.trainStep({ input: x, target: f32(st, 'labels') }, { beta: BETA, optimizer: { lr: 0 } });
+    const r = await vae2.trainStep({ input: x, target: f32(st, 'labels'), shape: [2, 1, 16, 16, 8] }, { beta: BETA, optimizer: { lr: 0 } });
     assertClose(t, [r.loss], f32(st, 'loss.total'), 1e-5, 'loss.total');
     assertClose(t, [r.recon], f32(st, 'loss.dice'), 1e-5, 'loss.dice');
     assertClose(t, [r.kl], f32(st, 'loss.kl'), 1e-5, 'loss.kl');
@@ -122,7 +122,7 @@ for (const [file, kind] of [['monai_vae_tiny.safetensors', 'adam'], ['monai_vae_
     const st = await loadFixture(file);
     await withTmp(async (dir) => {
       const vae = await loadInitVae(dir);
-      const batch = { input: f32(a, 'x'), target: f32(a, 'labels') };
+      const batch = { input: f32(a, 'x'), target: f32(a, 'labels'), shape: [2, 1, 16, 16, 8] };
       for (let k = 0; k < 3; k++) {
         const r = await vae.trainStep(batch, { beta: BETA, optimizer: kind === 'adam' ? { kind, lr: 1e-3 } : { kind, lr: 1e-3, weightDecay: 0.01 } });
         assertClose(t, [r.loss], f32(st, `loss.step${k}`), 1e-5, `loss.step${k}`);
@@ -152,11 +152,11 @@ test('MONAI VAE: eval-mode encode and decode match PyTorch (init and trained BN 
     for (const [prefix, out] of [['init.', 'eval'], ['step3.', 'eval3']] as const) {
       const p = await plainCheckpoint(dir, 'monai_vae_tiny.safetensors', prefix);
       const vae = await Vae.load(p, { config: CONFIG });
-      const { mu, logvar } = await vae.encode(f32(st, 'x'));
+      const { mu, logvar } = await vae.encode(f32(st, 'x'), { batch: 2 });
       assertClose(t, mu, f32(st, `${out}.mu`), 1e-4, `${out}.mu`);
       assertClose(t, logvar, f32(st, `${out}.logvar`), 1e-4, `${out}.logvar`);
-      assertClose(t, await vae.decode(mu, { logits: true }), f32(st, `${out}.recon_mean`), 1e-4, `${out}.recon_mean`);
-      const ms = await vae.forward(f32(st, 'x'), { latent: 'mean+std', logits: true });
+      assertClose(t, await vae.decode(mu, { output: 'logits' }), f32(st, `${out}.recon_mean`), 1e-4, `${out}.recon_mean`);
+      const ms = await vae.forward(f32(st, 'x'), { latent: 'mean+std', output: 'logits', batch: 2 });
       assertClose(t, ms.recon, f32(st, `${out}.recon_meanstd`), 1e-4, `${out}.recon_meanstd`);
       vae.dispose();
     }

@@ -21,6 +21,11 @@ function blobs(n: number, seed: number): Float32Array {
   return x;
 }
 
+/** n blobs as a training batch (its shape says how many: a bare Float32Array is one volume). */
+function batch(n: number, seed: number): { input: Float32Array; shape: number[] } {
+  return { input: blobs(n, seed), shape: [n, 1, 16, 16, 8] };
+}
+
 async function tmpdir(t: import('ava').ExecutionContext): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'voxvae-api-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -51,7 +56,7 @@ test('MONAI preset at the paper size has MONAI parameter counts', async (t) => {
 test('save, train 5 more, load, redo the last 5: same losses bit for bit (exact resume)', async (t) => {
   const dir = await tmpdir(t);
   const vae = await Vae.create(CFG, { seed: 7 });
-  const batches = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => blobs(2, i));
+  const batches = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => batch(2, i));
   const opts = { beta: 0.5, optimizer: { lr: 1e-3 } };
   for (let i = 0; i < 5; i++) await vae.trainStep(batches[i]!, opts);
   const ckpt = path.join(dir, 'mid.safetensors');
@@ -67,8 +72,8 @@ test('save, train 5 more, load, redo the last 5: same losses bit for bit (exact 
   t.true(after[4]! < (await Vae.create(CFG, { seed: 7 }).then((v) => v.trainStep(batches[9]!, opts))).loss);
   // Same seed → same numbers from scratch.
   const again = await Vae.create(CFG, { seed: 7 });
-  const first = await vae.encode(batches[0]!);
-  t.notDeepEqual(first.mu, (await again.encode(batches[0]!)).mu);
+  const first = await vae.encode(batches[0]!.input, { batch: 2 });
+  t.notDeepEqual(first.mu, (await again.encode(batches[0]!.input, { batch: 2 })).mu);
   vae.dispose();
   resumed.dispose();
   again.dispose();
@@ -78,7 +83,7 @@ test('two runs from the same seed give identical losses', async (t) => {
   const run = async () => {
     const v = await Vae.create(CFG, { seed: 3 });
     const out: number[] = [];
-    for (let i = 0; i < 3; i++) out.push((await v.trainStep(blobs(2, i), { beta: 1, optimizer: { lr: 1e-3 } })).loss);
+    for (let i = 0; i < 3; i++) out.push((await v.trainStep(batch(2, i), { beta: 1, optimizer: { lr: 1e-3 } })).loss);
     v.dispose();
     return out;
   };
@@ -91,7 +96,7 @@ test('two models trained at the same time give the same losses as one after the 
   const run = async (seed: number) => {
     const v = await Vae.create(CFG, { seed });
     const out: number[] = [];
-    for (let i = 0; i < 3; i++) out.push((await v.trainStep(blobs(2, i + seed), { beta: 1, optimizer: { lr: 1e-3 } })).loss);
+    for (let i = 0; i < 3; i++) out.push((await v.trainStep(batch(2, i + seed), { beta: 1, optimizer: { lr: 1e-3 } })).loss);
     v.dispose();
     return out;
   };
@@ -103,12 +108,12 @@ test('two models trained at the same time give the same losses as one after the 
 });
 
 test('trainStep refills its native input, target and gradient buffers: batch sizes, targets and a refused batch change nothing else', async (t) => {
-  const withTarget = { input: blobs(2, 2), target: blobs(2, 5) };
+  const withTarget = { ...batch(2, 2), target: blobs(2, 5) };
   const run = async (nanStep: boolean) => {
     const v = await Vae.create(CFG, { seed: 4 });
     const out: number[] = [];
-    const step = async (b: Float32Array | { input: Float32Array; target: Float32Array }) => out.push((await v.trainStep(b, { beta: 1, optimizer: { lr: 1e-3 } })).loss);
-    await step(blobs(2, 0));
+    const step = async (b: Float32Array | { input: Float32Array; target?: Float32Array; shape?: number[] }) => out.push((await v.trainStep(b, { beta: 1, optimizer: { lr: 1e-3 } })).loss);
+    await step(batch(2, 0));
     await step(blobs(1, 1));  // another batch size: buffers replaced
     if (nanStep) {
       const bad = blobs(1, 6);
@@ -117,7 +122,7 @@ test('trainStep refills its native input, target and gradient buffers: batch siz
     }
     await step(blobs(1, 3));
     await step(withTarget);  // a target of its own
-    await step(blobs(2, 4));
+    await step(batch(2, 4));
     v.dispose();
     return out;
   };
@@ -127,14 +132,14 @@ test('trainStep refills its native input, target and gradient buffers: batch siz
 test('frozen encoder + new skullVAE decoder: encoder weights stay bit-identical, decoder learns', async (t) => {
   const dir = await tmpdir(t);
   const vae = await Vae.create(CFG, { seed: 1 });
-  for (let i = 0; i < 2; i++) await vae.trainStep(blobs(2, i), { beta: 100, optimizer: { lr: 1e-3 } });
+  for (let i = 0; i < 2; i++) await vae.trainStep(batch(2, i), { beta: 100, optimizer: { lr: 1e-3 } });
   const before = { p: vae.encoder.network.net.getParams(), b: vae.encoder.network.net.getBuffers() };
   vae.encoder.freeze();
   const dec = new Decoder(skullVaeDecoder({ inputShape: [16, 16, 8], channels: [4, 8, 8], latentSize: 6 }), { seed: 11 });
   const stage2 = Vae.fromParts(vae.encoder, dec, 1);
   const losses: number[] = [];
   for (let i = 0; i < 8; i++) {
-    const r = await stage2.trainStep(blobs(2, 0), { latent: 'mean+std', optimizer: { lr: 3e-3 } });
+    const r = await stage2.trainStep(batch(2, 0), { latent: 'mean+std', optimizer: { lr: 3e-3 } });
     t.is(r.beta, 0);
     t.is(r.loss, r.recon); // reconstruction only
     losses.push(r.loss);
@@ -195,6 +200,24 @@ test('plain PyTorch state_dict loads with { config }; without it the error says 
   vae.dispose();
 });
 
+test('decode { output }: probabilities (default), logits, and a Uint8Array mask, as voxvae/web spells it', async (t) => {
+  const dec = new Decoder(CFG, 5);
+  const z = Float32Array.from({ length: 3 * 6 }, (_, i) => Math.sin(0.9 * i));
+  const logits = await dec.decode(z, { output: 'logits' });
+  const probs = await dec.decode(z);
+  const mask: Uint8Array = await dec.decode(z, { output: 'mask' });
+  t.true(mask instanceof Uint8Array);
+  const S = 16 * 16 * 8;
+  t.is(mask.length, 3 * S);
+  for (let b = 0; b < 3; b++)
+    for (let s = 0; s < S; s++) {
+      const l0 = logits[(b * 2) * S + s]!, l1 = logits[(b * 2 + 1) * S + s]!;
+      t.true(Math.abs(probs[(b * 2 + 1) * S + s]! - 1 / (1 + Math.exp(l0 - l1))) < 1e-5);
+      if (mask[b * S + s] !== (l1 > l0 ? 1 : 0)) return t.fail(`mask at ${b}, ${s}`);
+    }
+  dec.dispose();
+});
+
 // Serial: the ISA is process-wide and must not change under a running call (serial tests run before
 // the concurrent ones).
 test.serial('setCpuIsa switches every CPU kernel; results agree across ISAs and an unavailable ISA changes nothing', async (t) => {
@@ -203,7 +226,7 @@ test.serial('setCpuIsa switches every CPU kernel; results agree across ISAs and 
   const dec = new Decoder(CFG, { seed: 3 });
   const z = Float32Array.from({ length: 2 * 6 }, (_, i) => Math.cos(0.7 * i));
   try {
-    const y = await dec.decode(z, { logits: true });
+    const y = await dec.decode(z, { output: 'logits' });
     const isas = ['sse2', 'avx2', 'avx512f'] as const;
     for (const isa of isas) {
       const before = cpuIsa();
@@ -218,16 +241,16 @@ test.serial('setCpuIsa switches every CPU kernel; results agree across ISAs and 
       }
       t.is(now, isa);
       t.is(cpuIsa(), isa);
-      const yi = await dec.decode(z, { logits: true });
+      const yi = await dec.decode(z, { output: 'logits' });
       let d = 0, m = 0;
       for (let i = 0; i < y.length; i++) (d = Math.max(d, Math.abs(yi[i]! - y[i]!))), (m = Math.max(m, Math.abs(y[i]!)));
       t.true(d <= 1e-5 * m, `${isa}: max |difference| ${d} vs max |y| ${m}`);
-      t.deepEqual(await dec.decode(z, { logits: true }), yi, `${isa}: repeatable`);
+      t.deepEqual(await dec.decode(z, { output: 'logits' }), yi, `${isa}: repeatable`);
     }
     t.throws(() => setCpuIsa('neon' as never), isVx('EINVAL'));
     // Kernels read the ISA and the thread count while they run: neither changes under a running call.
     const isaNow = cpuIsa();
-    const pending = dec.decode(z, { logits: true });
+    const pending = dec.decode(z, { output: 'logits' });
     t.throws(() => setCpuIsa('auto'), { code: 'EBUSY', message: /setCpuIsa: 1 native call\(s\) still running; await them first/ });
     t.throws(() => setThreads(1), { code: 'EBUSY', message: /setThreads: 1 native call/ });
     await pending;
@@ -246,9 +269,21 @@ test('bad input gives typed errors and the process keeps working', async (t) => 
   await t.throwsAsync(vae.encode(new Float32Array(SAMPLE + 1)), { ...isVx('ESHAPE'), message: /x has 2049 values/ });
   await t.throwsAsync(vae.decode(new Float32Array(5)), isVx('ESHAPE'));
   await t.throwsAsync(vae.encode([1, 2, 3] as never), isVx('EINVAL'));
-  await t.throwsAsync(vae.trainStep({ input: blobs(2, 0), target: new Float32Array(3) }), { ...isVx('ESHAPE'), message: /batch\.target/ });
-  await t.throwsAsync(vae.trainStep(blobs(1, 0), { beta: -1 }), { ...isVx('EINVAL'), message: /options\.beta/ });
-  await t.throwsAsync(vae.trainStep(blobs(1, 0), { recon: { kind: 'huber' as never } }), isVx('EINVAL'));
+  // A volume of another size is ESHAPE, never a silent batch: a 32×32×16 volume holds 8 × this model's 16×16×8.
+  const big = new Float32Array(8 * SAMPLE);
+  await t.throwsAsync(vae.encode(big), { ...isVx('ESHAPE'), message: /x has 16384 values; one sample \(1 × 16 × 16 × 8\) has 2048: pass \{ batch: 8 \}/ });
+  await t.throwsAsync(vae.forward(big), isVx('ESHAPE'));
+  await t.throwsAsync(vae.encodeLatent(big), isVx('ESHAPE'));
+  await t.throwsAsync(vae.trainStep(big), { ...isVx('ESHAPE'), message: /give batch\.shape \[8, 1, 16, 16, 8\]/ });
+  await t.throwsAsync(vae.trainStep({ input: big, shape: [1, 1, 32, 32, 16] }), { ...isVx('ESHAPE'), message: /batch\.shape is \[1, 1, 32, 32, 16\]; this model takes \[N, 1, 16, 16, 8\]/ });
+  await t.throwsAsync(vae.trainStep({ input: big, shape: [2, 1, 16, 16, 8] }), { ...isVx('ESHAPE'), message: /batch\.shape \[2, 1, 16, 16, 8\] has 4096/ });
+  t.is((await vae.encode(big, { batch: 8 })).mu.length, 8 * CFG.latentSize);
+  await t.throwsAsync(vae.encode(big, { batch: 4 }), isVx('ESHAPE'));
+  await t.throwsAsync(vae.decode(new Float32Array(CFG.latentSize), { logits: true } as never), { ...isVx('EINVAL'), message: /options\.logits is not a known option/ });
+  await t.throwsAsync(vae.decode(new Float32Array(CFG.latentSize), { output: 'raw' as never }), { ...isVx('EINVAL'), message: /options\.output/ });
+  await t.throwsAsync(vae.trainStep({ ...batch(2, 0), target: new Float32Array(3) }), { ...isVx('ESHAPE'), message: /batch\.target/ });
+  await t.throwsAsync(vae.trainStep(batch(1, 0), { beta: -1 }), { ...isVx('EINVAL'), message: /options\.beta/ });
+  await t.throwsAsync(vae.trainStep(batch(1, 0), { recon: { kind: 'huber' as never } }), isVx('EINVAL'));
   // NaN in the input is refused before any kernel runs, and the error keeps the caller's stack.
   const bad = blobs(1, 0);
   bad[100] = NaN;
@@ -257,7 +292,7 @@ test('bad input gives typed errors and the process keeps working', async (t) => 
   // One value per channel cannot be batch-normalised in training mode (PyTorch raises too).
   const small = await Vae.create(monaiVarAutoEncoder({ inputShape: [8, 8, 8], channels: [4, 8, 8], latentSize: 6 }));
   await t.throwsAsync(small.trainStep({ input: new Float32Array(512).fill(1) }), { ...isVx('EINVAL'), message: /more than 1 value per channel|1 value/i });
-  t.true(Number.isFinite((await small.trainStep({ input: new Float32Array(1024).fill(1) })).loss));
+  t.true(Number.isFinite((await small.trainStep({ input: new Float32Array(1024).fill(1), shape: [2, 1, 8, 8, 8] })).loss));
   small.dispose();
   // Checkpoints: another architecture, truncated, not safetensors, missing.
   const p = path.join(dir, 'ok.safetensors');
@@ -278,7 +313,7 @@ test('bad input gives typed errors and the process keeps working', async (t) => 
   await t.throwsAsync(vae.save(path.join(dir, 'no', 'such', 'dir.safetensors')), isVx('EIO'));
   t.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.tmp')), []);
   // Still working.
-  const r = await vae.trainStep(blobs(2, 3), { beta: 1 });
+  const r = await vae.trainStep(batch(2, 3), { beta: 1 });
   t.true(Number.isFinite(r.loss));
   // Disposed objects refuse politely.
   const enc = new Encoder(CFG);
@@ -289,11 +324,11 @@ test('bad input gives typed errors and the process keeps working', async (t) => 
 
 test('concurrent calls on one model are refused with EBUSY, not raced', async (t) => {
   const vae = await Vae.create(CFG, { seed: 2 });
-  const a = vae.trainStep(blobs(2, 0));
-  await t.throwsAsync(vae.trainStep(blobs(2, 1)), isVx('EBUSY'));
+  const a = vae.trainStep(batch(2, 0));
+  await t.throwsAsync(vae.trainStep(batch(2, 1)), isVx('EBUSY'));
   await t.throwsAsync(vae.encode(blobs(1, 1)), isVx('EBUSY'));
   await a;
-  t.true(Number.isFinite((await vae.trainStep(blobs(2, 1))).loss));
+  t.true(Number.isFinite((await vae.trainStep(batch(2, 1))).loss));
   vae.dispose();
 });
 
@@ -310,7 +345,7 @@ test('heavy calls run off the event loop', async (t) => {
     ticks++;
   }, 2);
   const t0 = performance.now();
-  await vae.trainStep(x);
+  await vae.trainStep({ input: x, shape: [4, 1, 32, 32, 32] });
   const took = performance.now() - t0;
   clearInterval(timer);
   t.log(`train step ${took.toFixed(0)} ms, ${ticks} timer ticks, longest gap ${worst.toFixed(1)} ms`);

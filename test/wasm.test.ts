@@ -210,8 +210,8 @@ for (const c of CASES) {
       const x = c.encode ? randomArray(c.batch * c.cfg.inChannels * D * H * W, 5).map((v) => (v > 0.2 ? 1 : 0)) : null;
       const dev = randomArray(dcfg.latentSize, 9, 0.7);
       const references = async (): Promise<Refs> => {
-        const logits = await native.decode(z, { logits: true });
-        const enc = x ? await native.encode(x) : null;
+        const logits = await native.decode(z, { output: 'logits' });
+        const enc = x ? await native.encode(x, { batch: c.batch }) : null;
         const comp = enc ? await native.decode(enc.mu.map((m, i) => m + 1.5 * dev[i % dcfg.latentSize]!)) : null;
         return { logits, probs: activate(logits.slice(), c.batch, dcfg), enc, comp };
       };
@@ -254,10 +254,10 @@ for (const c of CASES) {
             }
           t.is(wrong, 0, `${build} mask: ${wrong} voxels differ`);
           if (x && encRef && compRef) {
-            const { mu, logvar } = await m.encode(x);
+            const { mu, logvar } = await m.encode(x, { batch: c.batch });
             check(t, `${c.name} ${build} mu`, mu, encRef.mu, same?.enc?.mu);
             check(t, `${c.name} ${build} logvar`, logvar, encRef.logvar, same?.enc?.logvar);
-            const comp = await m.complete(x, dev, 1.5);
+            const comp = await m.complete(x, dev, 1.5, { batch: c.batch });
             check(t, `${c.name} ${build} complete`, comp, compRef, same?.comp ?? undefined);
           }
         } finally {
@@ -283,7 +283,7 @@ test('a decoder alone (plain state_dict, no metadata) loads with its config and 
   const dec = new Decoder(cfg, { seed: 0 });
   dec.network.loadStateDict(st.tensors, file);
   const z = randomArray(3 * 6, 11);
-  check(t, 'decoder alone', await m.decode(z, { output: 'logits' }), await dec.decode(z, { logits: true }));
+  check(t, 'decoder alone', await m.decode(z, { output: 'logits' }), await dec.decode(z, { output: 'logits' }));
   dec.dispose();
   m.dispose();
 });
@@ -306,8 +306,8 @@ test('options.into: decode and complete write into the caller\'s buffer and retu
         t.is(got, into, `${threads}t ${output}: returns the caller's buffer`);
         t.deepEqual(into, fresh, `${threads}t ${output}`);
         // A buffer used again is overwritten whole (no value of the last call is left).
-        const comp = await m.complete(x, dev, 0.7, { output });
-        t.is(await m.complete(x, dev, 0.7, { output, into }), into);
+        const comp = await m.complete(x, dev, 0.7, { output, batch: 2 });
+        t.is(await m.complete(x, dev, 0.7, { output, into, batch: 2 }), into);
         t.deepEqual(into, comp, `${threads}t complete ${output}`);
       }
       const fresh = await m.decode(z, { output: 'mask' });
@@ -334,7 +334,7 @@ test('decoderOnly loads the decoder of a whole VAE and ignores its encoder', asy
   const m = await loadModel(file, { decoderOnly: true, threads: 1 });
   t.is(m.kind, 'decoder');
   const z = randomArray(6, 2);
-  check(t, 'decoderOnly', await m.decode(z, { output: 'logits' }), await native.decode(z, { logits: true }));
+  check(t, 'decoderOnly', await m.decode(z, { output: 'logits' }), await native.decode(z, { output: 'logits' }));
   m.dispose();
   native.dispose();
 });
@@ -348,13 +348,20 @@ test('MONAI VarAutoEncoder fixture: eval-mode encode and decode in WebAssembly m
   for (const [k, v] of st.tensors)
     if (k.startsWith('step3.')) tensors.set(k.slice(6), v.dtype === 'I64' ? { dtype: 'I64', shape: v.shape, data: [3] } : { dtype: 'F32', shape: v.shape, data: toFloat32(v) });
   const m = await loadModel(serializeSafetensors(tensors), { config: cfg, name: 'monai_vae_tiny step3', threads: 1 });
-  const { mu, logvar } = await m.encode(f32(st, 'x'));
+  const { mu, logvar } = await m.encode(f32(st, 'x'), { batch: 2 });
   t.true(relErr(mu, f32(st, 'eval3.mu')) <= 1e-4);
   t.true(relErr(logvar, f32(st, 'eval3.logvar')) <= 1e-4);
   t.true(relErr(await m.decode(mu, { output: 'logits' }), f32(st, 'eval3.recon_mean')) <= 1e-4);
   // MONAI's eval-mode forward decodes mu + σ: complete() with γ = 0 and latent 'mean+std' is exactly that.
-  const recon = await m.complete(f32(st, 'x'), new Float32Array(6), 0, { latent: 'mean+std', output: 'logits' });
+  const recon = await m.complete(f32(st, 'x'), new Float32Array(6), 0, { latent: 'mean+std', output: 'logits', batch: 2 });
   t.true(relErr(recon, f32(st, 'eval3.recon_meanstd')) <= 1e-4);
+  // A volume of another size is ESHAPE, never a silent batch (as the native Vae); latents stay rows [N, latentSize].
+  const big = new Float32Array(8 * 16 * 16 * 8);
+  await t.throwsAsync(m.encode(big), { code: 'ESHAPE', message: /x has 16384 values; one sample \(1 × 16 × 16 × 8\) has 2048: pass \{ batch: 8 \}/ });
+  await t.throwsAsync(m.encodeLatent(big), { code: 'ESHAPE' });
+  await t.throwsAsync(m.complete(big, new Float32Array(6), 0), { code: 'ESHAPE' });
+  await t.throwsAsync(m.encode(f32(st, 'x'), { batch: 3 }), { code: 'ESHAPE' });
+  t.is((await m.decode(new Float32Array(3 * 6))).length, 3 * m.outputSize);
   m.dispose();
 });
 
@@ -417,8 +424,8 @@ test('1,000 decodes in a row do not grow the module heap, and dispose frees ever
   const exercise = async (m: WasmVae): Promise<void> => {
     await m.decode(z);
     await m.decode(z, { output: 'mask' });
-    await m.encode(x);
-    await m.complete(x, z.subarray(0, 6), 1);
+    await m.encode(x, { batch: 2 });
+    await m.complete(x, z.subarray(0, 6), 1, { batch: 2 });
   };
   // The kernels' per-thread scratch grows to the largest request and stays for the module's life: a
   // first model sizes it.
@@ -433,7 +440,7 @@ test('1,000 decodes in a row do not grow the module heap, and dispose frees ever
   for (let i = 0; i < 1000; i++) {
     if (i % 4 === 3) m.decodeSync(z, { output: 'logits', into });
     else await m.decode(z, { output: (['probabilities', 'logits', 'mask'] as const)[i % 4] });
-    if (i % 100 === 0) await m.complete(x, z.subarray(0, 6), 1);
+    if (i % 100 === 0) await m.complete(x, z.subarray(0, 6), 1, { batch: 2 });
   }
   t.is(rt.heapBytes, heap, 'heap grew over 1,000 decodes');
   t.is(rt.memoryBytes, memory, 'memory grew over 1,000 decodes');

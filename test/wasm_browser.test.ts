@@ -119,7 +119,7 @@ browserTest('Chromium decodes a latent with voxvae/web bit-for-bit like Node, on
   const maskNode = await node.decode(Z, { output: 'mask' });
   node.dispose();
   const vae = await Vae.load(path.join(tmp, 'model.safetensors'));
-  const yNative = await vae.decode(Z, { logits: true });
+  const yNative = await vae.decode(Z, { output: 'logits' });
   vae.dispose();
   for (const threads of [1, 2]) {
     const r = await runPage(`threads=${threads}`);

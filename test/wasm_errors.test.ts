@@ -198,16 +198,16 @@ test('shape: a batch too large for 32-bit memory is refused the same way', async
 
 // ---- latents and other arguments ------------------------------------------------------------------------------
 const ARGS: { name: string; run: () => Promise<unknown>; code: string; message: RegExp }[] = [
-  { name: 'a latent of the wrong length', run: () => model.decode(new Float32Array(7)), code: 'ESHAPE', message: /z has 7 values, not a positive multiple of one sample's 6/ },
+  { name: 'a latent of the wrong length', run: () => model.decode(new Float32Array(7)), code: 'ESHAPE', message: /z has 7 values, not a positive multiple of one row's 6/ },
   { name: 'an empty latent', run: () => model.decode(new Float32Array(0)), code: 'ESHAPE', message: /z has 0 values/ },
   { name: 'a Float64Array latent', run: () => model.decode(new Float64Array(6) as never), code: 'EINVAL', message: /z must be a Float32Array \(got Float64Array\(6\)\)/ },
   { name: 'a NaN in the latent', run: () => model.decode(Float32Array.of(0, 0, NaN, 0, 0, 0)), code: 'ENOTFINITE', message: /z\[2\] is NaN/ },
-  { name: 'an unknown output kind', run: () => model.decode(Z, { output: 'png' as never }), code: 'EINVAL', message: /options\.output must be 'probabilities', 'logits' or 'mask'/ },
+  { name: 'an unknown output kind', run: () => model.decode(Z, { output: 'png' as never }), code: 'EINVAL', message: /options\.output must be one of 'probabilities', 'logits', 'mask'/ },
   { name: 'an output buffer of the wrong type', run: () => model.decode(Z, { output: 'logits', into: new Uint8Array(2 * 2048) as never }), code: 'EINVAL', message: /options\.into must be a Float32Array for output 'logits' \(got Uint8Array\(4096\)\)/ },
   { name: 'a Float32Array for a mask', run: () => model.decode(Z, { output: 'mask', into: new Float32Array(2048) as never }), code: 'EINVAL', message: /options\.into must be a Uint8Array for output 'mask'/ },
   { name: 'an output buffer of the wrong length', run: () => model.decode(Z, { output: 'logits', into: new Float32Array(100) }), code: 'ESHAPE', message: /options\.into has 100 values; output 'logits' of this call has \d+/ },
   { name: 'a completion buffer of the wrong length', run: () => model.complete(new Float32Array(2048), new Float32Array(6), 1, { output: 'mask', into: new Uint8Array(5) }), code: 'ESHAPE', message: /options\.into has 5 values; output 'mask' of this call has 2048/ },
-  { name: 'an input volume of the wrong size', run: () => model.encode(new Float32Array(100)), code: 'ESHAPE', message: /x has 100 values, not a positive multiple of one sample's 2048/ },
+  { name: 'an input volume of the wrong size', run: () => model.encode(new Float32Array(100)), code: 'ESHAPE', message: /x has 100 values; one sample \(1 × 16 × 16 × 8\) has 2048: resample the volume to the model's shape/ },
   { name: 'a deviation vector of the wrong length', run: () => model.complete(new Float32Array(2048), new Float32Array(5), 1), code: 'ESHAPE', message: /dev has 5 values; expected the latent size 6/ },
   { name: 'a non-finite gamma', run: () => model.complete(new Float32Array(2048), new Float32Array(6), Infinity), code: 'EINVAL', message: /gamma must be a finite number/ },
   { name: 'an unknown latent mode', run: () => model.complete(new Float32Array(2048), new Float32Array(6), 1, { latent: 'mode' as never }), code: 'EINVAL', message: /options\.latent/ },

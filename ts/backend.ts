@@ -7,8 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VoxvaeError } from './errors.js';
 import { native, type NativeBinding } from './native.js';
-
-export type BackendName = 'cpu' | 'cuda' | 'auto';
+import type { Backend } from './types.js';
 
 export interface CudaProbe {
   ok: boolean;
@@ -77,7 +76,7 @@ const noted = new Set<string>();
  * The binding for a backend name. 'cuda' throws EUNSUPPORTED with the reason when CUDA is unusable;
  * 'auto' falls back to the CPU and writes one line to stderr (once per reason).
  */
-export function selectBackend(name: BackendName = 'cpu'): NativeBinding {
+export function selectBackend(name: Backend = 'cpu'): NativeBinding {
   if (name === 'cpu') return native();
   if (name !== 'cuda' && name !== 'auto') throw new VoxvaeError('EINVAL', `options.backend must be 'cpu', 'cuda' or 'auto', got ${JSON.stringify(name)}`, { path: 'options.backend' });
   const r = probeCuda();

@@ -7,15 +7,44 @@ import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor }
 import { selectBackend } from './backend.js';
 import * as is from './is.js';
 import { Network, type OptimizerConfig } from './network.js';
-import { BACKENDS, evalLatentOf, type Backend, type EvalLatent, type LatentMode, type Mode } from './types.js';
+import { BACKENDS, EVAL_LATENTS, LATENT_MODES, MODES, OUTPUT_KINDS, evalLatentOf, type Backend, type EvalLatent, type LatentMode, type Mode, type OutputKind } from './types.js';
 import { LATENT_CODE, StepTensors, batchOf, release, tensor, trainStep, type Batch, type StepResult, type TrainStepOptions } from './train/step.js';
+export { batchSamples } from './train/step.js';
 import { readSafetensors, writeFileAtomic, type SafeTensors } from './safetensors.js';
 import { checkpointNetworks, loadNetworks, readAdamState, readTrainingState, resolveConfigs, serializeCheckpoint, type CheckpointState, type ResolvedConfigs } from './model/checkpoint.js';
 import { completeSkull, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from './completion/index.js';
 
-export type { Backend, EvalLatent, LatentMode, Mode } from './types.js';
+export type { Backend, EvalLatent, LatentMode, Mode, OutputKind } from './types.js';
 export { evalLatentOf } from './types.js';
 export type { Batch, KlWeight, ReconLoss, StepHooks, StepResult, TrainStepOptions } from './train/step.js';
+
+/** What decode (and forward's recon) returns for an output kind: a mask is a Uint8Array. */
+export type Decoded<O extends OutputKind> = O extends 'mask' ? Uint8Array : Float32Array;
+
+/** Options of encode: one volume [inChannels, D, H, W] unless `batch` says how many x holds. */
+export interface EncodeOptions {
+  /** BatchNorm statistics: 'eval' (running; the default outside training) or 'train' (the batch's). */
+  mode?: Mode;
+  /** The number of volumes in x ([batch, inChannels, D, H, W]). Default 1: a volume of the wrong size is
+   *  an ESHAPE error, never taken as a batch of several. */
+  batch?: number;
+}
+
+/** Options of decode: latents z are rows [N, latentSize] (N = z.length / latentSize). */
+export interface DecodeOptions<O extends OutputKind = OutputKind> {
+  mode?: Mode;
+  /** 'probabilities' (the config's outputActivation; default), 'logits' (raw) or 'mask' (Uint8Array
+   *  [N, D, H, W]: the most probable class, or probability > 0.5 for one channel). */
+  output?: O;
+}
+
+/** Options of forward: encode (one volume unless `batch`), form z, decode. */
+export interface ForwardOptions<O extends OutputKind = OutputKind> extends EncodeOptions, DecodeOptions<O> {
+  /** How z is formed: default evalLatent in eval mode, 'sample' in train mode. */
+  latent?: LatentMode;
+  /** The noise stream position of latent 'sample' (default: the current training step). */
+  step?: number;
+}
 
 export interface CreateOptions {
   backend?: Backend;
@@ -75,13 +104,17 @@ export class Encoder {
     return this;
   }
 
-  /** Encodes a batch [N, C, D, H, W]. Eval mode (running BN statistics) unless mode: 'train'. */
-  async encode(x: Float32Array, opts: { mode?: Mode } = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
-    const n = batchOf(x, this.sampleSize, 'x');
+  /** Encodes one volume [C, D, H, W], or a batch [N, C, D, H, W] with { batch: N }, to mu and logvar
+   *  [N, latentSize]. Eval mode (running BN statistics) unless mode: 'train'. */
+  async encode(x: Float32Array, opts: EncodeOptions = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
+    is.knownKeys('options', is.options('options', opts), ENCODE_KEYS);
+    const [d, h, w] = this.config.inputShape;
+    const train = trainMode(opts.mode);
+    const n = is.samples('x', x, this.sampleSize, `${this.config.inChannels} × ${d} × ${h} × ${w}`, opts.batch);
     const xt = tensor(x, [n, this.config.inChannels, ...this.config.inputShape], 'x', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
-      outs = await nativeCall(() => this.network.net.forward(xt, n, opts.mode === 'train'));
+      outs = await nativeCall(() => this.network.net.forward(xt, n, train));
       return { mu: outs[0]!.toArray(), logvar: outs[1]!.toArray() };
     } finally {
       release(xt, ...outs);
@@ -116,15 +149,19 @@ export class Decoder {
   }
 
   /** Decodes latents [N, latentSize] to [N, outChannels, D, H, W]: probabilities per the config's
-   *  outputActivation, or raw logits with { logits: true }. Eval mode unless mode: 'train'. */
-  async decode(z: Float32Array, opts: { mode?: Mode; logits?: boolean } = {}): Promise<Float32Array> {
+   *  outputActivation (default), raw logits with { output: 'logits' }, or a Uint8Array mask [N, D, H, W]
+   *  with { output: 'mask' }. Eval mode unless mode: 'train'. */
+  async decode<O extends OutputKind = 'probabilities'>(z: Float32Array, opts: DecodeOptions<O> = {}): Promise<Decoded<O>> {
+    is.knownKeys('options', is.options('options', opts), DECODE_KEYS);
+    const output = outputKind(opts.output);
+    const train = trainMode(opts.mode);
     const n = batchOf(z, this.config.latentSize, 'z');
     const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1], 'z', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
-      outs = await nativeCall(() => this.network.net.forward(zt, n, opts.mode === 'train'));
+      outs = await nativeCall(() => this.network.net.forward(zt, n, train));
       const y = outs[0]!.toArray();
-      return opts.logits ? y : activate(y, n, this.config);
+      return (output === 'logits' ? y : output === 'mask' ? maskOf(y, n, this.config) : activate(y, n, this.config)) as Decoded<O>;
     } finally {
       release(zt, ...outs);
     }
@@ -191,6 +228,38 @@ export class Decoder {
   dispose(): void {
     this.network.dispose();
   }
+}
+
+const ENCODE_KEYS = ['mode', 'batch'];
+const DECODE_KEYS = ['mode', 'output'];
+const FORWARD_KEYS = ['mode', 'batch', 'output', 'latent', 'step'];
+
+/** options.mode: 'eval' (default) or 'train'; true for 'train'. */
+function trainMode(m: unknown): boolean {
+  return m !== undefined && is.oneOf('options.mode', m, MODES) === 'train';
+}
+
+function outputKind(o: unknown): OutputKind {
+  return o === undefined ? 'probabilities' : is.oneOf('options.output', o, OUTPUT_KINDS);
+}
+
+/** The mask [N, D, H, W] of logits [N, C, D, H, W]: the most probable class (the first on ties) for C ≥ 2;
+ *  for one channel, probability > 0.5 (logit > 0 under sigmoid; value > 0.5 for outputActivation 'none').
+ *  The activations keep the scores' order, so the mask is taken from the logits (as voxvae/web does). */
+export function maskOf(y: Float32Array, n: number, c: VaeConfig): Uint8Array {
+  const C = c.outChannels, S = y.length / (n * C);
+  const m = new Uint8Array(n * S);
+  for (let b = 0; b < n; b++) {
+    const yb = b * C * S, mb = b * S;
+    if (C === 1) {
+      const threshold = c.outputActivation === 'sigmoid' ? 0 : c.outputActivation === 'none' ? 0.5 : -Infinity;
+      for (let s = 0; s < S; s++) m[mb + s] = y[yb + s]! > threshold ? 1 : 0;
+      continue;
+    }
+    for (let k = 1; k < C; k++)
+      for (let s = 0; s < S; s++) if (y[yb + k * S + s]! > y[yb + m[mb + s]! * S + s]!) m[mb + s] = k;
+  }
+  return m;
 }
 
 /** Applies the output activation (softmax over channels or sigmoid) in place. */
@@ -281,11 +350,12 @@ export class Vae {
     return evalLatentOf(this.decoderLatent);
   }
 
-  /** Encodes x (eval mode) and forms the evaluation latent z (evalLatent, or `latent`). */
-  async encodeLatent(x: Float32Array, opts: { latent?: EvalLatent } = {}): Promise<{ z: Float32Array; mu: Float32Array; logvar: Float32Array }> {
-    const latent = opts.latent ?? this.evalLatent;
-    if (latent !== 'mean' && latent !== 'mean+std') invalid('options.latent', "must be 'mean' or 'mean+std'", latent);
-    const { mu, logvar } = await this.encode(x, { mode: 'eval' });
+  /** Encodes x (one volume, or { batch: N }; eval mode) and forms the evaluation latent z [N, latentSize]
+   *  (evalLatent, or `latent`). */
+  async encodeLatent(x: Float32Array, opts: { latent?: EvalLatent; batch?: number } = {}): Promise<{ z: Float32Array; mu: Float32Array; logvar: Float32Array }> {
+    is.knownKeys('options', is.options('options', opts), ['latent', 'batch']);
+    const latent = opts.latent === undefined ? this.evalLatent : is.oneOf('options.latent', opts.latent, EVAL_LATENTS);
+    const { mu, logvar } = await this.encode(x, { mode: 'eval', ...(opts.batch !== undefined ? { batch: opts.batch } : {}) });
     return { z: this.latentFrom(mu, logvar, latent), mu, logvar };
   }
 
@@ -325,23 +395,28 @@ export class Vae {
     return this.defaultMode;
   }
 
-  encode(x: Float32Array, opts: { mode?: Mode } = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
-    return this.encoder.encode(x, { mode: opts.mode ?? this.defaultMode });
+  /** Encodes one volume [inChannels, D, H, W] (or { batch: N } volumes) to mu and logvar [N, latentSize]. */
+  encode(x: Float32Array, opts: EncodeOptions = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
+    is.options('options', opts);
+    return this.encoder.encode(x, { ...opts, mode: opts.mode ?? this.defaultMode });
   }
 
-  decode(z: Float32Array, opts: { mode?: Mode; logits?: boolean } = {}): Promise<Float32Array> {
-    return this.decoder.decode(z, { mode: opts.mode ?? this.defaultMode, ...(opts.logits !== undefined ? { logits: opts.logits } : {}) });
+  /** Decodes latents [N, latentSize]: probabilities (default), { output: 'logits' } or { output: 'mask' }. */
+  decode<O extends OutputKind = 'probabilities'>(z: Float32Array, opts: DecodeOptions<O> = {}): Promise<Decoded<O>> {
+    is.options('options', opts);
+    return this.decoder.decode(z, { ...opts, mode: opts.mode ?? this.defaultMode });
   }
 
-  /** Encode, form z, decode. latent defaults to evalLatent in eval mode and 'sample' in train mode;
-   *  sampling uses the noise stream at `step` (default: the current training step). */
-  async forward(x: Float32Array, opts: { latent?: LatentMode; mode?: Mode; logits?: boolean; step?: number } = {}): Promise<{ recon: Float32Array; mu: Float32Array; logvar: Float32Array; z: Float32Array }> {
+  /** Encode (one volume unless { batch: N }), form z, decode. latent defaults to evalLatent in eval mode
+   *  and 'sample' in train mode; sampling uses the noise stream at `step` (default: the current training
+   *  step). recon is what decode returns for `output`. */
+  async forward<O extends OutputKind = 'probabilities'>(x: Float32Array, opts: ForwardOptions<O> = {}): Promise<{ recon: Decoded<O>; mu: Float32Array; logvar: Float32Array; z: Float32Array }> {
+    is.knownKeys('options', is.options('options', opts), FORWARD_KEYS);
     const mode = opts.mode ?? this.defaultMode;
-    const latent = opts.latent ?? (mode === 'train' ? 'sample' : this.evalLatent);
-    if (!(latent in LATENT_CODE)) invalid('options.latent', "must be 'sample', 'mean' or 'mean+std'", latent);
-    const { mu, logvar } = await this.encode(x, { mode });
-    const z = this.latentFrom(mu, logvar, latent, opts.step ?? this.step);
-    const recon = await this.decode(z, { mode, ...(opts.logits !== undefined ? { logits: opts.logits } : {}) });
+    const latent = opts.latent === undefined ? (mode === 'train' ? 'sample' : this.evalLatent) : is.oneOf('options.latent', opts.latent, LATENT_MODES);
+    const { mu, logvar } = await this.encode(x, { mode, ...(opts.batch !== undefined ? { batch: opts.batch } : {}) });
+    const z = this.latentFrom(mu, logvar, latent, opts.step === undefined ? this.step : is.seed('options.step', opts.step));
+    const recon = await this.decode<O>(z, { mode, ...(opts.output !== undefined ? { output: opts.output } : {}) });
     return { recon, mu, logvar, z };
   }
 
@@ -393,8 +468,8 @@ export class Vae {
       get evalLatent() {
         return vae.evalLatent;
       },
-      encodeLatent: async (x) => (await vae.encodeLatent(x)).z,
-      decodeLogits: (z) => vae.decode(z, { mode: 'eval', logits: true }),
+      encodeLatent: async (x, batch) => (await vae.encodeLatent(x, { batch })).z,
+      decodeLogits: (z) => vae.decode(z, { mode: 'eval', output: 'logits' }),
       latentGradient: (z, objective) => vae.decoder.latentGradient(z, objective),
     };
   }

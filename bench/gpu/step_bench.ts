@@ -42,7 +42,7 @@ function convFlops(spec: string, nodes: { op: string; shape: number[] }[], i: nu
  * input and weight gradients), the other nodes summed, and the step's wall time for the rest (losses,
  * Adam, N-API and JS). Printed as a table and returned.
  */
-async function profileLayers(vae: Vae, x: Float32Array, model: string, prec: string): Promise<object[]> {
+async function profileLayers(vae: Vae, x: { input: Float32Array; shape: number[] }, model: string, prec: string): Promise<object[]> {
   const nets = { enc: vae.encoder.network, dec: vae.decoder.network };
   b.setOptions({ profile: true });
   for (const nw of Object.values(nets)) (nw.net as unknown as ProfiledNet).profile(true);
@@ -80,6 +80,7 @@ for (const name of models) {
   const cfg = modelConfig(m);
   const [D, H, W] = cfg.inputShape;
   const x = new Float32Array(B * D * H * W);
+  const batch = { input: x, shape: [B, 1, D, H, W] };
   for (let i = 0; i < x.length; i++) x[i] = (i * 2654435761) % 97 < 40 ? 1 : 0;
   for (const tf32 of [false, true]) {
     b.setOptions({ tf32 });
@@ -90,12 +91,12 @@ for (const name of models) {
       writeFileSync(path.join(outDir, `${name}.decoder.spec`), vae.decoder.network.spec);
       writeFileSync(path.join(outDir, `${name}.shape`), `${cfg.inChannels} ${D} ${H} ${W} ${cfg.latentSize}\n`);
     }
-    for (let i = 0; i < 3; i++) await vae.trainStep(x);
+    for (let i = 0; i < 3; i++) await vae.trainStep(batch);
     const m0 = b.memoryStats();
     const t: number[] = [];
     for (let i = 0; i < steps; i++) {
       const t0 = performance.now();
-      await vae.trainStep(x);
+      await vae.trainStep(batch);
       t.push(performance.now() - t0);
     }
     const m1 = b.memoryStats();
@@ -107,7 +108,7 @@ for (const name of models) {
       await vae.decode(z);
       dt.push(performance.now() - t0);
     }
-    const layers = await profileLayers(vae, x, name, tf32 ? 'tf32' : 'fp32');
+    const layers = await profileLayers(vae, batch, name, tf32 ? 'tf32' : 'fp32');
     const r = { engine: 'voxvae', model: name, precision: tf32 ? 'tf32' : 'fp32', batch: B, step_ms: median(t), decode_ms: median(dt),
       layers_ms: layers,
       peak_mib: m1.peak / 2 ** 20, cuda_mallocs_in_timed_steps: m1.deviceMallocs - m0.deviceMallocs, device: p.probe?.device, cudnn: p.probe?.cudnnVersion };

@@ -2,7 +2,8 @@
 // The command bodies are plain functions (runSynth, runInfo) that return their report, so they can be
 // tested without a process; registerDatasetCommands wires them into commander.
 
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { finiteNumber, integer, shape } from './args.js';
 import cliProgress from 'cli-progress';
 import { type DatasetInfo, datasetInfo } from '../data/info.js';
 import { SYNTH_FORMATS, type SynthFormat, type WrittenSyntheticDataset, writeSkullDataset } from '../data/synth/index.js';
@@ -16,27 +17,6 @@ export interface Output {
 
 const defaultOutput = (): Output => ({ out: (t) => process.stdout.write(t), progress: process.stderr.isTTY ? process.stderr : null });
 
-function parseShape(value: string): Vec3 {
-  const parts = value.split(/[,x×]/).map((s) => Number(s.trim()));
-  if (parts.length !== 3 || !parts.every((p) => Number.isInteger(p) && p >= 16 && p <= 1024)) {
-    throw new InvalidArgumentError('expected three integers from 16 to 1024, e.g. 128,128,64 (D,H,W = x,y,z)');
-  }
-  return parts as Vec3;
-}
-
-function parseInt10(min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
-    return n;
-  };
-}
-
-function parseNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError('expected a number');
-  return n;
-}
 
 async function withProgress<T>(output: Output, label: string, run: (tick: (done: number, total: number) => void) => Promise<T>): Promise<T> {
   if (!output.progress) return run(() => undefined);
@@ -148,12 +128,12 @@ export function registerDatasetCommands(program: Command): void {
     .command('synth')
     .description('write the synthetic skull dataset: N complete skulls, each with a cranial- and a facial-defect version and both implants (SkullBreak layout), plus factors.json and manifest.csv')
     .requiredOption('--out <dir>', 'folder to create (must be missing or empty unless --overwrite)')
-    .option('--n <count>', 'number of complete skulls', parseInt10(1, 100000), 100)
-    .addOption(new Option('--shape <D,H,W>', 'volume shape (x,y,z; z is the short, superior–inferior axis)').argParser(parseShape).default([128, 128, 64], '128,128,64'))
+    .option('--n <count>', 'number of complete skulls', integer('--n', 1, 100000), 100)
+    .addOption(new Option('--shape <D,H,W>', 'volume shape (x,y,z; z is the short, superior–inferior axis)').argParser(shape('--shape', 16, 1024)).default([128, 128, 64], '128,128,64'))
     .addOption(new Option('--format <format>', 'file format').choices([...SYNTH_FORMATS]).default('nii.gz'))
-    .option('--seed <int>', 'random seed (same seed, same bytes)', parseInt10(-(2 ** 31), 2 ** 31 - 1), 1)
-    .option('--workers <count>', 'worker threads (default: number of cores, at most 8; 0 = none)', parseInt10(0, 64))
-    .option('--level <1-9>', 'gzip level (1, the default, is fastest; 6 makes files about half as large at 3× the time)', parseInt10(1, 9), 1)
+    .option('--seed <int>', 'random seed (same seed, same bytes)', integer('--seed', -(2 ** 31), 2 ** 31 - 1), 1)
+    .option('--workers <count>', 'worker threads (default: number of cores, at most 8; 0 = none)', integer('--workers', 0, 64))
+    .option('--level <1-9>', 'gzip level (1, the default, is fastest; 6 makes files about half as large at 3× the time)', integer('--level', 1, 9), 1)
     .option('--overwrite', 'replace a non-empty output folder', false)
     .option('--json', 'print the result as JSON', false)
     .action(async (o: SynthCliOptions) => {
@@ -166,7 +146,7 @@ export function registerDatasetCommands(program: Command): void {
     .argument('<dir-or-manifest>', 'dataset folder, or a manifest (.csv with path,class,pair[,kind], or .json)')
     .option('--json', 'print the summary as JSON', false)
     .option('--headers-only', 'read headers only (fast; no foreground fraction)', false)
-    .option('--threshold <value>', 'foreground = voxel value above this', parseNumber, 0.5)
+    .option('--threshold <value>', 'foreground = voxel value above this', finiteNumber('--threshold'), 0.5)
     .action(async (target: string, o: InfoCliOptions) => {
       const info = await runInfo(target, o);
       if (info.errors.length > 0) process.exitCode = 1;

@@ -70,7 +70,7 @@ export async function runDemo(o: DemoOptions): Promise<{ rows: EpochRow[]; repor
     let sum = 0;
     for (let i = 0; i < vols.length; i += o.batch) {
       const part = vols.slice(i, i + o.batch);
-      const { recon } = await vae.forward(toBatch(part), { mode: 'eval', latent: 'mean' });
+      const { recon } = await vae.forward(toBatch(part), { mode: 'eval', latent: 'mean', batch: part.length });
       part.forEach((v, k) => {
         const fg = new Uint8Array(S);
         for (let j = 0; j < S; j++) fg[j] = recon[(k * 2 + 1) * S + j]! > 0.5 ? 1 : 0;
@@ -88,7 +88,7 @@ export async function runDemo(o: DemoOptions): Promise<{ rows: EpochRow[]; repor
     let loss = 0, recon = 0, kl = 0, seen = 0;
     for (let i = 0; i + o.batch <= order.length; i += o.batch) {
       const batch = order.slice(i, i + o.batch).map((k) => train[k]!);
-      const r = await vae.trainStep(toBatch(batch), { beta: o.beta, optimizer: { lr: o.lr } });
+      const r = await vae.trainStep({ input: toBatch(batch), shape: [batch.length, 1, ...o.shape] }, { beta: o.beta, optimizer: { lr: o.lr } });
       loss += r.loss; recon += r.recon; kl += r.kl; seen += batch.length;
     }
     const row: EpochRow = {

@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { METHODS, runBetaTradeoff, type MethodName } from '../experiment/beta_tradeoff.js';
 import { PIPELINE_SCALES, runPipeline, type Scale } from '../experiment/pipeline.js';
 import { ABLATION_VARIANTS, runAblation } from '../experiment/ablation.js';
-import type { LatentMode } from '../vae.js';
+import type { LatentMode } from '../types.js';
 import { oneOf, positiveInt, positiveNumber, shape3 } from './args.js';
 
 const int = positiveInt;

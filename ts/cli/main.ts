@@ -2,28 +2,17 @@
 // The voxvae command line: `voxvae pipeline` (the main job, npm start), `complete`, `calibrate`,
 // `experiment ...`, `dataset ...`, `demo`.
 import { readFileSync } from 'node:fs';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { VoxvaeError } from '../errors.js';
 import { registerDatasetCommands } from './dataset.js';
 import { registerExperimentCommands } from './experiment.js';
 import { registerCompletionCommands } from './complete.js';
 import { runDemo } from './demo.js';
+import { finiteNumber, nonNegativeInt, shape3 } from './args.js';
 
-const int = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
-  return n;
-};
-const num = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
-  return n;
-};
-const shape = (v: string): [number, number, number] => {
-  const p = v.split(/[,x×]/).map(Number);
-  if (p.length !== 3 || !p.every((d) => Number.isInteger(d) && d > 0)) throw new InvalidArgumentError('shape must be D,H,W (e.g. 64,64,32)');
-  return p as [number, number, number];
-};
+const int = (name: string) => nonNegativeInt(`--${name}`);
+const num = (name: string) => finiteNumber(`--${name}`);
+const shape = shape3;
 
 const program = new Command();
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };

@@ -3,6 +3,7 @@
 // (e.g. 'cranial', 'facial') and share a pairId with their complete skull (the synthetic skulls,
 // SkullBreak and SkullFix layouts). Everything is computed with the model's evaluation latent.
 import { VoxvaeError } from '../errors.js';
+import * as is from '../is.js';
 import type { VolumeDataset } from '../data/dataset.js';
 import { centroids, deviationVectors, encodeDataset, type EncodedDataset } from '../latent/index.js';
 import type { Vae } from '../vae.js';
@@ -50,10 +51,10 @@ function dilate(map: Float32Array, shape: readonly [number, number, number], r: 
 
 /** Computes completion data for `vae` from `dataset`, stores it in vae.completion and returns it. */
 export async function calibrateCompletion(vae: Vae, dataset: VolumeDataset, opts: CalibrateOptions = {}): Promise<CompletionData> {
+  is.options('options', opts);
   const ref = opts.reference ?? 'complete';
-  const threshold = opts.threshold ?? 0.5;
-  if (!(threshold > 0 && threshold < 1)) throw new VoxvaeError('EINVAL', `threshold must be in (0, 1), got ${threshold}`, { path: 'options.threshold' });
-  const r = opts.dilate ?? 1;
+  const threshold = is.number('options.threshold', opts.threshold ?? 0.5, { above: 0, below: 1 });
+  const r = is.integer('options.dilate', opts.dilate ?? 1, 0, 64);
   const enc = opts.encoded ?? (await encodeDataset(vae, dataset, { batchSize: opts.batchSize ?? 4 }));
   if (enc.latent !== vae.evalLatent) throw new VoxvaeError('EINVAL', `options.encoded holds '${enc.latent}' latents; this model's evalLatent is '${vae.evalLatent}'`, { path: 'options.encoded' });
   const { k, n } = enc;

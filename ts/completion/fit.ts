@@ -15,7 +15,8 @@
 // space's scale (a decoder trained on μ of a large-β encoder reacts to differences of 1e-2 in z). Adam on
 // u from the start point; the best z seen is kept.
 // Cases are fitted as one batch (the decoder runs them together). No Node imports.
-import { VoxvaeError, invalid } from '../errors.js';
+import { VoxvaeError } from '../errors.js';
+import * as is from '../is.js';
 import type { FitSettings } from './data.js';
 
 /** What latent fitting needs of a model: native Vae and WasmVae both provide it (see completionModel). */
@@ -93,11 +94,11 @@ export async function fitLatents(
   if (z0.length !== n * k) throw new VoxvaeError('ESHAPE', `z0 has ${z0.length} values, expected ${n} × ${k}`);
   if (prior.mean.length !== k || prior.chol.length !== k * k) throw new VoxvaeError('ESHAPE', `the prior has the wrong size for latent size ${k}`);
   const { steps, lr, priorWeight, boneWeight } = settings;
-  if (!(settings.focus >= 1 && Number.isFinite(settings.focus))) invalid('focus', 'must be a number >= 1', settings.focus);
-  if (!(Number.isInteger(steps) && steps >= 0)) invalid('steps', 'must be an integer >= 0', steps);
-  if (!(lr > 0 && Number.isFinite(lr))) invalid('lr', 'must be a positive number', lr);
-  if (!(priorWeight >= 0 && Number.isFinite(priorWeight))) invalid('priorWeight', 'must be a number >= 0', priorWeight);
-  if (!(boneWeight > 0 && Number.isFinite(boneWeight))) invalid('boneWeight', 'must be a positive number', boneWeight);
+  is.number('focus', settings.focus, { min: 1 });
+  is.integer('steps', steps, 0);
+  is.number('lr', lr, { above: 0 });
+  is.number('priorWeight', priorWeight, { min: 0 });
+  is.number('boneWeight', boneWeight, { above: 0 });
   const bone = cases.map((c, i) => {
     if (!(c.input instanceof Uint8Array) || c.input.length !== S) throw new VoxvaeError('ESHAPE', `case ${i}: the input has ${c.input?.length} voxels, the model ${S}`);
     if (c.emptyWeight && c.emptyWeight.length !== S) throw new VoxvaeError('ESHAPE', `case ${i}: the empty-voxel weights have ${c.emptyWeight.length} values, the model ${S}`);

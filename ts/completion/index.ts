@@ -5,6 +5,7 @@
 // μ + σ). The completed skull is the decoded foreground; the implant is what it adds to the input.
 // The same code serves the native Vae and voxvae/web's WasmVae through CompletionModel. No Node imports.
 import { VoxvaeError, invalid } from '../errors.js';
+import * as is from '../is.js';
 import { CALIBRATE_HINT, classList, type CompletionData, type FitSettings } from './data.js';
 import { choleskyOf, fitLatents, type FitCase, type LatentModel } from './fit.js';
 import { dilate26, extractImplant } from './implant.js';
@@ -20,8 +21,8 @@ export const COMPLETION_METHODS: readonly CompletionMethod[] = ['fit', 'dev'];
 export interface CompletionModel extends LatentModel {
   readonly shape: readonly [number, number, number];
   readonly completion: CompletionData | null;
-  /** The evaluation latents of inputs [N, 1, D, H, W]. */
-  encodeLatent(x: Float32Array): Promise<Float32Array>;
+  /** The evaluation latents [batch, latentSize] of `batch` inputs [batch, 1, D, H, W]. */
+  encodeLatent(x: Float32Array, batch: number): Promise<Float32Array>;
   /** The model's evaluation latent ('mean' or 'mean+std'). */
   readonly evalLatent: 'mean' | 'mean+std';
 }
@@ -100,10 +101,9 @@ export function emptyWeights(map: Uint8Array): Float32Array {
  */
 export async function completeSkulls(model: CompletionModel, inputs: readonly (Uint8Array | Float32Array)[], defects: readonly string[], opts: Omit<CompleteOptions, 'defect'> = {}): Promise<CompletionResult[]> {
   const data = requireCompletion(model, 'complete');
-  const method = opts.method ?? 'fit';
-  if (!COMPLETION_METHODS.includes(method)) invalid('options.method', `must be ${COMPLETION_METHODS.map((m) => `'${m}'`).join(' or ')}`, method);
-  const gamma = opts.gamma ?? 1;
-  if (typeof gamma !== 'number' || !Number.isFinite(gamma)) invalid('options.gamma', 'must be a finite number', gamma);
+  is.options('options', opts);
+  const method = is.oneOf('options.method', opts.method ?? 'fit', COMPLETION_METHODS);
+  const gamma = is.number('options.gamma', opts.gamma ?? 1);
   if (inputs.length !== defects.length) throw new VoxvaeError('ESHAPE', `${inputs.length} inputs but ${defects.length} defect classes`);
   for (const d of defects) if (!data.classes.includes(d)) invalid('options.defect', `must be one of this model's defect classes (${classList(data)})`, d);
   if (data.latent !== model.evalLatent)
@@ -115,7 +115,7 @@ export async function completeSkulls(model: CompletionModel, inputs: readonly (U
   masks.forEach((m, i) => {
     for (let s = 0; s < S; s++) x[i * S + s] = m[s]!;
   });
-  const z0 = await model.encodeLatent(x);
+  const z0 = await model.encodeLatent(x, n);
   for (let b = 0; b < n; b++) {
     const dev = data.dev[defects[b]!]!;
     for (let j = 0; j < k; j++) z0[b * k + j] = z0[b * k + j]! + gamma * dev[j]!;
@@ -154,7 +154,7 @@ export async function completeSkulls(model: CompletionModel, inputs: readonly (U
 
 /** Completes one defective skull (D × H × W, 0/1). */
 export async function completeSkull(model: CompletionModel, input: Uint8Array | Float32Array, opts: CompleteOptions): Promise<CompletionResult> {
-  if (typeof opts !== 'object' || opts === null) invalid('options', 'must be an object with a defect class', opts);
+  if (!is.plainObject(opts)) invalid('options', 'must be an object with a defect class', opts);
   const [r] = await completeSkulls(model, [input], [opts.defect], opts);
   return r!;
 }

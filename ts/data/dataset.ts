@@ -8,6 +8,7 @@
 
 import * as path from 'node:path';
 import { VoxvaeError, invalid } from '../errors.js';
+import * as is from '../is.js';
 import { ByteLru, type CacheStats } from './cache.js';
 import { readVolume, readVolumeHeader } from './io.js';
 import { type DatasetItem, type Discovered, type ItemKind, type LayoutName, type ManifestEntry, ITEM_KINDS, discoverFiles, discoverFolder, discoverManifest } from './layout.js';
@@ -343,14 +344,10 @@ export class VolumeDataset {
    * current one is in use. Files that fail are skipped or fail the run (options.onError).
    */
   async *batches(options: BatchOptions): AsyncGenerator<Batch, void, undefined> {
-    const bs = options.batchSize;
-    if (!Number.isInteger(bs) || bs < 1) invalid('batchSize', 'must be a positive integer', bs);
-    const prefetch = options.prefetch ?? 1;
-    if (!Number.isInteger(prefetch) || prefetch < 0) invalid('prefetch', 'must be a non-negative integer', prefetch);
-    const concurrency = options.concurrency ?? 4;
-    if (!Number.isInteger(concurrency) || concurrency < 1) invalid('concurrency', 'must be a positive integer', concurrency);
-    const target = options.target ?? 'self';
-    if (target !== 'self' && target !== 'complete') invalid('target', 'must be "self" or "complete"', target);
+    const bs = is.integer('batchSize', options.batchSize);
+    const prefetch = is.integer('prefetch', options.prefetch ?? 1, 0);
+    const concurrency = is.integer('concurrency', options.concurrency ?? 4);
+    const target = is.oneOf('target', options.target ?? 'self', ['self', 'complete'] as const);
     const aug = resolveAugment(options.augment ?? null);
     const seed = options.seed ?? 0, epoch = options.epoch ?? 0;
     const order = this.order({ shuffle: options.shuffle ?? true, seed, epoch });
@@ -434,11 +431,14 @@ export class VolumeDataset {
 
 function validateOptions(o: DatasetOptions): void {
   if (o.shape !== undefined) checkShape(o.shape, 'options.shape');
-  if (o.resample !== undefined && o.resample !== 'nearest' && o.resample !== 'trilinear') invalid('options.resample', 'must be "nearest" or "trilinear"', o.resample);
-  if (o.threshold !== undefined && !Number.isFinite(o.threshold)) invalid('options.threshold', 'must be a finite number', o.threshold);
-  if (o.cacheBytes !== undefined && !(Number.isFinite(o.cacheBytes) && o.cacheBytes >= 0)) invalid('options.cacheBytes', 'must be a non-negative number of bytes', o.cacheBytes);
-  if (o.onError !== undefined && o.onError !== 'fail' && o.onError !== 'skip') invalid('options.onError', 'must be "fail" or "skip"', o.onError);
-  if (o.kinds !== undefined && !o.kinds.every((k) => ITEM_KINDS.includes(k))) invalid('options.kinds', `must list kinds among ${ITEM_KINDS.join(', ')}`, o.kinds);
+  if (o.resample !== undefined) is.oneOf('options.resample', o.resample, ['nearest', 'trilinear'] as const);
+  if (o.threshold !== undefined) is.number('options.threshold', o.threshold);
+  if (o.cacheBytes !== undefined) is.number('options.cacheBytes', o.cacheBytes, { min: 0 });
+  if (o.onError !== undefined) is.oneOf('options.onError', o.onError, ['fail', 'skip'] as const);
+  if (o.kinds !== undefined) {
+    if (!Array.isArray(o.kinds)) invalid('options.kinds', `must list kinds among ${ITEM_KINDS.join(', ')}`, o.kinds);
+    o.kinds.forEach((k, i) => is.oneOf(`options.kinds[${i}]`, k, ITEM_KINDS));
+  }
 }
 
 interface ResolvedAugment {

@@ -10,6 +10,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { VoxvaeError, describe, invalid } from '../errors.js';
+import * as is from '../is.js';
 import { writeFileAtomic } from './atomic.js';
 import { bytesOf, typedFromBytes } from './bytes.js';
 import { GZIP_SLACK, gunzipBounded, gzip } from './gzip.js';
@@ -476,8 +477,7 @@ async function encodeBody(vol: Volume, encoding: 'raw' | 'gzip', level?: number)
  * reader never finds a header whose data is missing.
  */
 export async function writeNrrd(file: string, vol: Volume, options: NrrdWriteOptions = {}): Promise<void> {
-  const encoding = options.encoding ?? 'gzip';
-  if (encoding !== 'raw' && encoding !== 'gzip') invalid('options.encoding', 'must be "raw" or "gzip"', encoding);
+  const encoding = is.oneOf('options.encoding', options.encoding ?? 'gzip', ['raw', 'gzip'] as const);
   const detached = options.detached ?? file.toLowerCase().endsWith('.nhdr');
   const body = await encodeBody(vol, encoding, options.level);
   if (!detached) {

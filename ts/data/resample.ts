@@ -6,6 +6,7 @@
 // come out voxel-for-voxel identical), 'trilinear' is align_corners=False.
 
 import { invalid } from '../errors.js';
+import * as is from '../is.js';
 import {
   type BinaryVolume,
   type Vec3,
@@ -104,7 +105,7 @@ export function resample(vol: Volume, shape: Vec3, mode: ResampleMode = 'nearest
 
 /** Binary volume: 1 where the value is greater than `level` (default 0.5), else 0. */
 export function threshold(vol: Volume, level = 0.5): BinaryVolume {
-  if (!Number.isFinite(level)) invalid('level', 'must be a finite number', level);
+  is.number('level', level);
   const src = vol.data;
   const out = new Uint8Array(src.length);
   for (let i = 0; i < src.length; i++) out[i] = src[i]! > level ? 1 : 0;

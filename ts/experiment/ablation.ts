@@ -20,7 +20,8 @@ import { encodeDataset } from '../latent/index.js';
 import { lineChart, writePng } from '../report/plot.js';
 import { Trainer, type EpochInfo } from '../train/trainer.js';
 import { stage2DecoderConfig, trainStage2 } from '../train/two_stage.js';
-import { Vae, setThreads, type LatentMode } from '../vae.js';
+import { Vae, setThreads } from '../vae.js';
+import type { LatentMode } from '../types.js';
 import { latentDiagnostics, mean, reconstructionScores, type LatentDiagnostics } from './evaluate.js';
 
 export interface AblationVariant {

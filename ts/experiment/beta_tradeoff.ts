@@ -18,7 +18,8 @@ import { imageGrid, lineChart, scatterChart, writePng } from '../report/plot.js'
 import type { BetaScheduleSpec } from '../train/beta.js';
 import { Trainer, type StepInfo, type EpochInfo } from '../train/trainer.js';
 import { trainStage2 } from '../train/two_stage.js';
-import { Vae, setThreads, type LatentMode } from '../vae.js';
+import { Vae, setThreads } from '../vae.js';
+import type { LatentMode } from '../types.js';
 import { reconstructionDice } from '../train/trainer.js';
 import { discriminatorFor, trainRivera, type RiveraStepResult } from '../train/rivera.js';
 import type { Scale } from './pipeline.js';

@@ -33,7 +33,7 @@ export async function reconstructionScores(vae: Vae, ds: VolumeDataset, batchSiz
   const S = D * H * W, shape: Shape3 = [D, H, W];
   const out: number[] = [];
   for await (const b of ds.batches({ batchSize, shuffle: false, prefetch: 0 })) {
-    const { recon } = await vae.forward(b.input, { mode: 'eval', latent: vae.evalLatent, logits: true });
+    const { recon } = await vae.forward(b.input, { mode: 'eval', latent: vae.evalLatent, output: 'logits', batch: b.items.length });
     const masks = masksOf(recon, b.items.length, vae.decoder.config.outChannels, S);
     masks.forEach((m, i) => out.push(dice({ data: m, shape }, { data: b.input.subarray(i * S, (i + 1) * S), shape })));
   }
@@ -167,7 +167,7 @@ export async function generationScores(vae: Vae, references: readonly Uint8Array
   const [D, H, W] = vae.decoder.config.inputShape;
   const S = D * H * W, shape: Shape3 = [D, H, W];
   const z = samplePrior(n, vae.config.latentSize, seed);
-  const logits = await vae.decode(z, { mode: 'eval', logits: true });
+  const logits = await vae.decode(z, { mode: 'eval', output: 'logits' });
   const masks = masksOf(logits, n, vae.decoder.config.outChannels, S);
   const d = (a: Uint8Array, b: Uint8Array): number => dice({ data: a, shape }, { data: b, shape });
   const plaus = masks.map((m) => Math.max(...references.map((r) => d(m, r))));
@@ -265,7 +265,7 @@ export async function completionEvaluation(vae: Vae, test: SyntheticDataset, tra
         inputs.forEach((v, i) => {
           for (let s = 0; s < S; s++) x[i * S + s] = v[s]!;
         });
-        const { z } = await vae.encodeLatent(x);
+        const { z } = await vae.encodeLatent(x, { batch: inputs.length });
         const dev = data.dev[cls]!;
         const nearest = inputs.map((_, i) => {
           let best = 0, bd = Infinity;

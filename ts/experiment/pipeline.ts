@@ -22,7 +22,8 @@ import { encodeDataset, type EncodedDataset } from '../latent/index.js';
 import { lineChart, writePng } from '../report/plot.js';
 import { Trainer, type EpochInfo, type LrScheduleSpec } from '../train/trainer.js';
 import { trainStage2 } from '../train/two_stage.js';
-import { Vae, setThreads, type Backend } from '../vae.js';
+import { Vae, setThreads } from '../vae.js';
+import type { Backend } from '../types.js';
 import { COMPLETION_METHOD_LABELS, completionEvaluation, generationScores, latentDiagnostics, mean, reconstructionScores, summarise, type CompletionEvaluation, type CompletionMethodName, type GenerationScores, type LatentDiagnostics } from './evaluate.js';
 import { completionFigure, samplesFigure } from './figures.js';
 

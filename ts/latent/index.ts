@@ -4,9 +4,11 @@
 // along one dimension in units of σ, sampling from the prior, nearest neighbours.
 // Latents are row-major n × k Float32Arrays (the layout Vae.encode/decode use).
 import { VoxvaeError, invalid } from '../errors.js';
+import * as is from '../is.js';
 import type { VolumeDataset } from '../data/dataset.js';
 import { Rng } from '../data/synth/rng.js';
-import type { EvalLatent, LatentMode, Vae } from '../vae.js';
+import type { Vae } from '../vae.js';
+import type { EvalLatent, LatentMode } from '../types.js';
 
 export interface EncodedDataset {
   /** n × k evaluation latents: what the model's decoder is fed (vae.evalLatent: μ, or μ + σ). */
@@ -32,7 +34,7 @@ export async function encodeDataset(vae: Vae, ds: VolumeDataset, opts: { batchSi
   const mus: Float32Array[] = [], sigmas: Float32Array[] = [], zs: Float32Array[] = [];
   const labels: string[] = [], pairIds: string[] = [], indices: number[] = [];
   for await (const b of ds.batches({ batchSize: opts.batchSize ?? 4, shuffle: false, prefetch: 0 })) {
-    const { mu, logvar, z } = await vae.encodeLatent(b.input, { latent });
+    const { mu, logvar, z } = await vae.encodeLatent(b.input, { latent, batch: b.items.length });
     zs.push(z);
     const s = new Float32Array(logvar.length);
     for (let i = 0; i < s.length; i++) s[i] = Math.exp(0.5 * logvar[i]!);
@@ -65,7 +67,7 @@ export function latentCodes(e: EncodedDataset, mode: LatentMode = 'mean', seed =
 }
 
 function rowsOf(z: Float32Array, k: number, field: string): number {
-  if (!(z instanceof Float32Array)) invalid(field, 'must be a Float32Array', z);
+  is.float32Array(field, z);
   if (!Number.isInteger(k) || k < 1 || z.length % k !== 0) throw new VoxvaeError('ESHAPE', `${field} has ${z.length} values, not a multiple of the latent size ${k}`, { path: field });
   return z.length / k;
 }
@@ -138,7 +140,7 @@ export function completeLatents(z: Float32Array, k: number, dev: Float32Array, g
   const n = rowsOf(z, k, 'z');
   if (dev.length !== k && dev.length !== n * k) throw new VoxvaeError('ESHAPE', `dev has ${dev.length} values; expected ${k} or ${n * k}`, { path: 'dev' });
   const gs = typeof gamma === 'number' ? [gamma] : [...gamma];
-  for (const g of gs) if (!Number.isFinite(g)) invalid('gamma', 'must be finite', g);
+  gs.forEach((g, i) => is.number(typeof gamma === 'number' ? 'gamma' : `gamma[${i}]`, g));
   const out = new Float32Array(gs.length * n * k);
   gs.forEach((g, gi) => {
     for (let i = 0; i < n; i++)
@@ -168,7 +170,7 @@ export async function interpolateVolumes(vae: Vae, xa: Float32Array, xb: Float32
 /** Copies of z with dimension `dim` moved by s·scale for each s (units of σ; scale = that σ). */
 export function traverseLatent(z: Float32Array, dim: number, steps: readonly number[], scale = 1): Float32Array {
   const k = z.length;
-  if (!Number.isInteger(dim) || dim < 0 || dim >= k) invalid('dim', `must be an integer in [0, ${k - 1}]`, dim);
+  is.integer('dim', dim, 0, k - 1);
   const out = new Float32Array(steps.length * k);
   steps.forEach((s, r) => {
     out.set(z, r * k);
@@ -193,7 +195,8 @@ export function latentStd(z: Float32Array, k: number): Float32Array {
 
 /** n draws from the prior N(0, I), seeded. */
 export function samplePrior(n: number, k: number, seed = 0): Float32Array {
-  if (!Number.isInteger(n) || n < 0) invalid('n', 'must be an integer >= 0', n);
+  is.integer('n', n, 0, 1 << 24);
+  is.integer('k', k, 1);
   const rng = new Rng(seed, 0x9a1);
   return Float32Array.from({ length: n * k }, () => rng.normal());
 }

@@ -14,7 +14,7 @@
 // which decides `dt ≤ distance` exactly: a skull voxel outside the grown box is farther than
 // `distance` along one axis alone.
 
-import { invalid } from '../errors.js';
+import * as is from '../is.js';
 import { squaredDistanceTransform } from './edt.js';
 import { checkEmptyOption, diceFromCounts, type DiceOptions } from './overlap.js';
 import { boxShape, checkSameShape, checkVolume, cropMask, maskBox, resolveSpacing, unionBox, type Box, type MaskVolume, type Spacing3 } from './volume.js';
@@ -33,8 +33,7 @@ export function boundaryDice(a: MaskVolume, b: MaskVolume, defectiveSkull: MaskV
   checkSameShape(a, b, 'a', 'b');
   checkSameShape(a, defectiveSkull, 'a', 'defectiveSkull');
   const empty = checkEmptyOption(options);
-  const distance = options?.distance ?? 10;
-  if (typeof distance !== 'number' || !(distance >= 0) || !Number.isFinite(distance)) invalid('options.distance', 'must be a finite number of mm ≥ 0', distance);
+  const distance = is.number('options.distance', options?.distance ?? 10, { min: 0 });
   const spacing = resolveSpacing(options?.spacing, [a, b, defectiveSkull], ['a', 'b', 'defectiveSkull']);
 
   const joint = unionBox(maskBox(a, 'a').box, maskBox(b, 'b').box);

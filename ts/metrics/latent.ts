@@ -19,6 +19,7 @@
 //   No small-sample correction.
 
 import { VoxvaeError, invalid } from '../errors.js';
+import * as is from '../is.js';
 import { checkSameMatrixShape, cholesky, columnMeans, covariance, forwardSubstitute, toMatrix, type Matrix, type MatrixLike } from './matrix.js';
 import { chiSquaredSf, normalSf } from './special.js';
 
@@ -73,9 +74,7 @@ export interface LatentStatistics {
 }
 
 function checkDdof(ddof: unknown): number {
-  const d = ddof ?? 1;
-  if (d !== 0 && d !== 1) invalid('options.ddof', 'must be 0 or 1', d);
-  return d;
+  return is.integer('options.ddof', ddof ?? 1, 0, 1);
 }
 
 /** Standard deviations as a matrix from either sigma or logvar (σ = exp(logvar/2)). */
@@ -97,11 +96,10 @@ export function sigmaMatrix(options: { sigma?: MatrixLike; logvar?: MatrixLike }
 }
 
 export function latentStatistics(mu: MatrixLike, options: LatentStatisticsOptions = {}): LatentStatistics {
-  if (typeof options !== 'object' || options === null) invalid('options', 'must be an object', options);
+  is.options('options', options);
   const m = toMatrix(mu, 'mu');
   const ddof = checkDdof(options.ddof);
-  const threshold = options.activeThreshold ?? 0.01;
-  if (typeof threshold !== 'number' || !(threshold >= 0)) invalid('options.activeThreshold', 'must be a number ≥ 0', threshold);
+  const threshold = is.number('options.activeThreshold', options.activeThreshold ?? 0.01, { min: 0 });
   if (m.n - ddof < 1) invalid('mu', `needs at least ${ddof + 1} rows for ddof ${ddof}`, m.n);
   const { k } = m;
   const mean = columnMeans(m);
@@ -143,7 +141,7 @@ export function gaussianKl(x: MatrixLike, options: { covariance?: 'full' | 'diag
   const m = toMatrix(x, 'x');
   const ddof = checkDdof(options.ddof);
   const which = options.covariance ?? 'full';
-  if (which !== 'full' && which !== 'diagonal') invalid('options.covariance', "must be 'full' or 'diagonal'", which);
+  is.oneOf('options.covariance', which, ['full', 'diagonal'] as const);
   if (m.n - ddof < 1) invalid('x', `needs at least ${ddof + 1} rows for ddof ${ddof}`, m.n);
   const mean = columnMeans(m);
   const cov = covariance(m, mean, ddof);

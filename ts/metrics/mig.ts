@@ -18,6 +18,7 @@
 // is fine: every point is then a sample and the cost is n²·K log-densities per entropy estimate.
 
 import { invalid } from '../errors.js';
+import * as is from '../is.js';
 import { toMatrix, type MatrixLike } from './matrix.js';
 import { sigmaMatrix } from './latent.js';
 import { Rng } from './random.js';
@@ -81,14 +82,12 @@ export interface MigResult {
 const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
 
 function positiveInt(v: unknown, field: string, fallback: number): number {
-  const x = v ?? fallback;
-  if (!Number.isSafeInteger(x) || (x as number) < 1) invalid(field, 'must be a positive integer', x);
-  return x as number;
+  return is.integer(field, v ?? fallback, 1, Number.MAX_SAFE_INTEGER);
 }
 
 export function mutualInformationGap(input: MigInput, options: MigOptions = {}): MigResult {
   if (typeof input !== 'object' || input === null) invalid('input', 'must be { mu, sigma | logvar, factors }', input);
-  if (typeof options !== 'object' || options === null) invalid('options', 'must be an object', options);
+  is.options('options', options);
   const mu = toMatrix(input.mu, 'input.mu');
   const sigma = sigmaMatrix(input, mu, 'input');
   if (sigma === undefined) invalid('input.sigma', 'or input.logvar is required: MIG samples z ~ N(μ, σ²)');
@@ -99,10 +98,8 @@ export function mutualInformationGap(input: MigInput, options: MigOptions = {}):
   const bins = positiveInt(options.bins, 'options.bins', 20);
   const nSamples = positiveInt(options.nSamples, 'options.nSamples', 10000);
   const m = positiveInt(options.samplesPerPoint, 'options.samplesPerPoint', 1);
-  const seed = options.seed ?? 0;
-  if (!Number.isSafeInteger(seed) || seed < 0) invalid('options.seed', 'must be a non-negative integer', seed);
-  const normalization = options.normalization ?? 'entropy';
-  if (normalization !== 'entropy' && normalization !== 'log-cardinality') invalid('options.normalization', "must be 'entropy' or 'log-cardinality'", normalization);
+  const seed = is.seed('options.seed', options.seed ?? 0);
+  const normalization = is.oneOf('options.normalization', options.normalization ?? 'entropy', ['entropy', 'log-cardinality'] as const);
   const F = fac.k;
   const kinds = resolveKinds(options.factorKinds, F);
 
@@ -216,18 +213,13 @@ export function mutualInformationGap(input: MigInput, options: MigOptions = {}):
   return { mig, factors, marginalEntropies: Array.from(marginal), conditionalEntropies: conditional };
 }
 
+const FACTOR_KINDS: readonly FactorKind[] = ['auto', 'discrete', 'continuous'];
+
 function resolveKinds(kinds: unknown, F: number): FactorKind[] {
-  const ok = (x: unknown): x is FactorKind => x === 'auto' || x === 'discrete' || x === 'continuous';
   if (kinds === undefined) return new Array<FactorKind>(F).fill('auto');
-  if (typeof kinds === 'string') {
-    if (!ok(kinds)) invalid('options.factorKinds', "must be 'auto', 'discrete' or 'continuous' (or an array of them, one per factor)", kinds);
-    return new Array<FactorKind>(F).fill(kinds);
-  }
+  if (typeof kinds === 'string') return new Array<FactorKind>(F).fill(is.oneOf('options.factorKinds', kinds, FACTOR_KINDS));
   if (!Array.isArray(kinds) || kinds.length !== F) invalid('options.factorKinds', `must be one kind or an array of ${F} kinds (one per factor column)`, kinds);
-  kinds.forEach((x, i) => {
-    if (!ok(x)) invalid(`options.factorKinds[${i}]`, "must be 'auto', 'discrete' or 'continuous'", x);
-  });
-  return kinds as FactorKind[];
+  return kinds.map((x, i) => is.oneOf(`options.factorKinds[${i}]`, x, FACTOR_KINDS));
 }
 
 /** Bin index of each value: np.digitize(x, np.histogram(x, bins)[1][:-1]) − 1. */

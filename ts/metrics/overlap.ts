@@ -5,6 +5,7 @@
 // (MWod/AutoImplant_2021 evaluation_metrics.py) returns 0 instead — pass { empty: 0 } to match it.
 
 import { VoxvaeError, invalid } from '../errors.js';
+import * as is from '../is.js';
 import { PROBABILITY_THRESHOLD, checkSameShape, checkVolume, type LabelVolume, type MaskVolume } from './volume.js';
 
 export interface DiceOptions {
@@ -19,9 +20,7 @@ export interface OverlapCounts {
 }
 
 export function checkEmptyOption(options: DiceOptions | undefined): number {
-  const e = options?.empty ?? 1;
-  if (typeof e !== 'number' || !(e >= 0 && e <= 1)) invalid('options.empty', 'must be a number in [0, 1] (the score of empty vs empty)', e);
-  return e;
+  return is.number('options.empty', options?.empty ?? 1, { min: 0, max: 1 });
 }
 
 export function diceFromCounts(c: OverlapCounts, empty: number): number {

@@ -2,7 +2,7 @@
 // splitmix32, 53-bit uniforms, Box–Muller normals. Reproducible across runs and platforms; not the
 // random stream of torch, so estimates match the Python originals statistically, not bit for bit.
 
-import { invalid } from '../errors.js';
+import * as is from '../is.js';
 
 export class Rng {
   private s0: number;
@@ -12,7 +12,7 @@ export class Rng {
   private spare: number | null = null;
 
   constructor(seed: number) {
-    if (!Number.isSafeInteger(seed) || seed < 0) invalid('seed', 'must be a non-negative integer', seed);
+    is.seed('seed', seed);
     let x = (seed >>> 0) ^ Math.floor(seed / 2 ** 32);
     const next = (): number => {
       // splitmix32

@@ -18,6 +18,7 @@
 // and erosion with border value 0 sees zeros outside the box just as outside the volume.
 
 import { VoxvaeError, invalid } from '../errors.js';
+import * as is from '../is.js';
 import { squaredDistanceTransform } from './edt.js';
 import { boxShape, checkSameShape, checkVolume, cropMask, maskBox, resolveSpacing, unionBox, type MaskVolume, type Shape3, type Spacing3 } from './volume.js';
 
@@ -98,9 +99,8 @@ function computeSurface(a: MaskVolume, b: MaskVolume, options: SurfaceOptions | 
   checkVolume(a, 'a');
   checkVolume(b, 'b');
   checkSameShape(a, b, 'a', 'b');
-  if (options !== undefined && (typeof options !== 'object' || options === null)) invalid('options', 'must be an object', options);
-  const onEmpty = options?.onEmpty ?? 'infinity';
-  if (onEmpty !== 'infinity' && onEmpty !== 'throw') invalid('options.onEmpty', "must be 'infinity' or 'throw'", onEmpty);
+  is.options('options', options);
+  const onEmpty = is.oneOf('options.onEmpty', options?.onEmpty ?? 'infinity', ['infinity', 'throw'] as const);
   const spacing = resolveSpacing(options?.spacing, [a, b], ['a', 'b']);
   const ba = maskBox(a, 'a');
   const bb = maskBox(b, 'b');

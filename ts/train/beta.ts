@@ -24,6 +24,7 @@
 // it exactly (JSON keeps doubles bit for bit), so a resumed run gives the same β sequence.
 
 import { VoxvaeError, describe, invalid } from '../errors.js';
+import * as is from '../is.js';
 
 export type BetaScheduleKind = 'constant' | 'warmup' | 'cyclical' | 'capacity' | 'controlvae' | 'dynamicvae';
 
@@ -295,9 +296,7 @@ export interface BetaSchedule {
 type Obj = Record<string, unknown>;
 
 function checkKeys(spec: Obj, path: string, allowed: readonly string[]): void {
-  for (const key of Object.keys(spec)) {
-    if (!allowed.includes(key)) invalid(`${path}.${key}`, `is not an option of this schedule (options: ${allowed.join(', ')})`);
-  }
+  is.knownKeys(path, spec, allowed, 'option of this schedule');
 }
 
 interface NumRule {
@@ -319,26 +318,17 @@ function num(spec: Obj, path: string, key: string, fallback: number | undefined,
 }
 
 function checkNum(field: string, v: unknown, rule: NumRule = {}): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) invalid(field, 'must be a finite number', v);
-  if (rule.integer === true && !Number.isSafeInteger(v)) invalid(field, 'must be an integer', v);
-  if (rule.min !== undefined && v < rule.min) invalid(field, `must be ≥ ${rule.min}`, v);
-  if (rule.above !== undefined && v <= rule.above) invalid(field, `must be > ${rule.above}`, v);
-  if (rule.max !== undefined && v > rule.max) invalid(field, `must be ≤ ${rule.max}`, v);
-  return v;
+  const x = is.number(field, v, { ...(rule.min !== undefined ? { min: rule.min } : {}), ...(rule.above !== undefined ? { above: rule.above } : {}), ...(rule.max !== undefined ? { max: rule.max } : {}) });
+  if (rule.integer === true && !Number.isSafeInteger(x)) invalid(field, 'must be an integer', x);
+  return x;
 }
 
 function choice<T extends string>(spec: Obj, path: string, key: string, options: readonly T[], fallback: T): T {
   const v = spec[key];
-  if (v === undefined) return fallback;
-  if (typeof v !== 'string' || !(options as readonly string[]).includes(v)) {
-    invalid(`${path}.${key}`, `must be one of ${options.map((o) => `'${o}'`).join(', ')}`, v);
-  }
-  return v as T;
+  return v === undefined ? fallback : is.oneOf(`${path}.${key}`, v, options);
 }
 
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v);
-}
+const isObj = is.plainObject;
 
 function checkKl(kl: unknown, method: string): number {
   if (typeof kl !== 'number' || !Number.isFinite(kl)) {

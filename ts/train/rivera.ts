@@ -36,7 +36,7 @@ import * as is from '../is.js';
 import { nativeCall, nativeSync, type NativeTensor, type Reduction } from '../native.js';
 import { Network, type OptimizerConfig } from '../network.js';
 import { MODES, type LatentMode } from '../types.js';
-import { Vae, partOptions, type PartOptions } from '../vae.js';
+import { Vae, batchSamples, partOptions, type PartOptions } from '../vae.js';
 import { batchOf, resolveOptimizer, resolveRecon, tensor, type Batch, type LatentHookInput, type LogitHookInput, type ReconLoss } from './step.js';
 
 export type PopulationVariance = 'means' | 'mixture';
@@ -152,7 +152,7 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
   const cfg = vae.config, dcfg = vae.decoder.config;
   if (vae.encoder.frozen) invalid('vae.encoder', 'is frozen: Rivera\'s recipe trains the encoder (unfreeze it)');
   const L = cfg.latentSize, [D, H, W] = cfg.inputShape, S = D * H * W;
-  const n = batchOf(b.input, cfg.inChannels * S, 'batch.input');
+  const n = batchSamples(b, cfg);
   const wInd = weightOf(o.individualWeight, 0.1, 'options.individualWeight');
   const wPop = weightOf(o.populationWeight, 1, 'options.populationWeight');
   const wAdv = weightOf(o.adversarialWeight, 100, 'options.adversarialWeight');
@@ -332,7 +332,7 @@ export async function trainRivera(vae: Vae, disc: Discriminator | null, data: Vo
     for await (const b of data.batches({ batchSize: o.batchSize, seed: o.seed ?? 0, epoch, shuffle: true, dropLast: false })) {
       const n = b.items.length;
       if (means && n < 2) continue;
-      const r = await riveraTrainStep(vae, disc, { input: b.input, target: b.target }, stepOptions);
+      const r = await riveraTrainStep(vae, disc, { input: b.input, target: b.target, shape: b.shape }, stepOptions);
       steps.push(r);
       o.onStep?.({ ...r, epoch });
       acc.loss += r.loss * n; acc.recon += r.recon * n; acc.population += r.population * n; acc.individual += r.individual * n; acc.adversarial += r.adversarial * n; acc.discriminator += (disc ? r.discriminator : 0) * n; acc.n += n;

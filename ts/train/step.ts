@@ -105,6 +105,41 @@ export interface Batch {
   input: Float32Array;
   /** Dice: class indices [N, D, H, W]; bce/mse/l1: [N, outChannels, D, H, W]. Default: the input. */
   target?: Float32Array;
+  /** The input's shape [N, inChannels, D, H, W] (a VolumeDataset batch carries it). Without it the input
+   *  is one sample: a volume of another size is an ESHAPE error, never taken as a batch of several. */
+  shape?: readonly number[];
+}
+
+/**
+ * The number of samples in a training batch: batch.shape's N (its other dimensions must be the model's
+ * [inChannels, D, H, W]), or 1 without a shape. A Float32Array alone is one sample.
+ */
+export function batchSamples(batch: Batch, config: VaeConfig, field = 'batch'): number {
+  const [D, H, W] = config.inputShape;
+  const sample = [config.inChannels, D, H, W];
+  const perSample = config.inChannels * D * H * W;
+  const describe = `[${sample.join(', ')}]`;
+  if (batch.shape === undefined) {
+    is.float32Array(`${field}.input`, batch.input);
+    if (batch.input.length === perSample) return 1;
+    throw new VoxvaeError(
+      'ESHAPE',
+      `${field}.input has ${batch.input.length} values; one sample ${describe} has ${perSample}` +
+        (batch.input.length > 0 && batch.input.length % perSample === 0
+          ? `: give ${field}.shape [${batch.input.length / perSample}, ${sample.join(', ')}] if it is a batch of ${batch.input.length / perSample}`
+          : ": resample the volumes to the model's shape"),
+      { path: `${field}.input` },
+    );
+  }
+  const shape = batch.shape;
+  if (!Array.isArray(shape) || shape.length !== 5) invalid(`${field}.shape`, 'must be [N, inChannels, D, H, W]', shape);
+  const n = is.integer(`${field}.shape[0]`, shape[0], 1, 1 << 24);
+  if (shape.slice(1).some((d, i) => d !== sample[i]))
+    throw new VoxvaeError('ESHAPE', `${field}.shape is [${shape.join(', ')}]; this model takes [N, ${sample.join(', ')}]: resample the volumes to the model's shape`, { path: `${field}.shape` });
+  is.float32Array(`${field}.input`, batch.input);
+  if (batch.input.length !== n * perSample)
+    throw new VoxvaeError('ESHAPE', `${field}.input has ${batch.input.length} values; ${field}.shape [${shape.join(', ')}] has ${n * perSample}`, { path: `${field}.input` });
+  return n;
 }
 
 export interface StepResult {
@@ -325,7 +360,7 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
   const S = D * H * W;
   const L = dcfg.latentSize;
   const inChannels = enc ? enc.config.inChannels : dcfg.inChannels;
-  const n = enc ? batchOf(batch.input, inChannels * S, 'batch.input') : batchOf(batch.input, L, 'z');
+  const n = enc ? batchSamples(batch, enc.config) : batchOf(batch.input, L, 'z');
   const beta = o.beta === undefined ? 1 : o.beta;
   if (typeof beta === 'function') is.fn('options.beta', beta, '(klPerSample) => β');
   else if (beta !== null) checkBeta(beta, 'options.beta');

@@ -196,7 +196,7 @@ export async function reconstructionDice(vae: Vae, ds: VolumeDataset, batchSize 
   const S = D * H * W;
   let sum = 0, n = 0;
   for await (const b of ds.batches({ batchSize, shuffle: false, prefetch: 0 })) {
-    const { recon } = await vae.forward(b.input, { mode: 'eval', latent: vae.evalLatent });
+    const { recon } = await vae.forward(b.input, { mode: 'eval', latent: vae.evalLatent, batch: b.items.length });
     const C = vae.decoder.config.outChannels;
     for (let k = 0; k < b.items.length; k++) {
       const fg = new Uint8Array(S), gt = new Uint8Array(S);
@@ -306,7 +306,7 @@ export class Trainer {
         };
         let r: StepResult;
         try {
-          r = await this.vae.trainStep({ input: b.input, target: b.target }, {
+          r = await this.vae.trainStep({ input: b.input, target: b.target, shape: b.shape }, {
             beta,
             ...(o.latent ? { latent: o.latent } : {}),
             ...(o.recon ? { recon: o.recon } : {}),

@@ -10,12 +10,10 @@ import { WasmNet } from './net.js';
 import { completeSkull, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from '../completion/index.js';
 import { describeLocation, loadRuntime, readResource, type RuntimeOptions, type WasmRuntime } from './runtime.js';
 
-/** 'probabilities': the decoder config's outputActivation applied; 'logits': raw; 'mask': Uint8Array labels. */
-export type OutputKind = 'probabilities' | 'logits' | 'mask';
-/** How z is formed from (mu, logvar): 'mean' = mu; 'mean+std' = mu + σ (MONAI's eval-mode reparameterize,
- *  what skullVAE's deviation vectors were computed from); 'sample' = mu + σ·ε, ε from the Philox stream
- *  (seed, step) exactly as the native engine draws it. */
-export type WasmLatentMode = 'mean' | 'mean+std' | 'sample';
+import { EVAL_LATENTS, LATENT_MODES, OUTPUT_KINDS, evalLatentOf, type EvalLatent, type LatentMode, type OutputKind } from '../types.js';
+import * as is from '../is.js';
+
+export type { OutputKind };
 /** 'vae': encoder + MONAI/ResNet-v2 decoder; 'aggregated': encoder + skullVAE stage-2 decoder; 'decoder': decoder alone. */
 export type { ModelKind } from '../model/checkpoint.js';
 
@@ -45,20 +43,21 @@ export interface OutputOptions {
   into?: Float32Array | Uint8Array;
 }
 
-const LATENT_CODE: Record<WasmLatentMode, number> = { sample: 0, mean: 1, 'mean+std': 2 };
+const LATENT_CODE: Record<LatentMode, number> = { sample: 0, mean: 1, 'mean+std': 2 };
 
-function f32Input(x: unknown, field: string, perSample: number): number {
+/** Latent rows [N, latentSize] (any positive N), or with `volume` one volume (or options.batch volumes). */
+function f32Input(x: unknown, field: string, perSample: number, volume?: { describe: string; batch: number | undefined }): number {
   if (!(x instanceof Float32Array)) invalid(field, 'must be a Float32Array', x);
-  if (x.length === 0 || x.length % perSample !== 0)
-    throw new VoxvaeError('ESHAPE', `${field} has ${x.length} values, not a positive multiple of one sample's ${perSample}`, { path: field });
+  if (volume) is.samples(field, x, perSample, volume.describe, volume.batch);
+  else if (x.length === 0 || x.length % perSample !== 0)
+    throw new VoxvaeError('ESHAPE', `${field} has ${x.length} values, not a positive multiple of one row's ${perSample}`, { path: field });
   for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i]!)) throw new VoxvaeError('ENOTFINITE', `${field}[${i}] is ${x[i]}`, { path: field });
   return x.length / perSample;
 }
 
 function outputKind(opts: OutputOptions | undefined): OutputKind {
-  const o = opts?.output ?? 'probabilities';
-  if (o !== 'probabilities' && o !== 'logits' && o !== 'mask') invalid('options.output', "must be 'probabilities', 'logits' or 'mask'", o);
-  return o;
+  const o = is.options('options', opts).output;
+  return o === undefined ? 'probabilities' : is.oneOf('options.output', o, OUTPUT_KINDS);
 }
 
 /** The caller's output buffer, checked before any work: the type the output kind needs, the exact length. */
@@ -89,13 +88,13 @@ export class WasmVae {
   /** The checkpoint's seed (the default Philox seed of latent: 'sample'). */
   readonly seed: number;
   /** The latent the decoder was trained on (the checkpoint's decoderLatent; 'sample' when absent). */
-  readonly decoderLatent: WasmLatentMode;
+  readonly decoderLatent: LatentMode;
   /** The checkpoint's completion data (deviation vectors, defect maps, latent prior), or null. */
   readonly completion: CompletionData | null;
   private readonly encoderNet: WasmNet | null;
   private readonly decoderNet: WasmNet;
 
-  private constructor(rt: WasmRuntime, kind: ModelKind, config: VaeConfig | null, dcfg: VaeConfig, enc: WasmNet | null, dec: WasmNet, seed: number, decoderLatent: WasmLatentMode, completion: CompletionData | null) {
+  private constructor(rt: WasmRuntime, kind: ModelKind, config: VaeConfig | null, dcfg: VaeConfig, enc: WasmNet | null, dec: WasmNet, seed: number, decoderLatent: LatentMode, completion: CompletionData | null) {
     this.runtime = rt;
     this.completion = completion;
     this.decoderLatent = decoderLatent;
@@ -141,8 +140,8 @@ export class WasmVae {
     return this.decoderConfig.latentSize;
   }
   /** The deterministic latent inference uses: μ + σ for a decoder trained on μ + σ, else μ (as the native Vae). */
-  get evalLatent(): 'mean' | 'mean+std' {
-    return this.decoderLatent === 'mean+std' ? 'mean+std' : 'mean';
+  get evalLatent(): EvalLatent {
+    return evalLatentOf(this.decoderLatent);
   }
   /** Values per decoded sample: outChannels × D × H × W. */
   get outputSize(): number {
@@ -186,14 +185,16 @@ export class WasmVae {
     return this.runDecoder(n, (input) => input.set(z), kind, into, 'decode');
   }
 
-  /** Encodes a batch [N, inChannels, D, H, W] (eval mode: running BN statistics) to mu and logvar [N, latentSize]. */
-  async encode(x: Float32Array): Promise<{ mu: Float32Array; logvar: Float32Array }> {
-    return this.encodeSync(x);
+  /** Encodes one volume [inChannels, D, H, W], or a batch [N, inChannels, D, H, W] with { batch: N }, (eval
+   *  mode: running BN statistics) to mu and logvar [N, latentSize]. A volume of the wrong size is ESHAPE. */
+  async encode(x: Float32Array, opts: { batch?: number } = {}): Promise<{ mu: Float32Array; logvar: Float32Array }> {
+    return this.encodeSync(x, opts);
   }
 
-  encodeSync(x: Float32Array): { mu: Float32Array; logvar: Float32Array } {
+  encodeSync(x: Float32Array, opts: { batch?: number } = {}): { mu: Float32Array; logvar: Float32Array } {
+    is.knownKeys('options', is.options('options', opts), ['batch']);
     const enc = this.encoder('encode');
-    const n = f32Input(x, 'x', this.inputSize);
+    const n = f32Input(x, 'x', this.inputSize, this.volume(opts.batch));
     return enc.forward(n, (input) => input.set(x), ([mu, logvar]) => ({ mu: mu!.slice(), logvar: logvar!.slice() }), 'encode');
   }
 
@@ -212,11 +213,11 @@ export class WasmVae {
     }, 'latentGradient');
   }
 
-  /** Encodes x and forms the evaluation latent (evalLatent, or `latent`): [N, latentSize]. */
-  async encodeLatent(x: Float32Array, opts: { latent?: 'mean' | 'mean+std' } = {}): Promise<{ z: Float32Array; mu: Float32Array; logvar: Float32Array }> {
-    const latent = opts.latent ?? this.evalLatent;
-    if (latent !== 'mean' && latent !== 'mean+std') invalid('options.latent', "must be 'mean' or 'mean+std'", latent);
-    const { mu, logvar } = this.encodeSync(x);
+  /** Encodes x (one volume, or { batch: N }) and forms the evaluation latent (evalLatent, or `latent`): [N, latentSize]. */
+  async encodeLatent(x: Float32Array, opts: { latent?: EvalLatent; batch?: number } = {}): Promise<{ z: Float32Array; mu: Float32Array; logvar: Float32Array }> {
+    is.knownKeys('options', is.options('options', opts), ['latent', 'batch']);
+    const latent = opts.latent === undefined ? this.evalLatent : is.oneOf('options.latent', opts.latent, EVAL_LATENTS);
+    const { mu, logvar } = this.encodeSync(x, opts.batch !== undefined ? { batch: opts.batch } : {});
     if (latent === 'mean') return { z: mu.slice(), mu, logvar };
     const n = mu.length / this.latentSize, L = this.latentSize, rt = this.runtime;
     const z = rt.withAlloc(3 * n * L * 4, 'encodeLatent', (p) => {
@@ -229,25 +230,23 @@ export class WasmVae {
   }
 
   /**
-   * Shape completion with the aggregated VAE's deviation vector: z = latent(x) + γ·dev, decoded. x is a
-   * batch [N, inChannels, D, H, W] of defective shapes; dev is one vector [latentSize] (or one per sample,
+   * Shape completion with the aggregated VAE's deviation vector: z = latent(x) + γ·dev, decoded. x is one
+   * defective shape [inChannels, D, H, W], or a batch [N, inChannels, D, H, W] with { batch: N }; dev is one vector [latentSize] (or one per sample,
    * [N, latentSize]); γ scales it (0 reconstructs). latent defaults to the model's evalLatent (the
    * latent its decoder was trained on).
    */
-  complete(x: Float32Array, dev: Float32Array, gamma: number, opts?: { latent?: WasmLatentMode; seed?: number; step?: number; output?: 'probabilities' | 'logits'; into?: Float32Array }): Promise<Float32Array>;
-  complete(x: Float32Array, dev: Float32Array, gamma: number, opts: { latent?: WasmLatentMode; seed?: number; step?: number; output: 'mask'; into?: Uint8Array }): Promise<Uint8Array>;
-  complete(x: Float32Array, dev: Float32Array, gamma: number, opts?: { latent?: WasmLatentMode; seed?: number; step?: number } & OutputOptions): Promise<Float32Array | Uint8Array>;
-  async complete(x: Float32Array, dev: Float32Array, gamma: number, opts: { latent?: WasmLatentMode; seed?: number; step?: number } & OutputOptions = {}): Promise<Float32Array | Uint8Array> {
+  complete(x: Float32Array, dev: Float32Array, gamma: number, opts?: { latent?: LatentMode; seed?: number; step?: number; batch?: number; output?: 'probabilities' | 'logits'; into?: Float32Array }): Promise<Float32Array>;
+  complete(x: Float32Array, dev: Float32Array, gamma: number, opts: { latent?: LatentMode; seed?: number; step?: number; batch?: number; output: 'mask'; into?: Uint8Array }): Promise<Uint8Array>;
+  complete(x: Float32Array, dev: Float32Array, gamma: number, opts?: { latent?: LatentMode; seed?: number; step?: number; batch?: number } & OutputOptions): Promise<Float32Array | Uint8Array>;
+  async complete(x: Float32Array, dev: Float32Array, gamma: number, opts: { latent?: LatentMode; seed?: number; step?: number; batch?: number } & OutputOptions = {}): Promise<Float32Array | Uint8Array> {
     const kind = outputKind(opts);
     const L = this.latentSize;
     const enc = this.encoder('complete');
     if (typeof gamma !== 'number' || !Number.isFinite(gamma)) invalid('gamma', 'must be a finite number', gamma);
     const latent = opts.latent ?? this.evalLatent;
-    if (!(latent in LATENT_CODE)) invalid('options.latent', "must be 'mean', 'mean+std' or 'sample'", latent);
-    const seed = opts.seed ?? this.seed, step = opts.step ?? 0;
-    if (!Number.isSafeInteger(seed) || seed < 0) invalid('options.seed', 'must be a non-negative safe integer', seed);
-    if (!Number.isSafeInteger(step) || step < 0) invalid('options.step', 'must be a non-negative safe integer', step);
-    const n = f32Input(x, 'x', this.inputSize);
+    is.oneOf('options.latent', latent, LATENT_MODES);
+    const seed = is.seed('options.seed', opts.seed ?? this.seed), step = is.seed('options.step', opts.step ?? 0);
+    const n = f32Input(x, 'x', this.inputSize, this.volume(opts.batch));
     if (!(dev instanceof Float32Array)) invalid('dev', 'must be a Float32Array', dev);
     if (dev.length !== L && dev.length !== n * L)
       throw new VoxvaeError('ESHAPE', `dev has ${dev.length} values; expected the latent size ${L}${n > 1 ? ` or ${n} × ${L}` : ''}`, { path: 'dev' });
@@ -277,7 +276,7 @@ export class WasmVae {
       shape: [D, H, W],
       completion: this.completion,
       evalLatent: this.evalLatent,
-      encodeLatent: async (x) => (await this.encodeLatent(x)).z,
+      encodeLatent: async (x, batch) => (await this.encodeLatent(x, { batch })).z,
       decodeLogits: (z) => this.decode(z, { output: 'logits' }),
       latentGradient: (z, objective) => this.latentGradient(z, objective),
     };
@@ -304,6 +303,12 @@ export class WasmVae {
     if (!this.encoderNet)
       throw new VoxvaeError('EUNSUPPORTED', `${where}: this model has no encoder (${this.kind === 'decoder' ? 'the checkpoint holds a decoder alone' : 'loaded with decoderOnly'})`);
     return this.encoderNet;
+  }
+
+  /** How an encoder input is checked: one volume of the encoder's shape unless `batch` says how many. */
+  private volume(batch: number | undefined): { describe: string; batch: number | undefined } {
+    const c = this.config!;
+    return { describe: `${c.inChannels} × ${c.inputShape.join(' × ')}`, batch };
   }
 
   /** Values of an output of `kind` for n samples. */

@@ -10,6 +10,7 @@ import { availableParallelism } from 'node:os';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { VoxvaeError, invalid } from '../../errors.js';
+import * as is from '../../is.js';
 import { buildFolderAtomic, writeFileAtomic } from '../atomic.js';
 import { type BinaryVolume, type Vec3, checkShape } from '../volume.js';
 import { SYNTH_FORMATS, type SkullJobConfig, type SkullJobResult, type SynthFormat, maskVolume, runSkullJob, skullId, skullPaths } from './job.js';
@@ -62,16 +63,14 @@ interface Resolved {
 }
 
 function resolve(options: SynthOptions): Resolved {
-  const n = options.n ?? 100;
-  if (!Number.isInteger(n) || n < 1 || n > 100000) invalid('n', 'must be an integer from 1 to 100000', n);
+  const n = is.integer('n', options.n ?? 100, 1, 100000);
   const seed = options.seed ?? 1;
   if (!Number.isSafeInteger(seed)) invalid('seed', 'must be an integer', seed);
   const shape = checkShape(options.shape ?? DEFAULT_SYNTH_SHAPE, 'shape');
   if (shape.some((s) => s < 16 || s > 1024)) invalid('shape', 'must be 16 to 1024 voxels along each axis', shape);
   const fov = options.fov ?? DEFAULT_FOV;
   if (!(fov.length === 3 && fov.every((f) => Number.isFinite(f) && f > 0))) invalid('fov', 'must be three positive numbers (mm)', fov);
-  const workers = options.workers ?? Math.min(8, availableParallelism());
-  if (!Number.isInteger(workers) || workers < 0) invalid('workers', 'must be a non-negative integer', workers);
+  const workers = is.integer('workers', options.workers ?? Math.min(8, availableParallelism()), 0, 1024);
   const skull: SkullOptions = {};
   if (options.cranialDefect !== undefined) skull.cranialDefect = options.cranialDefect;
   if (options.facialDefect !== undefined) skull.facialDefect = options.facialDefect;
@@ -223,10 +222,8 @@ export interface WrittenSyntheticDataset {
  */
 export async function writeSkullDataset(dir: string, options: WriteSynthOptions = {}): Promise<WrittenSyntheticDataset> {
   const r = resolve(options);
-  const format = options.format ?? 'nii.gz';
-  if (!SYNTH_FORMATS.includes(format)) invalid('format', `must be one of ${SYNTH_FORMATS.join(', ')}`, format);
-  const level = options.level ?? 1;
-  if (!Number.isInteger(level) || level < 1 || level > 9) invalid('level', 'must be an integer from 1 to 9', level);
+  const format = is.oneOf('format', options.format ?? 'nii.gz', SYNTH_FORMATS);
+  const level = is.integer('level', options.level ?? 1, 1, 9);
   const digits = Math.max(3, String(r.n - 1).length);
   const config: SkullJobConfig = { grid: r.grid, seed: r.seed, skull: r.skull, cycleCranial: true, implants: true, encode: { format, level, digits } };
   const target = path.resolve(dir);
