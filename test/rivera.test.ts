@@ -2,7 +2,7 @@
 // (scripts/fixtures/make_rivera_fixtures.py), the GAN step's update isolation, bit-for-bit repeatability,
 // and the bad-input paths (batch of 1, a volume the discriminator does not fit).
 import test from 'ava';
-import { monaiVarAutoEncoder } from '../ts/config.js';
+import { monaiVarAutoEncoder, resnetV2Vae } from '../ts/config.js';
 import { patchGan3d, type DiscriminatorConfig } from '../ts/discriminator.js';
 import { buildDiscriminator } from '../ts/model/build.js';
 import { VoxvaeError } from '../ts/errors.js';
@@ -10,8 +10,7 @@ import { native } from '../ts/native.js';
 import { Network } from '../ts/network.js';
 import { Discriminator, discriminatorFor, discriminatorView, riveraTrainStep, type RiveraStepOptions } from '../ts/train/rivera.js';
 import { Vae, setThreads } from '../ts/vae.js';
-import { buildResNetV2Decoder, buildResNetV2Encoder } from '../ts/resnet.js';
-import { createResNetV2Vae } from '../ts/vae.js';
+import { buildResNetV2Decoder, buildResNetV2Encoder } from '../ts/model/build.js';
 import { assertClose, f32, loadFixture } from './helpers.js';
 
 setThreads(1);
@@ -237,7 +236,7 @@ test('ResNet-v2 preset: block structure, shapes, names, and it trains with River
   t.is(enc.spec.split('\n').filter((l) => l.startsWith('add ')).length, 2 * 3);
   t.is(dec.spec.split('\n').filter((l) => l.startsWith('add ')).length, 2 * 2);
   t.true(enc.nodeNames.includes('encoder.stages.1.down.shortcut.conv') && dec.nodeNames.includes('decoder.stages.0.up.conv2'));
-  const vae = await createResNetV2Vae(CONFIG, { seed: 4, resnet });
+  const vae = await Vae.create(resnetV2Vae({ ...CONFIG, resnet }), { seed: 4 });
   const disc = discriminatorFor(vae, D_OPTS);
   try {
     t.true(vae.encoder.network.tensors.some((x) => x.name === 'encoder.stages.0.id1.bn3.running_var'));

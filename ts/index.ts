@@ -21,7 +21,7 @@ export {
   type ActivationKind,
   type DecoderBlock,
 } from './config.js';
-export { type ResNetV2Options } from './resnet.js';
+export { type ResNetV2Options } from './config.js';
 export { patchGan3d, validateDiscriminatorConfig, type DiscriminatorConfig, type DiscriminatorConfigInput } from './discriminator.js';
 
 // Models over the native engine.

@@ -583,13 +583,3 @@ export function setCpuIsa(isa: CpuIsa): string {
 export function cpuIsa(): string {
   return nativeSync(() => native().cpuIsa());
 }
-
-/**
- * A Vae whose encoder and decoder are the ResNet-v2 preset: `Vae.create(resnetV2Vae({ ...config, resnet }))`.
- * The config's shapes, latent size, output activation and BN settings apply; its MONAI `channels` and
- * `strides` are not used. Saves and loads like any Vae (the architecture is part of the config).
- */
-export function createResNetV2Vae(config: VaeConfig, opts: CreateOptions & { resnet?: Partial<ResNetV2Options> } = {}): Promise<Vae> {
-  const { resnet, ...create } = opts;
-  return Vae.create(resnetV2Vae({ ...config, resnet: { ...config.resnet, ...(resnet ?? {}) } }), create);
-}
