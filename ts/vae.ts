@@ -201,11 +201,10 @@ function resolveTarget(recon: ReconLoss, dcfg: VaeConfig, n: number, target: Flo
 
 /** The reconstruction loss and its gradient, written into gradOut where the backend supports it. */
 function reconLoss(recon: ReconLoss, dcfg: VaeConfig, logits: NativeTensor, tgt: NativeTensor, n: number, nb: NativeBinding, gradOut: NativeTensor | null = null): Promise<{ loss: number; grad: NativeTensor | null }> {
-  const S = dcfg.inputShape[0] * dcfg.inputShape[1] * dcfg.inputShape[2];
   return nativeCall(() =>
     recon.kind === 'dice'
-      ? nb.diceLoss(logits, tgt, n, dcfg.outChannels, S, recon.smoothNr ?? 1e-5, recon.smoothDr ?? 1e-5, recon.reduction, recon.weight, true, gradOut)
-      : nb.elementLoss(recon.kind as 'bce' | 'mse' | 'l1', logits, tgt, recon.reduction, recon.weight, true, gradOut),
+      ? nb.diceLoss(logits, tgt, { smoothNr: recon.smoothNr ?? 1e-5, smoothDr: recon.smoothDr ?? 1e-5, reduction: recon.reduction, weight: recon.weight, gradOut })
+      : nb.elementLoss(logits, tgt, { kind: recon.kind as 'bce' | 'mse' | 'l1', reduction: recon.reduction, weight: recon.weight, gradOut }),
   );
 }
 
@@ -217,8 +216,7 @@ async function optimizerStep(nets: Network[], optim: OptimizerConfig, maxGradNor
     const coef = maxGradNorm / (total + 1e-6);
     if (coef < 1) scale = coef;
   }
-  const [b1, b2] = optim.betas;
-  for (const net of nets) await nativeCall(() => net.optimizer().step(optim.lr, b1, b2, optim.eps, optim.weightDecay, optim.kind === 'adamw', scale));
+  for (const net of nets) await nativeCall(() => net.optimizer().step({ ...optim, gradScale: scale }));
 }
 
 /** Encoder: x → (mu, logvar). MONAI parameter names encode.encode_i.*, mu.*, logvar.*. */
@@ -288,8 +286,8 @@ export class Decoder {
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(zt, n, opts.mode === 'train'));
-      const y = outs[0]!.toArray();
-      return opts.logits ? y : activate(y, n, this.config);
+      if (!opts.logits) await nativeCall(() => this.network.binding.activate(outs[0]!, this.config.outputActivation));
+      return outs[0]!.toArray();
     } finally {
       release(zt, ...outs);
     }
@@ -487,7 +485,7 @@ export class Vae {
     const mt = tensor(mu, [n, L], 'mu', nb), lt = tensor(logvar, [n, L], 'logvar', nb);
     let r: { z: NativeTensor; eps: NativeTensor } | null = null;
     try {
-      r = nativeSync(() => nb.reparameterize(mt, lt, n, L, LATENT_CODE[latent], this.seed, step));
+      r = nativeSync(() => nb.reparameterize(mt, lt, { latent, seed: this.seed, step }));
       return r.z.toArray();
     } finally {
       release(mt, lt, r?.z, r?.eps);
@@ -583,7 +581,7 @@ export class Vae {
         dec.net.zeroGrad();
       });
       const [mu, logvar] = (await nativeCall(() => enc.net.forward(x, n, trainEncoder))).map(keep) as [NativeTensor, NativeTensor];
-      const r = nativeSync(() => nb.reparameterize(mu, logvar, n, L, LATENT_CODE[latent], this.seed, this.step));
+      const r = nativeSync(() => nb.reparameterize(mu, logvar, { latent, seed: this.seed, step: this.step }));
       keep(r.z);
       keep(r.eps);
       const [logits] = (await nativeCall(() => dec.net.forward(r.z, n, true, this.seed, this.step))).map(keep) as [NativeTensor];
@@ -591,10 +589,10 @@ export class Vae {
       const gradOut = nb.backend === 'cpu' ? st.output(nb, 'reconGrad', logits.shape) : null;
       const rec = await reconLoss(recon, dcfg, logits, tgt, n, nb, gradOut);
       if (!st.has(rec.grad)) keep(rec.grad);
-      const kl = nativeSync(() => nb.klNormal(mu, logvar, n, L, klReduction, trainEncoder ? beta : 0));
+      const kl = nativeSync(() => nb.klNormal(mu, logvar, { reduction: klReduction, weight: trainEncoder ? beta : 0 }));
       keep(kl.dmu);
       keep(kl.dlogvar);
-      const klValue = beta > 0 && trainEncoder ? kl.loss / beta : nativeSync(() => nb.klNormal(mu, logvar, n, L, klReduction, 1)).loss;
+      const klValue = beta > 0 && trainEncoder ? kl.loss / beta : nativeSync(() => nb.klNormal(mu, logvar, { reduction: klReduction, weight: 1 })).loss;
       const klPerSample = kl.perSample.reduce((a, v) => a + v, 0) / n;
       const loss = rec.loss + (trainEncoder ? beta * klValue : 0);
       if (!Number.isFinite(loss)) throw new VoxvaeError('ENOTFINITE', `trainStep: the loss is ${loss} (recon ${rec.loss}, KL ${klValue}); lower the learning rate or check the input`);

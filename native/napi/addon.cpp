@@ -18,7 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitOps(env, exports);
   InitRivera(env, exports);
   exports.Set("backend", Napi::String::New(env, "cpu"));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));  // ts/native.ts ADDON_ABI
   return exports;
 }
 

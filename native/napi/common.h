@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "net.h"
+#include "options.h"
 #include "status.h"
 
 namespace vxn {
@@ -24,51 +25,11 @@ struct AddonData {
 };
 inline AddonData* addon_data(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
 
-// A JS Error with a stable `code` property ("EINVAL", ...). The TS layer re-throws it from the
-// caller's stack as a VoxvaeError.
-inline Napi::Error make_error(Napi::Env env, const char* code, const std::string& msg) {
-  Napi::Error e = Napi::Error::New(env, msg);
-  e.Set("code", Napi::String::New(env, code));
-  return e;
-}
 inline Napi::Error status_error(Napi::Env env, vx::Status s, const std::string& msg) {
   return make_error(env, vx::status_code(s), msg);
 }
-[[noreturn]] inline void throw_error(Napi::Env env, const char* code, const std::string& msg) {
-  throw make_error(env, code, msg);
-}
 inline void check_status(Napi::Env env, vx::Status s) {
   if (s != vx::Status::Ok) throw status_error(env, s, vx::last_error());
-}
-
-// Argument readers: each names the argument in its error.
-inline double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw_error(info.Env(), "EINVAL", std::string(name) + " must be a number");
-  double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(v)) throw_error(info.Env(), "EINVAL", std::string(name) + " must be finite");
-  return v;
-}
-inline int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
-  double v = arg_number(info, i, name);
-  if (v != std::floor(v) || v < double(lo) || v > double(hi))
-    throw_error(info.Env(), "EINVAL", std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(v));
-  return int64_t(v);
-}
-inline uint64_t arg_u64(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return uint64_t(arg_int(info, i, name, 0, (int64_t(1) << 53)));
-}
-inline bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsBoolean()) throw_error(info.Env(), "EINVAL", std::string(name) + " must be a boolean");
-  return info[i].As<Napi::Boolean>().Value();
-}
-inline Napi::Float32Array arg_f32(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t expect = -1) {
-  if (info.Length() <= i || !info[i].IsTypedArray() ||
-      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw_error(info.Env(), "EINVAL", std::string(name) + " must be a Float32Array");
-  auto a = info[i].As<Napi::Float32Array>();
-  if (expect >= 0 && int64_t(a.ElementLength()) != expect)
-    throw_error(info.Env(), "ESHAPE", std::string(name) + " has " + std::to_string(a.ElementLength()) + " values, expected " + std::to_string(expect));
-  return a;
 }
 
 // Promise jobs queued and not yet settled, process-wide: settings that kernels read while they run
@@ -150,6 +111,7 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
   static Napi::Object Wrap(Napi::Env env, vx::BufferPtr buf, std::vector<int64_t> shape);
   // Unwraps argument i, which must be a live Tensor (optionally of exactly `expect` values).
   static Tensor* From(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t expect = -1);
+  static Tensor* FromValue(Napi::Env env, const Napi::Value& v, const std::string& name, int64_t expect = -1);
   static bool IsTensor(Napi::Env env, const Napi::Value& v);
 
   explicit Tensor(const Napi::CallbackInfo& info);

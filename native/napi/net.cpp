@@ -296,38 +296,21 @@ class AdamWrap : public Napi::ObjectWrap<AdamWrap> {
 
   Napi::Value StepCount(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(step_)); }
 
-  // step(lr, beta1, beta2, eps, weightDecay, decoupled, gradScale) -> Promise<void>
+  // step({ lr, betas: [beta1, beta2], eps, weightDecay, kind: 'adam' | 'adamw', gradScale }) -> Promise<void>
+  // (vx::AdamOptions; gradScale multiplies the gradient first, in place: clipping by a global norm).
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     NetWrap* nw = net_wrap();
     vx::Net* net = nw->acquire(env, "Adam.step");
     if (net->num_params() != n_) throw_error(env, "ESHAPE", "Adam.step: the network's parameter count changed");
-    vx::AdamParams a;
-    a.lr = float(arg_number(info, 0, "lr"));
-    a.beta1 = float(arg_number(info, 1, "beta1"));
-    a.beta2 = float(arg_number(info, 2, "beta2"));
-    a.eps = float(arg_number(info, 3, "eps"));
-    a.weight_decay = float(arg_number(info, 4, "weightDecay"));
-    a.decoupled = arg_bool(info, 5, "decoupled");
-    float scale = float(arg_number(info, 6, "gradScale"));
-    if (!(a.lr >= 0) || !(a.beta1 >= 0 && a.beta1 < 1) || !(a.beta2 >= 0 && a.beta2 < 1) || !(a.eps >= 0) || !(a.weight_decay >= 0))
-      throw_error(env, "EINVAL", "Adam.step: lr >= 0, 0 <= betas < 1, eps >= 0 and weightDecay >= 0 are required");
+    const vx::AdamOptions a = adam_options(Options(info, 0, "Adam.step options"));
     int64_t t = ++step_;
     std::shared_ptr<vx::Net> keep = nw->shared();
     auto m = m_, v = v_;
     nw->set_busy(true);
     auto selfp = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Value()));
     return Job::Start(
-        env,
-        [keep, m, v, a, t, scale]() {
-          float* g = keep->grads();
-          const int64_t n = keep->num_params();
-          if (scale != 1.f)  // gradient clipping by a global norm computed over several networks
-            vx::parallel_for(n, 1 << 16, [&](int64_t lo, int64_t hi) {
-              for (int64_t i = lo; i < hi; ++i) g[i] *= scale;
-            });
-          return vx::adam_step(keep->params(), m->data(), v->data(), g, n, a, t);
-        },
+        env, [keep, m, v, a, t]() { return vx::adam_step(keep->params(), m->data(), v->data(), keep->grads(), keep->num_params(), a, t); },
         nullptr, [nw, selfp]() { nw->set_busy(false); selfp->Reset(); });
   }
 

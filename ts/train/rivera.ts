@@ -195,14 +195,14 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
       dec.net.zeroGrad();
     });
     const [mu, logvar] = (await nativeCall(() => enc.net.forward(x, n, true))).map(keep) as [NativeTensor, NativeTensor];
-    const r = nativeSync(() => nb.reparameterize(mu, logvar, n, L, LATENT[latent], vae.seed, step));
+    const r = nativeSync(() => nb.reparameterize(mu, logvar, { latent, seed: vae.seed, step }));
     keep(r.z);
     keep(r.eps);
     const [logits] = (await nativeCall(() => dec.net.forward(r.z, n, true, vae.seed, step))).map(keep) as [NativeTensor];
     const rec = await nativeCall(() =>
       recon.kind === 'dice'
-        ? nb.diceLoss(logits, tgt, n, C, S, recon.smoothNr ?? 1e-5, recon.smoothDr ?? 1e-5, recon.reduction, recon.weight, true)
-        : nb.elementLoss(recon.kind as 'bce' | 'mse' | 'l1', logits, tgt, recon.reduction, recon.weight, true),
+        ? nb.diceLoss(logits, tgt, { smoothNr: recon.smoothNr ?? 1e-5, smoothDr: recon.smoothDr ?? 1e-5, reduction: recon.reduction, weight: recon.weight })
+        : nb.elementLoss(logits, tgt, { kind: recon.kind as 'bce' | 'mse' | 'l1', reduction: recon.reduction, weight: recon.weight }),
     );
     keep(rec.grad);
     // Latent terms: gradients into (dmu, dlogvar), then the reparameterization adds the decoder's.
@@ -227,16 +227,16 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
       const zeros = mk(new Float32Array(n * G), [n, 1, ...grid.slice(1)], 'zeros');
       nativeSync(() => dnet.zeroGrad());
       const [lf] = (await nativeCall(() => dnet.forward(xh, n, true, disc.seed + 2, 2 * step))).map(keep) as [NativeTensor];
-      const gAdv = await nativeCall(() => nb.elementLoss('bce', lf, ones, 'mean', wAdv, true));
+      const gAdv = await nativeCall(() => nb.elementLoss(lf, ones, { kind: 'bce', reduction: 'mean', weight: wAdv }));
       keep(gAdv.grad);
-      const dFakeLoss = await nativeCall(() => nb.elementLoss('bce', lf, zeros, 'mean', wAdv, true));
+      const dFakeLoss = await nativeCall(() => nb.elementLoss(lf, zeros, { kind: 'bce', reduction: 'mean', weight: wAdv }));
       keep(dFakeLoss.grad);
       dFake = meanSigmoid(lf.toArray());
       const dxh = keep(await nativeCall(() => dnet.backward([gAdv.grad], true)));
       nativeSync(() => dnet.zeroGrad()); // the generator's pass must not train D
       keep(await nativeCall(() => dnet.backward([dFakeLoss.grad], false)));
       const [lr] = (await nativeCall(() => dnet.forward(xr, n, true, disc.seed + 2, 2 * step + 1))).map(keep) as [NativeTensor];
-      const dRealLoss = await nativeCall(() => nb.elementLoss('bce', lr, ones, 'mean', wAdv, true));
+      const dRealLoss = await nativeCall(() => nb.elementLoss(lr, ones, { kind: 'bce', reduction: 'mean', weight: wAdv }));
       keep(dRealLoss.grad);
       dReal = meanSigmoid(lr.toArray());
       keep(await nativeCall(() => dnet.backward([dRealLoss.grad], false)));
@@ -256,8 +256,8 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
     keep(g.dmu);
     keep(g.dlogvar);
     await nativeCall(() => enc.net.backward([g.dmu, g.dlogvar], false));
-    for (const net of [dec, enc]) await nativeCall(() => net.optimizer().step(gOpt.lr, gOpt.betas[0], gOpt.betas[1], gOpt.eps, gOpt.weightDecay, gOpt.kind === 'adamw', 1));
-    if (disc) await nativeCall(() => disc.network.optimizer().step(dOpt.lr, dOpt.betas[0], dOpt.betas[1], dOpt.eps, dOpt.weightDecay, dOpt.kind === 'adamw', 1));
+    for (const net of [dec, enc]) await nativeCall(() => net.optimizer().step(gOpt));
+    if (disc) await nativeCall(() => disc.network.optimizer().step(dOpt));
     vae.step++;
     return { loss, recon: rec.loss, population: pop?.loss ?? 0, individual: ind.loss, adversarial, discriminator: lossD, dReal, dFake, step: vae.step };
   } finally {

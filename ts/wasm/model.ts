@@ -7,7 +7,7 @@ import { buildDecoder, buildEncoder, validateConfig, type VaeConfig } from '../c
 import { parseSafetensors, voxvaeMetadata, type SafeTensors } from '../safetensors_core.js';
 import { WasmNet } from './net.js';
 import { completeSkull, completionFromCheckpoint, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from '../completion/index.js';
-import { describeLocation, loadRuntime, readResource, type RuntimeOptions, type WasmRuntime } from './runtime.js';
+import { describeLocation, loadRuntime, OUTPUT_ACTIVATION_CODE, readResource, type RuntimeOptions, type WasmRuntime } from './runtime.js';
 
 /** 'probabilities': the decoder config's outputActivation applied; 'logits': raw; 'mask': Uint8Array labels. */
 export type OutputKind = 'probabilities' | 'logits' | 'mask';
@@ -357,8 +357,7 @@ export class WasmVae {
           return copyOut(rt.u8(m, n * S), into);
         });
       }
-      if (kind === 'probabilities' && c.outputActivation === 'softmax') rt.check(rt.exports.vx_softmax(ptr, ptr, n, C, S), where);
-      if (kind === 'probabilities' && c.outputActivation === 'sigmoid') rt.check(rt.exports.vx_sigmoid(ptr, ptr, n * C * S), where);
+      if (kind === 'probabilities') rt.check(rt.exports.vx_activate(ptr, ptr, OUTPUT_ACTIVATION_CODE[c.outputActivation], n, C, S), where);
       return copyOut(rt.f32(ptr, n * C * S), into);
     }, where);
   }

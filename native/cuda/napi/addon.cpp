@@ -19,8 +19,24 @@
 #include "parallel.h"
 #include "population_prior.h"
 #include "rng.h"
+#include "../../napi/options.h"  // argument and options readers shared with the CPU addon
 
 namespace vxg {
+
+// One spelling per option: the readers (and the error objects) of the CPU addon.
+using vxn::arg_absent;
+using vxn::arg_bool;
+using vxn::arg_f32;
+using vxn::arg_int;
+using vxn::arg_number;
+using vxn::arg_output_activation;
+using vxn::arg_reduction;
+using vxn::arg_u64;
+using vxn::make_error;
+using vxn::ncs_shape;
+using vxn::nl_shape;
+using vxn::Options;
+using vxn::throw_error;
 
 using vx::Status;
 using vx::cuda::DeviceBufferPtr;
@@ -37,12 +53,6 @@ const char* code_for(Status s) {
   if (k == vx::cuda::ErrorKind::NoDevice) return "EUNSUPPORTED";
   return vx::status_code(s);
 }
-Napi::Error make_error(Napi::Env env, const char* code, const std::string& msg) {
-  Napi::Error e = Napi::Error::New(env, msg);
-  e.Set("code", Napi::String::New(env, code));
-  return e;
-}
-[[noreturn]] void throw_error(Napi::Env env, const char* code, const std::string& msg) { throw make_error(env, code, msg); }
 void check(Napi::Env env, Status s) {
   if (s != Status::Ok) {
     const char* c = code_for(s);
@@ -54,40 +64,6 @@ vx::cuda::Context& ctx(Napi::Env env) {
   vx::cuda::Context* c = nullptr;
   check(env, vx::cuda::Context::get(&c));
   return *c;
-}
-
-double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw_error(info.Env(), "EINVAL", std::string(name) + " must be a number");
-  const double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(v)) throw_error(info.Env(), "EINVAL", std::string(name) + " must be finite");
-  return v;
-}
-int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
-  const double v = arg_number(info, i, name);
-  if (v != std::floor(v) || v < double(lo) || v > double(hi))
-    throw_error(info.Env(), "EINVAL", std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return int64_t(v);
-}
-uint64_t arg_u64(const Napi::CallbackInfo& info, size_t i, const char* name) { return uint64_t(arg_int(info, i, name, 0, int64_t(1) << 53)); }
-bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsBoolean()) throw_error(info.Env(), "EINVAL", std::string(name) + " must be a boolean");
-  return info[i].As<Napi::Boolean>().Value();
-}
-Napi::Float32Array arg_f32(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t expect) {
-  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw_error(info.Env(), "EINVAL", std::string(name) + " must be a Float32Array");
-  auto a = info[i].As<Napi::Float32Array>();
-  if (expect >= 0 && int64_t(a.ElementLength()) != expect)
-    throw_error(info.Env(), "ESHAPE", std::string(name) + " has " + std::to_string(a.ElementLength()) + " values, expected " + std::to_string(expect));
-  return a;
-}
-vx::Reduction arg_reduction(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() > i && info[i].IsString()) {
-    const std::string r = info[i].As<Napi::String>().Utf8Value();
-    if (r == "mean") return vx::Reduction::Mean;
-    if (r == "sum") return vx::Reduction::Sum;
-  }
-  throw_error(info.Env(), "EINVAL", "reduction must be 'mean' or 'sum'");
 }
 
 // Promise job: work() enqueues on a stream from a worker thread (a model's own, or the shared one when
@@ -210,6 +186,15 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
       throw_error(env, "ESHAPE", std::string(name) + " has " + std::to_string(t->buf_->count) + " values, expected " + std::to_string(expect));
     return t;
   }
+  static Tensor* FromValue(Napi::Env env, const Napi::Value& v, const std::string& name, int64_t expect = -1) {
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(data(env)->tensor_ctor.Value()))
+      throw_error(env, "EINVAL", name + " must be a Tensor of the CUDA backend");
+    Tensor* t = Unwrap(v.As<Napi::Object>());
+    if (!t->buf_) throw_error(env, "EDISPOSED", name + " was disposed");
+    if (expect >= 0 && t->buf_->count != expect)
+      throw_error(env, "ESHAPE", name + " has " + std::to_string(t->buf_->count) + " values, expected " + std::to_string(expect));
+    return t;
+  }
   static Tensor* Optional(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t expect) {
     if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
     return From(info, i, name, expect);
@@ -246,6 +231,15 @@ DeviceBufferPtr new_buffer(Napi::Env env, int64_t count, bool zero) {
   if (zero) check(env, vx::cuda::check(cudaMemsetAsync(b->ptr, 0, size_t(count) * 4, ctx(env).stream()), "zeros"));
   return b;
 }
+DeviceBufferPtr copy_or_zeros(const Options& o, const char* key, int64_t count) {
+  Napi::Env env = o.env();
+  DeviceBufferPtr b = new_buffer(env, count, true);
+  if (o.has(key)) {
+    Tensor* t = Tensor::FromValue(env, o.get(key), o.name(key), count);
+    check(env, vx::cuda::check(cudaMemcpyAsync(b->ptr, t->buffer()->ptr, size_t(count) * 4, cudaMemcpyDeviceToDevice, ctx(env).stream()), "copy"));
+  }
+  return b;
+}
 DeviceBufferPtr copy_or_zeros(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t count) {
   Napi::Env env = info.Env();
   DeviceBufferPtr b = new_buffer(env, count, true);
@@ -273,7 +267,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Adam", adam);
   InitOps(env, exports);
   exports.Set("backend", Napi::String::New(env, "cuda"));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));  // ts/native.ts ADDON_ABI
   return exports;
 }
 
