@@ -1,5 +1,6 @@
-// Shared pieces of the N-API layer: status -> JS error conversion, argument checks, the generic
-// promise-returning worker, and the per-environment constructor table. native/napi only converts and
+// The CPU addon's N-API layer: status -> JS error conversion, the Tensor handle and the per-environment
+// constructor table. Argument/options readers (options.h), the promise job (job.h) and the export list
+// (exports.h) are shared with the CUDA addon. native/napi only converts and
 // schedules: all numeric work is in native/core, run on libuv worker threads that never touch JS.
 #pragma once
 #include <atomic>
@@ -11,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "exports.h"
+#include "job.h"
 #include "net.h"
 #include "options.h"
 #include "status.h"
@@ -32,77 +35,8 @@ inline void check_status(Napi::Env env, vx::Status s) {
   if (s != vx::Status::Ok) throw status_error(env, s, vx::last_error());
 }
 
-// Promise jobs queued and not yet settled, process-wide: settings that kernels read while they run
-// (thread count, ISA) refuse to change while it is not zero.
-inline std::atomic<int>& jobs_in_flight() {
-  static std::atomic<int> n{0};
-  return n;
-}
-
-// A promise-returning job: work() runs on a libuv worker thread (no JS access), then done(env)
-// builds the resolution value on the JS thread; finally() always runs on the JS thread first.
-class Job : public Napi::AsyncWorker {
- public:
-  using Work = std::function<vx::Status()>;
-  using Done = std::function<Napi::Value(Napi::Env)>;
-  using Finally = std::function<void()>;
-
-  static Napi::Promise Start(Napi::Env env, Work work, Done done, Finally fin = nullptr) {
-    auto* job = new Job(env, std::move(work), std::move(done), std::move(fin));
-    Napi::Promise p = job->deferred_.Promise();
-    jobs_in_flight()++;
-    job->Queue();
-    return p;
-  }
-
- protected:
-  void Execute() override {
-    try {
-      status_ = work_();
-      if (status_ != vx::Status::Ok) message_ = vx::last_error();
-    } catch (const std::bad_alloc&) {
-      status_ = vx::Status::OutOfMemory;
-      message_ = "out of memory";
-    } catch (const std::exception& e) {
-      status_ = vx::Status::Internal;
-      message_ = e.what();
-    } catch (...) {
-      status_ = vx::Status::Internal;
-      message_ = "unknown native exception";
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    jobs_in_flight()--;
-    if (fin_) fin_();
-    if (status_ != vx::Status::Ok) {
-      deferred_.Reject(status_error(env, status_, message_).Value());
-      return;
-    }
-    try {
-      deferred_.Resolve(done_ ? done_(env) : env.Undefined());
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
-  }
-  void OnError(const Napi::Error& e) override {
-    jobs_in_flight()--;
-    if (fin_) fin_();
-    deferred_.Reject(e.Value());
-  }
-
- private:
-  Job(Napi::Env env, Work work, Done done, Finally fin)
-      : Napi::AsyncWorker(env, "voxvae"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
-        done_(std::move(done)), fin_(std::move(fin)) {}
-  Napi::Promise::Deferred deferred_;
-  Work work_;
-  Done done_;
-  Finally fin_;
-  vx::Status status_ = vx::Status::Ok;
-  std::string message_;
-};
+// The CPU addon's promise job (job.h): work on a libuv worker, resolution on the JS thread.
+using Job = EngineJob<CpuEngine>;
 
 // Tensor: a shared float buffer with a shape, handed between JS and native without copies.
 class Tensor : public Napi::ObjectWrap<Tensor> {
@@ -132,7 +66,9 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
 
 Napi::Function InitNet(Napi::Env env);
 Napi::Function InitAdam(Napi::Env env);
-void InitOps(Napi::Env env, Napi::Object exports);
-void InitRivera(Napi::Env env, Napi::Object exports);  // rivera.cpp
+// The engine functions of exports.h's VXN_ENGINE_OPS: ops.cpp, and rivera.cpp (populationKl, variancePenalty).
+#define VXN_DECLARE_FN(js, fn) Napi::Value fn(const Napi::CallbackInfo& info);
+VXN_ENGINE_OPS(VXN_DECLARE_FN)
+#undef VXN_DECLARE_FN
 
 }  // namespace vxn

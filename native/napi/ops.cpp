@@ -1,5 +1,5 @@
-// Module-level functions: losses (async, whole volumes), latent ops (sync, [n, l] matrices),
-// random streams and thread control.
+// The CPU engine's module-level functions (exports.h VXN_ENGINE_OPS): losses (async, whole volumes), the
+// output activation (async), latent ops (sync, [n, l] matrices).
 #include <cstring>
 #include <initializer_list>
 
@@ -43,6 +43,8 @@ Napi::Object loss_result(Napi::Env env, double loss, const GradOut& grad, const 
   else o.Set("grad", grad.buf ? Napi::Value(Tensor::Wrap(env, grad.buf, shape)) : env.Null());
   return o;
 }
+
+}  // namespace
 
 // diceLoss(logits: Tensor [n, c, ...spatial], labels: Tensor [n, spatial],
 //          { smoothNr?, smoothDr?, reduction, weight?, wantGrad?, gradOut? }) -> Promise<{ loss, grad }>
@@ -104,6 +106,8 @@ Napi::Value Activate(const Napi::CallbackInfo& info) {
       [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
 }
 
+namespace {
+
 vx::BufferPtr copy_or_zeros(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t count) {
   auto b = std::make_shared<vx::Buffer>(size_t(count), 0.f);
   if (!arg_absent(info, i)) {
@@ -120,6 +124,8 @@ vx::BufferPtr copy_or_zeros(const Options& o, const char* key, int64_t count) {
   }
   return b;
 }
+
+}  // namespace
 
 // klNormal(mu: Tensor [n, l...], logvar, { reduction, weight?, dmu?, dlogvar? }) ->
 //   { loss, perSample: Float32Array, dmu: Tensor, dlogvar: Tensor }  (grads = given + KL's)
@@ -178,62 +184,6 @@ Napi::Value ReparameterizeBackward(const Napi::CallbackInfo& info) {
   o.Set("dmu", Tensor::Wrap(env, dmu, {n, l}));
   o.Set("dlogvar", Tensor::Wrap(env, dlv, {n, l}));
   return o;
-}
-
-// philoxNormal(seed, step, offset, count) / philoxUniform(...) -> Float32Array
-Napi::Value PhiloxFill(const Napi::CallbackInfo& info, bool normal) {
-  Napi::Env env = info.Env();
-  uint64_t seed = arg_u64(info, 0, "seed"), step = arg_u64(info, 1, "step"), offset = arg_u64(info, 2, "offset");
-  int64_t count = arg_int(info, 3, "count", 0, int64_t(1) << 31);
-  Napi::Float32Array a = Napi::Float32Array::New(env, size_t(count));
-  if (normal) vx::philox_normal_fill(a.Data(), count, seed, step, offset);
-  else vx::philox_uniform_fill(a.Data(), count, seed, step, offset);
-  return a;
-}
-
-// Kernels read the thread count and the ISA while they run: both change only between native calls.
-void refuse_while_running(Napi::Env env, const char* what) {
-  const int n = jobs_in_flight().load();
-  if (n > 0)
-    throw_error(env, "EBUSY", std::string(what) + ": " + std::to_string(n) + " native call(s) still running; await them first");
-}
-
-Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  const int n = int(arg_int(info, 0, "threads", 0, 256));
-  refuse_while_running(info.Env(), "setThreads");
-  vx::set_num_threads(n);
-  return Napi::Number::New(info.Env(), vx::num_threads());
-}
-Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vx::num_threads()); }
-
-// cpuIsa(): the ISA the CPU kernels run; cpuIsa(name): selects it first ('auto', 'avx512f', 'avx2', 'sse2').
-Napi::Value CpuIsa(const Napi::CallbackInfo& info) {
-  if (info.Length() > 0 && !info[0].IsUndefined()) {
-    if (!info[0].IsString()) throw_error(info.Env(), "EINVAL", "isa must be a string");
-    const std::string name = info[0].As<Napi::String>().Utf8Value();
-    refuse_while_running(info.Env(), "setCpuIsa");
-    if (!vx::cpu_select_isa(name == "auto" ? nullptr : name.c_str()))
-      throw_error(info.Env(), "EUNSUPPORTED",
-                  "CPU ISA '" + name + "' is not available on this machine or build (the current one is '" +
-                      vx::gemm_kernel_isa() + "'); choose 'auto', 'sse2', 'avx2' or 'avx512f' where the CPU has it");
-  }
-  return Napi::String::New(info.Env(), vx::gemm_kernel_isa());
-}
-
-}  // namespace
-
-void InitOps(Napi::Env env, Napi::Object exports) {
-  exports.Set("diceLoss", Napi::Function::New(env, DiceLoss, "diceLoss"));
-  exports.Set("elementLoss", Napi::Function::New(env, ElementLoss, "elementLoss"));
-  exports.Set("activate", Napi::Function::New(env, Activate, "activate"));
-  exports.Set("klNormal", Napi::Function::New(env, KlNormal, "klNormal"));
-  exports.Set("reparameterize", Napi::Function::New(env, Reparameterize, "reparameterize"));
-  exports.Set("reparameterizeBackward", Napi::Function::New(env, ReparameterizeBackward, "reparameterizeBackward"));
-  exports.Set("philoxNormal", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return PhiloxFill(i, true); }, "philoxNormal"));
-  exports.Set("philoxUniform", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return PhiloxFill(i, false); }, "philoxUniform"));
-  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
-  exports.Set("numThreads", Napi::Function::New(env, NumThreads, "numThreads"));
-  exports.Set("cpuIsa", Napi::Function::New(env, CpuIsa, "cpuIsa"));
 }
 
 }  // namespace vxn

@@ -18,6 +18,8 @@ vx::BufferPtr grad_copy_or_zeros(const Napi::CallbackInfo& info, size_t i, const
   return b;
 }
 
+}  // namespace
+
 // populationKl(mu, logvar | null, n, l, variance: 'means' | 'mixture', weight, dmu?, dlogvar?) ->
 //   { loss, mean: Float32Array [l], variance: Float32Array [l], dmu: Tensor, dlogvar: Tensor }
 Napi::Value PopulationKl(const Napi::CallbackInfo& info) {
@@ -65,13 +67,6 @@ Napi::Value VariancePenalty(const Napi::CallbackInfo& info) {
   o.Set("perSample", per);
   o.Set("dlogvar", Tensor::Wrap(env, dlv, {n, l}));
   return o;
-}
-
-}  // namespace
-
-void InitRivera(Napi::Env env, Napi::Object exports) {
-  exports.Set("populationKl", Napi::Function::New(env, PopulationKl, "populationKl"));
-  exports.Set("variancePenalty", Napi::Function::New(env, VariancePenalty, "variancePenalty"));
 }
 
 }  // namespace vxn

@@ -19,7 +19,9 @@
 #include "parallel.h"
 #include "population_prior.h"
 #include "rng.h"
-#include "../../napi/options.h"  // argument and options readers shared with the CPU addon
+#include "../../napi/exports.h"  // the export list, shared with the CPU addon
+#include "../../napi/job.h"      // the promise job, shared with the CPU addon
+#include "../../napi/options.h"  // argument and options readers, shared with the CPU addon
 
 namespace vxg {
 
@@ -66,70 +68,22 @@ vx::cuda::Context& ctx(Napi::Env env) {
   return *c;
 }
 
-// Promise job: work() enqueues on a stream from a worker thread (a model's own, or the shared one when
-// `stream` is null), then that stream is synchronised there; done() builds the result on the JS thread.
-class Job : public Napi::AsyncWorker {
- public:
-  using Work = std::function<Status()>;
-  using Done = std::function<Napi::Value(Napi::Env)>;
-  static Napi::Promise Start(Napi::Env env, Work w, Done d, std::function<void()> fin = nullptr, cudaStream_t stream = nullptr) {
-    auto* j = new Job(env, std::move(w), std::move(d), std::move(fin));
-    j->stream_ = stream;
-    Napi::Promise p = j->def_.Promise();
-    j->Queue();
-    return p;
-  }
-
- protected:
-  void Execute() override {
-    vx::cuda::clear_error_kind();
-    st_ = work_();
-    if (st_ != Status::Ok) {
-      msg_ = vx::last_error();
-      code_ = code_for(st_);
-    }
-    // Synchronise even when the work failed part way: kernels it queued may still read buffers that
-    // this job's captures keep alive, and those are freed (and reusable by their own stream at once)
-    // as soon as the job is deleted.
+// The CUDA engine of the shared promise job (native/napi/job.h): work() enqueues on a stream from a
+// worker thread (a model's own, or the shared one when `stream` is null), then that stream is
+// synchronised there; device errors map to EDEVICE / EUNSUPPORTED.
+struct CudaEngine {
+  using Stream = cudaStream_t;
+  static void begin() { vx::cuda::clear_error_kind(); }
+  static const char* code_for(Status s) { return vxg::code_for(s); }
+  static Status settle(cudaStream_t stream) {
     vx::cuda::Context* c = nullptr;
     Status s = vx::cuda::Context::get(&c);
     if (s == Status::Ok)
-      s = stream_ ? vx::cuda::check(cudaStreamSynchronize(stream_), "stream synchronize") : c->sync("stream synchronize");
-    if (st_ == Status::Ok && s != Status::Ok) {
-      st_ = s;
-      msg_ = vx::last_error();
-      code_ = code_for(st_);
-    }
+      s = stream ? vx::cuda::check(cudaStreamSynchronize(stream), "stream synchronize") : c->sync("stream synchronize");
+    return s;
   }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (fin_) fin_();
-    if (st_ != Status::Ok) return def_.Reject(make_error(env, code_, msg_).Value());
-    try {
-      def_.Resolve(done_ ? done_(env) : env.Undefined());
-    } catch (const Napi::Error& e) {
-      def_.Reject(e.Value());
-    }
-  }
-  void OnError(const Napi::Error& e) override {
-    if (fin_) fin_();
-    def_.Reject(e.Value());
-  }
-
- private:
-  Job(Napi::Env env, Work w, Done d, std::function<void()> fin)
-      : Napi::AsyncWorker(env, "voxvae_cuda"), def_(Napi::Promise::Deferred::New(env)), work_(std::move(w)), done_(std::move(d)),
-        fin_(std::move(fin)) {}
-  Napi::Promise::Deferred def_;
-  cudaStream_t stream_ = nullptr;
-  Work work_;
-  Done done_;
-  std::function<void()> fin_;
-  Status st_ = Status::Ok;
-  std::string msg_;
-  const char* code_ = "EINTERNAL";
 };
+using Job = vxn::EngineJob<CudaEngine>;
 
 // Tensor: a device buffer with a shape; toArray() downloads.
 class Tensor : public Napi::ObjectWrap<Tensor> {
@@ -262,12 +216,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function tensor = Tensor::Init(env), net = NetWrap::Init(env), adam = AdamWrap::Init(env);
   d->tensor_ctor = Napi::Persistent(tensor);
   d->net_ctor = Napi::Persistent(net);
-  exports.Set("Tensor", tensor);
-  exports.Set("Net", net);
-  exports.Set("Adam", adam);
-  InitOps(env, exports);
-  exports.Set("backend", Napi::String::New(env, "cuda"));
-  exports.Set("abiVersion", Napi::Number::New(env, 2));  // ts/native.ts ADDON_ABI
+  vxn::export_common(env, exports, tensor, net, adam, "cuda");
+  VXN_ENGINE_OPS(VXN_EXPORT_FN)
+  InitCudaOps(env, exports);
   return exports;
 }
 
