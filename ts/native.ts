@@ -108,16 +108,18 @@ export interface NativeBinding {
     { loss: number; perSample: Float32Array; dmu: NativeTensor; dlogvar: NativeTensor };
   /** mu, logvar: [n, l, ...]; z and eps come back as [n, l]. */
   reparameterize(mu: NativeTensor, logvar: NativeTensor, options: { latent: LatentMode; seed: number; step: number }): { z: NativeTensor; eps: NativeTensor };
-  reparameterizeBackward(dz: NativeTensor, eps: NativeTensor, logvar: NativeTensor, n: number, l: number,
-    dmu?: NativeTensor | null, dlogvar?: NativeTensor | null): { dmu: NativeTensor; dlogvar: NativeTensor };
+  /** dz, eps, logvar: [n, l, ...]; dmu/dlogvar (optional): gradients added to. */
+  reparameterizeBackward(dz: NativeTensor, eps: NativeTensor, logvar: NativeTensor, options?: { dmu?: NativeTensor | null; dlogvar?: NativeTensor | null }):
+    { dmu: NativeTensor; dlogvar: NativeTensor };
   philoxNormal(seed: number, step: number, offset: number, count: number): Float32Array;
   philoxUniform(seed: number, step: number, offset: number, count: number): Float32Array;
-  /** Rivera's population prior KL(N(mean of μ, diag v) ‖ N(0, I)); grads = given + its own (native/core/population_prior.h). */
-  populationKl(mu: NativeTensor, logvar: NativeTensor | null, n: number, l: number, variance: 'means' | 'mixture', weight: number,
-    dmu?: NativeTensor | null, dlogvar?: NativeTensor | null): { loss: number; mean: Float32Array; variance: Float32Array; dmu: NativeTensor; dlogvar: NativeTensor };
+  /** Rivera's population prior KL(N(mean of μ, diag v) ‖ N(0, I)); grads = given + its own (native/core/population_prior.h).
+   *  mu, logvar: [n, l, ...]. */
+  populationKl(mu: NativeTensor, logvar: NativeTensor | null, options: { variance: 'means' | 'mixture'; weight?: number; dmu?: NativeTensor | null; dlogvar?: NativeTensor | null }):
+    { loss: number; mean: Float32Array; variance: Float32Array; dmu: NativeTensor; dlogvar: NativeTensor };
   /** Rivera's per-sample variance penalty weight·R_i Σ_k (σ² − log σ² − 1); dlogvar = given + its own. */
-  variancePenalty(logvar: NativeTensor, n: number, l: number, reduction: Reduction, weight: number,
-    dlogvar?: NativeTensor | null): { loss: number; perSample: Float32Array; dlogvar: NativeTensor };
+  variancePenalty(logvar: NativeTensor, options: { reduction: Reduction; weight?: number; dlogvar?: NativeTensor | null }):
+    { loss: number; perSample: Float32Array; dlogvar: NativeTensor };
   setNumThreads(n: number): number;
   numThreads(): number;
   /** The ISA the CPU kernels run ('avx512f', 'avx2', 'sse2', 'portable'); with a name, selects it first. */
@@ -126,8 +128,9 @@ export interface NativeBinding {
   readonly abiVersion: number;
 }
 
-/** The addons' JS ABI (abiVersion of native/napi/addon.cpp and native/cuda/napi/addon.cpp). 2: options
- *  objects (diceLoss, elementLoss, klNormal, reparameterize, Adam.step) and activate. */
+/** The addons' JS ABI (native/napi/exports.h kAddonAbi, both addons). 2: options objects (diceLoss,
+ *  elementLoss, klNormal, reparameterize, reparameterizeBackward, populationKl, variancePenalty,
+ *  Adam.step) and activate. */
 export const ADDON_ABI = 2;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -598,7 +598,7 @@ export class Vae {
       if (!Number.isFinite(loss)) throw new VoxvaeError('ENOTFINITE', `trainStep: the loss is ${loss} (recon ${rec.loss}, KL ${klValue}); lower the learning rate or check the input`);
       const dz = keep(await nativeCall(() => dec.net.backward([rec.grad], trainEncoder)));
       if (trainEncoder && dz) {
-        const g = nativeSync(() => nb.reparameterizeBackward(dz, r.eps, logvar, n, L, kl.dmu, kl.dlogvar));
+        const g = nativeSync(() => nb.reparameterizeBackward(dz, r.eps, logvar, { dmu: kl.dmu, dlogvar: kl.dlogvar }));
         keep(g.dmu);
         keep(g.dlogvar);
         await nativeCall(() => enc.net.backward([g.dmu, g.dlogvar], false));

@@ -10,7 +10,8 @@
 namespace vxn {
 
 // Bumped when a signature below (or of Tensor/Net/Adam) changes; ts/native.ts ADDON_ABI.
-// 2: options objects (diceLoss, elementLoss, klNormal, reparameterize, Adam.step) and activate.
+// 2: options objects (diceLoss, elementLoss, klNormal, reparameterize, reparameterizeBackward,
+// populationKl, variancePenalty, Adam.step) and activate.
 constexpr int kAddonAbi = 2;
 
 // (JS name, C++ function) of the engine's functions: each engine defines these.

@@ -108,14 +108,6 @@ Napi::Value Activate(const Napi::CallbackInfo& info) {
 
 namespace {
 
-vx::BufferPtr copy_or_zeros(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t count) {
-  auto b = std::make_shared<vx::Buffer>(size_t(count), 0.f);
-  if (!arg_absent(info, i)) {
-    Tensor* t = Tensor::From(info, i, name, count);
-    std::memcpy(b->data(), t->buffer()->data(), size_t(count) * sizeof(float));
-  }
-  return b;
-}
 vx::BufferPtr copy_or_zeros(const Options& o, const char* key, int64_t count) {
   auto b = std::make_shared<vx::Buffer>(size_t(count), 0.f);
   if (o.has(key)) {
@@ -168,22 +160,22 @@ Napi::Value Reparameterize(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// reparameterizeBackward(dz, eps, logvar, n, l, dmu?, dlogvar?) -> { dmu, dlogvar }
+// reparameterizeBackward(dz: Tensor [n, l...], eps, logvar, { dmu?, dlogvar? }) -> { dmu, dlogvar } (= given + own)
 Napi::Value ReparameterizeBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int n = int(arg_int(info, 3, "n", 1, 1 << 24));
-  int l = int(arg_int(info, 4, "l", 1, 1 << 24));
-  Tensor* dz = Tensor::From(info, 0, "dz", int64_t(n) * l);
+  Tensor* dz = Tensor::From(info, 0, "dz");
+  const auto [n, l] = nl_shape(env, dz->shape(), "reparameterizeBackward dz");
   Tensor* eps = Tensor::From(info, 1, "eps", int64_t(n) * l);
   Tensor* lv = Tensor::From(info, 2, "logvar", int64_t(n) * l);
-  auto dmu = copy_or_zeros(info, 5, "dmu", int64_t(n) * l);
-  auto dlv = copy_or_zeros(info, 6, "dlogvar", int64_t(n) * l);
+  const Options o(info, 3, "reparameterizeBackward options");
+  auto dmu = copy_or_zeros(o, "dmu", int64_t(n) * l);
+  auto dlv = copy_or_zeros(o, "dlogvar", int64_t(n) * l);
   check_status(env, vx::reparameterize_backward(dmu->data(), dlv->data(), dz->buffer()->data(), eps->buffer()->data(),
                                                 lv->buffer()->data(), n, l));
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("dmu", Tensor::Wrap(env, dmu, {n, l}));
-  o.Set("dlogvar", Tensor::Wrap(env, dlv, {n, l}));
-  return o;
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("dmu", Tensor::Wrap(env, dmu, {n, l}));
+  out.Set("dlogvar", Tensor::Wrap(env, dlv, {n, l}));
+  return out;
 }
 
 }  // namespace vxn

@@ -15,6 +15,7 @@
 #include "activation.h"
 #include "loss.h"
 #include "optim.h"
+#include "population_prior.h"
 
 namespace vxn {
 
@@ -66,16 +67,6 @@ inline Napi::Float32Array arg_f32(const Napi::CallbackInfo& info, size_t i, cons
 }
 inline bool arg_absent(const Napi::CallbackInfo& info, size_t i) {
   return info.Length() <= i || info[i].IsUndefined() || info[i].IsNull();
-}
-
-// 'mean' | 'sum' as a positional argument.
-inline vx::Reduction arg_reduction(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() > i && info[i].IsString()) {
-    const std::string r = info[i].As<Napi::String>().Utf8Value();
-    if (r == "mean") return vx::Reduction::Mean;
-    if (r == "sum") return vx::Reduction::Sum;
-  }
-  throw_error(info.Env(), "EINVAL", "reduction must be 'mean' or 'sum'");
 }
 
 // ---- options objects ---------------------------------------------------------------------------------------
@@ -172,6 +163,11 @@ inline vx::AdamOptions adam_options(const Options& o) {
 // 'sample' | 'mean' | 'mean+std' -> vx::LatentMode
 inline vx::LatentMode latent_of(const Options& o) {
   return static_cast<vx::LatentMode>(o.one_of("latent", {"sample", "mean", "mean+std"}, true));
+}
+
+// variance: 'means' | 'mixture' -> vx::PopulationVariance
+inline vx::PopulationVariance population_variance_of(const Options& o) {
+  return o.one_of("variance", {"means", "mixture"}, true) == 0 ? vx::PopulationVariance::Means : vx::PopulationVariance::Mixture;
 }
 
 // 'softmax' | 'sigmoid' | 'none' -> vx::OutputActivation (argument i, a string)

@@ -206,10 +206,10 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
     );
     keep(rec.grad);
     // Latent terms: gradients into (dmu, dlogvar), then the reparameterization adds the decoder's.
-    const pop = wPop > 0 ? nativeSync(() => nb.populationKl(mu, popVar === 'mixture' ? logvar : null, n, L, popVar, wPop)) : null;
+    const pop = wPop > 0 ? nativeSync(() => nb.populationKl(mu, popVar === 'mixture' ? logvar : null, { variance: popVar, weight: wPop })) : null;
     keep(pop?.dmu);
     keep(pop?.dlogvar);
-    const ind = nativeSync(() => nb.variancePenalty(logvar, n, L, indRed, wInd, pop?.dlogvar ?? null));
+    const ind = nativeSync(() => nb.variancePenalty(logvar, { reduction: indRed, weight: wInd, dlogvar: pop?.dlogvar ?? null }));
     keep(ind.dlogvar);
 
     let adversarial = 0, lossD = NaN, dReal = NaN, dFake = NaN;
@@ -252,7 +252,7 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
     if (!Number.isFinite(loss) || (disc && !Number.isFinite(lossD)))
       throw new VoxvaeError('ENOTFINITE', `riveraTrainStep: the loss is ${loss} (recon ${rec.loss}, population ${pop?.loss}, individual ${ind.loss}, adversarial ${adversarial}, D ${lossD}); lower the learning rate or check the input`);
     const dz = keep(await nativeCall(() => dec.net.backward([dlogits], true)));
-    const g = nativeSync(() => nb.reparameterizeBackward(dz!, r.eps, logvar, n, L, pop?.dmu ?? null, ind.dlogvar));
+    const g = nativeSync(() => nb.reparameterizeBackward(dz!, r.eps, logvar, { dmu: pop?.dmu ?? null, dlogvar: ind.dlogvar }));
     keep(g.dmu);
     keep(g.dlogvar);
     await nativeCall(() => enc.net.backward([g.dmu, g.dlogvar], false));

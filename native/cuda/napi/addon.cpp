@@ -32,7 +32,6 @@ using vxn::arg_f32;
 using vxn::arg_int;
 using vxn::arg_number;
 using vxn::arg_output_activation;
-using vxn::arg_reduction;
 using vxn::arg_u64;
 using vxn::make_error;
 using vxn::ncs_shape;
@@ -192,13 +191,6 @@ DeviceBufferPtr copy_or_zeros(const Options& o, const char* key, int64_t count) 
     Tensor* t = Tensor::FromValue(env, o.get(key), o.name(key), count);
     check(env, vx::cuda::check(cudaMemcpyAsync(b->ptr, t->buffer()->ptr, size_t(count) * 4, cudaMemcpyDeviceToDevice, ctx(env).stream()), "copy"));
   }
-  return b;
-}
-DeviceBufferPtr copy_or_zeros(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t count) {
-  Napi::Env env = info.Env();
-  DeviceBufferPtr b = new_buffer(env, count, true);
-  if (Tensor* t = Tensor::Optional(info, i, name, count))
-    check(env, vx::cuda::check(cudaMemcpyAsync(b->ptr, t->buffer()->ptr, size_t(count) * 4, cudaMemcpyDeviceToDevice, ctx(env).stream()), "copy"));
   return b;
 }
 double read_double(Napi::Env env, const double* d) {
