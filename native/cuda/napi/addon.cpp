@@ -21,6 +21,7 @@
 #include "rng.h"
 #include "../../napi/exports.h"  // the export list, shared with the CPU addon
 #include "../../napi/job.h"      // the promise job, shared with the CPU addon
+#include "../../napi/model_js.h" // JS views of the graph, shared with the CPU addon
 #include "../../napi/options.h"  // argument and options readers, shared with the CPU addon
 
 namespace vxg {
