@@ -218,6 +218,13 @@ int main() {
     sigmoid_forward(y.data(), x.data(), cnt); vc::sigmoid_forward(Y.p(), X.p(), cnt, S); expect("sigmoid y", Y.host(), y, 1e-6);
     softmax_forward(y.data(), x.data(), n, c, sp); vc::softmax_forward(Y.p(), X.p(), n, c, sp, S); expect("softmax y", Y.host(), y, 1e-6);
     softmax_backward(dx.data(), dy.data(), y.data(), n, c, sp); vc::softmax_backward(DX.p(), DY.p(), Y.p(), n, c, sp, S); expect("softmax dx", DX.host(), dx, 1e-5);
+    // The output activation, in place on the device as decode runs it.
+    for (vx::OutputActivation act : {vx::OutputActivation::None, vx::OutputActivation::Sigmoid, vx::OutputActivation::Softmax}) {
+      Dev Z(x);
+      output_activation_forward(y.data(), x.data(), act, n, c, sp);
+      vc::output_activation_forward(Z.p(), Z.p(), act, n, c, sp, S);
+      expect((std::string("output activation ") + vx::output_activation_name(act)).c_str(), Z.host(), y, 1e-6);
+    }
 
     // losses: Dice, BCE, MSE, L1
     std::vector<float> lab(size_t(n) * sp);
