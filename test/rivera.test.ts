@@ -44,7 +44,7 @@ test('populationKl and variancePenalty match the closed form; gradients couple t
   const mu = Float32Array.from([0.5, -1, 1.5, 0.25, -0.5, 2]), lv = Float32Array.from([-1, 0.5, 0, -0.25, 0.3, -2]);
   const mt = new nb.Tensor(mu, [n, l]), lt = new nb.Tensor(lv, [n, l]);
   for (const mode of ['means', 'mixture'] as const) {
-    const r = nb.populationKl(mt, lt, n, l, mode, 1);
+    const r = nb.populationKl(mt, lt, { variance: mode, weight: 1 });
     let want = 0;
     const g = new Float64Array(n * l);
     for (let k = 0; k < l; k++) {
@@ -60,14 +60,14 @@ test('populationKl and variancePenalty match the closed form; gradients couple t
     assertClose(t, r.dmu.toArray(), g, 1e-5, `${mode} dmu`);
     t.is(r.dlogvar.toArray().some((v) => v !== 0), mode === 'mixture');
   }
-  const ind = nb.variancePenalty(lt, n, l, 'mean', 0.1);
+  const ind = nb.variancePenalty(lt, { reduction: 'mean', weight: 0.1 });
   const wantInd = (0.1 / n) * Array.from(lv).reduce((a, v) => a + Math.exp(v) - v - 1, 0);
   t.true(Math.abs(ind.loss - wantInd) < 1e-6);
   // A batch of one: a clear error for the code's variance, a finite value for the mixture's.
   const one = new nb.Tensor(mu.subarray(0, 2), [1, 2]), oneLv = new nb.Tensor(lv.subarray(0, 2), [1, 2]);
-  const e = t.throws(() => nb.populationKl(one, null, 1, 2, 'means', 1));
+  const e = t.throws(() => nb.populationKl(one, null, { variance: 'means', weight: 1 }));
   t.regex(e!.message, /at least 2/);
-  t.true(Number.isFinite(nb.populationKl(one, oneLv, 1, 2, 'mixture', 1).loss));
+  t.true(Number.isFinite(nb.populationKl(one, oneLv, { variance: 'mixture', weight: 1 }).loss));
 });
 
 test('PatchGAN forward/backward match PyTorch (train-mode BN, dropout 0)', async (t) => {

@@ -75,8 +75,8 @@ test('the latent hook composes: the KL gradient given through the hook gives the
   const a = await Vae.create(CFG, { seed: 5 }), b = await Vae.create(CFG, { seed: 5 });
   t.teardown(() => (a.dispose(), b.dispose()));
   const hooks: StepHooks = {
-    latent: ({ mu, logvar, n, latentSize, binding, keep }) => {
-      const k = binding.klNormal(mu, logvar, n, latentSize, 'sum', 3);
+    latent: ({ mu, logvar, binding, keep }) => {
+      const k = binding.klNormal(mu, logvar, { reduction: 'sum', weight: 3 });
       keep(k.dmu);
       keep(k.dlogvar);
       return { loss: k.loss, dmu: k.dmu, dlogvar: k.dlogvar };

@@ -8,7 +8,7 @@ import { selectBackend } from './backend.js';
 import * as is from './is.js';
 import { Network, type OptimizerConfig } from './network.js';
 import { BACKENDS, EVAL_LATENTS, LATENT_MODES, MODES, OUTPUT_KINDS, evalLatentOf, type Backend, type EvalLatent, type LatentMode, type Mode, type OutputKind } from './types.js';
-import { LATENT_CODE, StepTensors, batchOf, release, tensor, trainStep, type Batch, type StepResult, type TrainStepOptions } from './train/step.js';
+import { StepTensors, batchOf, release, tensor, trainStep, type Batch, type StepResult, type TrainStepOptions } from './train/step.js';
 export { batchSamples } from './train/step.js';
 import { readSafetensors, writeFileAtomic, type SafeTensors } from './safetensors.js';
 import { checkpointNetworks, loadNetworks, readAdamState, readTrainingState, resolveConfigs, serializeCheckpoint, type CheckpointState, type ResolvedConfigs } from './model/checkpoint.js';
@@ -160,8 +160,9 @@ export class Decoder {
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(zt, n, train));
+      if (output === 'probabilities') await nativeCall(() => this.network.binding.activate(outs[0]!, this.config.outputActivation));
       const y = outs[0]!.toArray();
-      return (output === 'logits' ? y : output === 'mask' ? maskOf(y, n, this.config) : activate(y, n, this.config)) as Decoded<O>;
+      return (output === 'mask' ? maskOf(y, n, this.config) : y) as Decoded<O>;
     } finally {
       release(zt, ...outs);
     }
@@ -369,7 +370,7 @@ export class Vae {
     const mt = tensor(mu, [n, L], 'mu', nb), lt = tensor(logvar, [n, L], 'logvar', nb);
     let r: { z: NativeTensor; eps: NativeTensor } | null = null;
     try {
-      r = nativeSync(() => nb.reparameterize(mt, lt, n, L, LATENT_CODE[latent], this.seed, step));
+      r = nativeSync(() => nb.reparameterize(mt, lt, { latent, seed: this.seed, step }));
       return r.z.toArray();
     } finally {
       release(mt, lt, r?.z, r?.eps);

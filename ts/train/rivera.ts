@@ -174,10 +174,10 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
   // Latent terms: gradients into (dmu, dlogvar); the step adds the decoder's through the reparameterization.
   let pop: { loss: number } | null = null, ind = { loss: 0 };
   const latentHook = ({ n, latentSize, mu, logvar, binding: nb, keep }: LatentHookInput) => {
-    const p = wPop > 0 ? nativeSync(() => nb.populationKl(mu, popVar === 'mixture' ? logvar : null, n, latentSize, popVar, wPop)) : null;
+    const p = wPop > 0 ? nativeSync(() => nb.populationKl(mu, popVar === 'mixture' ? logvar : null, { variance: popVar, weight: wPop })) : null;
     keep(p?.dmu);
     keep(p?.dlogvar);
-    const v = nativeSync(() => nb.variancePenalty(logvar, n, latentSize, indRed, wInd, p?.dlogvar ?? null));
+    const v = nativeSync(() => nb.variancePenalty(logvar, { reduction: indRed, weight: wInd, dlogvar: p?.dlogvar ?? null }));
     keep(v.dlogvar);
     pop = p;
     ind = v;
@@ -200,16 +200,16 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
     const zeros = mk(new Float32Array(n * G), [n, 1, ...grid.slice(1)]);
     nativeSync(() => dnet.zeroGrad());
     const [lf] = (await nativeCall(() => dnet.forward(xh, n, true, d.seed + 2, 2 * step))).map(keep) as [NativeTensor];
-    const gAdv = await nativeCall(() => nb.elementLoss('bce', lf, ones, 'mean', wAdv, true));
+    const gAdv = await nativeCall(() => nb.elementLoss(lf, ones, { kind: 'bce', reduction: 'mean', weight: wAdv }));
     keep(gAdv.grad);
-    const dFakeLoss = await nativeCall(() => nb.elementLoss('bce', lf, zeros, 'mean', wAdv, true));
+    const dFakeLoss = await nativeCall(() => nb.elementLoss(lf, zeros, { kind: 'bce', reduction: 'mean', weight: wAdv }));
     keep(dFakeLoss.grad);
     dFake = meanSigmoid(lf.toArray());
     const dxh = keep(await nativeCall(() => dnet.backward([gAdv.grad], true)));
     nativeSync(() => dnet.zeroGrad()); // the generator's pass must not train D
     keep(await nativeCall(() => dnet.backward([dFakeLoss.grad], false)));
     const [lr] = (await nativeCall(() => dnet.forward(xr, n, true, d.seed + 2, 2 * step + 1))).map(keep) as [NativeTensor];
-    const dRealLoss = await nativeCall(() => nb.elementLoss('bce', lr, ones, 'mean', wAdv, true));
+    const dRealLoss = await nativeCall(() => nb.elementLoss(lr, ones, { kind: 'bce', reduction: 'mean', weight: wAdv }));
     keep(dRealLoss.grad);
     dReal = meanSigmoid(lr.toArray());
     keep(await nativeCall(() => dnet.backward([dRealLoss.grad], false)));
@@ -228,7 +228,7 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
     optimizer: gOpt,
     hooks: { latent: latentHook, ...(disc ? { logits: logitHook } : {}) },
   });
-  if (disc) await nativeCall(() => disc.network.optimizer().step(dOpt.lr, dOpt.betas[0], dOpt.betas[1], dOpt.eps, dOpt.weightDecay, dOpt.kind === 'adamw', 1));
+  if (disc) await nativeCall(() => disc.network.optimizer().step(dOpt));
   const population = (pop as { loss: number } | null)?.loss ?? 0;
   const loss = r.recon + population + ind.loss + adversarial;
   return { loss, recon: r.recon, population, individual: ind.loss, adversarial, discriminator: lossD, dReal, dFake, step: r.step };

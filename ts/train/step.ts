@@ -156,7 +156,6 @@ export interface StepResult {
   step: number;
 }
 
-export const LATENT_CODE: Record<LatentMode, 0 | 1 | 2> = { sample: 0, mean: 1, 'mean+std': 2 };
 
 const RECON_KINDS = ['dice', 'bce', 'mse', 'l1'] as const;
 const REDUCTIONS = ['sum', 'mean'] as const;
@@ -293,8 +292,8 @@ function reconLoss(recon: ReconLoss, dcfg: VaeConfig, logits: NativeTensor, tgt:
   const S = dcfg.inputShape[0] * dcfg.inputShape[1] * dcfg.inputShape[2];
   return nativeCall(() =>
     recon.kind === 'dice'
-      ? nb.diceLoss(logits, tgt, n, dcfg.outChannels, S, recon.smoothNr ?? 1e-5, recon.smoothDr ?? 1e-5, recon.reduction, recon.weight, true, gradOut)
-      : nb.elementLoss(recon.kind as 'bce' | 'mse' | 'l1', logits, tgt, recon.reduction, recon.weight, true, gradOut),
+      ? nb.diceLoss(logits, tgt, { smoothNr: recon.smoothNr ?? 1e-5, smoothDr: recon.smoothDr ?? 1e-5, reduction: recon.reduction, weight: recon.weight, gradOut })
+      : nb.elementLoss(logits, tgt, { kind: recon.kind as 'bce' | 'mse' | 'l1', reduction: recon.reduction, weight: recon.weight, gradOut }),
   );
 }
 
@@ -306,8 +305,7 @@ export async function optimizerStep(nets: Network[], optim: OptimizerConfig, max
     const coef = maxGradNorm / (total + 1e-6);
     if (coef < 1) scale = coef;
   }
-  const [b1, b2] = optim.betas;
-  for (const net of nets) await nativeCall(() => net.optimizer().step(optim.lr, b1, b2, optim.eps, optim.weightDecay, optim.kind === 'adamw', scale));
+  for (const net of nets) await nativeCall(() => net.optimizer().step({ ...optim, gradScale: scale }));
 }
 
 /** The parts of a model a step trains. */
@@ -396,7 +394,7 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
     let mu: NativeTensor | null = null, logvar: NativeTensor | null = null, eps: NativeTensor | null = null, z: NativeTensor = x;
     if (enc) {
       [mu, logvar] = (await nativeCall(() => enc.network.net.forward(x, n, trainEncoder))).map(keep) as [NativeTensor, NativeTensor];
-      const r = nativeSync(() => nb.reparameterize(mu!, logvar!, n, L, LATENT_CODE[latent], model.seed, step));
+      const r = nativeSync(() => nb.reparameterize(mu!, logvar!, { latent, seed: model.seed, step }));
       z = keep(r.z);
       eps = keep(r.eps);
     }
@@ -413,7 +411,7 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
       let b: number, measured: { loss: number; perSample: Float32Array } | null = null;
       if (typeof beta === 'number') b = beta;
       else {
-        const m = nativeSync(() => nb.klNormal(mu!, logvar!, n, L, klReduction, 1));
+        const m = nativeSync(() => nb.klNormal(mu!, logvar!, { reduction: klReduction, weight: 1 }));
         keep(m.dmu);
         keep(m.dlogvar);
         measured = m;
@@ -422,13 +420,13 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
         b = beta(kps);
         if (typeof b !== 'number' || !(b >= 0) || !Number.isFinite(b)) invalid('options.beta', `returned ${b} for KL ${kps}: must return a finite number >= 0`, b);
       }
-      const kl = nativeSync(() => nb.klNormal(mu!, logvar!, n, L, klReduction, trainEncoder ? b : 0));
+      const kl = nativeSync(() => nb.klNormal(mu!, logvar!, { reduction: klReduction, weight: trainEncoder ? b : 0 }));
       keep(kl.dmu);
       keep(kl.dlogvar);
       if (b > 0 && trainEncoder) klValue = kl.loss / b;
       else if (measured) klValue = measured.loss;
       else {
-        const k1 = nativeSync(() => nb.klNormal(mu!, logvar!, n, L, klReduction, 1));
+        const k1 = nativeSync(() => nb.klNormal(mu!, logvar!, { reduction: klReduction, weight: 1 }));
         release(k1.dmu, k1.dlogvar);
         klValue = k1.loss;
       }
@@ -462,7 +460,7 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
       if (lat?.dz) dz = keep(sum(nb, dz, lat.dz));
       const dmu = klGrad && lat?.dmu ? keep(sum(nb, klGrad.dmu, lat.dmu)) : klGrad?.dmu ?? lat?.dmu ?? null;
       const dlogvar = klGrad && lat?.dlogvar ? keep(sum(nb, klGrad.dlogvar, lat.dlogvar)) : klGrad?.dlogvar ?? lat?.dlogvar ?? null;
-      const g = nativeSync(() => nb.reparameterizeBackward(dz!, eps!, logvar!, n, L, dmu, dlogvar));
+      const g = nativeSync(() => nb.reparameterizeBackward(dz!, eps!, logvar!, { dmu, dlogvar }));
       keep(g.dmu);
       keep(g.dlogvar);
       await nativeCall(() => enc.network.net.backward([g.dmu, g.dlogvar], false));
