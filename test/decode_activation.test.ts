@@ -3,7 +3,8 @@
 import test from 'ava';
 import { monaiVarAutoEncoder } from '../ts/config.js';
 import { native } from '../ts/native.js';
-import { Decoder, activate } from '../ts/vae.js';
+import { Decoder } from '../ts/vae.js';
+import { activate } from './helpers.js';
 
 function latents(n: number, l: number, seed: number): Float32Array {
   const z = new Float32Array(n * l);
@@ -14,10 +15,10 @@ function latents(n: number, l: number, seed: number): Float32Array {
 for (const [act, outChannels] of [['softmax', 2], ['softmax', 3], ['sigmoid', 1], ['sigmoid', 2], ['none', 2]] as const) {
   test(`decode: native ${act} over ${outChannels} channel(s) equals the JS activation of the logits`, async (t) => {
     const cfg = monaiVarAutoEncoder({ inputShape: [16, 8, 8], channels: [4, 8], latentSize: 5, outChannels, outputActivation: act });
-    const dec = new Decoder(cfg, 3);
+    const dec = new Decoder(cfg, { seed: 3 });
     t.teardown(() => dec.dispose());
     const z = latents(3, 5, outChannels);
-    const logits = await dec.decode(z, { logits: true });
+    const logits = await dec.decode(z, { output: 'logits' });
     const probs = await dec.decode(z);
     const expect = activate(Float32Array.from(logits, (v) => v), 3, cfg);
     t.is(probs.length, expect.length);

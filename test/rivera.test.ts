@@ -132,20 +132,25 @@ test('two backward passes over one D forward give the same parameter gradients a
   }
 });
 
-test('discriminatorView: the softmax foreground channel and its backward match finite differences', (t) => {
-  const n = 1, C = 2, Sx = 3;
-  const cfg = { ...CONFIG, outChannels: C };
-  const logits = Float32Array.from([0.3, -1, 2, -0.5, 0.7, 1]);
+test('discriminatorView: the output activation D sees (softmax foreground, sigmoid) and its native backward match finite differences', async (t) => {
+  const nb = native();
   const g = Float32Array.from([0.2, -1.5, 0.8]);
-  const { xhat, back } = discriminatorView(logits, n, cfg);
-  t.is(xhat.length, n * (C - 1) * Sx);
-  const analytic = back(g);
-  const f = (l: Float32Array): number => discriminatorView(l, n, cfg).xhat.reduce((a, v, i) => a + v * g[i]!, 0);
-  for (let i = 0; i < logits.length; i++) {
-    const h = 1e-2, p = Float32Array.from(logits), m = Float32Array.from(logits);
-    p[i]! += h;
-    m[i]! -= h;
-    t.true(Math.abs((f(p) - f(m)) / (2 * h) - analytic[i]!) < 1e-3, `logit ${i}`);
+  for (const [act, C] of [['softmax', 2], ['sigmoid', 1]] as const) {
+    const n = 1, Sx = 3;
+    const cfg = { ...CONFIG, outChannels: C, outputActivation: act, inputShape: [1, 1, 3] as [number, number, number] };
+    const tensorOf = (l: Float32Array) => new nb.Tensor(l, [n, C, 1, 1, 3], false);
+    const logits = Float32Array.from([0.3, -1, 2, -0.5, 0.7, 1].slice(0, C * Sx));
+    const { xhat, back } = await discriminatorView(nb, tensorOf(logits), n, cfg);
+    t.is(xhat.length, n * Sx);
+    const analytic = await back(g);
+    t.is(analytic.length, logits.length);
+    const f = async (l: Float32Array): Promise<number> => (await discriminatorView(nb, tensorOf(l), n, cfg)).xhat.reduce((a, v, i) => a + v * g[i]!, 0);
+    for (let i = 0; i < logits.length; i++) {
+      const h = 1e-2, p = Float32Array.from(logits), m = Float32Array.from(logits);
+      p[i]! += h;
+      m[i]! -= h;
+      t.true(Math.abs(((await f(p)) - (await f(m))) / (2 * h) - analytic[i]!) < 1e-3, `${act} logit ${i}`);
+    }
   }
 });
 

@@ -103,6 +103,9 @@ export interface NativeBinding {
   /** The model's output activation of t [n, c, ...] in place (softmax over dimension 1), threaded
    *  (native/core output_activation_forward); resolves to t. */
   activate(t: NativeTensor, activation: OutputActivation): Promise<NativeTensor>;
+  /** The gradient through the output activation from its output y [n, c, ...] and dy (same size): a new
+   *  tensor dx (native/core output_activation_backward, threaded). */
+  activateBackward(y: NativeTensor, dy: NativeTensor, activation: OutputActivation): Promise<NativeTensor>;
   /** mu, logvar: [n, l, ...] (n the first dimension). dmu/dlogvar (optional): gradients added to. */
   klNormal(mu: NativeTensor, logvar: NativeTensor, options: { reduction: Reduction; weight?: number; dmu?: NativeTensor | null; dlogvar?: NativeTensor | null }):
     { loss: number; perSample: Float32Array; dmu: NativeTensor; dlogvar: NativeTensor };

@@ -263,26 +263,6 @@ export function maskOf(y: Float32Array, n: number, c: VaeConfig): Uint8Array {
   return m;
 }
 
-/** Applies the output activation (softmax over channels or sigmoid) in place. */
-export function activate(y: Float32Array, n: number, c: VaeConfig): Float32Array {
-  if (c.outputActivation === 'sigmoid') {
-    for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-y[i]!));
-  } else if (c.outputActivation === 'softmax') {
-    const C = c.outChannels, S = y.length / (n * C);
-    for (let b = 0; b < n; b++) {
-      const base = b * C * S;
-      for (let s = 0; s < S; s++) {
-        let m = -Infinity;
-        for (let k = 0; k < C; k++) m = Math.max(m, y[base + k * S + s]!);
-        let sum = 0;
-        for (let k = 0; k < C; k++) sum += Math.exp(y[base + k * S + s]! - m);
-        for (let k = 0; k < C; k++) y[base + k * S + s] = Math.exp(y[base + k * S + s]! - m) / sum;
-      }
-    }
-  }
-  return y;
-}
-
 /** A variational autoencoder: encoder, reparameterization, decoder, and their training state. */
 export class Vae {
   readonly encoder: Encoder;

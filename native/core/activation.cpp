@@ -317,6 +317,20 @@ Status output_activation_forward(float* y, const float* x, OutputActivation a, i
   return fail(Status::InvalidArgument, "output_activation_forward: unknown activation %d", static_cast<int>(a));
 }
 
+Status output_activation_backward(float* dx, const float* dy, const float* y, OutputActivation a, int n, int c,
+                                  int64_t spatial) {
+  VX_TRY(check_ncs("output_activation_backward", n, c, spatial));
+  if (!dx || !dy || !y) return fail(Status::InvalidArgument, "output_activation_backward: null buffer");
+  if (dx == dy || dx == y) return fail(Status::InvalidArgument, "output_activation_backward: dx must not alias dy or y");
+  const int64_t count = int64_t(n) * c * spatial;
+  switch (a) {
+    case OutputActivation::None: elementwise(count, [&](int64_t i) { dx[i] = dy[i]; }); return Status::Ok;
+    case OutputActivation::Sigmoid: return sigmoid_backward(dx, dy, y, count);
+    case OutputActivation::Softmax: return softmax_backward(dx, dy, y, n, c, spatial);
+  }
+  return fail(Status::InvalidArgument, "output_activation_backward: unknown activation %d", static_cast<int>(a));
+}
+
 Status add_forward(float* y, const float* a, const float* b, int64_t count) {
   VX_TRY(check_count("add_forward", count, a, b));
   if (count > 0 && !y) return fail(Status::InvalidArgument, "add_forward: null y");

@@ -37,6 +37,10 @@ bool parse_output_activation(const char* name, OutputActivation* out);
 // y = act(x) over [n, c, spatial] (softmax over the channels c, sigmoid elementwise, none copies);
 // y may equal x (in place). Threaded; bit-identical for any thread count.
 Status output_activation_forward(float* y, const float* x, OutputActivation a, int n, int c, int64_t spatial);
+// Its backward from the output y: dx = (∂y/∂x)ᵀ dy (softmax over the channels, sigmoid elementwise, none
+// copies). dx must not alias dy or y. Threaded; bit-identical for any thread count.
+Status output_activation_backward(float* dx, const float* dy, const float* y, OutputActivation a, int n, int c,
+                                  int64_t spatial);
 
 // Residual add: y = a + b (backward is the identity to both inputs, done by the caller).
 Status add_forward(float* y, const float* a, const float* b, int64_t count);

@@ -36,6 +36,8 @@ Status softmax_forward(float* y, const float* x, int n, int c, int64_t spatial, 
 Status softmax_backward(float* dx, const float* dy, const float* y, int n, int c, int64_t spatial, cudaStream_t st);
 // The model's output activation (activation.h OutputActivation): y may equal x.
 Status output_activation_forward(float* y, const float* x, OutputActivation a, int n, int c, int64_t spatial, cudaStream_t st);
+Status output_activation_backward(float* dx, const float* dy, const float* y, OutputActivation a, int n, int c, int64_t spatial,
+                                  cudaStream_t st);
 Status add_forward(float* y, const float* a, const float* b, int64_t count, cudaStream_t st);
 Status add_inplace(float* y, const float* a, int64_t count, cudaStream_t st);  // y += a
 Status scale_inplace(float* y, float s, int64_t count, cudaStream_t st);

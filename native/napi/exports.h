@@ -11,7 +11,7 @@ namespace vxn {
 
 // Bumped when a signature below (or of Tensor/Net/Adam) changes; ts/native.ts ADDON_ABI.
 // 2: options objects (diceLoss, elementLoss, klNormal, reparameterize, reparameterizeBackward,
-// populationKl, variancePenalty, Adam.step) and activate.
+// populationKl, variancePenalty, Adam.step) and activate, activateBackward.
 constexpr int kAddonAbi = 2;
 
 // (JS name, C++ function) of the engine's functions: each engine defines these.
@@ -19,6 +19,7 @@ constexpr int kAddonAbi = 2;
   X(diceLoss, DiceLoss)                              \
   X(elementLoss, ElementLoss)                        \
   X(activate, Activate)                              \
+  X(activateBackward, ActivateBackward)              \
   X(klNormal, KlNormal)                              \
   X(reparameterize, Reparameterize)                  \
   X(reparameterizeBackward, ReparameterizeBackward)  \

@@ -106,6 +106,22 @@ Napi::Value Activate(const Napi::CallbackInfo& info) {
       [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
 }
 
+// activateBackward(y: Tensor [n, c, ...spatial] (the activation's output), dy: Tensor (same size),
+//                  activation) -> Promise<Tensor dx>: the gradient through the output activation.
+Napi::Value ActivateBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Tensor* y = Tensor::From(info, 0, "y");
+  const NcsShape s = ncs_shape(env, y->shape(), "activateBackward");
+  Tensor* dy = Tensor::From(info, 1, "dy", y->length());
+  const vx::OutputActivation a = arg_output_activation(info, 2, "activation");
+  vx::BufferPtr yb = y->buffer(), db = dy->buffer();
+  auto dx = std::make_shared<vx::Buffer>(size_t(y->length()));
+  std::vector<int64_t> shape = y->shape();
+  return Job::Start(
+      env, [=]() { return vx::output_activation_backward(dx->data(), db->data(), yb->data(), a, s.n, s.c, s.spatial); },
+      [=](Napi::Env env) -> Napi::Value { return Tensor::Wrap(env, dx, shape); });
+}
+
 namespace {
 
 vx::BufferPtr copy_or_zeros(const Options& o, const char* key, int64_t count) {
