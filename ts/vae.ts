@@ -541,7 +541,7 @@ export class Vae {
 
 /** Sets the number of CPU threads the kernels use (process-wide); 0 restores the default. */
 export function setThreads(n: number): number {
-  if (!Number.isInteger(n) || n < 0 || n > 256) invalid('threads', 'must be an integer in [0, 256]', n);
+  is.integer('threads', n, 0, 256);
   return nativeSync(() => native().setNumThreads(n));
 }
 

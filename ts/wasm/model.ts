@@ -242,7 +242,7 @@ export class WasmVae {
     const kind = outputKind(opts);
     const L = this.latentSize;
     const enc = this.encoder('complete');
-    if (typeof gamma !== 'number' || !Number.isFinite(gamma)) invalid('gamma', 'must be a finite number', gamma);
+    is.number('gamma', gamma);
     const latent = opts.latent ?? this.evalLatent;
     is.oneOf('options.latent', latent, LATENT_MODES);
     const seed = is.seed('options.seed', opts.seed ?? this.seed), step = is.seed('options.step', opts.step ?? 0);

@@ -4,6 +4,7 @@
 // nothing here imports a Node module; in Node, file: locations are read through a dynamic import of
 // node:fs that browsers never reach.
 import { VoxvaeError, type ErrorCode } from '../errors.js';
+import * as is from '../is.js';
 import { hardwareThreads, startWorkers, type WorkerPool } from './threads.js';
 
 // ---- minimal WebAssembly typings (tsconfig's lib has no DOM; the public API exposes none of these) ----
@@ -470,8 +471,7 @@ export async function instantiateRuntime(bytes: Uint8Array, where: string, simd:
 const runtimeCache = new Map<string, Promise<WasmRuntime>>();
 
 async function resolveThreads(opt: number | 'auto' | undefined, feats: WasmFeatures, simd: boolean): Promise<{ threads: number; refused: string | null }> {
-  if (opt !== undefined && opt !== 'auto' && !(Number.isInteger(opt) && opt >= 1 && opt <= 64))
-    throw new VoxvaeError('EINVAL', `options.threads must be 'auto' or an integer in [1, 64] (got ${String(opt)})`, { path: 'options.threads' });
+  if (opt !== undefined && opt !== 'auto' && !(Number.isInteger(opt) && opt >= 1 && opt <= 64)) is.invalid('options.threads', "must be 'auto' or an integer in [1, 64]", opt);
   const want = opt === undefined || opt === 'auto' ? Math.min(8, await hardwareThreads()) : opt;
   if (want <= 1) return { threads: 1, refused: null };
   if (!feats.threads) return { threads: 1, refused: 'shared WebAssembly memory is unavailable (in browsers the page must be cross-origin isolated: COOP same-origin and COEP require-corp)' };
