@@ -106,6 +106,7 @@ async function guard(what: string, fn: () => Promise<void>): Promise<void> {
   if (app.busy) return;
   app.busy = true;
   syncControls();
+  if (app.message?.kind === 'error') clearMessage();
   try {
     await fn();
   } catch (e) {
