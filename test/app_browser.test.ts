@@ -18,6 +18,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Browser, Page } from 'playwright-core';
 import { decodeNifti, encodeNifti } from '../ts/data/nifti.js';
+import { encodeNrrd } from '../ts/data/nrrd.js';
 import { resample } from '../ts/data/resample.js';
 import { ROOT } from './helpers.js';
 
@@ -49,6 +50,8 @@ let page: Page | null = null;
 const problems: string[] = [];
 const foreign: string[] = [];
 const served = new Map<string, number>();
+/** The implant (voxels) of the first example's z + γ·DEV completion on one thread. */
+let firstImplant = -1;
 
 /** A safetensors file rebuilt from `bytes` with only the tensors `keep` accepts and metadata passed through `meta`. */
 function rewriteCheckpoint(bytes: Uint8Array, keep: (name: string) => boolean, meta: (m: Record<string, unknown>) => Record<string, unknown>): Uint8Array {
@@ -212,6 +215,7 @@ browserTest('completes the example with z + γ·DEV: the implant overlay appears
     times.push(s.timings['completion (z + γ·DEV)']!);
   }
   t.true(s!.lastResult!.implantVoxels > 100, `implant of ${s!.lastResult!.implantVoxels} voxels`);
+  firstImplant = s!.lastResult!.implantVoxels;
   t.true(s!.lastResult!.dice! > 0.5, `Dice against the true implant ${s!.lastResult!.dice}`);
   const after = await canvasPixels();
   t.true(after.red > 200, `${after.red} red (implant) pixels of ${after.total} after completion`);
@@ -377,6 +381,41 @@ browserTest('a skull of another size is resampled to the model grid and the down
   const fc = await complete('dev');
   t.true(fc.lastResult!.implantVoxels > 0);
   if (process.env.VOXVAE_APP_SCREENSHOTS) await page!.screenshot({ path: path.join(ROOT, 'docs/app/facial.png') });
+  // NRRD (gzip encoding, inflated in the browser) reads too, and completes like the NIfTI it came from.
+  const n = await upload('#skull-file', 'cranial_000.nrrd', await encodeNrrd(ex, { encoding: 'gzip' }));
+  t.is(n.message, null, JSON.stringify(n.message));
+  await page!.selectOption('#defect', 'cranial');
+  const nc = await complete('dev');
+  t.is(nc.lastResult!.implantVoxels, firstImplant, 'the NRRD copy of the first example completes to the same implant');
+});
+
+
+browserTest('with threads (cross-origin isolated, no ?threads): the engine runs threaded and completes the same implant', async (t) => {
+  const p2 = await browser!.newPage({ viewport: { width: 1200, height: 800 } });
+  p2.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console.error (threaded page): ${m.text()}`);
+  });
+  p2.on('pageerror', (e) => problems.push(`uncaught (threaded page): ${String(e)}`));
+  try {
+    await p2.goto(`${base}/`);
+    await p2.waitForFunction(() => (window as unknown as { voxvaeApp?: AppState }).voxvaeApp?.ready === true, undefined, { timeout: 60_000 });
+    const cores = await p2.evaluate(() => navigator.hardwareConcurrency);
+    const s = await p2.evaluate(() => JSON.parse(JSON.stringify((window as unknown as { voxvaeApp: AppState }).voxvaeApp)) as AppState);
+    t.is(s.message, null);
+    t.true(s.engine!.isolated);
+    if (cores > 1) {
+      t.is(s.engine!.variant, 'simd-mt');
+      t.is(s.engine!.threads, Math.min(cores, 8));
+    }
+    t.regex((await p2.textContent('#engine-status')) ?? '', cores > 1 ? /SIMD \+ threads, \d+ threads/ : /SIMD, 1 thread/);
+    await p2.click('#complete');
+    await p2.waitForFunction(() => (window as unknown as { voxvaeApp: AppState }).voxvaeApp.lastResult !== null && !(window as unknown as { voxvaeApp: AppState }).voxvaeApp.busy, undefined, { timeout: 60_000 });
+    const r = await p2.evaluate(() => (window as unknown as { voxvaeApp: AppState }).voxvaeApp.lastResult);
+    t.is(r!.implantVoxels, firstImplant, 'the threaded engine predicts the same implant as one thread');
+    t.log(`threaded: ${s.engine!.threads} threads; z + γ·DEV completion ${(await p2.evaluate(() => (window as unknown as { voxvaeApp: AppState }).voxvaeApp.timings['completion (z + γ·DEV)']))!.toFixed(1)} ms`);
+  } finally {
+    await p2.close();
+  }
 });
 
 browserTest('no console errors, no uncaught errors, no request outside the app', (t) => {

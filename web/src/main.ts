@@ -348,14 +348,29 @@ async function startViewer(): Promise<void> {
     await nv.attachToCanvas(canvas);
     nv.setSliceType(nv.sliceTypeMultiplanar);
     nv.onLocationChange = (loc: unknown) => {
-      const s = (loc as { string?: string })?.string;
-      if (s) $('location').textContent = s;
+      const l = loc as { vox?: ArrayLike<number>; mm?: ArrayLike<number> };
+      if (l?.vox && l.mm) $('location').textContent = describeVoxel(Array.from(l.vox), Array.from(l.mm));
     };
   } catch (e) {
     nv = null;
     canvas.hidden = true;
     showMessage('error', `3D view unavailable (${describeError(e)}): computation and downloads still work`);
   }
+}
+
+/** The crosshair's voxel, position and what is there (the arrays shown are C order on the model grid). */
+function describeVoxel(vox: number[], mm: number[]): string {
+  if (!current || vox.length < 3) return '';
+  const [D, H, W] = current.model.decoderConfig.inputShape;
+  const [i, j, k] = vox.map(Math.round) as [number, number, number];
+  if (i < 0 || j < 0 || k < 0 || i >= D || j >= H || k >= W) return '';
+  let what = '';
+  if (nv && nv.volumes.length > 1) {
+    const img0 = nv.volumes[0]!.img as Uint8Array, img1 = nv.volumes[1]!.img as Uint8Array;
+    const f = i + D * (j + H * k); // Niivue holds file order (i fastest)
+    what = img1[f] ? 'implant' : img0[f] ? 'bone' : 'empty';
+  }
+  return `crosshair: voxel (${i}, ${j}, ${k}) · ${mm.slice(0, 3).map((v) => v.toFixed(1)).join(', ')} mm (RAS) · ${what}`;
 }
 
 function gridVolume(data: Uint8Array): Volume<Uint8Array> {
