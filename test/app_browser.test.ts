@@ -148,6 +148,15 @@ async function complete(method: 'dev' | 'fit' | 'dev-raw'): Promise<AppState> {
   return settle();
 }
 
+/** A screenshot of the whole page for docs/app/ (VOXVAE_APP_SCREENSHOTS=1 only), the side panel scrolled to `anchor`. */
+async function docShot(name: string, anchor: string): Promise<void> {
+  if (!process.env.VOXVAE_APP_SCREENSHOTS) return;
+  await mkdir(path.join(ROOT, 'docs/app'), { recursive: true });
+  await page!.evaluate((sel) => document.querySelector(sel)?.scrollIntoView({ block: 'start' }), anchor);
+  await page!.waitForTimeout(300);
+  await page!.screenshot({ path: path.join(ROOT, 'docs/app', name) });
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 browserTest.before(async () => {
@@ -159,7 +168,9 @@ browserTest.before(async () => {
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const { chromium } = await import('playwright-core');
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist'] });
-  page = await browser.newPage({ viewport: { width: 1400, height: 900 }, acceptDownloads: true });
+  // SwiftShader renders on the CPU: a smaller canvas keeps the test fast; screenshots for the docs are larger.
+  const viewport = process.env.VOXVAE_APP_SCREENSHOTS ? { width: 1400, height: 900 } : { width: 1100, height: 720 };
+  page = await browser.newPage({ viewport, acceptDownloads: true });
   page.on('console', (m) => {
     if (m.type() === 'error') problems.push(`console.error: ${m.text()}`);
   });
@@ -221,10 +232,7 @@ browserTest('completes the example with z + γ·DEV: the implant overlay appears
   t.true(after.red > 200, `${after.red} red (implant) pixels of ${after.total} after completion`);
   t.log(`z + γ·DEV completion (encode + decode + implant), 1 thread: median ${median(times).toFixed(1)} ms of ${times.map((x) => x.toFixed(1)).join(', ')}; encode ${s!.timings.encode!.toFixed(1)} ms; implant ${s!.lastResult!.implantVoxels} voxels, Dice ${s!.lastResult!.dice!.toFixed(3)} vs the true implant; ${after.red} red pixels`);
   t.true(median(times) < 250, 'z + γ·DEV completion within 2.5× its 100 ms budget (the log has the number)');
-  if (process.env.VOXVAE_APP_SCREENSHOTS) {
-    await mkdir(path.join(ROOT, 'docs/app'), { recursive: true });
-    await page!.screenshot({ path: path.join(ROOT, 'docs/app/completion.png') });
-  }
+  await docShot('completion.png', '#panel section:nth-of-type(2)');
   // Opacity 0 hides the overlay; back to 0.8 shows it.
   await page!.locator('#opacity').fill('0');
   await page!.waitForTimeout(200);
@@ -296,7 +304,7 @@ browserTest('a latent slider changes the rendering; prior samples and interpolat
   t.regex((await page!.textContent('#showing')) ?? '', /latent from the sliders/);
   t.log(`decode (one latent → 64×64×32 mask), 1 thread: median ${median(decodes).toFixed(1)} ms of ${decodes.map((x) => x.toFixed(1)).join(', ')}; PC1 +3σ changed ${(100 * change).toFixed(1)}% of the canvas`);
   t.true(median(decodes) < 125, 'decode within 2.5× its 50 ms budget (the log has the number)');
-  if (process.env.VOXVAE_APP_SCREENSHOTS) await page!.screenshot({ path: path.join(ROOT, 'docs/app/explore.png') });
+  await docShot('explore.png', '#pc-sliders');
 
   await page!.click('#set-a');
   await settle();
@@ -380,7 +388,7 @@ browserTest('a skull of another size is resampled to the model grid and the down
   t.is(await page!.inputValue('#defect'), 'facial');
   const fc = await complete('dev');
   t.true(fc.lastResult!.implantVoxels > 0);
-  if (process.env.VOXVAE_APP_SCREENSHOTS) await page!.screenshot({ path: path.join(ROOT, 'docs/app/facial.png') });
+  await docShot('facial.png', '#panel section:nth-of-type(3)');
   // NRRD (gzip encoding, inflated in the browser) reads too, and completes like the NIfTI it came from.
   const n = await upload('#skull-file', 'cranial_000.nrrd', await encodeNrrd(ex, { encoding: 'gzip' }));
   t.is(n.message, null, JSON.stringify(n.message));
