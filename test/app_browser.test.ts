@@ -169,7 +169,7 @@ browserTest.before(async () => {
   const { chromium } = await import('playwright-core');
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist'] });
   // SwiftShader renders on the CPU: a smaller canvas keeps the test fast; screenshots for the docs are larger.
-  const viewport = process.env.VOXVAE_APP_SCREENSHOTS ? { width: 1400, height: 900 } : { width: 1100, height: 720 };
+  const viewport = process.env.VOXVAE_APP_SCREENSHOTS ? { width: 1400, height: 900 } : { width: 960, height: 640 };
   page = await browser.newPage({ viewport, acceptDownloads: true });
   page.on('console', (m) => {
     if (m.type() === 'error') problems.push(`console.error: ${m.text()}`);
@@ -389,8 +389,16 @@ browserTest('a skull of another size is resampled to the model grid and the down
   const fc = await complete('dev');
   t.true(fc.lastResult!.implantVoxels > 0);
   await docShot('facial.png', '#panel section:nth-of-type(3)');
-  // NRRD (gzip encoding, inflated in the browser) reads too, and completes like the NIfTI it came from.
-  const n = await upload('#skull-file', 'cranial_000.nrrd', await encodeNrrd(ex, { encoding: 'gzip' }));
+  // NRRD (gzip encoding, inflated in the browser) dropped on the page reads too, and completes like the NIfTI it came from.
+  const nrrd = Buffer.from(await encodeNrrd(ex, { encoding: 'gzip' })).toString('base64');
+  const dt = await page!.evaluateHandle((b64) => {
+    const d = new DataTransfer();
+    d.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], 'cranial_000.nrrd'));
+    return d;
+  }, nrrd);
+  await page!.dispatchEvent('#viewer', 'drop', { dataTransfer: dt });
+  const n = await settle();
+  t.regex((await page!.textContent('#skull-info')) ?? '', /^cranial_000\.nrrd: 64×64×32 voxels/);
   t.is(n.message, null, JSON.stringify(n.message));
   await page!.selectOption('#defect', 'cranial');
   const nc = await complete('dev');
@@ -424,6 +432,17 @@ browserTest('with threads (cross-origin isolated, no ?threads): the engine runs 
   } finally {
     await p2.close();
   }
+});
+
+// Not a browser test: esbuild bundles without type checking, so the app's sources are checked here.
+test('the app type-checks (tsc -p web/tsconfig.json)', async (t) => {
+  const { execFile } = await import('node:child_process');
+  const r = await new Promise<{ code: number; out: string }>((resolve) =>
+    execFile(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', path.join(ROOT, 'web/tsconfig.json')], { cwd: ROOT }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+    ),
+  );
+  t.is(r.code, 0, r.out);
 });
 
 browserTest('no console errors, no uncaught errors, no request outside the app', (t) => {
