@@ -199,6 +199,7 @@ browserTest('opens offline on one thread: the shipped model and the first exampl
   await page!.waitForFunction(() => (window as unknown as { voxvaeApp?: AppState }).voxvaeApp?.ready === true, undefined, { timeout: 60_000 });
   const s = await settle();
   t.is(s.message, null, `no message after start: ${JSON.stringify(s.message)}`);
+  t.true(await page!.isHidden('#boot'), 'the start-up fallback line is hidden once the script runs');
   t.deepEqual(s.engine, { variant: 'simd', threads: 1, isolated: true });
   t.regex(await page!.textContent('#engine-status') ?? '', /WebAssembly SIMD, 1 thread/);
   const facts = (await page!.textContent('#model-facts')) ?? '';

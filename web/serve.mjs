@@ -39,6 +39,19 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const pi = args.indexOf('--port');
   const port = pi >= 0 ? Number(args[pi + 1]) : 8080;
   const dir = args.find((a, i) => !a.startsWith('--') && args[i - 1] !== '--port') ?? path.join(path.dirname(fileURLToPath(import.meta.url)), 'dist');
-  await serveStatic(dir, { port });
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    console.error(`voxvae app: --port must be a port number, not ${args[pi + 1]}`);
+    process.exit(2);
+  }
+  try {
+    await stat(path.join(dir, 'index.html'));
+  } catch {
+    console.error(`voxvae app: ${dir} has no index.html; build the app first (npm run app:build, or npm run app to build and serve)`);
+    process.exit(1);
+  }
+  await serveStatic(dir, { port }).catch((e) => {
+    console.error(e?.code === 'EADDRINUSE' ? `voxvae app: port ${port} is in use; pick another: node web/serve.mjs --port ${port + 1}` : `voxvae app: cannot serve: ${e?.message ?? e}`);
+    process.exit(1);
+  });
   console.log(`voxvae app: http://localhost:${port}/  (serving ${dir}; Ctrl-C stops)`);
 }

@@ -692,7 +692,7 @@ async function loadExample(ex: Example): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const t0 = performance.now();
+  $('boot').hidden = true;
   wire();
   syncControls();
   await guard('starting', async () => {
