@@ -195,6 +195,8 @@ async function useModel(bytes: Uint8Array, name: string, shipped: boolean): Prom
   old?.model.dispose();
   result = null;
   latentA = latentB = null;
+  sliderBase = null;
+  if (skull && !model.hasEncoder) skull = { ...skull, z: null };
   renderModelFacts();
   buildSliders();
   const [D, H, W] = model.decoderConfig.inputShape;
@@ -428,6 +430,9 @@ async function showSkull(): Promise<void> {
   const empty = new Uint8Array(skull.input.mask.length);
   await render(skull.input.mask, result?.implant ?? empty, skull.name);
   shown = { kind: 'skull', z: result?.z ?? skull.z };
+  // The sliders now move from this skull's latent (the completed one after a completion).
+  sliderBase = shown.z ? shown.z.slice() : null;
+  resetSliders();
   $('showing').textContent = result ? `${skull.name}: input (grey) and predicted implant (red, ${result.method})` : `${skull.name}: input (grey)`;
 }
 
