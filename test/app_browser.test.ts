@@ -278,6 +278,15 @@ browserTest('latent fitting shows its progress and finishes under 10 s', async (
   t.true(await page!.isHidden('#progress'));
   t.log(`latent fitting (80 Adam steps), 1 thread: ${(ms / 1000).toFixed(2)} s; implant Dice ${s.lastResult!.dice!.toFixed(3)}`);
   t.true(ms < 10_000, `${ms} ms`);
+  // Cancel stops a fit; the previous result stays.
+  await page!.click('#complete');
+  await page!.waitForFunction(() => (document.getElementById('progress') as HTMLProgressElement).value > 0, undefined, { timeout: 20_000 });
+  await page!.click('#cancel');
+  const c = await settle();
+  t.is(c.message?.kind, 'info');
+  t.regex(c.message!.text, /latent fitting cancelled at step \d+ of 80; the previous result is kept/);
+  t.deepEqual(c.lastResult, s.lastResult);
+  t.false(await page!.isDisabled('#download-implant'));
   // The paper's raw difference runs too.
   const raw = await complete('dev-raw');
   t.is(raw.message, null);
@@ -357,6 +366,7 @@ browserTest('bad files give a message in the page and the app keeps working with
   t.is(s.message?.kind, 'info');
   t.regex(s.message!.text, /no completion data .* voxvae calibrate/);
   t.true(await page!.isDisabled('#complete'));
+  t.regex((await page!.textContent('#model-note')) ?? '', /no completion data/);
   await page!.locator('#pc-sliders input.pc').nth(1).fill('2');
   await page!.waitForTimeout(300);
   t.is((await settle()).message?.kind, 'info');
@@ -376,7 +386,8 @@ browserTest('a skull of another size is resampled to the model grid and the down
   t.is(s.message?.kind, 'info');
   t.regex(s.message!.text, /resampled from 128×128×64 to the model's 64×64×32 grid/);
   const done = await complete('dev');
-  t.is(done.message?.kind, 'info', 'the resampling note stays');
+  t.is(done.message, null);
+  t.regex((await page!.textContent('#skull-info')) ?? '', /resampled from 128×128×64 to the model's 64×64×32 grid/, 'the resampling note stays in the panel');
   t.true(done.lastResult!.implantVoxels > 100);
   const [dl] = await Promise.all([page!.waitForEvent('download'), page!.click('#download-implant')]);
   const vol = decodeNifti(new Uint8Array(await readFile((await dl.path())!)));

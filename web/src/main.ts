@@ -78,6 +78,8 @@ let latentB: Float32Array | null = null;
 let examples: Example[] = [];
 let nv: Niivue | null = null;
 let nvShape: string | null = null;
+/** Set by the Cancel button; latent fitting stops at its next step. */
+let cancelRequested = false;
 
 // ---------------------------------------------------------------------------------------------------
 // Messages and the guard every handler runs in
@@ -106,7 +108,7 @@ async function guard(what: string, fn: () => Promise<void>): Promise<void> {
   if (app.busy) return;
   app.busy = true;
   syncControls();
-  if (app.message?.kind === 'error') clearMessage();
+  clearMessage(); // a message is about the last action; lasting notes live in the panel
   try {
     await fn();
   } catch (e) {
@@ -212,7 +214,10 @@ async function useModel(bytes: Uint8Array, name: string, shipped: boolean): Prom
   } else {
     await showLatent(pcaMean(), 'the mean training skull');
   }
-  if (warnings.length) showMessage('info', `Loaded ${name}. Note: ${warnings.join('; ')}.`);
+  if (warnings.length) {
+    showMessage('info', `Loaded ${name}. Note: ${warnings.join('; ')}.`);
+    $('model-note').textContent = `Note: ${warnings.join('; ')}.`;
+  }
   else if (!shipped) showMessage('info', `Loaded ${name}.`);
 }
 
@@ -497,24 +502,38 @@ async function runCompletion(): Promise<void> {
   const gamma = Number($<HTMLInputElement>('gamma').value);
   const method = choice === 'fit' ? 'fit' : 'dev';
   const progress = $<HTMLProgressElement>('progress');
-  progress.hidden = method !== 'fit';
+  const cancel = $<HTMLButtonElement>('cancel');
+  progress.hidden = cancel.hidden = method !== 'fit';
   progress.value = 0;
+  cancelRequested = false;
   const t0 = performance.now();
-  const r = await m.completeSkull(skull.input.mask, {
-    defect,
-    method,
-    gamma,
-    clean: choice !== 'dev-raw',
-    onProgress: method === 'fit' ? async (step, total) => {
-      progress.value = step / total;
-      $('result-info').textContent = `latent fitting: step ${step} of ${total}…`;
-      if (step % 4 === 0) await nextFrame();
-    } : undefined,
-  });
+  let r;
+  try {
+    r = await m.completeSkull(skull.input.mask, {
+      defect,
+      method,
+      gamma,
+      clean: choice !== 'dev-raw',
+      onProgress: method === 'fit' ? async (step, total) => {
+        if (cancelRequested) throw new VoxvaeError('EABORT', `latent fitting cancelled at step ${step} of ${total}`);
+        progress.value = step / total;
+        $('result-info').textContent = `latent fitting: step ${step} of ${total}…`;
+        if (step % 4 === 0) await nextFrame();
+      } : undefined,
+    });
+  } catch (e) {
+    if (e instanceof VoxvaeError && e.code === 'EABORT') {
+      $('result-info').textContent = '';
+      showMessage('info', `${e.message}; the previous result is kept.`);
+      return;
+    }
+    throw e;
+  } finally {
+    progress.hidden = cancel.hidden = true;
+  }
   const ms = performance.now() - t0;
   const label = choice === 'fit' ? 'completion (latent fitting)' : choice === 'dev' ? 'completion (z + γ·DEV)' : 'completion (z + γ·DEV raw)';
   timed(label, ms, null);
-  progress.hidden = true;
   result = { implant: r.implant, completed: r.completed, method: choice === 'fit' ? 'latent fitting' : choice === 'dev' ? `z + ${gamma.toFixed(2)}·DEV` : `z + ${gamma.toFixed(2)}·DEV raw`, gamma, z: r.z };
   const n = r.implant.reduce((a, v) => a + v, 0);
   let dice: number | null = null;
@@ -607,6 +626,7 @@ function wire(): void {
     if (ex) void guard(`loading ${ex.name}`, () => loadExample(ex));
   });
   $('complete').addEventListener('click', () => void guard('completion', runCompletion));
+  $('cancel').addEventListener('click', () => (cancelRequested = true));
   $('download-completed').addEventListener('click', () => void guard('download', () => download('completed')));
   $('download-implant').addEventListener('click', () => void guard('download', () => download('implant')));
   const gamma = $<HTMLInputElement>('gamma');
