@@ -33,8 +33,12 @@ const browserShims = {
 async function exampleList() {
   const out = [];
   for (const defect of (await readdir(path.join(WEB, 'examples'), { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort()) {
-    for (const f of (await readdir(path.join(WEB, 'examples', defect))).filter((f) => /\.(nii|nii\.gz|nrrd)$/.test(f) && !f.includes(".implant.")).sort())
-      out.push({ name: `${defect} ${f.replace(/\.(nii\.gz|nii|nrrd)$/, '')}`, defect, url: `examples/${defect}/${f}`, truth: `examples/${defect}/${f.replace(/\.(nii\.gz|nii|nrrd)$/, '.implant.$1')}` });
+    const files = (await readdir(path.join(WEB, 'examples', defect))).sort();
+    for (const f of files.filter((f) => /\.(nii|nii\.gz|nrrd)$/.test(f) && !f.includes('.implant.'))) {
+      // NNN.implant.nii.gz beside NNN.nii.gz: the true implant, for the Dice the app reports.
+      const truth = f.replace(/\.(nii\.gz|nii|nrrd)$/, '.implant.$1');
+      out.push({ name: `${defect} ${f.replace(/\.(nii\.gz|nii|nrrd)$/, '')}`, defect, url: `examples/${defect}/${f}`, truth: files.includes(truth) ? `examples/${defect}/${truth}` : null });
+    }
   }
   return out;
 }
@@ -71,8 +75,10 @@ export async function buildApp({ outdir = path.join(WEB, 'dist'), dev = false } 
   // The static host needs these headers for the threaded build (cross-origin isolation); Netlify and
   // Cloudflare Pages read _headers. Without them the app runs on one thread and says so.
   await writeFile(path.join(outdir, '_headers'), '/*\n  Cross-Origin-Opener-Policy: same-origin\n  Cross-Origin-Embedder-Policy: require-corp\n');
-  const bytes = Object.values(result.metafile.outputs).reduce((a, o) => a + o.bytes, 0);
-  return { outdir, bundleBytes: bytes, metafile: result.metafile };
+  const outputs = Object.entries(result.metafile.outputs);
+  const bundleBytes = outputs.filter(([f]) => f.endsWith('/app.js')).reduce((a, [, o]) => a + o.bytes, 0);
+  const chunkBytes = outputs.filter(([f]) => f.includes('/chunks/')).reduce((a, [, o]) => a + o.bytes, 0);
+  return { outdir, bundleBytes, chunkBytes, metafile: result.metafile };
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
@@ -80,5 +86,5 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const dev = args.includes('--dev');
   const out = args.find((a) => !a.startsWith('--'));
   const r = await buildApp({ outdir: out ? path.resolve(out) : undefined, dev });
-  console.log(`voxvae app: built ${path.relative(process.cwd(), r.outdir) || '.'} (app.js ${(r.bundleBytes / 1e6).toFixed(2)} MB${dev ? ', dev' : ''})`);
+  console.log(`voxvae app: built ${path.relative(process.cwd(), r.outdir) || '.'} (app.js ${(r.bundleBytes / 1e6).toFixed(2)} MB; chunks/ ${(r.chunkBytes / 1e6).toFixed(2)} MB, mostly Niivue's Zarr codecs, which the app never loads${dev ? '; dev build' : ''})`);
 }

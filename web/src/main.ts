@@ -11,7 +11,7 @@ interface Example {
   name: string;
   defect: string;
   url: string;
-  truth: string;
+  truth: string | null;
 }
 
 interface Loaded {
