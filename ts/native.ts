@@ -40,6 +40,9 @@ export interface NativeNet {
   getParams(): Float32Array;
   setParams(p: Float32Array): void;
   getGrads(): Float32Array;
+  /** Replaces the accumulated gradients (numParams values): the all-reduced average of data-parallel
+   *  training (ts/dist). CPU addon only. */
+  setGrads?(g: Float32Array): void;
   getBuffers(): Float32Array;
   setBuffers(b: Float32Array): void;
   getCounters(): Float64Array;

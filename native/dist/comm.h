@@ -1,6 +1,6 @@
 // The communicator of data-parallel training (docs/distributed.md): all-reduce (sum or mean),
 // broadcast and barrier over flat float buffers (a network's parameters or gradients). Engines: Gloo
-// over TCP for CPU ranks (gloo_comm.cpp, the optional addon build/dist/voxvae_dist.node) and NCCL for
+// over TCP for CPU ranks (gloo_comm.cpp, the optional addon build-dist/voxvae_dist.node) and NCCL for
 // CUDA ranks (nccl_comm.h, libnccl.so.2 loaded at run time). Every call either completes on every rank
 // or throws CommError on every rank that can still notice (a peer's socket closing, or the timeout).
 #pragma once
@@ -45,9 +45,12 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  // In place over n floats. Mean: the sum multiplied by the float nearest 1/size (the same on every rank,
-  // so every rank holds bit-identical results).
-  virtual void all_reduce(float* data, int64_t n, ReduceOp op) = 0;
+  // In place over n floats; every rank ends with bit-identical values. Float32 (wide = false): summed in
+  // float in the engine's order (Gloo's ring: fixed for a world size, not rank order); Mean multiplies the
+  // sum by the float nearest 1/size. Wide: summed in double (exact for floats whose magnitudes span less
+  // than 2^29, so the same whatever the order), then Mean divides by size in double and each value is
+  // rounded to float once: twice the bytes on the wire.
+  virtual void all_reduce(float* data, int64_t n, ReduceOp op, bool wide = false) = 0;
   // In place: every rank receives root's n floats.
   virtual void broadcast(float* data, int64_t n, int root) = 0;
   virtual void barrier() = 0;

@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "tcp_store.h"
 
@@ -109,8 +110,22 @@ class GlooComm : public Communicator {
   int size() const override { return o_.worldSize; }
   const char* engine() const override { return "gloo"; }
 
-  void all_reduce(float* data, int64_t n, ReduceOp op) override {
+  void all_reduce(float* data, int64_t n, ReduceOp op, bool wide) override {
     guard("allReduce", [&] {
+      if (wide) {
+        std::vector<double> w(data, data + n);
+        if (o_.worldSize > 1 && n > 0) {
+          gloo::AllreduceOptions opts(ctx_);
+          opts.setOutput(w.data(), size_t(n));
+          opts.setReduceFunction(static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<double>));
+          opts.setTag(next_tag());
+          opts.setTimeout(ms(o_.timeoutMs));
+          gloo::allreduce(opts);
+        }
+        const double d = op == ReduceOp::Mean ? double(o_.worldSize) : 1.0;
+        for (int64_t i = 0; i < n; ++i) data[i] = float(w[size_t(i)] / d);
+        return;
+      }
       if (o_.worldSize > 1 && n > 0) {
         gloo::AllreduceOptions opts(ctx_);
         opts.setOutput(data, size_t(n));

@@ -1,7 +1,7 @@
 // voxvae_dist.node: the optional distributed addon (docs/distributed.md). One JS class over a
 // vxd::Communicator (Gloo for CPU ranks):
 //   connect(options) -> Promise<Communicator>     rendezvous (options: GlooOptions' field names)
-//   comm.allReduce(f32, 'sum' | 'mean') -> Promise<void>   in place
+//   comm.allReduce(f32, 'sum' | 'mean', 'float32' | 'float64') -> Promise<void>   in place (comm.h)
 //   comm.broadcast(f32, root) -> Promise<void>            in place
 //   comm.barrier() -> Promise<void>;  comm.close();  comm.rank, comm.worldSize, comm.engine
 // Collectives run on the communicator's own thread in the order they were called (which is the same
@@ -183,7 +183,10 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
     float* p = a.Data();
     const int64_t n = int64_t(a.ElementLength());
     const vxd::ReduceOp rop = op == "sum" ? vxd::ReduceOp::Sum : vxd::ReduceOp::Mean;
-    return start(env, r.post([p, n, rop](vxd::Communicator& c) { c.all_reduce(p, n, rop); }), a);
+    std::string prec = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "float32";
+    if (prec != "float32" && prec != "float64") throw_inval(env, "allReduce(data, op, precision): precision must be 'float32' or 'float64'");
+    const bool wide = prec == "float64";
+    return start(env, r.post([p, n, rop, wide](vxd::Communicator& c) { c.all_reduce(p, n, rop, wide); }), a);
   }
   Napi::Value Broadcast(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
