@@ -12,6 +12,7 @@ import { VoxvaeError } from '../ts/errors.js';
 import { optimizerStep, resolveOptimizer } from '../ts/train/step.js';
 import { Vae } from '../ts/vae.js';
 import { ROOT, relErr } from './helpers.js';
+import { launch } from '../ts/cli/launch.js';
 import { CFG, SEED, STEP_OPTS, batchOf } from './dist_common.js';
 
 const have = distAvailable();
@@ -286,4 +287,26 @@ test('initDistributed: a rank outside the world size is EINVAL before any connec
   const e = await t.throwsAsync(initDistributed({ rank: 2, worldSize: 2, rendezvous: 'tcp://127.0.0.1:1' }), { instanceOf: VoxvaeError });
   t.is(e?.code, 'EINVAL');
   t.regex(e!.message, /options\.rank must be in \[0, 2\)/);
+});
+
+dtest('voxvae launch --nproc 2 --exec: starts the ranks with the rendezvous in their environment', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'voxvae-dist-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const lines: string[] = [];
+  const code = await launch([process.execPath, '--import', 'tsx', path.join(ROOT, 'test', 'dist_worker.ts'), 'steps', dir], { nproc: 2, exec: true, log: (l) => lines.push(l) });
+  t.is(code, 0, lines.join('\n'));
+  t.regex(lines[0]!, /ranks 0\.\.1 of 2, rendezvous tcp:\/\/127\.0\.0\.1:\d+/);
+  same(t, await rankFiles(dir, 'weights', 2), 'weights');
+});
+
+test('voxvae launch: a failing rank gives the run its exit code; ranks still running after --grace are stopped', async (t) => {
+  const lines: string[] = [];
+  const t0 = performance.now();
+  const script = "if (process.env.VOXVAE_RANK === '1') process.exit(3); setTimeout(() => {}, 60000);";
+  const code = await launch([process.execPath, '-e', script], { nproc: 2, exec: true, grace: 1, log: (l) => lines.push(l) });
+  t.is(code, 3);
+  t.regex(lines.join('\n'), /rank 1 exited with code 3/);
+  t.true(performance.now() - t0 < 20000);
+  await t.throwsAsync(launch(['x'], { nproc: 2, worldSize: 4, log: () => undefined }), { message: /spans several machines: give --rendezvous/ });
+  await t.throwsAsync(launch(['x'], { nproc: 3, worldSize: 4, rank: 2, rendezvous: 'tcp://h:1', log: () => undefined }), { message: /ranks 2\.\.4 do not fit --world-size 4/ });
 });
