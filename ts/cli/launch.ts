@@ -11,7 +11,6 @@
 // stderr. When a rank fails the others fail with EDIST on their own (a closed connection is noticed at
 // once); whatever still runs after --grace seconds is stopped, and launch exits with the first failure's code.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -81,8 +80,7 @@ export async function launch(command: string[], o: LaunchOptions): Promise<numbe
     if (worldSize !== nproc) throw new VoxvaeError('EINVAL', `voxvae launch: --world-size ${worldSize} spans several machines: give --rendezvous tcp://<rank 0's host>:<port> (or file:///shared/folder) on every machine`);
     rendezvous = `tcp://127.0.0.1:${await freePort()}`;
   }
-  const rv = parseRendezvous(rendezvous, '--rendezvous');
-  if (rv.kind === 'file' && o.rendezvous === undefined) rendezvous = `file://${mkdtempSync(path.join(os.tmpdir(), 'voxvae-rdv-'))}`;
+  parseRendezvous(rendezvous, '--rendezvous');
   const threads = Math.max(1, Math.floor(os.availableParallelism() / nproc));
   const env = {
     ...process.env,
