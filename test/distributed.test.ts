@@ -50,8 +50,8 @@ function startRank(mode: string, dir: string, rank: number, worldSize: number, r
   return { proc, out, done };
 }
 
-async function runRanks(mode: string, dir: string, worldSize: number, env: Record<string, string> = {}): Promise<{ code: number | null; out: string }[]> {
-  const rv = `tcp://127.0.0.1:${await freePort()}`;
+async function runRanks(mode: string, dir: string, worldSize: number, env: Record<string, string> = {}, rendezvous?: string): Promise<{ code: number | null; out: string }[]> {
+  const rv = rendezvous ?? `tcp://127.0.0.1:${await freePort()}`;
   const ranks = Array.from({ length: worldSize }, (_, r) => startRank(mode, dir, r, worldSize, rv, env));
   return Promise.all(ranks.map(async (k) => ({ code: (await k.done).code, out: k.out.join('') })));
 }
@@ -309,4 +309,28 @@ test('voxvae launch: a failing rank gives the run its exit code; ranks still run
   t.true(performance.now() - t0 < 20000);
   await t.throwsAsync(launch(['x'], { nproc: 2, worldSize: 4, log: () => undefined }), { message: /spans several machines: give --rendezvous/ });
   await t.throwsAsync(launch(['x'], { nproc: 3, worldSize: 4, rank: 2, rendezvous: 'tcp://h:1', log: () => undefined }), { message: /ranks 2\.\.4 do not fit --world-size 4/ });
+});
+
+dtest('file:// rendezvous (Gloo FileStore in a shared folder): 2 ranks join and average', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'voxvae-dist-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const res = await runRanks('grads', dir, 2, {}, `file://${path.join(dir, 'rdv')}`);
+  res.forEach((r, i) => t.is(r.code, 0, `rank ${i}: ${r.out}`));
+  same(t, await rankFiles(dir, 'grads', 2), 'gradients');
+  // The folder is this run's: a third process claiming rank 1 there is refused.
+  const again = await runRanks('grads', dir, 2, { VOXVAE_RENDEZVOUS_TIMEOUT_MS: '1500' }, `file://${path.join(dir, 'rdv')}`);
+  t.regex(again.map((r) => r.out).join(''), /already joined the rendezvous folder .*fresh, empty folder/);
+});
+
+test('without the optional addon: ENATIVE saying how to install Gloo and build it', async (t) => {
+  const script = `
+    import { initDistributed } from './ts/dist/index.ts';
+    try { await initDistributed({ rank: 0, worldSize: 2, rendezvous: 'tcp://127.0.0.1:1' }); console.log('joined?'); }
+    catch (e) { console.log(e.code + ' ' + e.message); }`;
+  const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, env: { ...process.env, VOXVAE_DIST_ADDON: path.join(os.tmpdir(), 'no-such-voxvae_dist.node') } });
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  await new Promise((resolve) => proc.on('exit', resolve));
+  t.regex(out, /^ENATIVE data-parallel training needs .*no-such-voxvae_dist\.node, which is not there: .*apt-get install libgloo-dev.*npm run build:dist/m, out);
 });
