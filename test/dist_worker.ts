@@ -13,6 +13,7 @@ import { Trainer } from '../ts/train/trainer.js';
 import { CFG, SEED, STEP_OPTS, batchOf, trainerData, trainerOptions } from './dist_common.js';
 import { Vae } from '../ts/vae.js';
 import { VoxvaeError } from '../ts/errors.js';
+import type { NativeBinding } from '../ts/native.js';
 
 function weights(vae: Vae): Float32Array {
   const e = vae.encoder.network.net.getParams(), d = vae.decoder.network.net.getParams();
@@ -51,6 +52,21 @@ async function main(): Promise<void> {
     g.set(e);
     g.set(d, e.length);
     await write('grads', g);
+  } else if (mode === 'nccl-id') {
+    // The NCCL unique id's way from rank 0 to the others, with a stand-in for the CUDA addon's NCCL functions.
+    const made = Uint8Array.from({ length: 128 }, (_, i) => (i * 37 + 11) & 255);
+    made.set([0x01, 0x00, 0xc0, 0x7f], 0); // a signalling-NaN bit pattern: bytes must arrive as they are
+    let joined: { rank: number; worldSize: number; id: Uint8Array } | null = null;
+    const fake = {
+      backend: 'cuda',
+      ncclVersion: () => 22807,
+      ncclUniqueId: () => (r === 0 ? made : new Uint8Array(128).fill(9)),
+      ncclConnect: async (o: { rank: number; worldSize: number; id: Uint8Array }) => ((joined = o), { allReduceGrads: async () => undefined, close: () => undefined }),
+    } as unknown as NativeBinding;
+    const c = await group.ncclComm(fake);
+    if (!c || !joined) throw new Error('no NCCL communicator');
+    const j = joined as { rank: number; worldSize: number; id: Uint8Array };
+    await write('nccl', JSON.stringify({ rank: j.rank, worldSize: j.worldSize, id: Array.from(j.id), same: j.id.every((b, i) => b === made[i]) }));
   } else if (mode === 'trainer') {
     const data = await trainerData();
     const epochs = Number(process.env['EPOCHS'] ?? 2);

@@ -334,3 +334,14 @@ test('without the optional addon: ENATIVE saying how to install Gloo and build i
   await new Promise((resolve) => proc.on('exit', resolve));
   t.regex(out, /^ENATIVE data-parallel training needs .*no-such-voxvae_dist\.node, which is not there: .*apt-get install libgloo-dev.*npm run build:dist/m, out);
 });
+
+dtest('CUDA ranks: rank 0\'s NCCL unique id reaches every rank byte for byte through the Gloo group', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'voxvae-dist-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const res = await runRanks('nccl-id', dir, 2);
+  res.forEach((r, i) => t.is(r.code, 0, `rank ${i}: ${r.out}`));
+  for (const r of [0, 1]) {
+    const j = JSON.parse(await readFile(path.join(dir, `nccl.rank${r}`), 'utf8')) as { rank: number; worldSize: number; same: boolean };
+    t.deepEqual([j.rank, j.worldSize, j.same], [r, 2, true]);
+  }
+});

@@ -101,7 +101,7 @@ std::string nccl_message(const Api& a, ncclResult_t r, ncclComm_t c) {
   return m;
 }
 
-class NcclComm : public Communicator {
+class NcclComm : public NcclCommunicator {
  public:
   explicit NcclComm(const NcclOptions& o) : o_(o), a_(need()) {
     if (o.worldSize < 1 || o.rank < 0 || o.rank >= o.worldSize)
@@ -132,6 +132,8 @@ class NcclComm : public Communicator {
   int rank() const override { return o_.rank; }
   int size() const override { return o_.worldSize; }
   const char* engine() const override { return "nccl"; }
+  void set_stream(cudaStream_t s) override { o_.stream = s; }
+  cudaStream_t stream() const override { return o_.stream; }
 
   void all_reduce(float* data, int64_t n, ReduceOp op, bool wide) override {
     if (wide) throw CommError(CommErrorKind::Config, "NCCL all-reduce: float64 sums are not offered on device buffers");
@@ -230,6 +232,6 @@ NcclUniqueId nccl_unique_id() {
   return out;
 }
 
-std::unique_ptr<Communicator> create_nccl(const NcclOptions& o) { return std::make_unique<NcclComm>(o); }
+std::unique_ptr<NcclCommunicator> create_nccl(const NcclOptions& o) { return std::make_unique<NcclComm>(o); }
 
 }  // namespace vxd

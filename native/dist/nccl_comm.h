@@ -34,8 +34,16 @@ struct NcclOptions {
   cudaStream_t stream = nullptr;
 };
 
+// A communicator over device buffers; collectives are enqueued on stream() (set_stream: the stream of the
+// model whose gradients come next, so that they follow its backward without a host synchronisation).
+class NcclCommunicator : public Communicator {
+ public:
+  virtual void set_stream(cudaStream_t s) = 0;
+  virtual cudaStream_t stream() const = 0;
+};
+
 // Joins (ncclCommInitRank on the current device; within the timeout). all_reduce/broadcast take device
 // pointers; `wide` is refused (NCCL sums in the buffer's type).
-std::unique_ptr<Communicator> create_nccl(const NcclOptions& o);
+std::unique_ptr<NcclCommunicator> create_nccl(const NcclOptions& o);
 
 }  // namespace vxd

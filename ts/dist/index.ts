@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VoxvaeError, invalid } from '../errors.js';
 import * as is from '../is.js';
-import { native, type NativeNet } from '../native.js';
+import { native, type NativeBinding, type NativeNcclComm, type NativeNet } from '../native.js';
 
 /** How an all-reduce sums: 'float32' in the engine's order (Gloo's ring: fixed for a world size; bit for bit
  *  what one process gets summing in rank order at 2 ranks, within rounding at more); 'float64' summed in
@@ -182,8 +182,12 @@ export class ProcessGroup {
   readonly overlap: boolean;
   readonly precision: ReducePrecision;
   private readonly comm: NativeCommunicator;
+  private readonly timeoutMs: number | undefined;
+  /** CUDA ranks: the NCCL communicator made on first use (null: NCCL unavailable, host-staged Gloo instead). */
+  private nccl: Promise<NativeNcclComm | null> | null = null;
 
-  constructor(comm: NativeCommunicator, overlap = true, precision: ReducePrecision = 'float32') {
+  constructor(comm: NativeCommunicator, overlap = true, precision: ReducePrecision = 'float32', timeoutMs?: number) {
+    this.timeoutMs = timeoutMs;
     this.comm = comm;
     this.rank = comm.rank;
     this.worldSize = comm.worldSize;
@@ -219,9 +223,20 @@ export class ProcessGroup {
   }
 
   /** Starts the all-reduce (mean) of a network's gradients: returns a function that awaits it and writes
-   *  the average back. The gradient is copied out now, so the network may run other work meanwhile. */
-  startGradients(net: NativeNet): () => Promise<void> {
-    if (!net.setGrads) throw new VoxvaeError('EUNSUPPORTED', 'data-parallel training over Gloo needs the CPU backend (the CUDA addon cannot take gradients back from the host yet; NCCL is docs/distributed.md\'s GPU path)');
+   *  the average back. CPU networks (and CUDA ones without NCCL): the gradient is copied out now and summed
+   *  by Gloo, so the network may run other work meanwhile. CUDA networks with NCCL (`binding`, see
+   *  ncclComm): all-reduced on the device, on the network's stream. */
+  startGradients(net: NativeNet, binding?: NativeBinding): () => Promise<void> {
+    if (binding?.backend === 'cuda' && binding.ncclConnect) {
+      const p = this.ncclComm(binding).then((c) => (c ? this.deviceGradients(c, net) : this.hostGradients(net)()));
+      p.catch(() => undefined); // the caller may fail before awaiting it; the awaiter still sees the error
+      return () => p;
+    }
+    return this.hostGradients(net);
+  }
+
+  private hostGradients(net: NativeNet): () => Promise<void> {
+    if (!net.setGrads) throw new VoxvaeError('EUNSUPPORTED', 'data-parallel training needs an addon with Net.setGrads: rebuild it (npm run build:native / build:cuda)');
     const g = net.getGrads();
     const p = this.allReduce(g, 'mean', this.precision);
     p.catch(() => undefined); // the caller may fail before awaiting it; the awaiter still sees the error
@@ -229,6 +244,36 @@ export class ProcessGroup {
       await p;
       net.setGrads!(g);
     };
+  }
+
+  private async deviceGradients(c: NativeNcclComm, net: NativeNet): Promise<void> {
+    try {
+      await c.allReduceGrads(net, 'mean');
+    } catch (e) {
+      const m = /^(peer-lost|timeout|rendezvous|config|closed|engine): ([\s\S]*)$/.exec((e as Error).message ?? '');
+      throw distError(m ? Object.assign(new Error(m[2]), { kind: m[1] }) : e, `rank ${this.rank}: NCCL all-reduce of ${net.numParams} gradients`);
+    }
+  }
+
+  /**
+   * The NCCL communicator of this group on a CUDA addon, made once, collectively: rank 0 makes the unique
+   * id and broadcasts it over the Gloo group (all zeros: NCCL does not load on rank 0, and every rank uses
+   * host-staged Gloo instead; VOXVAE_DIST_NCCL=0 asks for that).
+   */
+  ncclComm(binding: NativeBinding): Promise<NativeNcclComm | null> {
+    this.nccl ??= (async () => {
+      const id = new Uint8Array(128);
+      if (this.rank === 0 && process.env['VOXVAE_DIST_NCCL'] !== '0' && (binding.ncclVersion?.() ?? 0) > 0) id.set(binding.ncclUniqueId!());
+      const f = new Float32Array(id.buffer);
+      await this.broadcast(f, 0); // bytes moved as they are, never added
+      if (id.every((b) => b === 0)) return null;
+      try {
+        return await binding.ncclConnect!({ rank: this.rank, worldSize: this.worldSize, id, ...(this.timeoutMs !== undefined ? { timeoutMs: this.timeoutMs } : {}) });
+      } catch (e) {
+        throw distError(e, `rank ${this.rank}: joining NCCL`);
+      }
+    })();
+    return this.nccl;
   }
 
   /** Every rank takes rank 0's parameters and BatchNorm buffers (at the start of training). */
@@ -248,6 +293,7 @@ export class ProcessGroup {
   /** Closes the connections (peers still in a collective fail with EDIST). */
   close(): void {
     if (active === this) active = null;
+    void this.nccl?.then((c) => c?.close(), () => undefined);
     this.comm.close();
   }
 }
@@ -303,7 +349,7 @@ export async function initDistributed(options?: DistributedOptions): Promise<Pro
   } catch (e) {
     throw distError(e, `rank ${r} of ${worldSize}: joining ${o.rendezvous}`);
   }
-  active = new ProcessGroup(comm, o.overlap ?? true, precision);
+  active = new ProcessGroup(comm, o.overlap ?? true, precision, timeoutMs);
   return active;
 }
 

@@ -477,7 +477,7 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
     }
     let dz = keep(await nativeCall(() => dec.net.backward([dlogits], trainEncoder)));
     // Data-parallel: the decoder's gradient is complete; its all-reduce overlaps the encoder's backward.
-    let decReduced = dist && dist.overlap ? dist.startGradients(dec.net) : null;
+    let decReduced = dist && dist.overlap ? dist.startGradients(dec.net, nb) : null;
     if (trainEncoder && dz) {
       if (lat?.dz) dz = keep(sum(nb, dz, lat.dz));
       const dmu = klGrad && lat?.dmu ? keep(sum(nb, klGrad.dmu, lat.dmu)) : klGrad?.dmu ?? lat?.dmu ?? null;
@@ -488,9 +488,9 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
       await nativeCall(() => enc.network.net.backward([g.dmu, g.dlogvar], false));
     }
     if (dist) {
-      decReduced ??= dist.startGradients(dec.net);
+      decReduced ??= dist.startGradients(dec.net, nb);
       await decReduced();
-      if (trainEncoder) await dist.startGradients(enc.network.net)();
+      if (trainEncoder) await dist.startGradients(enc.network.net, nb)();
     }
     await optimizerStep(trainEncoder ? [dec, enc.network] : [dec], optim, maxGradNorm);
     return { loss, ...report, beta: betaApplied, optimizer: optim, latent, trainedEncoder: trainEncoder };
