@@ -53,7 +53,8 @@ class Communicator {
   virtual void all_reduce(float* data, int64_t n, ReduceOp op, bool wide = false) = 0;
   // In place: every rank receives root's n floats.
   virtual void broadcast(float* data, int64_t n, int root) = 0;
-  virtual void barrier() = 0;
+  // timeout_ms < 0: the communicator's timeout.
+  virtual void barrier(int64_t timeout_ms = -1) = 0;
   // Name of the engine ("gloo", "nccl").
   virtual const char* engine() const = 0;
 };

@@ -103,7 +103,7 @@ class GlooComm : public Communicator {
       throw CommError(c.kind == CommErrorKind::Timeout ? CommErrorKind::Rendezvous : c.kind,
                       std::string(c.what()) + " (this rank listens on " + listen + "; other ranks must reach it: set --host)");
     }
-    barrier();
+    barrier(-1);
   }
 
   int rank() const override { return o_.rank; }
@@ -154,12 +154,12 @@ class GlooComm : public Communicator {
     });
   }
 
-  void barrier() override {
+  void barrier(int64_t timeout_ms) override {
     guard("barrier", [&] {
       if (o_.worldSize == 1) return;
       gloo::BarrierOptions opts(ctx_);
       opts.setTag(next_tag());
-      opts.setTimeout(ms(o_.timeoutMs));
+      opts.setTimeout(ms(timeout_ms < 0 ? o_.timeoutMs : timeout_ms));
       gloo::barrier(opts);
     });
   }

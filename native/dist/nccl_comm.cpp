@@ -142,7 +142,7 @@ class NcclComm : public NcclCommunicator {
   void broadcast(float* data, int64_t n, int root) override {
     run("NCCL broadcast", [&] { return a_.Broadcast(data, data, size_t(n), ncclFloat32, root, comm_, o_.stream); });
   }
-  void barrier() override {
+  void barrier(int64_t) override {
     // NCCL has no barrier: a 1-value all-reduce on a scratch device float.
     float* one = nullptr;
     if (cudaMalloc(&one, sizeof(float)) != cudaSuccess) throw CommError(CommErrorKind::Engine, "NCCL barrier: cudaMalloc failed");

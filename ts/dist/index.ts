@@ -31,7 +31,7 @@ export interface NativeCommunicator {
   readonly closed: boolean;
   allReduce(data: Float32Array, op: 'sum' | 'mean', precision?: ReducePrecision): Promise<void>;
   broadcast(data: Float32Array, root: number): Promise<void>;
-  barrier(): Promise<void>;
+  barrier(timeoutMs?: number): Promise<void>;
   close(): void;
 }
 interface DistBinding {
@@ -214,9 +214,10 @@ export class ProcessGroup {
     }
   }
 
-  async barrier(): Promise<void> {
+  /** Waits for every rank; timeoutMs (default: the group's) bounds the wait for a rank that hangs. */
+  async barrier(timeoutMs?: number): Promise<void> {
     try {
-      await this.comm.barrier();
+      await this.comm.barrier(timeoutMs);
     } catch (e) {
       throw distError(e, `rank ${this.rank}: barrier`);
     }

@@ -128,6 +128,9 @@ interface TrainerState {
   history: { epochs: EpochInfo[]; steps: StepInfo[]; rollbacks: RollbackInfo[] };
 }
 
+/** How long the ranks wait at an epoch's end for rank 0's validation, callbacks and checkpoint: 24 h. */
+const EPOCH_END_TIMEOUT_MS = 24 * 3600 * 1000;
+
 function lrFactor(s: LrScheduleSpec, step: number, epoch: number): number {
   switch (s.kind) {
     case 'constant':
@@ -379,6 +382,9 @@ export class Trainer {
         if (keep !== undefined && this.epoch - keep * o.checkpoint.every > 0)
           await rm(path.join(o.checkpoint.dir, `epoch-${String(this.epoch - keep * o.checkpoint.every).padStart(4, '0')}`), { recursive: true, force: true });
       }
+      // The other ranks wait here for rank 0's validation, callbacks and checkpoint, however long they take
+      // (a collective's timeout would count them as a hang; a rank that dies is still noticed at once).
+      if (group) await group.barrier(EPOCH_END_TIMEOUT_MS);
     }
     return { epochs: this.history.epochs, steps: this.history.steps, rollbacks: this.history.rollbacks, cancelled, epoch: this.epoch };
   }

@@ -3,7 +3,7 @@
 //   connect(options) -> Promise<Communicator>     rendezvous (options: GlooOptions' field names)
 //   comm.allReduce(f32, 'sum' | 'mean', 'float32' | 'float64') -> Promise<void>   in place (comm.h)
 //   comm.broadcast(f32, root) -> Promise<void>            in place
-//   comm.barrier() -> Promise<void>;  comm.close();  comm.rank, comm.worldSize, comm.engine
+//   comm.barrier(timeoutMs?) -> Promise<void>;  comm.close();  comm.rank, comm.worldSize, comm.engine
 // Collectives run on the communicator's own thread in the order they were called (which is the same
 // on every rank, as Gloo requires); a call's Float32Array is held until it settles and must not be
 // touched meanwhile. A failure rejects with an Error of code "EDIST" and `kind` (comm.h CommErrorKind).
@@ -204,7 +204,13 @@ class CommWrap : public Napi::ObjectWrap<CommWrap> {
   Napi::Value Barrier(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Runner& r = live(env, "barrier");
-    return start(env, r.post([](vxd::Communicator& c) { c.barrier(); }), env.Undefined());
+    int64_t t = -1;
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      const double d = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 1 && d <= 1e12) || d != double(int64_t(d))) throw_inval(env, "barrier(timeoutMs): timeoutMs must be a positive integer");
+      t = int64_t(d);
+    }
+    return start(env, r.post([t](vxd::Communicator& c) { c.barrier(t); }), env.Undefined());
   }
   Napi::Value Close(const Napi::CallbackInfo& info) {
     if (runner_) {
