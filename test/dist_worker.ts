@@ -72,7 +72,13 @@ async function main(): Promise<void> {
     const epochs = Number(process.env['EPOCHS'] ?? 2);
     const ckpt = process.env['CKPT']!;
     const resume = process.env['RESUME'];
-    const o = trainerOptions({ epochs, checkpoint: { dir: ckpt, every: 1 } });
+    const slow = Number(process.env['SLOW_VALIDATE_MS'] ?? 0);
+    const o = trainerOptions({
+      epochs,
+      checkpoint: { dir: ckpt, every: 1 },
+      // Rank 0 alone validates: a slow validation must not look like a hang to the others.
+      ...(slow ? { validate: async () => (await new Promise((res) => setTimeout(res, slow)), { slow: 1 }) } : {}),
+    });
     const t = resume ? await Trainer.resume(resume, data, o) : new Trainer(await Vae.create(CFG, { seed: SEED }), data, o);
     const res = await t.run();
     await write('weights', weights(t.vae));

@@ -345,3 +345,11 @@ dtest('CUDA ranks: rank 0\'s NCCL unique id reaches every rank byte for byte thr
     t.deepEqual([j.rank, j.worldSize, j.same], [r, 2, true]);
   }
 });
+
+dtest('Trainer across 2 ranks: rank 0 validating longer than the collective timeout is not taken for a hang', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'voxvae-dist-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const res = await runRanks('trainer', dir, 2, { EPOCHS: '2', CKPT: path.join(dir, 'ckpt'), SLOW_VALIDATE_MS: '3000', VOXVAE_DIST_TIMEOUT_MS: '1500' });
+  res.forEach((r, i) => t.is(r.code, 0, `rank ${i}: ${r.out}`));
+  same(t, await rankFiles(dir, 'weights', 2), 'weights');
+});
