@@ -28,6 +28,9 @@ export interface LaunchOptions {
   rank?: number;
   /** tcp://host:port or file:///folder (default: a free port on 127.0.0.1, single machine only). */
   rendezvous?: string;
+  /** The address the other machines reach this one's ranks on (VOXVAE_HOST; default: the one that routes
+   *  to the rendezvous host). */
+  host?: string;
   /** Seconds a collective may wait for a stuck rank (VOXVAE_DIST_TIMEOUT_MS). */
   timeout?: number;
   /** Seconds the others get to stop on their own after a rank failed (default 30). */
@@ -88,6 +91,7 @@ export async function launch(command: string[], o: LaunchOptions): Promise<numbe
     VOXVAE_RENDEZVOUS: rendezvous,
     VOXVAE_THREADS: process.env['VOXVAE_THREADS'] ?? String(threads),
     ...(o.timeout !== undefined ? { VOXVAE_DIST_TIMEOUT_MS: String(Math.round(o.timeout * 1000)) } : {}),
+    ...(o.host !== undefined ? { VOXVAE_HOST: o.host } : {}),
   };
   const [prog, ...args] = o.exec ? command : [process.execPath, ...process.execArgv, rankEntry(), ...command];
   log(`voxvae launch: ranks ${first}..${first + nproc - 1} of ${worldSize}, rendezvous ${rendezvous}, ${env.VOXVAE_THREADS} thread(s) each`);
@@ -149,6 +153,7 @@ export function registerLaunchCommand(program: Command): void {
     .option('--world-size <n>', 'ranks in the whole run, all machines (default: --nproc)', positiveInt('--world-size'))
     .option('--rank <r>', "global rank of this machine's first process (default 0)", nonNegativeInt('--rank'))
     .option('--rendezvous <url>', "tcp://host:port (rank 0's machine listens on port) or file:///shared/fresh-folder (default: 127.0.0.1, one machine)")
+    .option('--host <address>', "the address other machines reach this machine's ranks on (default: the one that routes to the rendezvous host)")
     .option('--timeout <s>', 'seconds a collective waits for a stuck rank before every rank fails (default 300)', positiveInt('--timeout'))
     .option('--grace <s>', 'seconds the other ranks get to stop after one failed (default 30)', nonNegativeInt('--grace'))
     .option('--exec', 'the command is a program (e.g. node train.js) that calls initDistributed(), not a voxvae command')
