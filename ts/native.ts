@@ -40,6 +40,9 @@ export interface NativeNet {
   getParams(): Float32Array;
   setParams(p: Float32Array): void;
   getGrads(): Float32Array;
+  /** Replaces the accumulated gradients (numParams values): the all-reduced average of data-parallel
+   *  training (ts/dist). CPU addon only. */
+  setGrads?(g: Float32Array): void;
   getBuffers(): Float32Array;
   setBuffers(b: Float32Array): void;
   getCounters(): Float64Array;
@@ -129,6 +132,16 @@ export interface NativeBinding {
   cpuIsa(isa?: string): string;
   readonly backend: 'cpu' | 'cuda';
   readonly abiVersion: number;
+  /** CUDA addon only: NCCL, loaded at run time (docs/distributed.md). 0 when libnccl.so.2 does not load. */
+  ncclVersion?(): number;
+  ncclUniqueId?(): Uint8Array;
+  ncclConnect?(options: { rank: number; worldSize: number; id: Uint8Array; timeoutMs?: number }): Promise<NativeNcclComm>;
+}
+
+/** A CUDA addon's NCCL communicator: gradients all-reduced on the device, on the net's stream. */
+export interface NativeNcclComm {
+  allReduceGrads(net: NativeNet, op: 'mean' | 'sum'): Promise<void>;
+  close(): void;
 }
 
 /** The addons' JS ABI (native/napi/exports.h kAddonAbi, both addons). 2: options objects (diceLoss,

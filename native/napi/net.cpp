@@ -27,6 +27,7 @@ class NetWrap : public Napi::ObjectWrap<NetWrap> {
       InstanceMethod<&NetWrap::GetParams>("getParams"),
       InstanceMethod<&NetWrap::SetParams>("setParams"),
       InstanceMethod<&NetWrap::GetGrads>("getGrads"),
+      InstanceMethod<&NetWrap::SetGrads>("setGrads"),
       InstanceMethod<&NetWrap::GetBuffers>("getBuffers"),
       InstanceMethod<&NetWrap::SetBuffers>("setBuffers"),
       InstanceMethod<&NetWrap::GetCounters>("getCounters"),
@@ -81,6 +82,14 @@ class NetWrap : public Napi::ObjectWrap<NetWrap> {
   Napi::Value GetGrads(const Napi::CallbackInfo& info) {
     vx::Net* n = acquire(info.Env(), "getGrads");
     return copy_out(info.Env(), n->grads(), n->num_params());
+  }
+  // setGrads(g): replaces the accumulated gradients (data-parallel training writes back the all-reduced
+  // average between backward and the optimizer step; docs/distributed.md).
+  Napi::Value SetGrads(const Napi::CallbackInfo& info) {
+    vx::Net* n = acquire(info.Env(), "setGrads");
+    auto a = arg_f32(info, 0, "grads", n->num_params());
+    std::memcpy(n->grads(), a.Data(), a.ByteLength());
+    return info.Env().Undefined();
   }
   Napi::Value GetBuffers(const Napi::CallbackInfo& info) {
     vx::Net* n = acquire(info.Env(), "getBuffers");

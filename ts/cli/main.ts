@@ -41,6 +41,7 @@ program
 registerDatasetCommands(program);
 registerExperimentCommands(program);
 registerCompletionCommands(program);
+(await import('./launch.js')).registerLaunchCommand(program);
 
 program.parseAsync().catch((e: unknown) => {
   if (e instanceof VoxvaeError) {

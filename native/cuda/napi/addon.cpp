@@ -19,6 +19,11 @@
 #include "parallel.h"
 #include "population_prior.h"
 #include "rng.h"
+#include "nccl_comm.h"
+
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
 #include "../../napi/exports.h"  // the export list, shared with the CPU addon
 #include "../../napi/job.h"      // the promise job, shared with the CPU addon
 #include "../../napi/model_js.h" // JS views of the graph, shared with the CPU addon
@@ -202,6 +207,7 @@ double read_double(Napi::Env env, const double* d) {
 
 #include "net_wrap.inc"
 #include "ops.inc"
+#include "nccl.inc"  // data-parallel training: NCCL loaded at run time (docs/distributed.md)
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* d = new AddonData();
@@ -212,6 +218,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vxn::export_common(env, exports, tensor, net, adam, "cuda");
   VXN_ENGINE_OPS(VXN_EXPORT_FN)
   InitCudaOps(env, exports);
+  InitNccl(env, exports);
   return exports;
 }
 
