@@ -59,6 +59,27 @@ export function allocate(dtype: DType, length: number): VoxelArray {
   return new CTORS[dtype](length);
 }
 
+/** Runs `f`, reporting an allocation that fails inside it as ENOMEM naming `file`. */
+export function typedAllocation<T>(file: string, f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    if (err instanceof RangeError && /allocation failed|Invalid typed array length|Array buffer/i.test(err.message))
+      throw new VoxvaeError('ENOMEM', `${file}: out of memory decoding the volume (${err.message}); free memory or read a smaller volume`, { path: file, cause: err });
+    throw err;
+  }
+}
+
+/** allocate(), with a failed allocation reported as ENOMEM naming `file` (never an untyped RangeError). */
+export function allocateChecked(dtype: DType, length: number, file: string): VoxelArray {
+  try {
+    return new CTORS[dtype](length);
+  } catch (err) {
+    if (err instanceof RangeError) throw new VoxvaeError('ENOMEM', `${file}: cannot allocate ${length} ${dtype} voxels (${err.message}); free memory or read a smaller volume`, { path: file, cause: err });
+    throw err;
+  }
+}
+
 /** A typed array of `dtype` viewing `bytes` (copied first when the offset is not aligned). */
 export function viewAs(dtype: DType, bytes: Uint8Array, length: number): VoxelArray {
   const size = bytesPerVoxel(dtype);
