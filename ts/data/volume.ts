@@ -26,6 +26,12 @@ export interface Volume<A extends VoxelArray = VoxelArray> {
   origin: Vec3;
   /** Row-major 3×3; column c is the RAS+ unit vector of index axis c (i, j, k). */
   direction: Mat3;
+  /**
+   * The NIfTI qform/sform codes the geometry came with (1 scanner, 2 aligned, 3 Talairach, 4 MNI-152,
+   * 5 template): set by the NIfTI reader and written back by the NIfTI writer (absent: 1, scanner
+   * anatomical; a code of 0 is read as the nibabel affine and written as 1).
+   */
+  spaceCodes?: { qform: number; sform: number };
 }
 
 export type BinaryVolume = Volume<Uint8Array>;
