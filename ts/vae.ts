@@ -111,6 +111,7 @@ export class Encoder {
     const [d, h, w] = this.config.inputShape;
     const train = trainMode(opts.mode);
     const n = is.samples('x', x, this.sampleSize, `${this.config.inChannels} × ${d} × ${h} × ${w}`, opts.batch);
+    this.network.checkFree('encode');
     const xt = tensor(x, [n, this.config.inChannels, ...this.config.inputShape], 'x', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
@@ -156,6 +157,7 @@ export class Decoder {
     const output = outputKind(opts.output);
     const train = trainMode(opts.mode);
     const n = batchOf(z, this.config.latentSize, 'z');
+    this.network.checkFree('decode');
     const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1], 'z', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
@@ -178,6 +180,7 @@ export class Decoder {
     const n = batchOf(z, this.config.latentSize, 'z');
     if (typeof objective !== 'function') invalid('objective', 'must be a function (logits) => { value, grad }', objective);
     if (this.busy) throw new VoxvaeError('EBUSY', 'latentGradient: another latentGradient on this decoder is still running; await it first');
+    this.network.checkFree('latentGradient');
     this.busy = true;
     const nb = this.network.binding;
     const live: (NativeTensor | null)[] = [];
@@ -551,7 +554,11 @@ export class Vae {
     return vae;
   }
 
+  /** Frees the native networks. While a call on this model runs (a training step, an encode or a
+   *  decode), EBUSY and nothing is freed: await the call first. */
   dispose(): void {
+    if (this.running) throw new VoxvaeError('EBUSY', 'dispose: a trainStep on this model is still running; await it first (nothing was freed)');
+    for (const n of [this.encoder.network, this.decoder.network]) if (n.inUse) n.checkFree('dispose (nothing was freed)');
     this.stepTensors.dispose();
     this.encoder.dispose();
     this.decoder.dispose();

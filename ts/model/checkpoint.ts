@@ -301,6 +301,13 @@ export function serializeCheckpoint(s: CheckpointState): Uint8Array {
     tensors.set(adamTensorName(part, 'm'), { dtype: 'F32', shape: [a.m.length], data: a.m });
     tensors.set(adamTensorName(part, 'v'), { dtype: 'F32', shape: [a.v.length], data: a.v });
   }
+  // A checkpoint no loader would accept is never written: non-finite weights, statistics or moments are refused.
+  for (const [k, t] of tensors) {
+    if (t.dtype !== 'F32') continue;
+    const d = t.data;
+    for (let i = 0; i < d.length; i++)
+      if (!Number.isFinite(d[i]!)) throw new VoxvaeError('ENOTFINITE', `${k} holds ${d[i]} at index ${i}: the model is not saved (a checkpoint with it would not load); restore an earlier checkpoint and lower the learning rate`, { path: k });
+  }
   const meta: CheckpointMeta = {
     format: CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,

@@ -301,11 +301,14 @@ function reconLoss(recon: ReconLoss, dcfg: VaeConfig, logits: NativeTensor, tgt:
 /** Clips the joint gradient of `nets` to maxGradNorm (torch clip_grad_norm_) and takes one Adam/AdamW step on each. */
 export async function optimizerStep(nets: Network[], optim: OptimizerConfig, maxGradNorm: number | undefined): Promise<void> {
   let scale = 1;
+  // A non-finite gradient is refused before any network is updated (the step stays atomic).
+  const total = Math.sqrt(nets.reduce((a, n) => a + n.net.gradSumSq(), 0));
+  if (!Number.isFinite(total)) throw new VoxvaeError('ENOTFINITE', `the gradient norm is ${total}; nothing was updated — lower the learning rate, clip the gradient (maxGradNorm) or check the input`);
   if (maxGradNorm !== undefined) {
-    const total = Math.sqrt(nets.reduce((a, n) => a + n.net.gradSumSq(), 0));
     const coef = maxGradNorm / (total + 1e-6);
     if (coef < 1) scale = coef;
   }
+  for (const net of nets) net.optimizer(); // allocate every optimizer state before the first update
   const [b1, b2] = optim.betas;
   for (const net of nets) await nativeCall(() => net.optimizer().step(optim.lr, b1, b2, optim.eps, optim.weightDecay, optim.kind === 'adamw', scale));
 }
@@ -383,6 +386,35 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
   const st = model.tensors;
   const fill = (key: string, data: Float32Array, shape: number[], field: string): NativeTensor => (st ? st.fill(nb, key, data, shape, field) : keep(tensor(data, shape, field, nb)));
   const step = model.step;
+  // Atomic: refuse (EBUSY) before any native work when a network is in use, hold the networks so no other
+  // call interleaves, and on any failure put back what the step changed — the BatchNorm running statistics
+  // and counters the train-mode forward passes updated, and optimizer state created by this step.
+  // Parameters and Adam moments change only in the last phase, after every check has passed.
+  const nets = trainEncoder ? [dec, enc.network] : enc ? [dec, enc.network] : [dec];
+  for (const net of nets) net.checkFree(name);
+  const trained = trainEncoder ? [dec, enc.network] : [dec];
+  const saved = trained.map((net) => ({ net, buffers: net.net.numBuffers > 0 ? net.net.getBuffers() : null, counters: net.net.getCounters(), adam: net.adam }));
+  for (const net of nets) net.hold(name);
+  try {
+    return await stepBody();
+  } catch (e) {
+    for (const s of saved) {
+      try {
+        nativeSync(() => {
+          if (s.buffers) s.net.net.setBuffers(s.buffers);
+          s.net.net.setCounters(s.counters);
+        });
+        s.net.adam = s.adam;
+      } catch (restoreErr) {
+        throw new VoxvaeError('EINTERNAL', `${name}: the step failed (${(e as Error).message}) and its BatchNorm statistics could not be restored (${(restoreErr as Error).message})`, { cause: e });
+      }
+    }
+    throw e;
+  } finally {
+    for (const net of nets) net.release();
+  }
+
+  async function stepBody(): Promise<StepOutcome> {
   try {
     const x = enc ? fill('input', batch.input, [n, inChannels, D, H, W], 'batch.input') : fill('input', batch.input, [n, L, 1, 1, 1], 'z');
     // The default target is the input itself: one copy serves both (the losses check lengths only).
@@ -471,6 +503,7 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
     return { loss, recon: rec.loss, kl: klValue, klPerSample, beta: betaApplied, latentTerm: lat?.loss ?? 0, logitTerm: lg?.loss ?? 0, optimizer: optim, latent, trainedEncoder: trainEncoder };
   } finally {
     release(...new Set(live));
+  }
   }
 }
 
