@@ -1,6 +1,6 @@
 // Encoder, Decoder and Vae: the model API over the native engine. Inputs and outputs are
 // Float32Arrays in NCDHW order; every length is checked here before native code sees it.
-import { VoxvaeError, invalid } from './errors.js';
+import { VoxvaeError, finiteOutput, invalid } from './errors.js';
 import { resnetV2Vae, validateConfig, type ResNetV2Options, type VaeConfig } from './config.js';
 import { buildDecoder, buildEncoder } from './model/build.js';
 import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor } from './native.js';
@@ -116,7 +116,10 @@ export class Encoder {
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(xt, n, train));
-      return { mu: outs[0]!.toArray(), logvar: outs[1]!.toArray() };
+      const r = { mu: outs[0]!.toArray(), logvar: outs[1]!.toArray() };
+      finiteOutput(r.mu, 'encode', 'means (mu)');
+      finiteOutput(r.logvar, 'encode', 'log-variances');
+      return r;
     } finally {
       release(xt, ...outs);
     }
@@ -163,6 +166,7 @@ export class Decoder {
     try {
       outs = await nativeCall(() => this.network.net.forward(zt, n, train));
       const y = outs[0]!.toArray();
+      finiteOutput(y, 'decode', 'logits');
       return (output === 'logits' ? y : output === 'mask' ? maskOf(y, n, this.config) : activate(y, n, this.config)) as Decoded<O>;
     } finally {
       release(zt, ...outs);

@@ -225,7 +225,7 @@ function checkShapes(st: SafeTensors, file: string, g: Graph): void {
       continue;
     }
     if (e.shape.length !== t.shape.length || e.shape.some((d, i) => d !== t.shape[i]))
-      throw new VoxvaeError('ECHECKPOINT', `${file}: ${t.name} has shape [${e.shape.join(', ')}], this model needs [${t.shape.join(', ')}] — the checkpoint's tensors do not match its configuration (check the config's channels, latentSize and inputShape)`, { path: file });
+      throw new VoxvaeError('ECHECKPOINT', `${file}: ${t.name} has shape [${e.shape.join(', ')}], this model needs [${t.shape.join(', ')}] — the checkpoint is for another architecture than the configuration describes (check the config's channels, latentSize and inputShape)`, { path: file });
   }
   if (missing.length)
     throw new VoxvaeError('ECHECKPOINT', `${file}: missing ${missing.length} tensor(s) this model needs: ${missing.slice(0, 6).join(', ')}${missing.length > 6 ? ', ...' : ''} — the checkpoint is for another architecture or another part of the model`, { path: file });
