@@ -76,7 +76,7 @@ const INTERESTING_I32 = [0, 1, -1, 0x7fff, 0x8000, 0xffff, 0x10000, 0x7fffffff, 
 
 /** One mutant of `base`: 1–4 byte-level or text-level mutations, chosen by `r`. */
 export function mutate(base: Uint8Array, r: () => number): Uint8Array {
-  let b = new Uint8Array(base);
+  let b: Uint8Array = new Uint8Array(base);
   const n = 1 + Math.floor(r() * 4);
   const pick = (k: number): number => Math.floor(r() * k);
   // Mutations favour the start of the file, where the headers are.
