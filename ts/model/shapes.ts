@@ -119,15 +119,7 @@ export function graphBytes(g: Graph): { params: number; activations: number } {
   return { params, activations };
 }
 
-/** The least memory (bytes) one sample's forward pass needs: the parameters and buffers, plus the
- *  largest layer's input and output together. */
-export function minimumBytes(g: Graph): number {
-  const shapes = nodeShapes(g);
-  const params = expectedTensors(g).reduce((a, t) => a + product(t.shape), 0) * 4;
-  let layer = 0;
-  g.nodes.forEach((n, i) => {
-    const inBytes = n.inputs.reduce((a, j) => a + product(shapes[j]!), 0);
-    layer = Math.max(layer, (inBytes + product(shapes[i]!)) * 4);
-  });
-  return params + layer;
+/** Bytes (float32) of a graph's parameters and buffers. */
+export function parameterBytes(g: Graph): number {
+  return expectedTensors(g).reduce((a, t) => a + product(t.shape), 0) * 4;
 }
