@@ -390,7 +390,7 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
   // call interleaves, and on any failure put back what the step changed — the BatchNorm running statistics
   // and counters the train-mode forward passes updated, and optimizer state created by this step.
   // Parameters and Adam moments change only in the last phase, after every check has passed.
-  const nets = trainEncoder ? [dec, enc.network] : enc ? [dec, enc.network] : [dec];
+  const nets = enc ? [dec, enc.network] : [dec];
   for (const net of nets) net.checkFree(name);
   const trained = trainEncoder ? [dec, enc.network] : [dec];
   const saved = trained.map((net) => ({ net, buffers: net.net.numBuffers > 0 ? net.net.getBuffers() : null, counters: net.net.getCounters(), adam: net.adam }));
@@ -415,95 +415,95 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
   }
 
   async function stepBody(): Promise<StepOutcome> {
-  try {
-    const x = enc ? fill('input', batch.input, [n, inChannels, D, H, W], 'batch.input') : fill('input', batch.input, [n, L, 1, 1, 1], 'z');
-    // The default target is the input itself: one copy serves both (the losses check lengths only).
-    const tgt = target === batch.input ? x : fill('target', target, recon.kind === 'dice' ? [n, S] : [n, dcfg.outChannels, D, H, W], 'batch.target');
-    nativeSync(() => {
-      if (trainEncoder) enc.network.net.zeroGrad();
-      dec.net.zeroGrad();
-    });
+    try {
+      const x = enc ? fill('input', batch.input, [n, inChannels, D, H, W], 'batch.input') : fill('input', batch.input, [n, L, 1, 1, 1], 'z');
+      // The default target is the input itself: one copy serves both (the losses check lengths only).
+      const tgt = target === batch.input ? x : fill('target', target, recon.kind === 'dice' ? [n, S] : [n, dcfg.outChannels, D, H, W], 'batch.target');
+      nativeSync(() => {
+        if (trainEncoder) enc.network.net.zeroGrad();
+        dec.net.zeroGrad();
+      });
 
-    // Forward: encoder and reparameterization (or the latents given), decoder.
-    let mu: NativeTensor | null = null, logvar: NativeTensor | null = null, eps: NativeTensor | null = null, z: NativeTensor = x;
-    if (enc) {
-      [mu, logvar] = (await nativeCall(() => enc.network.net.forward(x, n, trainEncoder))).map(keep) as [NativeTensor, NativeTensor];
-      const r = nativeSync(() => nb.reparameterize(mu!, logvar!, n, L, LATENT_CODE[latent], model.seed, step));
-      z = keep(r.z);
-      eps = keep(r.eps);
-    }
-    const [logits] = (await nativeCall(() => dec.net.forward(z, n, true, model.seed, step))).map(keep) as [NativeTensor];
-
-    // Losses and their gradients; β from this step's KL before any backward.
-    // The CPU addon writes the gradient into a reused tensor; other backends return a new one.
-    const gradOut = st && nb.backend === 'cpu' ? st.output(nb, 'reconGrad', logits.shape) : null;
-    const rec = await reconLoss(recon, dcfg, logits, tgt, n, nb, gradOut);
-    if (!st?.has(rec.grad)) keep(rec.grad);
-    let klValue = NaN, klPerSample = NaN, betaApplied = 0;
-    let klGrad: { dmu: NativeTensor; dlogvar: NativeTensor } | null = null;
-    if (enc && beta !== null) {
-      let b: number, measured: { loss: number; perSample: Float32Array } | null = null;
-      if (typeof beta === 'number') b = beta;
-      else {
-        const m = nativeSync(() => nb.klNormal(mu!, logvar!, n, L, klReduction, 1));
-        keep(m.dmu);
-        keep(m.dlogvar);
-        measured = m;
-        const kps = measured.perSample.reduce((a, v) => a + v, 0) / n;
-        if (!Number.isFinite(kps)) throw new VoxvaeError('ENOTFINITE', `${name}: the KL is ${kps} (recon ${rec.loss}); lower the learning rate or check the input`);
-        b = beta(kps);
-        if (typeof b !== 'number' || !(b >= 0) || !Number.isFinite(b)) invalid('options.beta', `returned ${b} for KL ${kps}: must return a finite number >= 0`, b);
+      // Forward: encoder and reparameterization (or the latents given), decoder.
+      let mu: NativeTensor | null = null, logvar: NativeTensor | null = null, eps: NativeTensor | null = null, z: NativeTensor = x;
+      if (enc) {
+        [mu, logvar] = (await nativeCall(() => enc.network.net.forward(x, n, trainEncoder))).map(keep) as [NativeTensor, NativeTensor];
+        const r = nativeSync(() => nb.reparameterize(mu!, logvar!, n, L, LATENT_CODE[latent], model.seed, step));
+        z = keep(r.z);
+        eps = keep(r.eps);
       }
-      const kl = nativeSync(() => nb.klNormal(mu!, logvar!, n, L, klReduction, trainEncoder ? b : 0));
-      keep(kl.dmu);
-      keep(kl.dlogvar);
-      if (b > 0 && trainEncoder) klValue = kl.loss / b;
-      else if (measured) klValue = measured.loss;
-      else {
-        const k1 = nativeSync(() => nb.klNormal(mu!, logvar!, n, L, klReduction, 1));
-        release(k1.dmu, k1.dlogvar);
-        klValue = k1.loss;
-      }
-      klPerSample = kl.perSample.reduce((a, v) => a + v, 0) / n;
-      betaApplied = trainEncoder ? b : 0;
-      klGrad = { dmu: kl.dmu, dlogvar: kl.dlogvar };
-    }
-    let lat: LatentHookResult | null = null;
-    if (trainEncoder && hooks.latent) {
-      lat = await hooks.latent({ n, latentSize: L, mu: mu!, logvar: logvar!, z, binding: nb, step, keep });
-      for (const k of ['dmu', 'dlogvar', 'dz'] as const) if (lat[k] && !live.includes(lat[k])) keep(lat[k]);
-    }
-    let lg: LogitHookResult | null = null;
-    if (hooks.logits) lg = await hooks.logits({ n, logits, target, binding: nb, step, keep });
-    const loss = rec.loss + (trainEncoder && beta !== null ? betaApplied * klValue : 0) + (lat ? lat.loss : 0) + (lg ? lg.loss : 0);
-    if (!Number.isFinite(loss))
-      throw new VoxvaeError('ENOTFINITE', `${name}: the loss is ${loss} (recon ${rec.loss}${enc ? `, KL ${klValue}` : ''}${lat ? `, latent term ${lat.loss}` : ''}${lg ? `, logit term ${lg.loss}` : ''}); lower the learning rate or check the input`);
+      const [logits] = (await nativeCall(() => dec.net.forward(z, n, true, model.seed, step))).map(keep) as [NativeTensor];
 
-    // Backward: decoder, reparameterization, encoder.
-    let dlogits = rec.grad!;
-    if (lg?.grad) {
-      if (!(lg.grad instanceof Float32Array) || lg.grad.length !== logits.length)
-        throw new VoxvaeError('ESHAPE', `${name}: the logit hook's gradient has ${(lg.grad as Float32Array | undefined)?.length} values; the logits have ${logits.length}`, { path: 'options.hooks.logits' });
-      const gr = rec.grad!.toArray();
-      const ga = lg.grad;
-      for (let i = 0; i < gr.length; i++) gr[i]! += ga[i]!;
-      dlogits = keep(nativeSync(() => new nb.Tensor(gr, logits.shape, true)));
+      // Losses and their gradients; β from this step's KL before any backward.
+      // The CPU addon writes the gradient into a reused tensor; other backends return a new one.
+      const gradOut = st && nb.backend === 'cpu' ? st.output(nb, 'reconGrad', logits.shape) : null;
+      const rec = await reconLoss(recon, dcfg, logits, tgt, n, nb, gradOut);
+      if (!st?.has(rec.grad)) keep(rec.grad);
+      let klValue = NaN, klPerSample = NaN, betaApplied = 0;
+      let klGrad: { dmu: NativeTensor; dlogvar: NativeTensor } | null = null;
+      if (enc && beta !== null) {
+        let b: number, measured: { loss: number; perSample: Float32Array } | null = null;
+        if (typeof beta === 'number') b = beta;
+        else {
+          const m = nativeSync(() => nb.klNormal(mu!, logvar!, n, L, klReduction, 1));
+          keep(m.dmu);
+          keep(m.dlogvar);
+          measured = m;
+          const kps = measured.perSample.reduce((a, v) => a + v, 0) / n;
+          if (!Number.isFinite(kps)) throw new VoxvaeError('ENOTFINITE', `${name}: the KL is ${kps} (recon ${rec.loss}); lower the learning rate or check the input`);
+          b = beta(kps);
+          if (typeof b !== 'number' || !(b >= 0) || !Number.isFinite(b)) invalid('options.beta', `returned ${b} for KL ${kps}: must return a finite number >= 0`, b);
+        }
+        const kl = nativeSync(() => nb.klNormal(mu!, logvar!, n, L, klReduction, trainEncoder ? b : 0));
+        keep(kl.dmu);
+        keep(kl.dlogvar);
+        if (b > 0 && trainEncoder) klValue = kl.loss / b;
+        else if (measured) klValue = measured.loss;
+        else {
+          const k1 = nativeSync(() => nb.klNormal(mu!, logvar!, n, L, klReduction, 1));
+          release(k1.dmu, k1.dlogvar);
+          klValue = k1.loss;
+        }
+        klPerSample = kl.perSample.reduce((a, v) => a + v, 0) / n;
+        betaApplied = trainEncoder ? b : 0;
+        klGrad = { dmu: kl.dmu, dlogvar: kl.dlogvar };
+      }
+      let lat: LatentHookResult | null = null;
+      if (trainEncoder && hooks.latent) {
+        lat = await hooks.latent({ n, latentSize: L, mu: mu!, logvar: logvar!, z, binding: nb, step, keep });
+        for (const k of ['dmu', 'dlogvar', 'dz'] as const) if (lat[k] && !live.includes(lat[k])) keep(lat[k]);
+      }
+      let lg: LogitHookResult | null = null;
+      if (hooks.logits) lg = await hooks.logits({ n, logits, target, binding: nb, step, keep });
+      const loss = rec.loss + (trainEncoder && beta !== null ? betaApplied * klValue : 0) + (lat ? lat.loss : 0) + (lg ? lg.loss : 0);
+      if (!Number.isFinite(loss))
+        throw new VoxvaeError('ENOTFINITE', `${name}: the loss is ${loss} (recon ${rec.loss}${enc ? `, KL ${klValue}` : ''}${lat ? `, latent term ${lat.loss}` : ''}${lg ? `, logit term ${lg.loss}` : ''}); lower the learning rate or check the input`);
+
+      // Backward: decoder, reparameterization, encoder.
+      let dlogits = rec.grad!;
+      if (lg?.grad) {
+        if (!(lg.grad instanceof Float32Array) || lg.grad.length !== logits.length)
+          throw new VoxvaeError('ESHAPE', `${name}: the logit hook's gradient has ${(lg.grad as Float32Array | undefined)?.length} values; the logits have ${logits.length}`, { path: 'options.hooks.logits' });
+        const gr = rec.grad!.toArray();
+        const ga = lg.grad;
+        for (let i = 0; i < gr.length; i++) gr[i]! += ga[i]!;
+        dlogits = keep(nativeSync(() => new nb.Tensor(gr, logits.shape, true)));
+      }
+      let dz = keep(await nativeCall(() => dec.net.backward([dlogits], trainEncoder)));
+      if (trainEncoder && dz) {
+        if (lat?.dz) dz = keep(sum(nb, dz, lat.dz));
+        const dmu = klGrad && lat?.dmu ? keep(sum(nb, klGrad.dmu, lat.dmu)) : klGrad?.dmu ?? lat?.dmu ?? null;
+        const dlogvar = klGrad && lat?.dlogvar ? keep(sum(nb, klGrad.dlogvar, lat.dlogvar)) : klGrad?.dlogvar ?? lat?.dlogvar ?? null;
+        const g = nativeSync(() => nb.reparameterizeBackward(dz!, eps!, logvar!, n, L, dmu, dlogvar));
+        keep(g.dmu);
+        keep(g.dlogvar);
+        await nativeCall(() => enc.network.net.backward([g.dmu, g.dlogvar], false));
+      }
+      await optimizerStep(trainEncoder ? [dec, enc.network] : [dec], optim, maxGradNorm);
+      return { loss, recon: rec.loss, kl: klValue, klPerSample, beta: betaApplied, latentTerm: lat?.loss ?? 0, logitTerm: lg?.loss ?? 0, optimizer: optim, latent, trainedEncoder: trainEncoder };
+    } finally {
+      release(...new Set(live));
     }
-    let dz = keep(await nativeCall(() => dec.net.backward([dlogits], trainEncoder)));
-    if (trainEncoder && dz) {
-      if (lat?.dz) dz = keep(sum(nb, dz, lat.dz));
-      const dmu = klGrad && lat?.dmu ? keep(sum(nb, klGrad.dmu, lat.dmu)) : klGrad?.dmu ?? lat?.dmu ?? null;
-      const dlogvar = klGrad && lat?.dlogvar ? keep(sum(nb, klGrad.dlogvar, lat.dlogvar)) : klGrad?.dlogvar ?? lat?.dlogvar ?? null;
-      const g = nativeSync(() => nb.reparameterizeBackward(dz!, eps!, logvar!, n, L, dmu, dlogvar));
-      keep(g.dmu);
-      keep(g.dlogvar);
-      await nativeCall(() => enc.network.net.backward([g.dmu, g.dlogvar], false));
-    }
-    await optimizerStep(trainEncoder ? [dec, enc.network] : [dec], optim, maxGradNorm);
-    return { loss, recon: rec.loss, kl: klValue, klPerSample, beta: betaApplied, latentTerm: lat?.loss ?? 0, logitTerm: lg?.loss ?? 0, optimizer: optim, latent, trainedEncoder: trainEncoder };
-  } finally {
-    release(...new Set(live));
-  }
   }
 }
 
