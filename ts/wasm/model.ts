@@ -233,8 +233,10 @@ export class WasmVae {
   async latentGradient<T>(z: Float32Array, objective: (logits: Float32Array) => { value: T; grad: Float32Array }): Promise<{ value: T; grad: Float32Array }> {
     this.alive('latentGradient');
     const n = f32Input(z, 'z', this.latentSize);
+    this.outsideMemory(z, 'z');
     if (typeof objective !== 'function') invalid('objective', 'must be a function (logits) => { value, grad }', objective);
     return this.decoderNet.inputGradient(n, (input) => input.set(z), (y) => {
+      finiteOutput(y, 'latentGradient', 'logits');
       const r = objective(y);
       for (let i = 0; i < r.grad.length; i++) if (!Number.isFinite(r.grad[i]!)) throw new VoxvaeError('ENOTFINITE', `latentGradient: the objective's gradient [${i}] is ${r.grad[i]}`, { path: 'objective' });
       return r;
