@@ -193,7 +193,9 @@ export class Decoder {
       live.push(zt);
       const outs = await nativeCall(() => this.network.net.forward(zt, n, false));
       live.push(...outs);
-      const { value, grad } = objective(outs[0]!.toArray());
+      const logits = outs[0]!.toArray();
+      finiteOutput(logits, 'latentGradient', 'logits');
+      const { value, grad } = objective(logits);
       if (!(grad instanceof Float32Array) || grad.length !== n * this.outputSize)
         throw new VoxvaeError('ESHAPE', `latentGradient: the objective's gradient has ${(grad as Float32Array | undefined)?.length} values; the logits have ${n * this.outputSize}`, { path: 'objective' });
       const gt = tensor(grad, [n, this.config.outChannels, ...this.config.inputShape], 'the objective gradient', nb);
