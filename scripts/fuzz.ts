@@ -197,8 +197,15 @@ async function seeds(target: Target): Promise<Uint8Array[]> {
 
 // ---- the child: runs inputs, reports outcome and peak memory growth ------------------------------------------------
 
+/** A size field of /proc/self/status in bytes (0 where there is no /proc: then array buffers alone are measured). */
 function procStatus(field: string): number {
-  const m = new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync('/proc/self/status', 'utf8'));
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    return 0;
+  }
+  const m = new RegExp(`${field}:\\s+(\\d+)`).exec(text);
   return m ? Number(m[1]) * 1024 : 0;
 }
 
