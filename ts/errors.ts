@@ -46,3 +46,14 @@ export function describe(value: unknown): string {
   if (typeof value === 'object') return value.constructor?.name ?? 'object';
   return String(value);
 }
+
+/**
+ * ENOTFINITE when a computed output holds NaN or ±Inf although the inputs were finite (e.g. a latent so
+ * large that the decoder's logits overflow): never returns such values silently.
+ */
+export function finiteOutput(values: ArrayLike<number>, where: string, what: string): void {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i]!))
+      throw new VoxvaeError('ENOTFINITE', `${where}: the ${what} hold ${values[i]} at index ${i} although the input is finite — the input is far outside the range the model was trained on (e.g. a latent of huge magnitude); check it`);
+  }
+}

@@ -1,5 +1,6 @@
 // Network: a native network plus the PyTorch names of its tensors (state_dict view), and the
 // per-network Adam state. Encoder and Decoder build on it.
+import { VoxvaeError } from './errors.js';
 import { native, nativeSync, type NativeAdam, type NativeBinding, type NativeNet } from './native.js';
 import type { Graph } from './model/graph.js';
 import { loadNamedTensors, tensorNames, type NamedTensor } from './model/naming.js';
@@ -23,6 +24,8 @@ export class Network {
   readonly binding: NativeBinding;
   adam: NativeAdam | null = null;
   private disposed = false;
+  /** The call holding this network across several native calls (a training step), or null. */
+  private holder: string | null = null;
 
   /** The model description this network was built from. */
   readonly graph: Graph;
@@ -60,6 +63,7 @@ export class Network {
    * right shape; `file` names the source in errors. Returns the names used.
    */
   loadStateDict(tensors: ReadonlyMap<string, TensorEntry>, file: string, prefix = ''): Set<string> {
+    this.checkFree('loadStateDict');
     const params = this.net.getParams(), buffers = this.net.getBuffers(), counters = this.net.getCounters();
     const used = loadNamedTensors(this.tensors, tensors, file, {
       slot: (e, f) => (e.buffer ? buffers : params).set(f, e.offset),
@@ -81,8 +85,32 @@ export class Network {
     return this.adam;
   }
 
+  /** Whether a call (a training step holding it, or a native call still running) uses this network. */
+  get inUse(): boolean {
+    return !this.disposed && (this.holder !== null || this.net.busy);
+  }
+
+  /** EBUSY (before any native work) when the network is in use; EDISPOSED when disposed. */
+  checkFree(what: string): void {
+    if (this.disposed) throw new VoxvaeError('EDISPOSED', `${what}: the network was disposed`);
+    if (this.holder !== null) throw new VoxvaeError('EBUSY', `${what}: a ${this.holder} on this network is still running; await it first`);
+    if (this.net.busy) throw new VoxvaeError('EBUSY', `${what}: a call on this network is still running; await it first`);
+  }
+
+  /** @internal Holds the network for a call made of several native calls (other calls get EBUSY until release). */
+  hold(what: string): void {
+    this.checkFree(what);
+    this.holder = what;
+  }
+  /** @internal */
+  release(): void {
+    this.holder = null;
+  }
+
+  /** Frees the native network; EBUSY (freeing nothing) while a call uses it. */
   dispose(): void {
     if (this.disposed) return;
+    this.checkFree('dispose');
     this.disposed = true;
     nativeSync(() => this.net.dispose());
   }

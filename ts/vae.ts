@@ -1,6 +1,6 @@
 // Encoder, Decoder and Vae: the model API over the native engine. Inputs and outputs are
 // Float32Arrays in NCDHW order; every length is checked here before native code sees it.
-import { VoxvaeError, invalid } from './errors.js';
+import { VoxvaeError, finiteOutput, invalid } from './errors.js';
 import { resnetV2Vae, validateConfig, type ResNetV2Options, type VaeConfig } from './config.js';
 import { buildDecoder, buildEncoder } from './model/build.js';
 import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor } from './native.js';
@@ -111,11 +111,15 @@ export class Encoder {
     const [d, h, w] = this.config.inputShape;
     const train = trainMode(opts.mode);
     const n = is.samples('x', x, this.sampleSize, `${this.config.inChannels} × ${d} × ${h} × ${w}`, opts.batch);
+    this.network.checkFree('encode');
     const xt = tensor(x, [n, this.config.inChannels, ...this.config.inputShape], 'x', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(xt, n, train));
-      return { mu: outs[0]!.toArray(), logvar: outs[1]!.toArray() };
+      const r = { mu: outs[0]!.toArray(), logvar: outs[1]!.toArray() };
+      finiteOutput(r.mu, 'encode', 'means (mu)');
+      finiteOutput(r.logvar, 'encode', 'log-variances');
+      return r;
     } finally {
       release(xt, ...outs);
     }
@@ -156,12 +160,14 @@ export class Decoder {
     const output = outputKind(opts.output);
     const train = trainMode(opts.mode);
     const n = batchOf(z, this.config.latentSize, 'z');
+    this.network.checkFree('decode');
     const zt = tensor(z, [n, this.config.latentSize, 1, 1, 1], 'z', this.network.binding);
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(zt, n, train));
       if (output === 'probabilities') await nativeCall(() => this.network.binding.activate(outs[0]!, this.config.outputActivation));
       const y = outs[0]!.toArray();
+      finiteOutput(y, 'decode', 'logits');
       return (output === 'mask' ? maskOf(y, n, this.config) : y) as Decoded<O>;
     } finally {
       release(zt, ...outs);
@@ -179,6 +185,7 @@ export class Decoder {
     const n = batchOf(z, this.config.latentSize, 'z');
     if (typeof objective !== 'function') invalid('objective', 'must be a function (logits) => { value, grad }', objective);
     if (this.busy) throw new VoxvaeError('EBUSY', 'latentGradient: another latentGradient on this decoder is still running; await it first');
+    this.network.checkFree('latentGradient');
     this.busy = true;
     const nb = this.network.binding;
     const live: (NativeTensor | null)[] = [];
@@ -187,7 +194,9 @@ export class Decoder {
       live.push(zt);
       const outs = await nativeCall(() => this.network.net.forward(zt, n, false));
       live.push(...outs);
-      const { value, grad } = objective(outs[0]!.toArray());
+      const logits = outs[0]!.toArray();
+      finiteOutput(logits, 'latentGradient', 'logits');
+      const { value, grad } = objective(logits);
       if (!(grad instanceof Float32Array) || grad.length !== n * this.outputSize)
         throw new VoxvaeError('ESHAPE', `latentGradient: the objective's gradient has ${(grad as Float32Array | undefined)?.length} values; the logits have ${n * this.outputSize}`, { path: 'objective' });
       const gt = tensor(grad, [n, this.config.outChannels, ...this.config.inputShape], 'the objective gradient', nb);
@@ -532,7 +541,11 @@ export class Vae {
     return vae;
   }
 
+  /** Frees the native networks. While a call on this model runs (a training step, an encode or a
+   *  decode), EBUSY and nothing is freed: await the call first. */
   dispose(): void {
+    if (this.running) throw new VoxvaeError('EBUSY', 'dispose: a trainStep on this model is still running; await it first (nothing was freed)');
+    for (const n of [this.encoder.network, this.decoder.network]) if (n.inUse) n.checkFree('dispose (nothing was freed)');
     this.stepTensors.dispose();
     this.encoder.dispose();
     this.decoder.dispose();

@@ -41,7 +41,7 @@ async function sniff(file: string): Promise<'nifti' | 'nrrd'> {
     throw new VoxvaeError('EIO', `cannot read ${file}: ${(err as Error).message}`, { path: file, cause: err });
   }
   if (head.toString('latin1', 0, 4) === 'NRRD') return 'nrrd';
-  if (isGzip(head) || (head.length >= 4 && (head.readInt32LE(0) === 348 || head.readInt32BE(0) === 348))) return 'nifti';
+  if (isGzip(head) || (head.length >= 4 && [348, 540].some((n) => head.readInt32LE(0) === n || head.readInt32BE(0) === n))) return 'nifti';
   throw new VoxvaeError('EFORMAT', `${file}: neither NIfTI nor NRRD (name has no .nii/.nii.gz/.nrrd/.nhdr extension and the first bytes are ${describe(head.toString('latin1'))})`, {
     path: file,
   });

@@ -5,11 +5,12 @@
 // because nifti-reader-js picks qform over sform when qform_code > sform_code and then hides srow;
 // it inflates .nii.gz with Node's zlib under a size cap (a gzip bomb is refused), and transposes the
 // voxels from file order (i fastest) to voxvae's C order. nifti-reader-js has no writer, so writing is
-// voxvae's own: little-endian, vox_offset 352, qform and sform both set (code 1, scanner anatomical).
+// voxvae's own: little-endian, vox_offset 352, qform and sform both set (the codes the volume was read
+// with, else 1, scanner anatomical).
 
 import { promises as fsp } from 'node:fs';
 import { NIFTI1 } from 'nifti-reader-js';
-import { VoxvaeError, describe } from '../errors.js';
+import { VoxvaeError, describe, invalid } from '../errors.js';
 import { writeFileAtomic } from './atomic.js';
 import { bytesOf, typedFromBytes } from './bytes.js';
 import { GZIP_SLACK, gunzipBounded, gunzipBoundedSync, gunzipPrefix, gzip, gzipSync, isGzip } from './gzip.js';
@@ -166,8 +167,8 @@ export function decodeNiftiHeader(bytes: Uint8Array, file = '<buffer>', options:
   };
 }
 
-// nibabel's get_best_affine order: sform, then qform, then pixdim alone (NIfTI "method 1").
-function niftiAffine(h: NIFTI1, dv: DataView, le: boolean, _shape: Vec3): number[][] {
+// nibabel's get_best_affine order: sform, then qform, then the base affine from pixdim and the shape.
+function niftiAffine(h: NIFTI1, dv: DataView, le: boolean, shape: Vec3): number[][] {
   if (h.sform_code > 0) {
     const rows: number[][] = [];
     for (let r = 0; r < 3; r++) {
@@ -194,11 +195,14 @@ function niftiAffine(h: NIFTI1, dv: DataView, le: boolean, _shape: Vec3): number
     const off = [h.qoffset_x, h.qoffset_y, h.qoffset_z];
     return R.map((row, r) => [row[0]! * z[0]!, row[1]! * z[1]!, row[2]! * z[2]!, off[r]!]);
   }
-  return [
-    [px(1), 0, 0, 0],
-    [0, px(2), 0, 0],
-    [0, 0, px(3), 0],
-  ];
+  // No form: nibabel's base affine (Analyze's convention): the x axis flipped, the volume's centre at
+  // the origin; |pixdim| (nibabel takes the absolute value on load), 1 where it is zero or not finite.
+  const z = [-px(1), px(2), px(3)];
+  return [0, 1, 2].map((r) => {
+    const row = [0, 0, 0, -((shape[r]! - 1) / 2) * z[r]!];
+    row[r] = z[r]!;
+    return row;
+  });
 }
 
 function decodeBody(header: NiftiHeader, raw: Uint8Array): Volume {
@@ -228,13 +232,23 @@ function decodeBody(header: NiftiHeader, raw: Uint8Array): Volume {
     data = out;
   }
   const { spacing, origin, direction } = header;
-  return { shape: [...shape], data, spacing: [...spacing], origin: [...origin], direction: [...direction] };
+  const code = (c: number): number => (Number.isInteger(c) && c >= 1 && c <= 5 ? c : 1);
+  return { shape: [...shape], data, spacing: [...spacing], origin: [...origin], direction: [...direction], spaceCodes: { qform: code(header.qformCode), sform: code(header.sformCode) } };
+}
+
+/** The largest inflation ratio deflate can reach: a header declaring more than that is refused before inflating. */
+const DEFLATE_MAX_RATIO = 1032;
+
+function checkInflatable(head: NiftiHeader, compressed: number): void {
+  if (head.voxOffset + head.dataBytes > compressed * DEFLATE_MAX_RATIO + GZIP_SLACK)
+    throw fmt(head.file, `the header declares ${head.dataBytes} bytes of voxels (${head.shape.join('×')} ${head.dtype}), more than ${compressed} bytes of gzip data can inflate to`, 'the file is truncated or its header is wrong');
 }
 
 /** Decodes a whole .nii or .nii.gz file held in memory. */
 export function decodeNifti(bytes: Uint8Array, file = '<buffer>', options: ReadOptions = {}): Volume {
   if (isGzip(bytes)) {
     const head = decodeNiftiHeader(gunzipPrefix(bytes, VOX_OFFSET, file), file, { ...options, compressed: true });
+    checkInflatable(head, bytes.length);
     const raw = gunzipBoundedSync(bytes, head.voxOffset + head.dataBytes + GZIP_SLACK, file);
     return decodeBody(head, raw);
   }
@@ -254,6 +268,7 @@ export async function readNifti(file: string, options: ReadOptions = {}): Promis
   const bytes = await readAll(file);
   if (isGzip(bytes)) {
     const head = decodeNiftiHeader(gunzipPrefix(bytes, VOX_OFFSET, file), file, { ...options, compressed: true });
+    checkInflatable(head, bytes.length);
     const raw = await gunzipBounded(bytes, head.voxOffset + head.dataBytes + GZIP_SLACK, file);
     return decodeBody(head, raw);
   }
@@ -370,8 +385,12 @@ export function niftiHeaderBytes(vol: Volume, options: Pick<NiftiWriteOptions, '
   h[123] = 2; // xyzt_units: mm
   const descrip = (options.description ?? 'voxvae').replace(/[^\x20-\x7e]/g, '?').slice(0, 79);
   h.write(descrip, 148, 'latin1');
-  dv.setInt16(252, 1, le); // qform_code: scanner anatomical
-  dv.setInt16(254, 1, le); // sform_code
+  // qform_code and sform_code: the volume's own (kept from the file it was read from), else 1 (scanner anatomical).
+  const codes = vol.spaceCodes ?? { qform: 1, sform: 1 };
+  for (const k of ['qform', 'sform'] as const)
+    if (!(Number.isInteger(codes[k]) && codes[k] >= 1 && codes[k] <= 5)) invalid(`vol.spaceCodes.${k}`, 'must be a NIfTI xform code 1..5 (1 scanner, 2 aligned, 3 Talairach, 4 MNI-152, 5 template)', codes[k]);
+  dv.setInt16(252, codes.qform, le);
+  dv.setInt16(254, codes.sform, le);
   dv.setFloat32(256, q.b, le);
   dv.setFloat32(260, q.c, le);
   dv.setFloat32(264, q.d, le);

@@ -24,7 +24,8 @@ import {
   type VolumeHeader,
   type VoxelArray,
   IDENTITY3,
-  allocate,
+  allocateChecked,
+  typedAllocation,
   bytesPerVoxel,
   dtypeOf,
   fromFileOrder,
@@ -73,6 +74,18 @@ export interface NrrdWriteOptions {
 }
 
 const MAX_HEADER = 1 << 20;
+
+// The field identifiers Teem's nrrd library knows (and their alternative spellings); like unu, any
+// other field is an error, so a misspelt "space" or "space directions" is never silently ignored.
+const KNOWN_FIELDS = new Set([
+  'content', 'number', 'type', 'block size', 'blocksize', 'dimension', 'space', 'space dimension', 'sizes',
+  'spacings', 'thicknesses', 'axis mins', 'axismins', 'axis maxs', 'axismaxs', 'space directions', 'centers',
+  'centerings', 'kinds', 'labels', 'units', 'min', 'max', 'old min', 'oldmin', 'old max', 'oldmax', 'endian',
+  'encoding', 'line skip', 'lineskip', 'byte skip', 'byteskip', 'sample units', 'sampleunits', 'space units',
+  'space origin', 'measurement frame', 'data file', 'datafile',
+]);
+/** The largest inflation ratio deflate can reach (a stream cannot inflate to more than this × its bytes). */
+export const DEFLATE_MAX_RATIO = 1032;
 
 const TYPE_NAMES: Record<string, DType> = {};
 for (const n of ['uchar', 'unsigned char', 'uint8', 'uint8_t']) TYPE_NAMES[n] = 'uint8';
@@ -167,6 +180,8 @@ export function decodeNrrdHeader(bytes: Uint8Array, file: string, options: NrrdR
       keyValues[line.slice(0, kv)] = line.slice(kv + 2);
     } else if (fv > 0) {
       const name = line.slice(0, fv).trim().toLowerCase();
+      if (!KNOWN_FIELDS.has(name))
+        throw fmt(file, `unknown field ${describe(line.slice(0, fv).trim())} on header line ${n + 2} (Teem's unu refuses it too)`, 'correct its spelling (e.g. "space", "space directions", "space origin"), or store custom data as a "key:=value" pair');
       if (fields.has(name)) throw fmt(file, `field "${name}" appears twice`);
       fields.set(name, line.slice(fv + 2).trim());
     } else {
@@ -316,19 +331,49 @@ function skipLines(bytes: Uint8Array, from: number, n: number, file: string): nu
   return pos;
 }
 
-function parseAscii(text: string, dtype: DType, n: number, file: string): VoxelArray {
-  const out = allocate(dtype, n);
-  const tokens = text.split(/[\s,]+/).filter((t) => t !== '');
-  if (tokens.length < n) throw fmt(file, `ascii data has ${tokens.length} values, the header declares ${n}`, 'the file is truncated or its header is wrong');
-  for (let i = 0; i < n; i++) {
-    const v = Number(tokens[i]);
-    if (Number.isNaN(v) && !/^nan$/i.test(tokens[i]!)) throw fmt(file, `ascii value ${describe(tokens[i])} is not a number`);
-    out[i] = v;
+/** An ASCII value as Teem writes and reads it: a decimal number, or (floating-point types) inf, -inf, nan. */
+function asciiValue(token: string, dtype: DType, file: string, i: number): number {
+  let v = Number(token);
+  if (Number.isNaN(v)) {
+    const m = /^([+-]?)(inf|infinity|nan)$/i.exec(token);
+    if (!m) throw fmt(file, `ascii value ${i} ${describe(token)} is not a number`);
+    v = m[2]!.toLowerCase() === 'nan' ? NaN : m[1] === '-' ? -Infinity : Infinity;
+  } else if (token.length > 2 && /^[+-]?0[xob]/i.test(token)) {
+    throw fmt(file, `ascii value ${i} ${describe(token)} is not a decimal number`);
   }
+  if (dtype !== 'float32' && dtype !== 'float64' && !Number.isInteger(v))
+    throw fmt(file, `ascii value ${i} ${describe(token)} is not an integer, but the type is ${dtype} (unu refuses it too)`);
+  return v;
+}
+
+function parseAscii(bytes: Uint8Array, dtype: DType, n: number, file: string): VoxelArray {
+  // Each value takes at least one character and one separator: a header declaring more values than the
+  // bytes can hold is refused before anything is allocated, and so is one the tokens do not fill.
+  if (n > Math.ceil(bytes.length / 2))
+    throw fmt(file, `the header declares ${n} ascii values but the data has only ${bytes.length} bytes (at most ${Math.ceil(bytes.length / 2)} values)`, 'the file is truncated or its header is wrong');
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
+  const re = /[^\s,]+/g;
+  let have = 0;
+  while (have < n && re.exec(text)) have++;
+  if (have < n) throw fmt(file, `ascii data has ${have} values, the header declares ${n}`, 'the file is truncated or its header is wrong');
+  const out = allocateChecked(dtype, n, file);
+  re.lastIndex = 0;
+  for (let i = 0; i < n; i++) out[i] = asciiValue(re.exec(text)![0], dtype, file, i);
   return out;
 }
 
 async function decodeData(header: NrrdHeader, container: Uint8Array): Promise<Volume> {
+  const where = header.detached ? header.dataFile : header.file;
+  try {
+    return await decodeParsed(header, container);
+  } catch (err) {
+    return typedAllocation(where, () => {
+      throw err;
+    });
+  }
+}
+
+async function decodeParsed(header: NrrdHeader, container: Uint8Array): Promise<Volume> {
   const { dataFile, dtype, shape, dataBytes, byteSkip } = header;
   const where = header.detached ? dataFile : header.file;
   const n = voxelCount(shape);
@@ -341,10 +386,13 @@ async function decodeData(header: NrrdHeader, container: Uint8Array): Promise<Vo
       'the file is truncated or its header sizes are wrong',
     );
   if (header.encoding === 'ascii') {
-    fileOrder = parseAscii(Buffer.from(container.buffer, container.byteOffset + start, container.length - start).toString('latin1'), dtype, n, where);
+    fileOrder = parseAscii(container.subarray(start), dtype, n, where);
   } else {
     let payload: Uint8Array;
     if (header.encoding === 'gzip') {
+      const compressed = container.length - start;
+      if (byteSkip + dataBytes > compressed * DEFLATE_MAX_RATIO + GZIP_SLACK)
+        throw fmt(where, `the header declares ${dataBytes} bytes of voxels (${shape.join('×')} ${dtype}), more than ${compressed} bytes of gzip data can inflate to`, 'the file is truncated or its header sizes are wrong');
       payload = await gunzipBounded(container.subarray(start), byteSkip + dataBytes + GZIP_SLACK, where);
       payload = payload.subarray(Math.min(byteSkip, payload.length));
     } else if (byteSkip === -1) {

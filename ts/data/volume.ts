@@ -26,6 +26,12 @@ export interface Volume<A extends VoxelArray = VoxelArray> {
   origin: Vec3;
   /** Row-major 3×3; column c is the RAS+ unit vector of index axis c (i, j, k). */
   direction: Mat3;
+  /**
+   * The NIfTI qform/sform codes the geometry came with (1 scanner, 2 aligned, 3 Talairach, 4 MNI-152,
+   * 5 template): set by the NIfTI reader and written back by the NIfTI writer (absent: 1, scanner
+   * anatomical; a code of 0 is read as the nibabel affine and written as 1).
+   */
+  spaceCodes?: { qform: number; sform: number };
 }
 
 export type BinaryVolume = Volume<Uint8Array>;
@@ -57,6 +63,27 @@ export function dtypeOf(data: VoxelArray): DType {
 
 export function allocate(dtype: DType, length: number): VoxelArray {
   return new CTORS[dtype](length);
+}
+
+/** Runs `f`, reporting an allocation that fails inside it as ENOMEM naming `file`. */
+export function typedAllocation<T>(file: string, f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    if (err instanceof RangeError && /allocation failed|Invalid typed array length|Array buffer/i.test(err.message))
+      throw new VoxvaeError('ENOMEM', `${file}: out of memory decoding the volume (${err.message}); free memory or read a smaller volume`, { path: file, cause: err });
+    throw err;
+  }
+}
+
+/** allocate(), with a failed allocation reported as ENOMEM naming `file` (never an untyped RangeError). */
+export function allocateChecked(dtype: DType, length: number, file: string): VoxelArray {
+  try {
+    return new CTORS[dtype](length);
+  } catch (err) {
+    if (err instanceof RangeError) throw new VoxvaeError('ENOMEM', `${file}: cannot allocate ${length} ${dtype} voxels (${err.message}); free memory or read a smaller volume`, { path: file, cause: err });
+    throw err;
+  }
 }
 
 /** A typed array of `dtype` viewing `bytes` (copied first when the offset is not aligned). */

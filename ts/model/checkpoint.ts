@@ -17,6 +17,7 @@ import { completionFromCheckpoint, completionToCheckpoint, type CompletionData }
 import { buildDecoder, buildEncoder } from './build.js';
 import type { Graph } from './graph.js';
 import { checkNoExtraTensors } from './naming.js';
+import { expectedTensors } from './shapes.js';
 
 export const CHECKPOINT_FORMAT = 'voxvae-checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -198,8 +199,36 @@ export function checkpointNetworks(st: SafeTensors, file: string, r: ResolvedCon
     throw new VoxvaeError('ECHECKPOINT', `${file} holds no decoder tensors (${want}): it is not a checkpoint of this ${r.decoderConfig.architecture === 'resnet-v2' ? 'ResNet-v2' : 'voxvae/MONAI'} VAE${names.length ? ` (it has ${names.slice(0, 4).join(', ')}${names.length > 4 ? ', ...' : ''})` : ' (it has no tensors)'}`, { path: file });
   }
   const hasEncoder = encoder !== null && names.some(ownedBy(encoder));
+  // The configs are checked against the tensors' shapes before any engine builds (allocates) a network:
+  // a config the file's own tensors do not fill (e.g. a small file whose inputShape claims 512³) is
+  // refused here, at the cost of reading the header.
+  checkShapes(st, file, decoder);
+  if (hasEncoder) checkShapes(st, file, encoder!);
   const kind: ModelKind = !hasEncoder ? 'decoder' : r.decoderConfig.decoderBlock === 'skullvae' ? 'aggregated' : 'vae';
   return { encoder, decoder, hasEncoder, kind };
+}
+
+/** Every parameter and buffer of `g` is in the checkpoint with the shape the graph gives it (ECHECKPOINT). */
+function checkShapes(st: SafeTensors, file: string, g: Graph): void {
+  let expected;
+  try {
+    expected = expectedTensors(g);
+  } catch (e) {
+    if (e instanceof VoxvaeError) throw new VoxvaeError('ECHECKPOINT', `${file}: the checkpoint's configuration does not describe a network that can run (${e.message})`, { path: file, cause: e });
+    throw e;
+  }
+  const missing: string[] = [];
+  for (const t of expected) {
+    const e = st.tensors.get(t.name);
+    if (!e) {
+      missing.push(t.name);
+      continue;
+    }
+    if (e.shape.length !== t.shape.length || e.shape.some((d, i) => d !== t.shape[i]))
+      throw new VoxvaeError('ECHECKPOINT', `${file}: ${t.name} has shape [${e.shape.join(', ')}], this model needs [${t.shape.join(', ')}] — the checkpoint is for another architecture than the configuration describes (check the config's channels, latentSize and inputShape)`, { path: file });
+  }
+  if (missing.length)
+    throw new VoxvaeError('ECHECKPOINT', `${file}: missing ${missing.length} tensor(s) this model needs: ${missing.slice(0, 6).join(', ')}${missing.length > 6 ? ', ...' : ''} — the checkpoint is for another architecture or another part of the model`, { path: file });
 }
 
 /** A network that takes tensors by name (native Network.loadStateDict, WasmNet.load). */
@@ -265,6 +294,13 @@ export function serializeCheckpoint(s: CheckpointState): Uint8Array {
     if (!a) continue;
     tensors.set(adamTensorName(part, 'm'), { dtype: 'F32', shape: [a.m.length], data: a.m });
     tensors.set(adamTensorName(part, 'v'), { dtype: 'F32', shape: [a.v.length], data: a.v });
+  }
+  // A checkpoint no loader would accept is never written: non-finite weights, statistics or moments are refused.
+  for (const [k, t] of tensors) {
+    if (t.dtype !== 'F32') continue;
+    const d = t.data;
+    for (let i = 0; i < d.length; i++)
+      if (!Number.isFinite(d[i]!)) throw new VoxvaeError('ENOTFINITE', `${k} holds ${d[i]} at index ${i}: the model is not saved (a checkpoint with it would not load); restore an earlier checkpoint and lower the learning rate`, { path: k });
   }
   const meta: CheckpointMeta = {
     format: CHECKPOINT_FORMAT,

@@ -307,11 +307,14 @@ function reconLoss(recon: ReconLoss, dcfg: VaeConfig, logits: NativeTensor, tgt:
 /** Clips the joint gradient of `nets` to maxGradNorm (torch clip_grad_norm_) and takes one Adam/AdamW step on each. */
 export async function optimizerStep(nets: Network[], optim: OptimizerConfig, maxGradNorm: number | undefined): Promise<void> {
   let scale = 1;
+  // A non-finite gradient is refused before any network is updated (the step stays atomic).
+  const total = Math.sqrt(nets.reduce((a, n) => a + n.net.gradSumSq(), 0));
+  if (!Number.isFinite(total)) throw new VoxvaeError('ENOTFINITE', `the gradient norm is ${total}; nothing was updated — lower the learning rate, clip the gradient (maxGradNorm) or check the input`);
   if (maxGradNorm !== undefined) {
-    const total = Math.sqrt(nets.reduce((a, n) => a + n.net.gradSumSq(), 0));
     const coef = maxGradNorm / (total + 1e-6);
     if (coef < 1) scale = coef;
   }
+  for (const net of nets) net.optimizer(); // allocate every optimizer state before the first update
   for (const net of nets) await nativeCall(() => net.optimizer().step({ ...optim, gradScale: scale }));
 }
 
@@ -388,114 +391,144 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
   const st = model.tensors;
   const fill = (key: string, data: Float32Array, shape: number[], field: string): NativeTensor => (st ? st.fill(nb, key, data, shape, field) : keep(tensor(data, shape, field, nb)));
   const step = model.step;
-  const dist = activeGroup();
-  // Each rank draws other noise (its samples are other samples); rank 0 draws a single process's.
-  const noiseSeed = dist ? model.seed + dist.rank * 2 ** 32 : model.seed;
+  // Atomic: refuse (EBUSY) before any native work when a network is in use, hold the networks so no other
+  // call interleaves, and on any failure put back what the step changed — the BatchNorm running statistics
+  // and counters the train-mode forward passes updated, and optimizer state created by this step.
+  // Parameters and Adam moments change only in the last phase, after every check has passed.
+  const nets = enc ? [dec, enc.network] : [dec];
+  for (const net of nets) net.checkFree(name);
+  const trained = trainEncoder ? [dec, enc.network] : [dec];
+  const saved = trained.map((net) => ({ net, buffers: net.net.numBuffers > 0 ? net.net.getBuffers() : null, counters: net.net.getCounters(), adam: net.adam }));
+  for (const net of nets) net.hold(name);
   try {
-    const x = enc ? fill('input', batch.input, [n, inChannels, D, H, W], 'batch.input') : fill('input', batch.input, [n, L, 1, 1, 1], 'z');
-    // The default target is the input itself: one copy serves both (the losses check lengths only).
-    const tgt = target === batch.input ? x : fill('target', target, recon.kind === 'dice' ? [n, S] : [n, dcfg.outChannels, D, H, W], 'batch.target');
-    nativeSync(() => {
-      if (trainEncoder) enc.network.net.zeroGrad();
-      dec.net.zeroGrad();
-    });
-
-    // Forward: encoder and reparameterization (or the latents given), decoder.
-    let mu: NativeTensor | null = null, logvar: NativeTensor | null = null, eps: NativeTensor | null = null, z: NativeTensor = x;
-    if (enc) {
-      [mu, logvar] = (await nativeCall(() => enc.network.net.forward(x, n, trainEncoder))).map(keep) as [NativeTensor, NativeTensor];
-      const r = nativeSync(() => nb.reparameterize(mu!, logvar!, { latent, seed: noiseSeed, step }));
-      z = keep(r.z);
-      eps = keep(r.eps);
-    }
-    const [logits] = (await nativeCall(() => dec.net.forward(z, n, true, noiseSeed, step))).map(keep) as [NativeTensor];
-
-    // Losses and their gradients; β from this step's KL before any backward.
-    // The CPU addon writes the gradient into a reused tensor; other backends return a new one.
-    const gradOut = st && nb.backend === 'cpu' ? st.output(nb, 'reconGrad', logits.shape) : null;
-    const rec = await reconLoss(recon, dcfg, logits, tgt, n, nb, gradOut);
-    if (!st?.has(rec.grad)) keep(rec.grad);
-    let klValue = NaN, klPerSample = NaN, betaApplied = 0;
-    let klGrad: { dmu: NativeTensor; dlogvar: NativeTensor } | null = null;
-    if (enc && beta !== null) {
-      let b: number, measured: { loss: number; perSample: Float32Array } | null = null;
-      if (typeof beta === 'number') b = beta;
-      else {
-        const m = nativeSync(() => nb.klNormal(mu!, logvar!, { reduction: klReduction, weight: 1 }));
-        keep(m.dmu);
-        keep(m.dlogvar);
-        measured = m;
-        let kps = measured.perSample.reduce((a, v) => a + v, 0) / n;
-        if (dist) kps = await globalMean(dist, kps, n);
-        if (!Number.isFinite(kps)) throw new VoxvaeError('ENOTFINITE', `${name}: the KL is ${kps} (recon ${rec.loss}); lower the learning rate or check the input`);
-        b = beta(kps);
-        if (typeof b !== 'number' || !(b >= 0) || !Number.isFinite(b)) invalid('options.beta', `returned ${b} for KL ${kps}: must return a finite number >= 0`, b);
+    return await stepBody();
+  } catch (e) {
+    for (const s of saved) {
+      try {
+        nativeSync(() => {
+          if (s.buffers) s.net.net.setBuffers(s.buffers);
+          s.net.net.setCounters(s.counters);
+        });
+        s.net.adam = s.adam;
+      } catch (restoreErr) {
+        throw new VoxvaeError('EINTERNAL', `${name}: the step failed (${(e as Error).message}) and its BatchNorm statistics could not be restored (${(restoreErr as Error).message})`, { cause: e });
       }
-      const kl = nativeSync(() => nb.klNormal(mu!, logvar!, { reduction: klReduction, weight: trainEncoder ? b : 0 }));
-      keep(kl.dmu);
-      keep(kl.dlogvar);
-      if (b > 0 && trainEncoder) klValue = kl.loss / b;
-      else if (measured) klValue = measured.loss;
-      else {
-        const k1 = nativeSync(() => nb.klNormal(mu!, logvar!, { reduction: klReduction, weight: 1 }));
-        release(k1.dmu, k1.dlogvar);
-        klValue = k1.loss;
-      }
-      klPerSample = kl.perSample.reduce((a, v) => a + v, 0) / n;
-      betaApplied = trainEncoder ? b : 0;
-      klGrad = { dmu: kl.dmu, dlogvar: kl.dlogvar };
     }
-    let lat: LatentHookResult | null = null;
-    if (trainEncoder && hooks.latent) {
-      lat = await hooks.latent({ n, latentSize: L, mu: mu!, logvar: logvar!, z, binding: nb, step, keep });
-      for (const k of ['dmu', 'dlogvar', 'dz'] as const) if (lat[k] && !live.includes(lat[k])) keep(lat[k]);
-    }
-    let lg: LogitHookResult | null = null;
-    if (hooks.logits) lg = await hooks.logits({ n, logits, target, binding: nb, step, keep });
-    let loss = rec.loss + (trainEncoder && beta !== null ? betaApplied * klValue : 0) + (lat ? lat.loss : 0) + (lg ? lg.loss : 0);
-    // The reported terms: the mean over ranks (klPerSample: over every rank's samples).
-    let report = { recon: rec.loss, kl: klValue, klPerSample, latentTerm: lat?.loss ?? 0, logitTerm: lg?.loss ?? 0 };
-    if (dist) {
-      const v = new Float32Array([loss, rec.loss, klValue, klPerSample * n, n, report.latentTerm, report.logitTerm]);
-      await dist.allReduce(v, 'sum', 'float64');
-      const w = dist.worldSize;
-      loss = v[0]! / w;
-      report = { recon: v[1]! / w, kl: v[2]! / w, klPerSample: v[3]! / v[4]!, latentTerm: v[5]! / w, logitTerm: v[6]! / w };
-    }
-    if (!Number.isFinite(loss))
-      throw new VoxvaeError('ENOTFINITE', `${name}: the loss is ${loss} (recon ${rec.loss}${enc ? `, KL ${klValue}` : ''}${lat ? `, latent term ${lat.loss}` : ''}${lg ? `, logit term ${lg.loss}` : ''}); lower the learning rate or check the input`);
-
-    // Backward: decoder, reparameterization, encoder.
-    let dlogits = rec.grad!;
-    if (lg?.grad) {
-      if (!(lg.grad instanceof Float32Array) || lg.grad.length !== logits.length)
-        throw new VoxvaeError('ESHAPE', `${name}: the logit hook's gradient has ${(lg.grad as Float32Array | undefined)?.length} values; the logits have ${logits.length}`, { path: 'options.hooks.logits' });
-      const gr = rec.grad!.toArray();
-      const ga = lg.grad;
-      for (let i = 0; i < gr.length; i++) gr[i]! += ga[i]!;
-      dlogits = keep(nativeSync(() => new nb.Tensor(gr, logits.shape, true)));
-    }
-    let dz = keep(await nativeCall(() => dec.net.backward([dlogits], trainEncoder)));
-    // Data-parallel: the decoder's gradient is complete; its all-reduce overlaps the encoder's backward.
-    let decReduced = dist && dist.overlap ? dist.startGradients(dec.net, nb) : null;
-    if (trainEncoder && dz) {
-      if (lat?.dz) dz = keep(sum(nb, dz, lat.dz));
-      const dmu = klGrad && lat?.dmu ? keep(sum(nb, klGrad.dmu, lat.dmu)) : klGrad?.dmu ?? lat?.dmu ?? null;
-      const dlogvar = klGrad && lat?.dlogvar ? keep(sum(nb, klGrad.dlogvar, lat.dlogvar)) : klGrad?.dlogvar ?? lat?.dlogvar ?? null;
-      const g = nativeSync(() => nb.reparameterizeBackward(dz!, eps!, logvar!, { dmu, dlogvar }));
-      keep(g.dmu);
-      keep(g.dlogvar);
-      await nativeCall(() => enc.network.net.backward([g.dmu, g.dlogvar], false));
-    }
-    if (dist) {
-      decReduced ??= dist.startGradients(dec.net, nb);
-      await decReduced();
-      if (trainEncoder) await dist.startGradients(enc.network.net, nb)();
-    }
-    await optimizerStep(trainEncoder ? [dec, enc.network] : [dec], optim, maxGradNorm);
-    return { loss, ...report, beta: betaApplied, optimizer: optim, latent, trainedEncoder: trainEncoder };
+    throw e;
   } finally {
-    release(...new Set(live));
+    for (const net of nets) net.release();
+  }
+
+  async function stepBody(): Promise<StepOutcome> {
+    const dist = activeGroup();
+    // Each rank draws other noise (its samples are other samples); rank 0 draws a single process's.
+    const noiseSeed = dist ? model.seed + dist.rank * 2 ** 32 : model.seed;
+    try {
+      const x = enc ? fill('input', batch.input, [n, inChannels, D, H, W], 'batch.input') : fill('input', batch.input, [n, L, 1, 1, 1], 'z');
+      // The default target is the input itself: one copy serves both (the losses check lengths only).
+      const tgt = target === batch.input ? x : fill('target', target, recon.kind === 'dice' ? [n, S] : [n, dcfg.outChannels, D, H, W], 'batch.target');
+      nativeSync(() => {
+        if (trainEncoder) enc.network.net.zeroGrad();
+        dec.net.zeroGrad();
+      });
+
+      // Forward: encoder and reparameterization (or the latents given), decoder.
+      let mu: NativeTensor | null = null, logvar: NativeTensor | null = null, eps: NativeTensor | null = null, z: NativeTensor = x;
+      if (enc) {
+        [mu, logvar] = (await nativeCall(() => enc.network.net.forward(x, n, trainEncoder))).map(keep) as [NativeTensor, NativeTensor];
+        const r = nativeSync(() => nb.reparameterize(mu!, logvar!, { latent, seed: noiseSeed, step }));
+        z = keep(r.z);
+        eps = keep(r.eps);
+      }
+      const [logits] = (await nativeCall(() => dec.net.forward(z, n, true, noiseSeed, step))).map(keep) as [NativeTensor];
+
+      // Losses and their gradients; β from this step's KL before any backward.
+      // The CPU addon writes the gradient into a reused tensor; other backends return a new one.
+      const gradOut = st && nb.backend === 'cpu' ? st.output(nb, 'reconGrad', logits.shape) : null;
+      const rec = await reconLoss(recon, dcfg, logits, tgt, n, nb, gradOut);
+      if (!st?.has(rec.grad)) keep(rec.grad);
+      let klValue = NaN, klPerSample = NaN, betaApplied = 0;
+      let klGrad: { dmu: NativeTensor; dlogvar: NativeTensor } | null = null;
+      if (enc && beta !== null) {
+        let b: number, measured: { loss: number; perSample: Float32Array } | null = null;
+        if (typeof beta === 'number') b = beta;
+        else {
+          const m = nativeSync(() => nb.klNormal(mu!, logvar!, { reduction: klReduction, weight: 1 }));
+          keep(m.dmu);
+          keep(m.dlogvar);
+          measured = m;
+          let kps = measured.perSample.reduce((a, v) => a + v, 0) / n;
+          if (dist) kps = await globalMean(dist, kps, n);
+          if (!Number.isFinite(kps)) throw new VoxvaeError('ENOTFINITE', `${name}: the KL is ${kps} (recon ${rec.loss}); lower the learning rate or check the input`);
+          b = beta(kps);
+          if (typeof b !== 'number' || !(b >= 0) || !Number.isFinite(b)) invalid('options.beta', `returned ${b} for KL ${kps}: must return a finite number >= 0`, b);
+        }
+        const kl = nativeSync(() => nb.klNormal(mu!, logvar!, { reduction: klReduction, weight: trainEncoder ? b : 0 }));
+        keep(kl.dmu);
+        keep(kl.dlogvar);
+        if (b > 0 && trainEncoder) klValue = kl.loss / b;
+        else if (measured) klValue = measured.loss;
+        else {
+          const k1 = nativeSync(() => nb.klNormal(mu!, logvar!, { reduction: klReduction, weight: 1 }));
+          release(k1.dmu, k1.dlogvar);
+          klValue = k1.loss;
+        }
+        klPerSample = kl.perSample.reduce((a, v) => a + v, 0) / n;
+        betaApplied = trainEncoder ? b : 0;
+        klGrad = { dmu: kl.dmu, dlogvar: kl.dlogvar };
+      }
+      let lat: LatentHookResult | null = null;
+      if (trainEncoder && hooks.latent) {
+        lat = await hooks.latent({ n, latentSize: L, mu: mu!, logvar: logvar!, z, binding: nb, step, keep });
+        for (const k of ['dmu', 'dlogvar', 'dz'] as const) if (lat[k] && !live.includes(lat[k])) keep(lat[k]);
+      }
+      let lg: LogitHookResult | null = null;
+      if (hooks.logits) lg = await hooks.logits({ n, logits, target, binding: nb, step, keep });
+      let loss = rec.loss + (trainEncoder && beta !== null ? betaApplied * klValue : 0) + (lat ? lat.loss : 0) + (lg ? lg.loss : 0);
+      // The reported terms: the mean over ranks (klPerSample: over every rank's samples).
+      let report = { recon: rec.loss, kl: klValue, klPerSample, latentTerm: lat?.loss ?? 0, logitTerm: lg?.loss ?? 0 };
+      if (dist) {
+        const v = new Float32Array([loss, rec.loss, klValue, klPerSample * n, n, report.latentTerm, report.logitTerm]);
+        await dist.allReduce(v, 'sum', 'float64');
+        const w = dist.worldSize;
+        loss = v[0]! / w;
+        report = { recon: v[1]! / w, kl: v[2]! / w, klPerSample: v[3]! / v[4]!, latentTerm: v[5]! / w, logitTerm: v[6]! / w };
+      }
+      if (!Number.isFinite(loss))
+        throw new VoxvaeError('ENOTFINITE', `${name}: the loss is ${loss} (recon ${rec.loss}${enc ? `, KL ${klValue}` : ''}${lat ? `, latent term ${lat.loss}` : ''}${lg ? `, logit term ${lg.loss}` : ''}); lower the learning rate or check the input`);
+
+      // Backward: decoder, reparameterization, encoder.
+      let dlogits = rec.grad!;
+      if (lg?.grad) {
+        if (!(lg.grad instanceof Float32Array) || lg.grad.length !== logits.length)
+          throw new VoxvaeError('ESHAPE', `${name}: the logit hook's gradient has ${(lg.grad as Float32Array | undefined)?.length} values; the logits have ${logits.length}`, { path: 'options.hooks.logits' });
+        const gr = rec.grad!.toArray();
+        const ga = lg.grad;
+        for (let i = 0; i < gr.length; i++) gr[i]! += ga[i]!;
+        dlogits = keep(nativeSync(() => new nb.Tensor(gr, logits.shape, true)));
+      }
+      let dz = keep(await nativeCall(() => dec.net.backward([dlogits], trainEncoder)));
+      // Data-parallel: the decoder's gradient is complete; its all-reduce overlaps the encoder's backward.
+      let decReduced = dist && dist.overlap ? dist.startGradients(dec.net, nb) : null;
+      if (trainEncoder && dz) {
+        if (lat?.dz) dz = keep(sum(nb, dz, lat.dz));
+        const dmu = klGrad && lat?.dmu ? keep(sum(nb, klGrad.dmu, lat.dmu)) : klGrad?.dmu ?? lat?.dmu ?? null;
+        const dlogvar = klGrad && lat?.dlogvar ? keep(sum(nb, klGrad.dlogvar, lat.dlogvar)) : klGrad?.dlogvar ?? lat?.dlogvar ?? null;
+        const g = nativeSync(() => nb.reparameterizeBackward(dz!, eps!, logvar!, { dmu, dlogvar }));
+        keep(g.dmu);
+        keep(g.dlogvar);
+        await nativeCall(() => enc.network.net.backward([g.dmu, g.dlogvar], false));
+      }
+      if (dist) {
+        decReduced ??= dist.startGradients(dec.net, nb);
+        await decReduced();
+        if (trainEncoder) await dist.startGradients(enc.network.net, nb)();
+      }
+      await optimizerStep(trainEncoder ? [dec, enc.network] : [dec], optim, maxGradNorm);
+      return { loss, ...report, beta: betaApplied, optimizer: optim, latent, trainedEncoder: trainEncoder };
+    } finally {
+      release(...new Set(live));
+    }
   }
 }
 

@@ -23,7 +23,8 @@
 // and the KL over ranks, so every rank holds the same weights and β-schedule state. Only rank 0 validates,
 // calls onStep/onEpoch and writes checkpoints; a checkpoint records the world size, and resuming it with
 // another one is refused (the shards and positions would differ).
-import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { VoxvaeError } from '../errors.js';
 import type { AugmentOptions, VolumeDataset } from '../data/dataset.js';
@@ -277,16 +278,66 @@ export class Trainer {
     return t;
   }
 
-  /** Writes a checkpoint folder (atomically: a temporary folder renamed into place). */
+  /**
+   * Writes a checkpoint folder atomically: a hidden temporary folder (`.NAME.tmp-PID-RANDOM`, never taken
+   * for a checkpoint: see latestCheckpoint) renamed into place; an existing folder of that name is moved
+   * aside first and removed after, so a kill at any moment leaves the old or the new checkpoint whole.
+   * Temporaries a killed process left are removed (removeStaleTemporaries).
+   */
   async save(dir: string): Promise<void> {
-    const tmp = `${dir}.tmp-${process.pid}`;
-    await rm(tmp, { recursive: true, force: true });
-    await mkdir(tmp, { recursive: true });
-    await this.vae.save(path.join(tmp, 'model.safetensors'));
-    const st: TrainerState = { format: 'voxvae.trainer', version: 1, epoch: this.epoch, batch: this.batch, lastKl: this.lastKl, lrScale: this.lrScale, schedule: this.schedule.state(), worldSize: activeGroup()?.worldSize ?? 1, history: this.history };
-    await writeFileAtomic(path.join(tmp, 'trainer.json'), new TextEncoder().encode(JSON.stringify(st)));
-    await rm(dir, { recursive: true, force: true });
-    await rename(tmp, dir);
+    const parent = path.dirname(path.resolve(dir)), name = path.basename(dir);
+    await mkdir(parent, { recursive: true });
+    await removeStaleTemporaries(parent);
+    const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+    const tmp = path.join(parent, `.${name}${TMP_MARK}${tag}`);
+    const old = path.join(parent, `.${name}${OLD_MARK}${tag}`);
+    await mkdir(tmp);
+    try {
+      await this.vae.save(path.join(tmp, 'model.safetensors'));
+      const st: TrainerState = { format: 'voxvae.trainer', version: 1, epoch: this.epoch, batch: this.batch, lastKl: this.lastKl, lrScale: this.lrScale, schedule: this.schedule.state(), worldSize: activeGroup()?.worldSize ?? 1, history: this.history };
+      await writeFileAtomic(path.join(tmp, 'trainer.json'), new TextEncoder().encode(JSON.stringify(st)));
+      const existed = await rename(dir, old).then(() => true, (e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return false;
+        throw e;
+      });
+      await rename(tmp, dir);
+      if (existed) await rm(old, { recursive: true, force: true });
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * The newest complete checkpoint folder under `dir` (the highest epoch and step its trainer.json
+   * records, among epoch-NNNN and last), or null when there is none. Temporary folders of a save that was
+   * killed are never taken (and are removed).
+   */
+  static async latestCheckpoint(dir: string): Promise<string | null> {
+    await removeStaleTemporaries(dir);
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new VoxvaeError('EIO', `cannot list ${dir}: ${(e as Error).message}`, { path: dir, cause: e });
+    }
+    let best: { dir: string; key: [number, number] } | null = null;
+    for (const n of names) {
+      if (!/^(epoch-\d+|last)$/.test(n)) continue;
+      const d = path.join(dir, n);
+      let st: TrainerState;
+      try {
+        st = JSON.parse(await readFile(path.join(d, 'trainer.json'), 'utf8')) as TrainerState;
+        await stat(path.join(d, 'model.safetensors'));
+      } catch {
+        continue;
+      }
+      if (st.format !== 'voxvae.trainer' || !Number.isInteger(st.epoch)) continue;
+      const key: [number, number] = [st.epoch, st.history?.steps?.length ?? 0];
+      if (!best || key[0] > best.key[0] || (key[0] === best.key[0] && key[1] > best.key[1])) best = { dir: d, key };
+    }
+    return best?.dir ?? null;
   }
 
   private baseLr(): number {
@@ -300,6 +351,7 @@ export class Trainer {
     let cancelled = false;
     const group = activeGroup();
     const lead = !group || group.rank === 0;
+    if (o.checkpoint && lead) await removeStaleTemporaries(o.checkpoint.dir);
     if (group) await group.syncNetworks(this.vae.encoder.frozen ? [this.vae.decoder.network.net] : [this.vae.encoder.network.net, this.vae.decoder.network.net]);
     const shard = group ? { shard: { rank: group.rank, worldSize: group.worldSize } } : {};
     while (this.epoch < o.epochs) {
@@ -388,4 +440,45 @@ export class Trainer {
     }
     return { epochs: this.history.epochs, steps: this.history.steps, rollbacks: this.history.rollbacks, cancelled, epoch: this.epoch };
   }
+}
+
+const TMP_MARK = '.tmp-';
+const OLD_MARK = '.old-';
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary folders a Trainer.save left in `dir` when its process was killed (hidden
+ * `.NAME.tmp-PID-…` and `.NAME.old-PID-…`, and `NAME.tmp-PID` of earlier versions) — those of processes
+ * still running are left alone. An `.old-` folder whose checkpoint never got its replacement is put back.
+ */
+export async function removeStaleTemporaries(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const n of names) {
+    const m = /^\.(.+)\.(tmp|old)-(\d+)-[0-9a-f]+$/.exec(n) ?? /^(.+)\.(tmp)-(\d+)$/.exec(n);
+    if (!m || processAlive(Number(m[3]))) continue;
+    const p = path.join(dir, n);
+    if (m[2] === 'old') {
+      const target = path.join(dir, m[1]!);
+      const restored = await stat(target).then(() => false, () => rename(p, target).then(() => true, () => false));
+      if (restored) continue;
+    }
+    await rm(p, { recursive: true, force: true });
+    removed.push(n);
+  }
+  return removed;
 }

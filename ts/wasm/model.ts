@@ -2,7 +2,7 @@
 // complete(x, dev, γ) — loaded from the same safetensors checkpoints as the native engine (a whole
 // VAE, an aggregated VAE whose decoder is skullVAE's stage-2 decoder, or a decoder alone).
 // Inputs and outputs are Float32Arrays in NCDHW order, like the native API; masks are Uint8Arrays.
-import { VoxvaeError, invalid } from '../errors.js';
+import { VoxvaeError, finiteOutput, invalid } from '../errors.js';
 import type { VaeConfig } from '../config.js';
 import { checkpointNetworks, loadNetworks, ownedBy, readTrainingState, resolveConfigs, weightNames, type ModelKind } from '../model/checkpoint.js';
 import { parseSafetensors, type SafeTensors, type TensorEntry } from '../safetensors_core.js';
@@ -69,6 +69,27 @@ function outputInto(opts: OutputOptions | undefined, kind: OutputKind, length: n
   if (into.length !== length)
     throw new VoxvaeError('ESHAPE', `options.into has ${into.length} values; output '${kind}' of this call has ${length}`, { path: 'options.into' });
   return into;
+}
+
+/**
+ * Whether `a` views `memory` through another SharedArrayBuffer object (a shared memory that grew hands
+ * out a new object for the same bytes): a marker written through `a` shows at the same offset of the
+ * module's memory. The bytes written are put back.
+ */
+function sharesMemory(a: ArrayBufferView, memory: ArrayBufferLike): boolean {
+  if (typeof SharedArrayBuffer === 'undefined' || !(a.buffer instanceof SharedArrayBuffer) || !(memory instanceof SharedArrayBuffer)) return false;
+  if (a.byteLength < 1 || a.byteOffset >= memory.byteLength) return false;
+  const mine = new Uint8Array(a.buffer, a.byteOffset, 1), theirs = new Uint8Array(memory, a.byteOffset, 1);
+  const old = mine[0]!;
+  try {
+    for (const marker of [0x5a, 0xa5]) {
+      mine[0] = marker;
+      if (theirs[0] !== marker) return false;
+    }
+    return true;
+  } finally {
+    mine[0] = old;
+  }
 }
 
 /** A view of module memory copied out: into the caller's array (checked by outputInto), else a new one. */
@@ -181,7 +202,9 @@ export class WasmVae {
     const kind = outputKind(opts);
     this.alive('decode');
     const n = f32Input(z, 'z', this.latentSize);
+    this.outsideMemory(z, 'z');
     const into = outputInto(opts, kind, this.outputLength(n, kind));
+    this.outsideMemory(into, 'options.into');
     return this.runDecoder(n, (input) => input.set(z), kind, into, 'decode');
   }
 
@@ -195,7 +218,12 @@ export class WasmVae {
     is.knownKeys('options', is.options('options', opts), ['batch']);
     const enc = this.encoder('encode');
     const n = f32Input(x, 'x', this.inputSize, this.volume(opts.batch));
-    return enc.forward(n, (input) => input.set(x), ([mu, logvar]) => ({ mu: mu!.slice(), logvar: logvar!.slice() }), 'encode');
+    this.outsideMemory(x, 'x');
+    return enc.forward(n, (input) => input.set(x), ([mu, logvar]) => {
+      finiteOutput(mu!, 'encode', 'means (mu)');
+      finiteOutput(logvar!, 'encode', 'log-variances');
+      return { mu: mu!.slice(), logvar: logvar!.slice() };
+    }, 'encode');
   }
 
   /**
@@ -205,8 +233,10 @@ export class WasmVae {
   async latentGradient<T>(z: Float32Array, objective: (logits: Float32Array) => { value: T; grad: Float32Array }): Promise<{ value: T; grad: Float32Array }> {
     this.alive('latentGradient');
     const n = f32Input(z, 'z', this.latentSize);
+    this.outsideMemory(z, 'z');
     if (typeof objective !== 'function') invalid('objective', 'must be a function (logits) => { value, grad }', objective);
     return this.decoderNet.inputGradient(n, (input) => input.set(z), (y) => {
+      finiteOutput(y, 'latentGradient', 'logits');
       const r = objective(y);
       for (let i = 0; i < r.grad.length; i++) if (!Number.isFinite(r.grad[i]!)) throw new VoxvaeError('ENOTFINITE', `latentGradient: the objective's gradient [${i}] is ${r.grad[i]}`, { path: 'objective' });
       return r;
@@ -251,7 +281,10 @@ export class WasmVae {
     if (dev.length !== L && dev.length !== n * L)
       throw new VoxvaeError('ESHAPE', `dev has ${dev.length} values; expected the latent size ${L}${n > 1 ? ` or ${n} × ${L}` : ''}`, { path: 'dev' });
     for (let i = 0; i < dev.length; i++) if (!Number.isFinite(dev[i]!)) throw new VoxvaeError('ENOTFINITE', `dev[${i}] is ${dev[i]}`, { path: 'dev' });
+    this.outsideMemory(x, 'x');
+    this.outsideMemory(dev, 'dev');
     const into = outputInto(opts, kind, this.outputLength(n, kind));
+    this.outsideMemory(into, 'options.into');
     const rt = this.runtime;
     const z = rt.withAlloc(3 * n * L * 4, 'complete', (p) =>
       enc.forward(n, (input) => input.set(x), ([mu, logvar]) => {
@@ -294,6 +327,13 @@ export class WasmVae {
     this.decoderNet.dispose();
   }
 
+  /** EINVAL for an array that views this runtime's own memory (the module would overwrite it, or it would
+   *  overwrite the module's data; a growing memory can also detach it mid-call). */
+  private outsideMemory(a: ArrayBufferView | undefined, field: string): void {
+    if (a && (a.buffer === (this.runtime.memory.buffer as ArrayBufferLike) || sharesMemory(a, this.runtime.memory.buffer as ArrayBufferLike)))
+      invalid(field, 'must not be a view of the WebAssembly module\'s own memory (runtime.memory): pass an ordinary array (copy it with .slice())', a);
+  }
+
   private alive(where: string): void {
     if (this.decoderNet.disposed) throw new VoxvaeError('EDISPOSED', `${where}: the model was disposed`);
   }
@@ -322,6 +362,7 @@ export class WasmVae {
     const C = c.outChannels;
     const S = this.outputSize / C;
     return this.decoderNet.forward(n, fill, ([y]) => {
+      finiteOutput(y!, where, 'logits');
       const ptr = y!.byteOffset;
       if (kind === 'mask') {
         // Scores keep their order under softmax and sigmoid, so the mask is taken from the logits.

@@ -5,7 +5,8 @@ import { VoxvaeError } from '../errors.js';
 import type { TensorEntry } from '../safetensors_core.js';
 import type { Graph } from '../model/graph.js';
 import { loadNamedTensors, PARAM_ROLES, tensorNames, type NamedTensor, type ParamSlot } from '../model/naming.js';
-import type { WasmRuntime } from './runtime.js';
+import { MAX_WASM_BYTES, type WasmRuntime } from './runtime.js';
+import { parameterBytes } from '../model/shapes.js';
 
 export class WasmNet {
   readonly rt: WasmRuntime;
@@ -23,6 +24,12 @@ export class WasmNet {
     this.rt = rt;
     this.graph = graph;
     this.spec = graph.toSpec();
+    // A network that cannot fit in WebAssembly's 32-bit memory is refused before the module is asked to
+    // build it (the module would abort, leak and keep its grown memory): ENOMEM saying how much it needs.
+    // (Activations are checked per call, for the batch asked for.)
+    const need = parameterBytes(graph);
+    if (need >= MAX_WASM_BYTES)
+      throw new VoxvaeError('ENOMEM', `wasm: this network's parameters need ${(need / 2 ** 30).toFixed(2)} GiB, more than WebAssembly's 4 GiB memory; use the native engine (voxvae's Vae) for it`);
     const ex = rt.exports;
     const spec = rt.string(this.spec, 'wasm: network spec');
     try {
