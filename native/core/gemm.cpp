@@ -17,6 +17,10 @@
 #include "parallel.h"
 
 #include "simd.h"
+
+#if VX_X86_DISPATCH
+#include <cpuid.h>
+#endif
 #include "vmath.h"
 
 namespace vx {
@@ -170,9 +174,26 @@ bool supported(const Kernel& k) {
   return &k == &kPortable;
 }
 
+#if VX_X86_DISPATCH
+// AMD family 19h with AVX-512 is Zen 4, which executes a 512-bit operation as two 256-bit halves: the
+// AVX-512 kernels do the same arithmetic per cycle as the AVX2 ones, with panels twice as wide (more
+// padding on small layers, column panels that span rows of 16-wide layers). Measured on an EPYC of that
+// family (bench/probe-isa.ts, interleaved in one process, 2 threads): the quarter training step took
+// 0.91-0.95x the time with the AVX2 kernels (medians of per-round ratios, wall and CPU), the half decode
+// and training step 0.96-0.99x; so automatic selection prefers AVX2 there. setCpuIsa('avx512f') still
+// selects AVX-512.
+bool avx512_double_pumped() {
+  __builtin_cpu_init();
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__builtin_cpu_is("amd") || !__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const unsigned base = (a >> 8) & 0xF, ext = (a >> 20) & 0xFF;
+  return (base == 0xF ? base + ext : base) == 0x19;
+}
+#endif
+
 const Kernel* auto_kernel() {
 #if VX_X86_DISPATCH
-  if (supported(kAvx512)) return &kAvx512;
+  if (supported(kAvx512) && !(supported(kAvx2) && avx512_double_pumped())) return &kAvx512;
   if (supported(kAvx2)) return &kAvx2;
 #endif
   return &kPortable;
