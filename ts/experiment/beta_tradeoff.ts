@@ -122,6 +122,18 @@ function pca2(z: Float32Array, n: number, k: number): { mean: Float64Array; axes
 }
 
 /** Runs the comparison; returns the table rows and writes the report into o.out. */
+/**
+ * The KL controllers as the experiments (and `voxvae train --method controlvae|dynamicvae`) run them, for
+ * a KL set point in nats. ControlVAE: the paper's equations (clamp, anti-windup outside the range) with a
+ * range wide enough to reach skullVAE's β = 100; the integral gain is raised so β can move within a short
+ * budget. DynamicVAE: its incremental PI controller with a constant set point.
+ */
+export function controllerBeta(kind: 'controlvae' | 'dynamicvae', klTarget: number): BetaScheduleSpec {
+  return kind === 'controlvae'
+    ? { kind: 'controlvae', preset: 'paper', setPoint: klTarget, kp: 1, ki: 0.01, betaMin: 0, betaMax: 100 }
+    : { kind: 'dynamicvae', initialBeta: 1, kp: 0.01, ki: 0.005, betaMin: 1e-4, window: 5, setPoint: { start: klTarget, step: 0, max: klTarget } };
+}
+
 export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: MethodRow[]; reportFile: string }> {
   const log = o.log ?? ((l: string) => console.log(l));
   if (o.threads !== undefined) setThreads(o.threads);
@@ -147,10 +159,8 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
   const betaSpec: Record<Exclude<MethodName, 'aggregated' | RiveraMethod>, number | BetaScheduleSpec> = {
     'vae-1e-4': 1e-4,
     'vae-100': 100,
-    // The paper's equations (clamp, anti-windup outside the range) with a range wide enough to reach
-    // skullVAE's β = 100; the integral gain is raised so β can move within this short budget.
-    controlvae: { kind: 'controlvae', preset: 'paper', setPoint: klTarget, kp: 1, ki: 0.01, betaMin: 0, betaMax: 100 },
-    dynamicvae: { kind: 'dynamicvae', initialBeta: 1, kp: 0.01, ki: 0.005, betaMin: 1e-4, window: 5, setPoint: { start: klTarget, step: 0, max: klTarget } },
+    controlvae: controllerBeta('controlvae', klTarget),
+    dynamicvae: controllerBeta('dynamicvae', klTarget),
   };
 
   // The volumes of the validation set by pair, for completion against the true complete skull.
