@@ -18,6 +18,7 @@ import { imageGrid, lineChart, scatterChart, writePng } from '../report/plot.js'
 import type { BetaScheduleSpec } from '../train/beta.js';
 import { Trainer, type StepInfo, type EpochInfo } from '../train/trainer.js';
 import { trainStage2 } from '../train/two_stage.js';
+import { heartbeat } from './heartbeat.js';
 import { Vae, setThreads } from '../vae.js';
 import type { LatentMode } from '../types.js';
 import { reconstructionDice } from '../train/trainer.js';
@@ -288,13 +289,14 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
       seconds,
     };
     rows.push(row);
-    log(`  ${name}: recon Dice ${row.reconDice.toFixed(3)}, completion Dice cranial ${row.cranialDice.toFixed(3)} facial ${row.facialDice.toFixed(3)}, KL ${row.kl.toFixed(2)}, Gaussian-fit KL ${row.gaussKlFull.toFixed(2)}, MIG ${row.mig.toFixed(3)}, ${seconds.toFixed(0)} s`);
+    log(`  ${name}: recon Dice ${row.reconDice.toFixed(3)}, completion Dice cranial ${row.cranialDice.toFixed(3)} facial ${row.facialDice.toFixed(3)}, KL ${row.kl.toFixed(2)}, Gaussian-fit KL of μ ${Number.isFinite(row.gaussKlFull) ? row.gaussKlFull.toFixed(2) : '∞ (the μ\'s covariance is singular: some latent dimensions never vary, a collapse)'}, MIG ${row.mig.toFixed(3)}, ${seconds.toFixed(0)} s`);
   };
 
   const train1 = async (name: Exclude<MethodName, 'aggregated' | RiveraMethod>): Promise<Vae> => {
     const ts = performance.now();
     const vae = await Vae.create(config, { seed });
-    const tr = new Trainer(vae, train, { epochs, batchSize: batch, seed, beta: betaSpec[name], optimizer: { kind: 'adam', lr }, validation, maxGradNorm: 1e4 });
+    const hb = heartbeat(log, name, epochs, Math.ceil(train.length / batch));
+    const tr = new Trainer(vae, train, { epochs, batchSize: batch, seed, beta: betaSpec[name], optimizer: { kind: 'adam', lr }, validation, maxGradNorm: 1e4, onStep: hb.onStep, onEpoch: hb.onEpoch });
     const r = await tr.run();
     curves.set(name, r.epochs);
     steps.set(name, r.steps);
@@ -313,7 +315,8 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
     const ts = performance.now();
     const vae = stage1ForAggregate ?? (await train1('vae-100'));
     const prior = rows.find((r) => r.method === 'vae-100')?.seconds ?? 0;
-    const r = await trainStage2(vae, { train, validation, seed, trainer: { epochs, batchSize: batch, optimizer: { kind: 'adam', lr }, latent: o.stage2Latent ?? 'sample' } });
+    const hb2 = heartbeat(log, 'aggregated stage 2', epochs, Math.ceil(train.length / batch));
+    const r = await trainStage2(vae, { train, validation, seed, trainer: { epochs, batchSize: batch, optimizer: { kind: 'adam', lr }, latent: o.stage2Latent ?? 'sample', onStep: hb2.onStep, onEpoch: hb2.onEpoch } });
     curves.set('aggregated (stage 2)', r.epochs);
     await vae.save(path.join(o.out, 'aggregated_vae.safetensors'));
     await evaluate('aggregated', vae, prior + (performance.now() - ts) / 1000);

@@ -4,11 +4,21 @@
 // archived alone) and results.json. At the top of each: the run's command, seed, version, machine and
 // date, then warning boxes — those the caller gives (e.g. a collapsed model) and one listing every
 // non-finite number of the payload, which a table would otherwise show as a silent dash.
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import path from 'node:path';
 import { writeFileAtomic } from '../safetensors.js';
 import { writePng } from './plot.js';
+
+/** The package's version (package.json two folders up from ts/report and dist/report). */
+export const VERSION: string = (() => {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+})();
 
 export interface RunInfo {
   /** The command line that produced the report. */
@@ -48,7 +58,7 @@ export function machineInfo(): string {
 }
 
 /** RunInfo for this process: the command as typed (argv after node), version and machine. */
-export function runInfo(version: string, seed?: number, seconds?: number): RunInfo {
+export function runInfo(version: string = VERSION, seed?: number, seconds?: number): RunInfo {
   const argv = process.argv.slice(1).map((a, i) => (i === 0 ? 'voxvae' : /[\s'"$`\\]/.test(a) ? `'${a.replace(/'/g, "'\\''")}'` : a));
   return { command: argv.join(' '), ...(seed !== undefined ? { seed } : {}), version, machine: machineInfo(), date: new Date().toISOString(), ...(seconds !== undefined ? { seconds } : {}) };
 }
