@@ -4,6 +4,7 @@
 
 import { Command, Option } from 'commander';
 import { finiteNumber, integer, shape } from './args.js';
+import { mustExist } from './run.js';
 import cliProgress from 'cli-progress';
 import { type DatasetInfo, datasetInfo } from '../data/info.js';
 import { SYNTH_FORMATS, type SynthFormat, type WrittenSyntheticDataset, writeSkullDataset } from '../data/synth/index.js';
@@ -148,6 +149,7 @@ export function registerDatasetCommands(program: Command): void {
     .option('--headers-only', 'read headers only (fast; no foreground fraction)', false)
     .option('--threshold <value>', 'foreground = voxel value above this', finiteNumber('--threshold'), 0.5)
     .action(async (target: string, o: InfoCliOptions) => {
+      await mustExist(target, 'dataset info:');
       const info = await runInfo(target, o);
       if (info.errors.length > 0) process.exitCode = 1;
     });

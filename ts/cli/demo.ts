@@ -142,7 +142,7 @@ export function registerDemoCommand(program: Command): void {
     .description('a quick look, not the main job: train one small VAE on built-in synthetic skulls and print loss and Dice per epoch (about 2 min on 2 CPU cores with the defaults). The main job is `voxvae pipeline` (npm start); on your own data use `voxvae train`')
     .option('--out <dir>', 'output folder', 'runs/demo')
     .option('--skulls <n>', 'complete skulls, at least 2 (each also gives a cranial and a facial defect volume; a fifth are held out)', integer('--skulls', 2, 100000), 30)
-    .option('--shape <D,H,W>', 'volume shape; every side divisible by 2^levels (levels: as many stride-2 levels, up to 6, as the shape allows)', shape3, [64, 64, 32] as [number, number, number])
+    .option('--shape <D,H,W>', 'volume shape; every side a multiple of 16 (2^levels: 4 stride-2 levels, up to 6 while every side stays divisible)', shape3, [64, 64, 32] as [number, number, number])
     .option('--epochs <n>', 'epochs (≥ 1)', positiveInt('--epochs'), 15)
     .option('--batch <n>', 'batch size', positiveInt('--batch'), 4)
     .option('--beta <b>', 'KL weight (≥ 0)', nonNegativeNumber('--beta'), 1e-4)

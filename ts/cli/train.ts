@@ -130,11 +130,12 @@ export async function readTrainConfig(file: string): Promise<Partial<TrainCliOpt
   return v as Partial<TrainCliOptions>;
 }
 
-/** The levels a shape allows: as many stride-2 levels (up to 6) as divide every side. */
+/** The default encoder: at least 4 stride-2 levels, more (up to 6) while every side stays divisible. A
+ *  shape that 2^4 = 16 does not divide then fails checkGrid, with the rule and a shape that works. */
 export function defaultChannels(shape: Vec3): number[] {
   let levels = 0;
   while (levels < 6 && shape.every((d) => d % 2 ** (levels + 1) === 0)) levels++;
-  return [16, 32, 32, 64, 64, 128].slice(0, Math.max(1, levels));
+  return [16, 32, 32, 64, 64, 128].slice(0, Math.max(4, levels));
 }
 
 /** The stride rule, checked before the model is built, with a shape that satisfies it. */
@@ -396,7 +397,7 @@ export function registerTrainCommand(program: Command): void {
     .option('--out <dir>', 'output folder (created and tested for writing before anything else)', 'runs/train')
     .option('--config <file.json>', 'options from a JSON object keyed by the flags in camelCase, e.g. {"method":"aggregated","epochs":50,"shape":[64,64,32]}; flags win')
     .addOption(new Option('--method <m>', TRAIN_METHODS.map((m) => `'${m}': ${METHOD_HELP[m]}`).join('; ')).argParser(oneOf('--method', TRAIN_METHODS)))
-    .option('--shape <D,H,W>', "the model's grid; volumes are resampled to it. Every side must be divisible by 2^levels (levels = number of --channels; by default as many stride-2 levels, up to 6, as the shape allows). Default: the data's shape", shape3)
+    .option('--shape <D,H,W>', "the model's grid; volumes are resampled to it. Every side must be divisible by 2^levels (levels = the number of --channels; by default 4, or up to 6 while every side stays divisible: so a multiple of 16). Default: the data's shape", shape3)
     .option('--channels <list>', 'encoder channels per level, e.g. 16,32,64,64 (default 16,32,32,64,64,128 cut to the levels the shape allows)', (v: string) => integers('--channels', v, 12))
     .option('--latent <n>', 'latent size (default 32)', int('--latent'))
     .option('--epochs <n>', 'epochs (stage 1 for aggregated; default 20)', int('--epochs'))
