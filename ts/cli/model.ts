@@ -169,7 +169,7 @@ export async function runEvaluate(o: EvaluateOptions, version: string): Promise<
       ...Object.entries(recon.byClass).map(([c, s]) => `| ${c} | ${s.n} | ${f3(s.dice)} |`),
       `| all | ${recon.n} | ${f3(recon.dice)} (min ${f3(recon.min)}) |`, '',
       '| latent | value |', '|---|---:|',
-      `| KL(q(z|x) ‖ N(0, I)) per volume, nats | ${f3(kl, 2)} |`,
+      `| KL(q(z∣x) ‖ N(0, I)) per volume, nats | ${f3(kl, 2)} |`,
       `| active units (variance of μ over volumes > 0.01) ↑ | ${Number.isFinite(au) ? au : '—'} / ${k} |`, '',
     ];
     if (compByClass.length) {
@@ -193,7 +193,9 @@ export async function runEvaluate(o: EvaluateOptions, version: string): Promise<
       }
     }
     const seconds = (performance.now() - t0) / 1000;
-    const json = { model: path.resolve(o.model), data: path.resolve(o.data), grid, reconstruction: recon, latent: { kl, activeUnits: au, size: k }, completion: { byClass: compByClass, cases: completion }, scores: vols.items.map((it, i) => ({ path: it.path, label: it.label, kind: it.kind, dice: scores[i] })) };
+    // A case's HD95 is undefined when one of the implants is empty: null with the reason, counted in the table.
+    const cases = completion.map((c) => (Number.isFinite(c.implantHd95) ? c : { ...c, implantHd95: null, hd95Undefined: 'the predicted or the true implant is empty' }));
+    const json = { model: path.resolve(o.model), data: path.resolve(o.data), grid, reconstruction: recon, latent: { kl, activeUnits: au, size: k }, completion: { byClass: compByClass, cases }, scores: vols.items.map((it, i) => ({ path: it.path, label: it.label, kind: it.kind, dice: scores[i] })) };
     const files = await writeReport(o.out, { title: `voxvae evaluate: ${path.basename(o.model)} on ${path.basename(path.resolve(o.data))}`, run: runInfo(version, vae.seed, seconds), warnings, body, figures, json });
     for (const w of files.warnings) log(`WARNING: ${w}`);
     log(`wrote ${files.html}, ${files.md} and ${files.json}`);
