@@ -154,3 +154,29 @@ test('on a terminal the progress is a bar per epoch with loss, β, validation Di
   t.regex(out, /epoch 2\/3 \[[^\]]*\] 1\/4 \| loss 40\.00 \| β 0\.1000 \| val Dice 0\.610 \| ETA /);
   t.regex(lines[0]!, /^epoch 1\/3 {2}loss\/vol 48\.00 {2}KL\/vol 3\.00 {2}β 0\.1000 {2}validation Dice 0\.610/);
 });
+
+test.serial('every --method trains; --config gives options and flags win', async (t) => {
+  const cfg = path.join(tmp, 'cfg.json');
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(cfg, JSON.stringify({ method: 'controlvae', epochs: 5, batch: 2, klTarget: 5, validation: 2 }));
+  for (const [method, extra] of [['controlvae', ['--config', cfg, '--epochs', '2']], ['dynamicvae', ['--epochs', '2', '--backend', 'auto']], ['rivera', ['--epochs', '2', '--batch', '3']], ['vae', ['--epochs', '2', '--channels', '8,8,16,16', '--latent', '8', '--flip', '--resample', 'trilinear', '--shape', '16,16,16', '--validation', '0']]] as const) {
+    const out = path.join(tmp, `m-${method}`);
+    const r = await voxvae(['train', '--data', data, '--out', out, ...(method === 'controlvae' ? [] : ['--method', method]), ...extra, '--json']);
+    t.is(r.code, 0, `${method}: ${r.stderr}`);
+    const rec = json<{ method: string; options: { epochs: number; batch: number; klTarget: number }; curves: { epochs: { beta: number | null }[] }[]; config: { inputShape: number[]; channels: number[]; latentSize: number }; data: { validation: number; resampled: boolean } }>(readFileSync(path.join(out, 'training.json'), 'utf8'));
+    t.is(rec.method, method);
+    t.is(rec.curves[0]!.epochs.length, 2, `${method}: --epochs 2 wins over the config file's 5`);
+    if (method === 'controlvae') {
+      t.is(rec.options.batch, 2, 'from the config file');
+      t.is(rec.options.klTarget, 5);
+      t.is(rec.data.validation, 6, '2 subjects = 6 volumes held out');
+    }
+    if (method === 'vae') {
+      t.deepEqual(rec.config.inputShape, [16, 16, 16]);
+      t.deepEqual(rec.config.channels, [8, 8, 16, 16]);
+      t.is(rec.config.latentSize, 8);
+      t.true(rec.data.resampled);
+      t.is(rec.data.validation, 0);
+    }
+  }
+});

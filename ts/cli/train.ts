@@ -286,7 +286,7 @@ export async function runTrain(cli: Partial<TrainCliOptions> & { out: string }, 
     const last = o.resume ? await latestCheckpoint(dir) : null;
     let t: Trainer;
     if (last) {
-      t = await Trainer.resume(last.dir, train, options);
+      t = await Trainer.resume(last.dir, train, options, { backend: o.backend });
       log(`${label}: resuming from ${last.dir} (epoch ${last.epoch}${last.batch ? `, batch ${last.batch}` : ''})`);
     } else t = new Trainer(await fresh(), train, options);
     progress.phase(label, epochs, batchesPerEpoch, t.epoch);

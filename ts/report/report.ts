@@ -34,7 +34,8 @@ export interface RunInfo {
 export interface ReportFigure {
   /** PNG file name, relative to the report folder. */
   file: string;
-  svg: string;
+  /** The figure, rendered to `file`; absent when the caller has written the PNG already. */
+  svg?: string;
   caption: string;
 }
 
@@ -96,7 +97,7 @@ code{background:#f4f6f8;padding:0 .2em}`;
 /** Writes report.md, report.html and results.json into `out`; returns their paths. */
 export async function writeReport(out: string, r: ReportInput): Promise<{ md: string; html: string; json: string; warnings: string[] }> {
   const figures = new Map((r.figures ?? []).map((f) => [f.file, f]));
-  for (const f of figures.values()) await writePng(path.join(out, f.file), f.svg);
+  for (const f of figures.values()) if (f.svg !== undefined) await writePng(path.join(out, f.file), f.svg);
   const nonFinite = nonFinitePaths(r.json);
   const warnings = [...(r.warnings ?? [])];
   if (nonFinite.length) warnings.push(`${nonFinite.length} figure${nonFinite.length === 1 ? ' is' : 's are'} not finite (shown as —): ${nonFinite.slice(0, 8).join(', ')}${nonFinite.length > 8 ? ', …' : ''}.`);
