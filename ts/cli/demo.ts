@@ -139,7 +139,7 @@ export async function runDemo(o: DemoOptions): Promise<{ rows: EpochRow[]; repor
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('a quick look, not the main job: train one small VAE on built-in synthetic skulls and print loss and Dice per epoch (about 2 min on 2 CPU cores with the defaults). The main job is `voxvae pipeline` (npm start); on your own data use `voxvae train`')
+    .description('a quick look, not the main job: train one small VAE on built-in synthetic skulls and print loss and Dice per epoch (about 25 s on 2 CPU cores with the defaults). The main job is `voxvae pipeline` (npm start); on your own data use `voxvae train`')
     .option('--out <dir>', 'output folder', 'runs/demo')
     .option('--skulls <n>', 'complete skulls, at least 2 (each also gives a cranial and a facial defect volume; a fifth are held out)', integer('--skulls', 2, 100000), 30)
     .option('--shape <D,H,W>', 'volume shape; every side a multiple of 16 (2^levels: 4 stride-2 levels, up to 6 while every side stays divisible)', shape3, [64, 64, 32] as [number, number, number])

@@ -107,7 +107,12 @@ export async function runEvaluate(o: EvaluateOptions, version: string): Promise<
     const vols = ds.subset(ds.items.flatMap((it, i) => (it.kind === 'implant' ? [] : [i])));
     if (vols.length === 0) throw new VoxvaeError('EINVAL', `--data ${o.data} holds no volumes ${VOLUME_EXT}`, { path: o.data });
     log(`evaluating ${o.model} on ${vols.length} volumes of ${o.data} (resampled to the model's ${grid.join('×')} where needed)`);
-    const scores = await reconstructionScores(vae, vols, o.batch);
+    let last = performance.now();
+    const scores = await reconstructionScores(vae, vols, o.batch, (done, total) => {
+      if (performance.now() - last < 5000) return;
+      last = performance.now();
+      log(`  reconstructed ${done}/${total}`);
+    });
     const enc = await encodeDataset(vae, vols, { batchSize: o.batch });
     const k = enc.k;
     let klSum = 0;
@@ -131,7 +136,8 @@ export async function runEvaluate(o: EvaluateOptions, version: string): Promise<
       ds.items.forEach((it, i) => it.kind === 'complete' && completeOf.set(`${it.subset}\u0000${it.pairId}`, i));
       const cases = ds.items.flatMap((it, i) => (it.kind === 'defective' && vae.completion!.classes.includes(it.label) && completeOf.has(`${it.subset}\u0000${it.pairId}`) ? [i] : []));
       if (cases.length) log(`completing ${cases.length} defective skulls (${vae.completion.classes.join(', ')})`);
-      let done = 0, last = performance.now();
+      let done = 0;
+      last = performance.now();
       for (const i of cases) {
         const it = ds.items[i]!;
         const def = await ds.get(i), full = await ds.get(completeOf.get(`${it.subset}\u0000${it.pairId}`)!);

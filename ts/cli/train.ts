@@ -226,7 +226,12 @@ export async function runTrain(cli: Partial<TrainCliOptions> & { out: string }, 
   if (probe.length === 0) throw new VoxvaeError('EINVAL', `--data ${o.data} holds no volumes (.nii, .nii.gz, .nrrd, .nhdr; implants are left out)`, { path: o.data });
   const shapes = new Map<string, { shape: Vec3; n: number }>();
   const first = await probe.header(0);
+  let beat = performance.now();
   for (let i = 0; i < probe.length; i++) {
+    if (performance.now() - beat > 5000) {
+      beat = performance.now();
+      log(`  reading headers: ${i}/${probe.length}`);
+    }
     const h = await probe.header(i);
     const k = h.shape.join('×');
     shapes.set(k, { shape: h.shape as Vec3, n: (shapes.get(k)?.n ?? 0) + 1 });

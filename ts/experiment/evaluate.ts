@@ -28,7 +28,7 @@ function masksOf(logits: Float32Array, n: number, C: number, S: number): Uint8Ar
 }
 
 /** Reconstruction Dice of every volume of `ds` (z = the model's evaluation latent), in dataset order. */
-export async function reconstructionScores(vae: Vae, ds: VolumeDataset, batchSize = 8): Promise<number[]> {
+export async function reconstructionScores(vae: Vae, ds: VolumeDataset, batchSize = 8, onProgress?: (done: number, total: number) => void): Promise<number[]> {
   const [D, H, W] = vae.config.inputShape;
   const S = D * H * W, shape: Shape3 = [D, H, W];
   const out: number[] = [];
@@ -36,6 +36,7 @@ export async function reconstructionScores(vae: Vae, ds: VolumeDataset, batchSiz
     const { recon } = await vae.forward(b.input, { mode: 'eval', latent: vae.evalLatent, output: 'logits', batch: b.items.length });
     const masks = masksOf(recon, b.items.length, vae.decoder.config.outChannels, S);
     masks.forEach((m, i) => out.push(dice({ data: m, shape }, { data: b.input.subarray(i * S, (i + 1) * S), shape })));
+    onProgress?.(out.length, ds.length);
   }
   return out;
 }
