@@ -59,6 +59,8 @@ const cases: { name: string; args: () => string[]; message: RegExp; after?: (t: 
   { name: 'demo: fewer volumes than a batch', args: () => ['demo', '--skulls', '2', '--epochs', '1', '--out', out('d3')], message: /--skulls 2 leaves 3 training volumes .* fewer than one batch \(--batch 4\)/ },
   { name: 'demo: --out under /proc', args: () => ['demo', '--skulls', '3', '--shape', '32,32,16', '--out', '/proc/voxvae'], message: /virtual file system/ },
   { name: 'pipeline: --backend bogus', args: () => ['pipeline', '--backend', 'gpu', '--out', out('p1')], message: /--backend must be one of 'cpu', 'cuda', 'auto'/ },
+  { name: 'pipeline: --out under /proc, before any data', args: () => ['pipeline', '--scale', 'test', '--out', '/proc/voxvae-pipeline'], message: /--out \/proc\/voxvae-pipeline is on a virtual file system/ },
+  { name: 'experiment beta-tradeoff: --out is a file', args: () => ['experiment', 'beta-tradeoff', '--scale', 'test', '--out', path.join(data, 'manifest.csv')], message: /is a file, not a folder/ },
   { name: 'dataset info: missing file', args: () => ['dataset', 'info', out('missing.nii.gz')], message: /dataset info: .*missing\.nii\.gz does not exist/ },
   { name: 'unknown command', args: () => ['trian'], message: /unknown command 'trian'/ },
 ];

@@ -6,6 +6,7 @@ import { ABLATION_VARIANTS, runAblation } from '../experiment/ablation.js';
 import { BACKENDS, type Backend, type LatentMode } from '../types.js';
 import { selectBackend } from '../backend.js';
 import { oneOf, positiveInt, positiveNumber, shape3 } from './args.js';
+import { prepareOutDir } from './run.js';
 
 const int = positiveInt;
 const num = positiveNumber;
@@ -43,6 +44,7 @@ export function registerExperimentCommands(program: Command): void {
   common(exp.command('beta-tradeoff').description('VAE β=1e-4, β=100, aggregated VAE, ControlVAE, DynamicVAE on the synthetic skulls: table + figures + report'), 'runs/beta-tradeoff')
     .option('--methods <list>', `comma-separated subset of ${METHODS.join(',')}`, methods)
     .action(async (o) => {
+      await prepareOutDir(o.out);
       await runBetaTradeoff(o);
     });
   exp
@@ -59,6 +61,7 @@ export function registerExperimentCommands(program: Command): void {
     .option('--seed <n>', 'seed (held-out skulls: seed + 1000)', int('--seed'), 1)
     .option('--threads <n>', 'CPU threads (default: all cores)', int('--threads'))
     .action(async (o) => {
+      await prepareOutDir(o.out);
       await runAblation(o);
     });
   const d = PIPELINE_SCALES.default;
@@ -77,6 +80,7 @@ export function registerExperimentCommands(program: Command): void {
     .action(async (o) => {
       // An unusable --backend fails before any data is made (EUNSUPPORTED with the reason).
       if (o.backend) selectBackend(o.backend as Backend);
+      await prepareOutDir(o.out);
       await runPipeline({ ...o, noReference: o.reference === false });
     });
 }
