@@ -172,6 +172,11 @@ test.serial('every --method trains; --config gives options and flags win', async
       t.is(rec.data.validation, 6, '2 subjects = 6 volumes held out');
     }
     if (method === 'vae') {
+      const again = await voxvae(['train', '--data', data, '--out', out, '--epochs', '1']);
+      t.is(again.code, 2);
+      t.regex(again.stderr, /holds a training already \(checkpoints\/\): continue it with --resume, replace it with --overwrite/);
+      const over = await voxvae(['train', '--data', data, '--out', out, '--epochs', '1', '--overwrite', '--channels', '8,8,16,16', '--latent', '8', '--shape', '16,16,16']);
+      t.is(over.code, 0, over.stderr);
       t.deepEqual(rec.config.inputShape, [16, 16, 16]);
       t.deepEqual(rec.config.channels, [8, 8, 16, 16]);
       t.is(rec.config.latentSize, 8);

@@ -8,7 +8,7 @@
 //
 // Writes <out>/model.safetensors, <out>/training.json (options, data, the model grid's geometry, the
 // curves), <out>/train-options.json (what --resume reuses) and <out>/checkpoints/.
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { monaiVarAutoEncoder, type VaeConfig } from '../config.js';
@@ -58,6 +58,8 @@ export interface TrainCliOptions {
   checkpointEvery: number;
   keep?: number;
   resume?: string | boolean;
+  /** Replace a training already in --out (its checkpoints and model). */
+  overwrite?: boolean;
   backend: Backend;
   threads?: number;
   seed: number;
@@ -204,7 +206,7 @@ async function resolveOptions(cli: Partial<TrainCliOptions> & { out: string }, e
   const flags: Partial<TrainCliOptions> = {};
   for (const k of explicit) (flags as Record<string, unknown>)[k] = (cli as Record<string, unknown>)[k];
   for (const k of explicit) delete from[k];
-  const o = { ...TRAIN_DEFAULTS, ...base, ...flags, out: cli.out, resume: cli.resume ?? false, json: cli.json ?? false, config: cli.config } as TrainCliOptions;
+  const o = { ...TRAIN_DEFAULTS, ...base, ...flags, out: cli.out, resume: cli.resume ?? false, overwrite: cli.overwrite ?? false, json: cli.json ?? false, config: cli.config } as TrainCliOptions;
   return { o: checkTrainOptions(o, from), from };
 }
 
@@ -219,6 +221,12 @@ export async function runTrain(cli: Partial<TrainCliOptions> & { out: string }, 
   await mustExist(o.data, '--data');
   if (o.resume && o.method === 'rivera') throw new VoxvaeError('EUNSUPPORTED', "--resume: --method rivera keeps no trainer checkpoints; start it again", { path: '--resume' });
   if (o.shape) checkGrid(o.shape, o.channels ?? defaultChannels(o.shape), '--shape');
+  const previous = await readdir(path.join(o.out, 'checkpoints')).catch(() => [] as string[]);
+  if (!o.resume && previous.length) {
+    if (!o.overwrite) throw new VoxvaeError('EIO', `--out ${o.out} holds a training already (checkpoints/): continue it with --resume, replace it with --overwrite, or choose another --out`, { path: o.out });
+    await rm(path.join(o.out, 'checkpoints'), { recursive: true, force: true });
+    await rm(path.join(o.out, 'model.safetensors'), { force: true });
+  }
   if (o.threads !== undefined) setThreads(o.threads);
 
   // ---- the data ----
@@ -263,7 +271,7 @@ export async function runTrain(cli: Partial<TrainCliOptions> & { out: string }, 
       `train ${train.length}, validation ${validation?.length ?? 0} (split by subject, seed ${o.seed})`,
   );
   log(`model: MONAI VarAutoEncoder ${grid.join('×')}, channels [${channels.join(', ')}], latent ${o.latent}; method ${o.method} (${METHOD_HELP[o.method]}); Adam lr ${o.lr}, batch ${o.batch}, ${o.epochs} epochs${o.method === 'aggregated' ? ` + ${o.stage2Epochs ?? o.epochs} stage-2 epochs` : ''}; backend ${o.backend}`);
-  const { resume: _r, json: _j, config: _c, ...saved } = o;
+  const { resume: _r, overwrite: _w, json: _j, config: _c, ...saved } = o;
   await writeFileAtomic(path.join(o.out, 'train-options.json'), new TextEncoder().encode(JSON.stringify({ ...saved, shape: grid, channels }, null, 2)));
 
   // ---- training ----
@@ -312,9 +320,13 @@ export async function runTrain(cli: Partial<TrainCliOptions> & { out: string }, 
       vae = await Vae.create(config, { seed: o.seed, backend: o.backend });
       progress.phase('rivera', o.epochs, batchesPerEpoch);
       let te = performance.now();
+      let batchInEpoch = 0, stepEpoch = 0;
       const r = await trainRivera(vae, null, train, {
         epochs: o.epochs, batchSize: o.batch, seed: o.seed, optimizer: { lr: o.lr, betas: [0.5, 0.999] }, signal,
-        onStep: (s) => progress.step(s.epoch, 0, { loss: s.loss }),
+        onStep: (s) => {
+          if (s.epoch !== stepEpoch) (stepEpoch = s.epoch), (batchInEpoch = 0);
+          progress.step(s.epoch, batchInEpoch++, { loss: s.loss });
+        },
         onEpoch: async (e) => {
           const dice = validation ? await reconstructionDice(vae!, validation, o.batch) : NaN;
           const info: EpochInfo = { epoch: e.epoch, loss: e.loss, recon: e.recon, kl: e.population + e.individual, klPerSample: NaN, beta: NaN, lr: o.lr, steps: 0, seconds: (performance.now() - te) / 1000, validation: validation ? { dice } : {} };
@@ -416,6 +428,7 @@ export function registerTrainCommand(program: Command): void {
     .option('--checkpoint-every <n>', 'write a checkpoint every n epochs (default 1)', int('--checkpoint-every'))
     .option('--keep <n>', 'keep only the last n epoch checkpoints', int('--keep'))
     .option('--resume', 'continue the training in --out from its last checkpoint (options saved there; flags given now win, e.g. more --epochs)')
+    .option('--overwrite', 'replace a training already in --out (without it, an --out with checkpoints is refused)')
     .addOption(new Option('--backend <b>', "'cpu' (default), 'cuda' (fails with the reason when unusable) or 'auto'").argParser(oneOf('--backend', BACKENDS)))
     .option('--threads <n>', 'CPU threads (default: all cores)', int('--threads'))
     .option('--seed <n>', 'seed of the weights, the data order and the split (default 1)', integer('--seed', 0, Number.MAX_SAFE_INTEGER))
