@@ -108,7 +108,7 @@ test('help texts say what each command is and how long it takes', async (t) => {
   t.regex(pipe.stdout, /--backend/);
   t.regex(train.stdout, /divisible by 2\^levels/);
   t.regex(train.stdout, /about 20 s at 32×32×16/);
-  for (const cmd of ['evaluate', 'complete', 'encode', 'decode', 'sample', 'interpolate', 'export']) {
+  for (const cmd of ['evaluate', 'complete', 'calibrate', 'encode', 'decode', 'sample', 'interpolate', 'export']) {
     const r = await voxvae([cmd, '--help']);
     t.is(r.code, 0, cmd);
     t.regex(r.stdout, /(about|under|well under) (a|\d)/, `${cmd} --help gives a duration`);

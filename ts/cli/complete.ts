@@ -120,7 +120,7 @@ export function registerCompletionCommands(program: Command): void {
 
   program
     .command('calibrate')
-    .description('add completion data (deviation vectors, defect maps, the complete skulls\' latent prior) to a model, from skulls with paired defects: a data folder or manifest (SkullBreak/SkullFix layouts), or synthetic skulls')
+    .description('add completion data (deviation vectors, defect maps, the complete skulls\' latent prior) to a model, from skulls with paired defects: a data folder or manifest (SkullBreak/SkullFix layouts), or synthetic skulls (34 skulls at 64×64×32: about 7 s on 2 CPU cores)')
     .requiredOption('--model <file>', 'the trained model (.safetensors)')
     .option('--data <dir|manifest.csv>', 'complete skulls and their defective twins (the data layer\'s layouts)')
     .option('--synthetic <n>', 'use n synthetic skulls instead (each with a cranial and a facial defect)', positiveInt('--synthetic'))
