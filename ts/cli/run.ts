@@ -152,7 +152,7 @@ export class TrainingProgress {
     if (this.o.stream) {
       if (!this.bar) {
         this.bar = new cliProgress.SingleBar(
-          { format: '{label}epoch {ep} [{bar}] {value}/{total} | loss {loss} | β {beta} | val Dice {dice} | ETA {eta}', stream: this.o.stream, hideCursor: true, clearOnComplete: false, etaBuffer: 20 },
+          { format: '{label}epoch {ep} [{bar}] {value}/{total} | loss {loss} | β {beta} | val Dice {dice} | ETA {eta}', stream: this.o.stream, hideCursor: true, clearOnComplete: false, barsize: 20 },
           cliProgress.Presets.shades_classic,
         );
         this.bar.start(total, 0, payload);
