@@ -31,6 +31,7 @@ const cases: { name: string; args: () => string[]; message: RegExp; after?: (t: 
   { name: 'train: dataset too small for one batch', args: () => ['train', '--data', data, '--out', out('t6'), '--batch', '8'], message: /training volumes? \(after holding out \d+ for validation\) is fewer than one batch \(--batch 8\)/, after: (t) => t.false(existsSync(path.join(out('t6'), 'model.safetensors'))) },
   { name: 'train: --out under /proc', args: () => ['train', '--data', data, '--out', '/proc/voxvae-test'], message: /--out \/proc\/voxvae-test is on a virtual file system/ },
   { name: 'train: --out is a file', args: () => ['train', '--data', data, '--out', path.join(data, 'manifest.csv')], message: /--out .*manifest\.csv is a file, not a folder/ },
+  { name: 'train: --validation more subjects than there are', args: () => ['train', '--data', data, '--out', out('t10'), '--validation', '5'], message: /--validation asks for more pairs than the 2 there are/ },
   { name: 'train: --validation 1.5', args: () => ['train', '--data', data, '--validation', '1.5'], message: /--validation/ },
   { name: 'train: --resume without a training', args: () => ['train', '--out', out('t7'), '--resume'], message: /--resume: .*train-options\.json is missing/ },
   { name: 'train: --config with an unknown key', args: () => { writeFileSync(out('bad.json'), '{"epochz": 3}'); return ['train', '--data', data, '--config', out('bad.json'), '--out', out('t8')]; }, message: /--config .*bad\.json:\.epochz is not a known train option/ },

@@ -222,11 +222,8 @@ export async function runTrain(cli: Partial<TrainCliOptions> & { out: string }, 
   if (o.resume && o.method === 'rivera') throw new VoxvaeError('EUNSUPPORTED', "--resume: --method rivera keeps no trainer checkpoints; start it again", { path: '--resume' });
   if (o.shape) checkGrid(o.shape, o.channels ?? defaultChannels(o.shape), '--shape');
   const previous = await readdir(path.join(o.out, 'checkpoints')).catch(() => [] as string[]);
-  if (!o.resume && previous.length) {
-    if (!o.overwrite) throw new VoxvaeError('EIO', `--out ${o.out} holds a training already (checkpoints/): continue it with --resume, replace it with --overwrite, or choose another --out`, { path: o.out });
-    await rm(path.join(o.out, 'checkpoints'), { recursive: true, force: true });
-    await rm(path.join(o.out, 'model.safetensors'), { force: true });
-  }
+  if (!o.resume && previous.length && !o.overwrite)
+    throw new VoxvaeError('EIO', `--out ${o.out} holds a training already (checkpoints/): continue it with --resume, replace it with --overwrite, or choose another --out`, { path: o.out });
   if (o.threads !== undefined) setThreads(o.threads);
 
   // ---- the data ----
@@ -255,7 +252,20 @@ export async function runTrain(cli: Partial<TrainCliOptions> & { out: string }, 
   checkGrid(grid, channels, '--shape');
   const resampled = [...shapes.values()].some((s) => s.shape.some((d, i) => d !== grid![i]));
   const all = await VolumeDataset.open(o.data, { ...(resampled ? { shape: grid, resample: o.resample } : {}), threshold: o.threshold });
-  const { train, validation } = o.validation > 0 ? all.split({ validation: o.validation, seed: o.seed }) : { train: all, validation: null };
+  let split: { train: VolumeDataset; validation: VolumeDataset | null } = { train: all, validation: null };
+  if (o.validation > 0) {
+    try {
+      split = all.split({ validation: o.validation, seed: o.seed });
+    } catch (e) {
+      if (e instanceof VoxvaeError && e.code === 'EINVAL') throw new VoxvaeError('EINVAL', `--${e.message}`, { path: '--validation' });
+      throw e;
+    }
+    if (split.validation!.length === 0) {
+      log(`note: --validation ${o.validation} holds out no subject of ${all.length} volumes: training without a validation Dice`);
+      split.validation = null;
+    }
+  }
+  const { train, validation } = split;
   if (train.length < o.batch)
     throw new VoxvaeError('EINVAL', `--data ${o.data}: ${train.length} training volume${train.length === 1 ? '' : 's'} (after holding out ${validation?.length ?? 0} for validation) is fewer than one batch (--batch ${o.batch}): lower --batch or --validation, or add data`, { path: '--batch' });
   const geometry: GridGeometry = {
@@ -271,6 +281,11 @@ export async function runTrain(cli: Partial<TrainCliOptions> & { out: string }, 
       `train ${train.length}, validation ${validation?.length ?? 0} (split by subject, seed ${o.seed})`,
   );
   log(`model: MONAI VarAutoEncoder ${grid.join('×')}, channels [${channels.join(', ')}], latent ${o.latent}; method ${o.method} (${METHOD_HELP[o.method]}); Adam lr ${o.lr}, batch ${o.batch}, ${o.epochs} epochs${o.method === 'aggregated' ? ` + ${o.stage2Epochs ?? o.epochs} stage-2 epochs` : ''}; backend ${o.backend}`);
+  if (!o.resume && previous.length) {
+    // --overwrite: every check has passed; the old training goes only now.
+    await rm(path.join(o.out, 'checkpoints'), { recursive: true, force: true });
+    await rm(path.join(o.out, 'model.safetensors'), { force: true });
+  }
   const { resume: _r, overwrite: _w, json: _j, config: _c, ...saved } = o;
   await writeFileAtomic(path.join(o.out, 'train-options.json'), new TextEncoder().encode(JSON.stringify({ ...saved, shape: grid, channels }, null, 2)));
 
