@@ -240,7 +240,7 @@ async function readLatents(file: string, k: number): Promise<LatentFile> {
 export function registerModelCommands(program: Command, version = '0'): void {
   program
     .command('evaluate')
-    .description("the metrics table of a model on a data folder: reconstruction Dice per class, KL and active latent units, and — when the model has completion data and the folder has defective skulls with their complete twins — implant Dice, HD95 and completed-skull Dice; writes report.html (self-contained), report.md and results.json. about 0.05 s a volume at 64×64×32 on 2 CPU cores (100 volumes: 6 s), plus about 2 s per completed skull")
+    .description("the metrics table of a model on a data folder: reconstruction Dice per class, KL and active latent units, and — when the model has completion data and the folder has defective skulls with their complete twins — implant Dice, HD95 and completed-skull Dice; writes report.html (self-contained), report.md and results.json; about 0.05 s a volume at 64×64×32 on 2 CPU cores (100 volumes: 6 s), plus about 2 s per completed skull")
     .requiredOption('--model <file>', 'the model (.safetensors, e.g. runs/train/model.safetensors)')
     .requiredOption('--data <dir|manifest>', 'dataset folder (SkullBreak/SkullFix layout or any folder) or manifest')
     .option('--out <dir>', 'report folder', 'runs/evaluate')
