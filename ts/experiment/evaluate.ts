@@ -280,7 +280,18 @@ export async function completionEvaluation(vae: Vae, test: SyntheticDataset, tra
         record(m, fromTemplate((i) => refVols[nearest[i]!]!));
       } else {
         const method = m === 'fit' ? 'fit' : 'dev';
-        const res: CompletionResult[] = await completeSkulls(vae.completionModel(), inputs, inputs.map(() => cls), { method, gamma, clean: m !== 'dev-raw' });
+        // In chunks, so that a long latent fitting reports its progress (the cases are independent).
+        const res: CompletionResult[] = [];
+        const chunk = 8;
+        let beat = performance.now();
+        for (let i = 0; i < inputs.length; i += chunk) {
+          const part = inputs.slice(i, i + chunk);
+          res.push(...(await completeSkulls(vae.completionModel(), part, part.map(() => cls), { method, gamma, clean: m !== 'dev-raw' })));
+          if (performance.now() - beat > 5000 && i + chunk < inputs.length) {
+            beat = performance.now();
+            opts.onProgress?.(`completion: ${cls}, ${m}: ${res.length}/${inputs.length}`);
+          }
+        }
         if (m === 'dev-raw') {
           // The paper's implant: the decoded skull minus the input, everywhere.
           record(m, res.map((r, i) => {

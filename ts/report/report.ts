@@ -102,17 +102,13 @@ export async function writeReport(out: string, r: ReportInput): Promise<{ md: st
   const warnings = [...(r.warnings ?? [])];
   if (nonFinite.length) warnings.push(`${nonFinite.length} figure${nonFinite.length === 1 ? ' is' : 's are'} not finite (shown as —): ${nonFinite.slice(0, 8).join(', ')}${nonFinite.length > 8 ? ', …' : ''}.`);
   const run = r.run;
-  const runLines = [
-    `- Command: \`${run.command}\``,
-    ...(run.seed !== undefined ? [`- Seed: ${run.seed}`] : []),
-    `- voxvae ${run.version}; machine: ${run.machine}`,
-    `- Date: ${run.date}${run.seconds !== undefined ? `; run time ${run.seconds.toFixed(0)} s` : ''}`,
-  ];
+  // One line of run information, then the verdict, then the warnings: the first lines say what came out.
+  const runLine = `*Run:* \`${run.command}\`${run.seed !== undefined ? ` · seed ${run.seed}` : ''} · voxvae ${run.version} · ${run.machine} · ${run.date}${run.seconds !== undefined ? ` · ${run.seconds.toFixed(0)} s` : ''}`;
 
   // Markdown
-  const md: string[] = [`# ${r.title}`, '', ...runLines, ''];
-  for (const w of warnings) md.push(`> **WARNING:** ${w}`, '');
+  const md: string[] = [`# ${r.title}`, '', runLine, ''];
   for (const s of r.summary ?? []) md.push(`**${s}**`, '');
+  for (const w of warnings) md.push(`> **WARNING:** ${w}`, '');
   for (const line of r.body) {
     const m = /^\{\{figure:(.+)\}\}$/.exec(line);
     if (m) {
@@ -125,8 +121,8 @@ export async function writeReport(out: string, r: ReportInput): Promise<{ md: st
 
   // HTML, self-contained
   let html = `<h1>${esc(r.title)}</h1><dl class="run"><dt>command</dt><dd><code>${esc(run.command)}</code></dd>${run.seed !== undefined ? `<dt>seed</dt><dd>${run.seed}</dd>` : ''}<dt>version</dt><dd>voxvae ${esc(run.version)}</dd><dt>machine</dt><dd>${esc(run.machine)}</dd><dt>date</dt><dd>${esc(run.date)}${run.seconds !== undefined ? `; run time ${run.seconds.toFixed(0)} s` : ''}</dd></dl>`;
-  for (const w of warnings) html += `<div class="warn" role="alert"><b>Warning:</b> ${inline(w)}</div>`;
   if (r.summary?.length) html += `<div class="summary">${r.summary.map((s) => `<p>${inline(s)}</p>`).join('')}</div>`;
+  for (const w of warnings) html += `<div class="warn" role="alert"><b>Warning:</b> ${inline(w)}</div>`;
   let table: string[] = [], list: string[] = [];
   const flush = (): void => {
     if (table.length) html += mdTable(table);
