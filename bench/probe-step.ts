@@ -63,22 +63,22 @@ for (let s = 0; s < steps; s++) {
     dec.net.zeroGrad();
   });
   const [mu, logvar] = (await stage('encoder forward', () => enc.net.forward(x, n, true))).map(keep) as [NativeTensor, NativeTensor];
-  const r = nb.reparameterize(mu, logvar, n, L, 0, 0, s);
+  const r = nb.reparameterize(mu, logvar, { latent: 'sample', seed: 0, step: s });
   keep(r.z);
   keep(r.eps);
   const [logits] = (await stage('decoder forward', () => dec.net.forward(r.z, n, true, 0, s))).map(keep) as [NativeTensor];
-  const rec = await stage('Dice loss + grad', () => nb.diceLoss(logits, x, n, cfg.outChannels, S, 1e-5, 1e-5, 'sum', 80, true, diceGrad));
-  const kl = nb.klNormal(mu, logvar, n, L, 'sum', 1);
+  const rec = await stage('Dice loss + grad', () => nb.diceLoss(logits, x, { smoothNr: 1e-5, smoothDr: 1e-5, reduction: 'sum', weight: 80, gradOut: diceGrad }));
+  const kl = nb.klNormal(mu, logvar, { reduction: 'sum', weight: 1 });
   keep(kl.dmu);
   keep(kl.dlogvar);
   const dz = keep(await stage('decoder backward', () => dec.net.backward([rec.grad], true)));
-  const g = nb.reparameterizeBackward(dz!, r.eps, logvar, n, L, kl.dmu, kl.dlogvar);
+  const g = nb.reparameterizeBackward(dz!, r.eps, logvar, { dmu: kl.dmu, dlogvar: kl.dlogvar });
   keep(g.dmu);
   keep(g.dlogvar);
   await stage('encoder backward', () => enc.net.backward([g.dmu, g.dlogvar], false));
   await stage('Adam', async () => {
-    await dec.optimizer().step(1e-4, 0.9, 0.999, 1e-8, 0, false, 1);
-    await enc.optimizer().step(1e-4, 0.9, 0.999, 1e-8, 0, false, 1);
+    await dec.optimizer().step({ lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8 });
+    await enc.optimizer().step({ lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8 });
   });
   for (const t of live) t?.dispose();
   await stage('whole vae.trainStep (API)', () => vae.trainStep({ input, shape: [n, 1, ...cfg.inputShape] }));

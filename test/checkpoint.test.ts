@@ -57,9 +57,9 @@ type Loader = 'native' | 'wasm' | 'onnx' | 'trainer';
 /** A model trained one step (Adam state, BatchNorm statistics and counters not at their initial values), saved. */
 async function trained(vae: Vae, file: string): Promise<Made> {
   try {
-    await vae.trainStep({ input: X }, { optimizer: { lr: 1e-2 } });
+    await vae.trainStep({ input: X, shape: [2, 1, ...SHAPE] }, { optimizer: { lr: 1e-2 } });
     await vae.save(file);
-    const { mu, logvar } = await vae.encode(X);
+    const { mu, logvar } = await vae.encode(X, { batch: 2 });
     return { file, decode: await vae.decode(Z), mu, logvar, config: vae.config, decoderConfig: vae.decoder.config };
   } finally {
     vae.dispose();
@@ -208,7 +208,7 @@ for (const p of PRESETS) {
         const before = tr.vae.checkpointState();
         const { serializeCheckpoint } = await import('../ts/model/checkpoint.js');
         const snap = serializeCheckpoint(before);
-        await tr.vae.trainStep({ input: X }, { optimizer: { lr: 1e-1 } });
+        await tr.vae.trainStep({ input: X, shape: [2, 1, ...SHAPE] }, { optimizer: { lr: 1e-1 } });
         t.notDeepEqual(await tr.vae.decode(Z), made.decode);
         const st = parseSafetensors(snap, '<snapshot>');
         tr.vae.restoreCheckpoint(st, '<snapshot>', resolveConfigs(st, '<snapshot>'));
@@ -240,7 +240,7 @@ async function trainerFolder(file: string, asked: { config?: VaeConfig }): Promi
 async function monaiBytes(): Promise<{ tensors: Map<string, TensorToWrite>; meta: Record<string, unknown> }> {
   const vae = await Vae.create(MONAI, { seed: 7 });
   try {
-    await vae.trainStep({ input: X }, { optimizer: { lr: 1e-2 } });
+    await vae.trainStep({ input: X, shape: [2, 1, ...SHAPE] }, { optimizer: { lr: 1e-2 } });
     const st = parseSafetensors(await (async () => {
       const f = path.join(tmp, `meta-${Math.random().toString(36).slice(2)}.safetensors`);
       await vae.save(f);
@@ -298,7 +298,7 @@ test('metadata: absent or null optional fields are tolerated, bad ones are ECHEC
 test('one optimizer-state naming: Vae.save writes __voxvae__.adam.<part>.{m,v}, the Trainer snapshot is the same bytes', async (t) => {
   const vae = await Vae.create(MONAI, { seed: 8 });
   try {
-    await vae.trainStep({ input: X }, { optimizer: { lr: 1e-2 } });
+    await vae.trainStep({ input: X, shape: [2, 1, ...SHAPE] }, { optimizer: { lr: 1e-2 } });
     const f = path.join(tmp, 'naming.safetensors');
     await vae.save(f);
     const st = parseSafetensors(new Uint8Array(readFileSync(f)));

@@ -138,7 +138,7 @@ gpuTest(`the same seed draws the same reparameterization noise on CUDA and CPU${
   const b = cuda.binding as CudaBinding;
   const cpu = selectBackend('cpu');
   const mu = new Float32Array(64).fill(0.5), lv = new Float32Array(64).fill(-1);
-  const eg = b.reparameterize(new b.Tensor(mu, [8, 8]), new b.Tensor(lv, [8, 8]), 8, 8, 0, 42, 7).eps.toArray();
-  const ec = cpu.reparameterize(new cpu.Tensor(mu, [8, 8]), new cpu.Tensor(lv, [8, 8]), 8, 8, 0, 42, 7).eps.toArray();
+  const eg = b.reparameterize(new b.Tensor(mu, [8, 8]), new b.Tensor(lv, [8, 8]), { latent: 'sample', seed: 42, step: 7 }).eps.toArray();
+  const ec = cpu.reparameterize(new cpu.Tensor(mu, [8, 8]), new cpu.Tensor(lv, [8, 8]), { latent: 'sample', seed: 42, step: 7 }).eps.toArray();
   t.true(maxRel(eg, ec) <= 1e-6);
 });

@@ -1,4 +1,5 @@
 // Shared test helpers: closeness with an explicit tolerance, fixture loading.
+import type { VaeConfig } from '../ts/config.js';
 import type { ExecutionContext } from 'ava';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,4 +40,25 @@ export function f32(st: SafeTensors, name: string): Float32Array {
   const e = st.tensors.get(name);
   if (!e) throw new Error(`fixture tensor ${name} missing`);
   return toFloat32(e);
+}
+
+/** The output activation (softmax over channels or sigmoid) in place, in plain JavaScript: the reference the
+ *  native activation (native/core output_activation_forward, what decode uses) is compared with. */
+export function activate(y: Float32Array, n: number, c: Pick<VaeConfig, 'outputActivation' | 'outChannels'>): Float32Array {
+  if (c.outputActivation === 'sigmoid') {
+    for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-y[i]!));
+  } else if (c.outputActivation === 'softmax') {
+    const C = c.outChannels, S = y.length / (n * C);
+    for (let b = 0; b < n; b++) {
+      const base = b * C * S;
+      for (let s = 0; s < S; s++) {
+        let m = -Infinity;
+        for (let k = 0; k < C; k++) m = Math.max(m, y[base + k * S + s]!);
+        let sum = 0;
+        for (let k = 0; k < C; k++) sum += Math.exp(y[base + k * S + s]! - m);
+        for (let k = 0; k < C; k++) y[base + k * S + s] = Math.exp(y[base + k * S + s]! - m) / sum;
+      }
+    }
+  }
+  return y;
 }

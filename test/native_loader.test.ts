@@ -41,7 +41,7 @@ test('no loadable candidate: one ENATIVE error naming each attempt and the fix',
 
 test('the loaded addon is the first candidate that loads', (t) => {
   const b = native();
-  t.is(b.abiVersion, 1);
+  t.is(b.abiVersion, 2);
   const first = addonCandidates().find((f) => {
     try {
       return loadAddonFrom([f]).binding === b;

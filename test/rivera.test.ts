@@ -2,7 +2,7 @@
 // (scripts/fixtures/make_rivera_fixtures.py), the GAN step's update isolation, bit-for-bit repeatability,
 // and the bad-input paths (batch of 1, a volume the discriminator does not fit).
 import test from 'ava';
-import { monaiVarAutoEncoder } from '../ts/config.js';
+import { monaiVarAutoEncoder, resnetV2Vae } from '../ts/config.js';
 import { patchGan3d, type DiscriminatorConfig } from '../ts/discriminator.js';
 import { buildDiscriminator } from '../ts/model/build.js';
 import { VoxvaeError } from '../ts/errors.js';
@@ -10,8 +10,7 @@ import { native } from '../ts/native.js';
 import { Network } from '../ts/network.js';
 import { Discriminator, discriminatorFor, discriminatorView, riveraTrainStep, type RiveraStepOptions } from '../ts/train/rivera.js';
 import { Vae, setThreads } from '../ts/vae.js';
-import { buildResNetV2Decoder, buildResNetV2Encoder } from '../ts/resnet.js';
-import { createResNetV2Vae } from '../ts/vae.js';
+import { buildResNetV2Decoder, buildResNetV2Encoder } from '../ts/model/build.js';
 import { assertClose, f32, loadFixture } from './helpers.js';
 
 setThreads(1);
@@ -45,7 +44,7 @@ test('populationKl and variancePenalty match the closed form; gradients couple t
   const mu = Float32Array.from([0.5, -1, 1.5, 0.25, -0.5, 2]), lv = Float32Array.from([-1, 0.5, 0, -0.25, 0.3, -2]);
   const mt = new nb.Tensor(mu, [n, l]), lt = new nb.Tensor(lv, [n, l]);
   for (const mode of ['means', 'mixture'] as const) {
-    const r = nb.populationKl(mt, lt, n, l, mode, 1);
+    const r = nb.populationKl(mt, lt, { variance: mode, weight: 1 });
     let want = 0;
     const g = new Float64Array(n * l);
     for (let k = 0; k < l; k++) {
@@ -61,14 +60,14 @@ test('populationKl and variancePenalty match the closed form; gradients couple t
     assertClose(t, r.dmu.toArray(), g, 1e-5, `${mode} dmu`);
     t.is(r.dlogvar.toArray().some((v) => v !== 0), mode === 'mixture');
   }
-  const ind = nb.variancePenalty(lt, n, l, 'mean', 0.1);
+  const ind = nb.variancePenalty(lt, { reduction: 'mean', weight: 0.1 });
   const wantInd = (0.1 / n) * Array.from(lv).reduce((a, v) => a + Math.exp(v) - v - 1, 0);
   t.true(Math.abs(ind.loss - wantInd) < 1e-6);
   // A batch of one: a clear error for the code's variance, a finite value for the mixture's.
   const one = new nb.Tensor(mu.subarray(0, 2), [1, 2]), oneLv = new nb.Tensor(lv.subarray(0, 2), [1, 2]);
-  const e = t.throws(() => nb.populationKl(one, null, 1, 2, 'means', 1));
+  const e = t.throws(() => nb.populationKl(one, null, { variance: 'means', weight: 1 }));
   t.regex(e!.message, /at least 2/);
-  t.true(Number.isFinite(nb.populationKl(one, oneLv, 1, 2, 'mixture', 1).loss));
+  t.true(Number.isFinite(nb.populationKl(one, oneLv, { variance: 'mixture', weight: 1 }).loss));
 });
 
 test('PatchGAN forward/backward match PyTorch (train-mode BN, dropout 0)', async (t) => {
@@ -133,20 +132,25 @@ test('two backward passes over one D forward give the same parameter gradients a
   }
 });
 
-test('discriminatorView: the softmax foreground channel and its backward match finite differences', (t) => {
-  const n = 1, C = 2, Sx = 3;
-  const cfg = { ...CONFIG, outChannels: C };
-  const logits = Float32Array.from([0.3, -1, 2, -0.5, 0.7, 1]);
+test('discriminatorView: the output activation D sees (softmax foreground, sigmoid) and its native backward match finite differences', async (t) => {
+  const nb = native();
   const g = Float32Array.from([0.2, -1.5, 0.8]);
-  const { xhat, back } = discriminatorView(logits, n, cfg);
-  t.is(xhat.length, n * (C - 1) * Sx);
-  const analytic = back(g);
-  const f = (l: Float32Array): number => discriminatorView(l, n, cfg).xhat.reduce((a, v, i) => a + v * g[i]!, 0);
-  for (let i = 0; i < logits.length; i++) {
-    const h = 1e-2, p = Float32Array.from(logits), m = Float32Array.from(logits);
-    p[i]! += h;
-    m[i]! -= h;
-    t.true(Math.abs((f(p) - f(m)) / (2 * h) - analytic[i]!) < 1e-3, `logit ${i}`);
+  for (const [act, C] of [['softmax', 2], ['sigmoid', 1]] as const) {
+    const n = 1, Sx = 3;
+    const cfg = { ...CONFIG, outChannels: C, outputActivation: act, inputShape: [1, 1, 3] as [number, number, number] };
+    const tensorOf = (l: Float32Array) => new nb.Tensor(l, [n, C, 1, 1, 3], false);
+    const logits = Float32Array.from([0.3, -1, 2, -0.5, 0.7, 1].slice(0, C * Sx));
+    const { xhat, back } = await discriminatorView(nb, tensorOf(logits), n, cfg);
+    t.is(xhat.length, n * Sx);
+    const analytic = await back(g);
+    t.is(analytic.length, logits.length);
+    const f = async (l: Float32Array): Promise<number> => (await discriminatorView(nb, tensorOf(l), n, cfg)).xhat.reduce((a, v, i) => a + v * g[i]!, 0);
+    for (let i = 0; i < logits.length; i++) {
+      const h = 1e-2, p = Float32Array.from(logits), m = Float32Array.from(logits);
+      p[i]! += h;
+      m[i]! -= h;
+      t.true(Math.abs(((await f(p)) - (await f(m))) / (2 * h) - analytic[i]!) < 1e-3, `${act} logit ${i}`);
+    }
   }
 });
 
@@ -237,7 +241,7 @@ test('ResNet-v2 preset: block structure, shapes, names, and it trains with River
   t.is(enc.spec.split('\n').filter((l) => l.startsWith('add ')).length, 2 * 3);
   t.is(dec.spec.split('\n').filter((l) => l.startsWith('add ')).length, 2 * 2);
   t.true(enc.nodeNames.includes('encoder.stages.1.down.shortcut.conv') && dec.nodeNames.includes('decoder.stages.0.up.conv2'));
-  const vae = await createResNetV2Vae(CONFIG, { seed: 4, resnet });
+  const vae = await Vae.create(resnetV2Vae({ ...CONFIG, resnet }), { seed: 4 });
   const disc = discriminatorFor(vae, D_OPTS);
   try {
     t.true(vae.encoder.network.tensors.some((x) => x.name === 'encoder.stages.0.id1.bn3.running_var'));

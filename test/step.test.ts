@@ -36,6 +36,8 @@ const sameBits = (a: Float32Array, b: Float32Array): boolean => a.length === b.l
 const sameParams = (a: Vae, b: Vae): boolean => params(a).every((p, i) => sameBits(p, params(b)[i]!));
 /** The trained weights (a step that throws after the forward pass has moved BatchNorm's running statistics, as before). */
 const weights = (v: Vae): Float32Array[] => params(v).slice(0, 2);
+/** A training batch of the volumes in x (they carry their shape). */
+const B = (x: Float32Array) => ({ input: x, shape: [x.length / S, 1, ...SHAPE] });
 const code = (e: unknown): string | undefined => (e instanceof VoxvaeError ? e.code : undefined);
 
 test('β as a function of this step\'s KL gives the bits of the same β as a number, and sees the reported KL', async (t) => {
@@ -44,45 +46,45 @@ test('β as a function of this step\'s KL gives the bits of the same β as a num
   for (let s = 0; s < 3; s++) {
     const x = blobs(3, s);
     const seen: number[] = [];
-    const ra = await a.trainStep(x, { beta: (kl) => (seen.push(kl), 2 + kl), optimizer: { lr: 1e-3 } });
+    const ra = await a.trainStep(B(x), { beta: (kl) => (seen.push(kl), 2 + kl), optimizer: { lr: 1e-3 } });
     t.is(seen.length, 1);
     t.is(seen[0], ra.klPerSample, 'the function is given this step\'s klPerSample');
-    const rb = await b.trainStep(x, { beta: 2 + seen[0]!, optimizer: { lr: 1e-3 } });
+    const rb = await b.trainStep(B(x), { beta: 2 + seen[0]!, optimizer: { lr: 1e-3 } });
     t.deepEqual(ra, rb);
     t.true(sameParams(a, b), `step ${s}`);
   }
   // A frozen encoder: the function is still called (a schedule advances), β applied and reported is 0.
   a.encoder.freeze();
   let calls = 0;
-  const r = await a.trainStep(blobs(2), { beta: () => (calls++, 5) });
+  const r = await a.trainStep(B(blobs(2)), { beta: () => (calls++, 5) });
   t.is(calls, 1);
   t.is(r.beta, 0);
   t.true(Number.isFinite(r.kl));
   // A function returning NaN is the caller's bug: EINVAL, nothing updated.
   const before = weights(b);
-  const e = await t.throwsAsync(b.trainStep(blobs(2), { beta: () => NaN }));
+  const e = await t.throwsAsync(b.trainStep(B(blobs(2)), { beta: () => NaN }));
   t.is(code(e), 'EINVAL');
   t.regex(e!.message, /options\.beta returned NaN/);
   t.true(weights(b).every((p, i) => sameBits(p, before[i]!)));
   t.is(b.step, 3);
   // Misspelt option names are refused, not ignored.
-  t.is(code(await t.throwsAsync(b.trainStep(blobs(2), { betas: 1 } as never))), 'EINVAL');
+  t.is(code(await t.throwsAsync(b.trainStep(B(blobs(2)), { betas: 1 } as never))), 'EINVAL');
 });
 
 test('the latent hook composes: the KL gradient given through the hook gives the bits of beta', async (t) => {
   const a = await Vae.create(CFG, { seed: 5 }), b = await Vae.create(CFG, { seed: 5 });
   t.teardown(() => (a.dispose(), b.dispose()));
   const hooks: StepHooks = {
-    latent: ({ mu, logvar, n, latentSize, binding, keep }) => {
-      const k = binding.klNormal(mu, logvar, n, latentSize, 'sum', 3);
+    latent: ({ mu, logvar, binding, keep }) => {
+      const k = binding.klNormal(mu, logvar, { reduction: 'sum', weight: 3 });
       keep(k.dmu);
       keep(k.dlogvar);
       return { loss: k.loss, dmu: k.dmu, dlogvar: k.dlogvar };
     },
   };
   for (let s = 0; s < 2; s++) {
-    const ra = await a.trainStep(blobs(2, s), { beta: null, hooks });
-    const rb = await b.trainStep(blobs(2, s), { beta: 3 });
+    const ra = await a.trainStep(B(blobs(2, s)), { beta: null, hooks });
+    const rb = await b.trainStep(B(blobs(2, s)), { beta: 3 });
     t.true(Number.isNaN(ra.kl) && ra.beta === 0);
     t.true(Math.abs(ra.loss - rb.loss) <= 1e-9 * Math.abs(rb.loss), `${ra.loss} vs ${rb.loss}`);
     t.true(sameParams(a, b), `step ${s}`);
@@ -93,21 +95,21 @@ test('the logit hook: a zero gradient changes nothing, a non-zero one reaches th
   const ref = await Vae.create(CFG, { seed: 7 }), zero = await Vae.create(CFG, { seed: 7 }), push = await Vae.create(CFG, { seed: 7 });
   t.teardown(() => (ref.dispose(), zero.dispose(), push.dispose()));
   const x = blobs(2);
-  const rr = await ref.trainStep(x, { beta: 1 });
+  const rr = await ref.trainStep(B(x), { beta: 1 });
   let seen = 0;
-  const rz = await zero.trainStep(x, { beta: 1, hooks: { logits: ({ logits, target }) => ((seen = logits.length), t.is(target, x), { loss: 0, grad: new Float32Array(logits.length) }) } });
+  const rz = await zero.trainStep(B(x), { beta: 1, hooks: { logits: ({ logits, target }) => ((seen = logits.length), t.is(target, x), { loss: 0, grad: new Float32Array(logits.length) }) } });
   t.is(seen, 2 * 2 * S);
   t.deepEqual(rz, rr);
   t.true(sameParams(ref, zero));
-  const rp = await push.trainStep(x, { beta: 1, hooks: { logits: ({ logits }) => ({ loss: 1.5, grad: new Float32Array(logits.length).fill(0.01) }) } });
+  const rp = await push.trainStep(B(x), { beta: 1, hooks: { logits: ({ logits }) => ({ loss: 1.5, grad: new Float32Array(logits.length).fill(0.01) }) } });
   t.is(rp.loss, rr.loss + 1.5);
   t.false(sameBits(push.decoder.network.net.getParams(), ref.decoder.network.net.getParams()));
-  const e = await t.throwsAsync(push.trainStep(x, { hooks: { logits: () => ({ loss: 0, grad: new Float32Array(3) }) } }));
+  const e = await t.throwsAsync(push.trainStep(B(x), { hooks: { logits: () => ({ loss: 0, grad: new Float32Array(3) }) } }));
   t.is(code(e), 'ESHAPE');
   t.is(push.step, 1);
   // A non-finite hook loss is ENOTFINITE, nothing updated.
   const before = weights(push);
-  t.is(code(await t.throwsAsync(push.trainStep(x, { hooks: { logits: () => ({ loss: Infinity, grad: null }) } }))), 'ENOTFINITE');
+  t.is(code(await t.throwsAsync(push.trainStep(B(x), { hooks: { logits: () => ({ loss: Infinity, grad: null }) } }))), 'ENOTFINITE');
   t.true(weights(push).every((p, i) => sameBits(p, before[i]!)));
 });
 

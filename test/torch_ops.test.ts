@@ -89,26 +89,26 @@ test('losses match PyTorch/MONAI: value and gradient', async (t) => {
     const red = c.attrs.reduction as 'sum' | 'mean';
     if (c.op === 'dice') {
       const shape = shapeOf(st, p('logits'));
-      const [n, ch] = shape as [number, number];
+      const [n] = shape as [number];
       const S = shape.slice(2).reduce((a, b) => a * b, 1);
       const logits = new nb.Tensor(f32(st, p('logits')), shape), labels = new nb.Tensor(f32(st, p('labels')), [n, S]);
-      const { loss, grad } = await nb.diceLoss(logits, labels, n, ch, S, 1e-5, 1e-5, red, 1, true);
+      const { loss, grad } = await nb.diceLoss(logits, labels, { smoothNr: 1e-5, smoothDr: 1e-5, reduction: red, weight: 1 });
       assertClose(t, [loss], f32(st, p('loss')), TOL, `${c.name}: loss`);
       assertClose(t, grad!.toArray(), f32(st, p('dlogits')), TOL, `${c.name}: dlogits`);
       // Into a caller's tensor (what trainStep reuses every step): that tensor, the same bits.
       const out = new nb.Tensor(new Float32Array(logits.length).fill(7), shape);
-      const again = await nb.diceLoss(logits, labels, n, ch, S, 1e-5, 1e-5, red, 1, true, out);
+      const again = await nb.diceLoss(logits, labels, { smoothNr: 1e-5, smoothDr: 1e-5, reduction: red, weight: 1, gradOut: out });
       t.is(again.grad, out);
       t.deepEqual(out.toArray(), grad!.toArray());
       t.is(again.loss, loss);
-      t.throws(() => nb.diceLoss(logits, labels, n, ch, S, 1e-5, 1e-5, red, 1, true, logits), { code: 'EINVAL', message: /gradOut/ });
+      t.throws(() => nb.diceLoss(logits, labels, { smoothNr: 1e-5, smoothDr: 1e-5, reduction: red, weight: 1, gradOut: logits }), { code: 'EINVAL', message: /gradOut/ });
       t.throws(() => out.set!(new Float32Array(3)), { code: 'ESHAPE' });
       out.set!(f32(st, p('logits')));  // refilled in place
       t.deepEqual(out.toArray(), logits.toArray());
     } else if (c.op === 'kl_normal') {
       const shape = shapeOf(st, p('mu')) as [number, number];
       const mu = new nb.Tensor(f32(st, p('mu')), shape), lv = new nb.Tensor(f32(st, p('logvar')), shape);
-      const r = nb.klNormal(mu, lv, shape[0], shape[1], red, 1);
+      const r = nb.klNormal(mu, lv, { reduction: red, weight: 1 });
       assertClose(t, [r.loss], f32(st, p('loss')), TOL, `${c.name}: loss`);
       assertClose(t, r.perSample, f32(st, p('per_sample')), TOL, `${c.name}: per-sample KL`);
       assertClose(t, r.dmu.toArray(), f32(st, p('dmu')), TOL, `${c.name}: dmu`);
@@ -117,11 +117,11 @@ test('losses match PyTorch/MONAI: value and gradient', async (t) => {
       const kind = c.op === 'bce_with_logits' ? 'bce' : (c.op as 'mse' | 'l1');
       const shape = shapeOf(st, p('x'));
       const x = new nb.Tensor(f32(st, p('x')), shape), tt = new nb.Tensor(f32(st, p('t')), shape);
-      const { loss, grad } = await nb.elementLoss(kind, x, tt, red, 1, true);
+      const { loss, grad } = await nb.elementLoss(x, tt, { kind, reduction: red, weight: 1 });
       assertClose(t, [loss], f32(st, p('loss')), TOL, `${c.name}: loss`);
       assertClose(t, grad!.toArray(), f32(st, p('dx')), TOL, `${c.name}: dx`);
       const out = new nb.Tensor(null, shape);
-      const again = await nb.elementLoss(kind, x, tt, red, 1, true, out);
+      const again = await nb.elementLoss(x, tt, { kind, reduction: red, weight: 1, gradOut: out });
       t.is(again.grad, out);
       t.deepEqual(out.toArray(), grad!.toArray());
     }

@@ -174,7 +174,7 @@ test("skullVAE stage-2 decoder: forward, Dice loss and gradients match PyTorch",
   dec.network.net.zeroGrad();
   const [y] = await dec.network.net.forward(z, 2, true);
   assertClose(t, y!.toArray(), f32(st, 'out.recon'), 1e-4, 'out.recon');
-  const { loss, grad } = await nb.diceLoss(y!, labels, 2, 2, 16 * 16 * 8, 1e-5, 1e-5, 'sum', 80, true);
+  const { loss, grad } = await nb.diceLoss(y!, labels, { smoothNr: 1e-5, smoothDr: 1e-5, reduction: 'sum', weight: 80 });
   assertClose(t, [loss], f32(st, 'loss.dice'), 1e-5, 'loss.dice');
   await dec.network.net.backward([grad], false);
   const grads = gradsByName(dec.network);

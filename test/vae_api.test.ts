@@ -201,7 +201,7 @@ test('plain PyTorch state_dict loads with { config }; without it the error says 
 });
 
 test('decode { output }: probabilities (default), logits, and a Uint8Array mask, as voxvae/web spells it', async (t) => {
-  const dec = new Decoder(CFG, 5);
+  const dec = new Decoder(CFG, { seed: 5 });
   const z = Float32Array.from({ length: 3 * 6 }, (_, i) => Math.sin(0.9 * i));
   const logits = await dec.decode(z, { output: 'logits' });
   const probs = await dec.decode(z);

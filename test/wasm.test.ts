@@ -22,9 +22,9 @@ import path from 'node:path';
 import { MODELS, modelConfig, type ModelName } from '../bench/models.js';
 import { monaiVarAutoEncoder, skullVaeDecoder, type VaeConfig } from '../ts/config.js';
 import { readSafetensors, serializeSafetensors, toFloat32, type TensorToWrite } from '../ts/safetensors.js';
-import { Decoder, Encoder, Vae, activate, setCpuIsa, setThreads } from '../ts/vae.js';
+import { Decoder, Encoder, Vae, setCpuIsa, setThreads } from '../ts/vae.js';
 import { loadModel, loadRuntime, type WasmRuntime, type WasmVae } from '../ts/web/index.js';
-import { ROOT, f32, loadFixture, relErr } from './helpers.js';
+import { ROOT, activate, f32, loadFixture, relErr } from './helpers.js';
 
 const TOL = 1e-5; // normwise
 const TOL_ELEMENT = 1e-4;

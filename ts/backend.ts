@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VoxvaeError } from './errors.js';
-import { native, type NativeBinding } from './native.js';
+import { ADDON_ABI, native, type NativeBinding } from './native.js';
 import type { Backend } from './types.js';
 
 export interface CudaProbe {
@@ -58,8 +58,8 @@ export function probeCuda(): { binding: CudaBinding | null; reason: string; prob
   } catch (e) {
     return (cached = { binding: null, reason: explainLoadError(file, (e as Error).message), probe: null });
   }
-  if (binding.abiVersion !== 1 || binding.backend !== 'cuda' || typeof binding.probe !== 'function')
-    return (cached = { binding: null, reason: `${file} is not a voxvae CUDA addon of ABI 1: rebuild it with \`npm run build:cuda\``, probe: null });
+  if (binding.abiVersion !== ADDON_ABI || binding.backend !== 'cuda' || typeof binding.probe !== 'function')
+    return (cached = { binding: null, reason: `${file} is not a voxvae CUDA addon of ABI ${ADDON_ABI}: rebuild it with \`npm run build:cuda\``, probe: null });
   let p: CudaProbe;
   try {
     p = binding.probe();

@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'ECHECKPOINT' // a checkpoint does not match the model or is incomplete
   | 'ENATIVE' // the native addon could not be loaded
   | 'EDEVICE' // the GPU failed or was lost (the CPU backend still works)
-  | 'EABORT'; // the operation was cancelled
+  | 'EABORT' // the operation was cancelled
+  | 'EDIST'; // data-parallel training: a rank died, hung or disagrees, or the rendezvous failed (ts/dist)
 
 export class VoxvaeError extends Error {
   readonly code: ErrorCode;

@@ -21,7 +21,7 @@ export {
   type ActivationKind,
   type DecoderBlock,
 } from './config.js';
-export { type ResNetV2Options } from './resnet.js';
+export { type ResNetV2Options } from './config.js';
 export { patchGan3d, validateDiscriminatorConfig, type DiscriminatorConfig, type DiscriminatorConfigInput } from './discriminator.js';
 
 // Models over the native engine.
@@ -52,6 +52,7 @@ export { readSafetensors, parseSafetensors, serializeSafetensors, type SafeTenso
 // Training.
 export { Trainer, reconstructionDice, type TrainerOptions, type TrainResult, type StepInfo, type EpochInfo, type RollbackInfo, type LrScheduleSpec } from './train/trainer.js';
 export { trainTwoStage, trainStage2, stage2DecoderConfig, SKULLVAE_STAGE1, SKULLVAE_STAGE2, type TwoStageOptions, type TwoStageResult } from './train/two_stage.js';
+export { initDistributed, ProcessGroup, distAvailable, type DistributedOptions } from './dist/index.js';
 export { riveraTrainStep, trainRivera, type RiveraStepOptions, type RiveraStepResult, type RiveraTrainOptions, type RiveraEpoch, type PopulationVariance } from './train/rivera.js';
 export {
   createBetaSchedule,

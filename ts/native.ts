@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VoxvaeError, type ErrorCode } from './errors.js';
+import type { LatentMode } from './types.js';
 
 export interface NativeTensor {
   readonly shape: number[];
@@ -39,6 +40,9 @@ export interface NativeNet {
   getParams(): Float32Array;
   setParams(p: Float32Array): void;
   getGrads(): Float32Array;
+  /** Replaces the accumulated gradients (numParams values): the all-reduced average of data-parallel
+   *  training (ts/dist). CPU addon only. */
+  setGrads?(g: Float32Array): void;
   getBuffers(): Float32Array;
   setBuffers(b: Float32Array): void;
   getCounters(): Float64Array;
@@ -50,46 +54,100 @@ export interface NativeNet {
   dispose(): void;
 }
 
+/** Adam.step's options (vx::AdamOptions): one optimizer step; gradScale (default 1) multiplies the gradient
+ *  first, in place (clipping by a norm computed over several networks). */
+export interface AdamStepOptions {
+  lr: number;
+  betas: readonly [number, number];
+  eps: number;
+  weightDecay?: number;
+  kind?: 'adam' | 'adamw';
+  gradScale?: number;
+}
+
 export interface NativeAdam {
   readonly stepCount: number;
-  step(lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, decoupled: boolean, gradScale: number): Promise<void>;
+  step(options: AdamStepOptions): Promise<void>;
   getState(): { step: number; m: Float32Array; v: Float32Array };
   setState(step: number, m: Float32Array, v: Float32Array): void;
 }
 
 export type Reduction = 'mean' | 'sum';
+/** A model's output activation, as the config spells it (ts/config.ts outputActivation). */
+export type OutputActivation = 'softmax' | 'sigmoid' | 'none';
+
+/** Where a loss writes its gradient: wantGrad (default true); gradOut (optional) a tensor of the input's
+ *  size that receives it and is returned as `grad` (the CPU addon reuses it; a backend that does not
+ *  returns a new tensor). */
+export interface LossGradOptions {
+  wantGrad?: boolean;
+  gradOut?: NativeTensor | null;
+}
+/** diceLoss's options (vx::DiceOptions): MONAI's smoothing defaults 1e-5, weight 1. */
+export interface DiceLossOptions extends LossGradOptions {
+  smoothNr?: number;
+  smoothDr?: number;
+  reduction: Reduction;
+  weight?: number;
+}
+export interface ElementLossOptions extends LossGradOptions {
+  kind: 'bce' | 'mse' | 'l1';
+  reduction: Reduction;
+  weight?: number;
+}
 
 export interface NativeBinding {
   Tensor: new (data: Float32Array | null, shape: number[], checkFinite?: boolean) => NativeTensor;
   Net: new (spec: string) => NativeNet;
   Adam: new (net: NativeNet) => NativeAdam;
-  /** gradOut (optional): a tensor of the logits' size that receives the gradient and is returned as
-   *  `grad` (the CPU addon reuses it; a backend that does not returns a new tensor). */
-  diceLoss(logits: NativeTensor, labels: NativeTensor, n: number, c: number, spatial: number, smoothNr: number,
-    smoothDr: number, reduction: Reduction, weight: number, wantGrad: boolean, gradOut?: NativeTensor | null): Promise<{ loss: number; grad: NativeTensor | null }>;
-  elementLoss(kind: 'bce' | 'mse' | 'l1', x: NativeTensor, t: NativeTensor, reduction: Reduction, weight: number,
-    wantGrad: boolean, gradOut?: NativeTensor | null): Promise<{ loss: number; grad: NativeTensor | null }>;
-  klNormal(mu: NativeTensor, logvar: NativeTensor, n: number, l: number, reduction: Reduction, weight: number,
-    dmu?: NativeTensor | null, dlogvar?: NativeTensor | null): { loss: number; perSample: Float32Array; dmu: NativeTensor; dlogvar: NativeTensor };
-  reparameterize(mu: NativeTensor, logvar: NativeTensor, n: number, l: number, mode: 0 | 1 | 2, seed: number,
-    step: number): { z: NativeTensor; eps: NativeTensor };
-  reparameterizeBackward(dz: NativeTensor, eps: NativeTensor, logvar: NativeTensor, n: number, l: number,
-    dmu?: NativeTensor | null, dlogvar?: NativeTensor | null): { dmu: NativeTensor; dlogvar: NativeTensor };
+  /** MONAI's DiceLoss of logits [n, c, ...spatial] (softmax over c) against labels [n, spatial]. */
+  diceLoss(logits: NativeTensor, labels: NativeTensor, options: DiceLossOptions): Promise<{ loss: number; grad: NativeTensor | null }>;
+  elementLoss(x: NativeTensor, target: NativeTensor, options: ElementLossOptions): Promise<{ loss: number; grad: NativeTensor | null }>;
+  /** The model's output activation of t [n, c, ...] in place (softmax over dimension 1), threaded
+   *  (native/core output_activation_forward); resolves to t. */
+  activate(t: NativeTensor, activation: OutputActivation): Promise<NativeTensor>;
+  /** The gradient through the output activation from its output y [n, c, ...] and dy (same size): a new
+   *  tensor dx (native/core output_activation_backward, threaded). */
+  activateBackward(y: NativeTensor, dy: NativeTensor, activation: OutputActivation): Promise<NativeTensor>;
+  /** mu, logvar: [n, l, ...] (n the first dimension). dmu/dlogvar (optional): gradients added to. */
+  klNormal(mu: NativeTensor, logvar: NativeTensor, options: { reduction: Reduction; weight?: number; dmu?: NativeTensor | null; dlogvar?: NativeTensor | null }):
+    { loss: number; perSample: Float32Array; dmu: NativeTensor; dlogvar: NativeTensor };
+  /** mu, logvar: [n, l, ...]; z and eps come back as [n, l]. */
+  reparameterize(mu: NativeTensor, logvar: NativeTensor, options: { latent: LatentMode; seed: number; step: number }): { z: NativeTensor; eps: NativeTensor };
+  /** dz, eps, logvar: [n, l, ...]; dmu/dlogvar (optional): gradients added to. */
+  reparameterizeBackward(dz: NativeTensor, eps: NativeTensor, logvar: NativeTensor, options?: { dmu?: NativeTensor | null; dlogvar?: NativeTensor | null }):
+    { dmu: NativeTensor; dlogvar: NativeTensor };
   philoxNormal(seed: number, step: number, offset: number, count: number): Float32Array;
   philoxUniform(seed: number, step: number, offset: number, count: number): Float32Array;
-  /** Rivera's population prior KL(N(mean of μ, diag v) ‖ N(0, I)); grads = given + its own (native/core/population_prior.h). */
-  populationKl(mu: NativeTensor, logvar: NativeTensor | null, n: number, l: number, variance: 'means' | 'mixture', weight: number,
-    dmu?: NativeTensor | null, dlogvar?: NativeTensor | null): { loss: number; mean: Float32Array; variance: Float32Array; dmu: NativeTensor; dlogvar: NativeTensor };
+  /** Rivera's population prior KL(N(mean of μ, diag v) ‖ N(0, I)); grads = given + its own (native/core/population_prior.h).
+   *  mu, logvar: [n, l, ...]. */
+  populationKl(mu: NativeTensor, logvar: NativeTensor | null, options: { variance: 'means' | 'mixture'; weight?: number; dmu?: NativeTensor | null; dlogvar?: NativeTensor | null }):
+    { loss: number; mean: Float32Array; variance: Float32Array; dmu: NativeTensor; dlogvar: NativeTensor };
   /** Rivera's per-sample variance penalty weight·R_i Σ_k (σ² − log σ² − 1); dlogvar = given + its own. */
-  variancePenalty(logvar: NativeTensor, n: number, l: number, reduction: Reduction, weight: number,
-    dlogvar?: NativeTensor | null): { loss: number; perSample: Float32Array; dlogvar: NativeTensor };
+  variancePenalty(logvar: NativeTensor, options: { reduction: Reduction; weight?: number; dlogvar?: NativeTensor | null }):
+    { loss: number; perSample: Float32Array; dlogvar: NativeTensor };
   setNumThreads(n: number): number;
   numThreads(): number;
   /** The ISA the CPU kernels run ('avx512f', 'avx2', 'sse2', 'portable'); with a name, selects it first. */
   cpuIsa(isa?: string): string;
   readonly backend: 'cpu' | 'cuda';
   readonly abiVersion: number;
+  /** CUDA addon only: NCCL, loaded at run time (docs/distributed.md). 0 when libnccl.so.2 does not load. */
+  ncclVersion?(): number;
+  ncclUniqueId?(): Uint8Array;
+  ncclConnect?(options: { rank: number; worldSize: number; id: Uint8Array; timeoutMs?: number }): Promise<NativeNcclComm>;
 }
+
+/** A CUDA addon's NCCL communicator: gradients all-reduced on the device, on the net's stream. */
+export interface NativeNcclComm {
+  allReduceGrads(net: NativeNet, op: 'mean' | 'sum'): Promise<void>;
+  close(): void;
+}
+
+/** The addons' JS ABI (native/napi/exports.h kAddonAbi, both addons). 2: options objects (diceLoss,
+ *  elementLoss, klNormal, reparameterize, reparameterizeBackward, populationKl, variancePenalty,
+ *  Adam.step) and activate. */
+export const ADDON_ABI = 2;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let binding: NativeBinding | undefined;
@@ -145,8 +203,8 @@ export function loadAddonFrom(files: string[], root = ROOT): { binding: NativeBi
     }
     try {
       const b = require(file) as NativeBinding;
-      if (b?.abiVersion !== 1) {
-        attempts.push(`${name}: addon ABI ${b?.abiVersion}, this package needs 1 (a build of another version)`);
+      if (b?.abiVersion !== ADDON_ABI) {
+        attempts.push(`${name}: addon ABI ${b?.abiVersion}, this package needs ${ADDON_ABI} (a build of another version)`);
         continue;
       }
       return { binding: b, file };

@@ -8,7 +8,7 @@ import { selectBackend } from './backend.js';
 import * as is from './is.js';
 import { Network, type OptimizerConfig } from './network.js';
 import { BACKENDS, EVAL_LATENTS, LATENT_MODES, MODES, OUTPUT_KINDS, evalLatentOf, type Backend, type EvalLatent, type LatentMode, type Mode, type OutputKind } from './types.js';
-import { LATENT_CODE, StepTensors, batchOf, release, tensor, trainStep, type Batch, type StepResult, type TrainStepOptions } from './train/step.js';
+import { StepTensors, batchOf, release, tensor, trainStep, type Batch, type StepResult, type TrainStepOptions } from './train/step.js';
 export { batchSamples } from './train/step.js';
 import { readSafetensors, writeFileAtomic, type SafeTensors } from './safetensors.js';
 import { checkpointNetworks, loadNetworks, readAdamState, readTrainingState, resolveConfigs, serializeCheckpoint, type CheckpointState, type ResolvedConfigs } from './model/checkpoint.js';
@@ -160,8 +160,9 @@ export class Decoder {
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(zt, n, train));
+      if (output === 'probabilities') await nativeCall(() => this.network.binding.activate(outs[0]!, this.config.outputActivation));
       const y = outs[0]!.toArray();
-      return (output === 'logits' ? y : output === 'mask' ? maskOf(y, n, this.config) : activate(y, n, this.config)) as Decoded<O>;
+      return (output === 'mask' ? maskOf(y, n, this.config) : y) as Decoded<O>;
     } finally {
       release(zt, ...outs);
     }
@@ -262,26 +263,6 @@ export function maskOf(y: Float32Array, n: number, c: VaeConfig): Uint8Array {
   return m;
 }
 
-/** Applies the output activation (softmax over channels or sigmoid) in place. */
-export function activate(y: Float32Array, n: number, c: VaeConfig): Float32Array {
-  if (c.outputActivation === 'sigmoid') {
-    for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-y[i]!));
-  } else if (c.outputActivation === 'softmax') {
-    const C = c.outChannels, S = y.length / (n * C);
-    for (let b = 0; b < n; b++) {
-      const base = b * C * S;
-      for (let s = 0; s < S; s++) {
-        let m = -Infinity;
-        for (let k = 0; k < C; k++) m = Math.max(m, y[base + k * S + s]!);
-        let sum = 0;
-        for (let k = 0; k < C; k++) sum += Math.exp(y[base + k * S + s]! - m);
-        for (let k = 0; k < C; k++) y[base + k * S + s] = Math.exp(y[base + k * S + s]! - m) / sum;
-      }
-    }
-  }
-  return y;
-}
-
 /** A variational autoencoder: encoder, reparameterization, decoder, and their training state. */
 export class Vae {
   readonly encoder: Encoder;
@@ -369,7 +350,7 @@ export class Vae {
     const mt = tensor(mu, [n, L], 'mu', nb), lt = tensor(logvar, [n, L], 'logvar', nb);
     let r: { z: NativeTensor; eps: NativeTensor } | null = null;
     try {
-      r = nativeSync(() => nb.reparameterize(mt, lt, n, L, LATENT_CODE[latent], this.seed, step));
+      r = nativeSync(() => nb.reparameterize(mt, lt, { latent, seed: this.seed, step }));
       return r.z.toArray();
     } finally {
       release(mt, lt, r?.z, r?.eps);
@@ -560,7 +541,7 @@ export class Vae {
 
 /** Sets the number of CPU threads the kernels use (process-wide); 0 restores the default. */
 export function setThreads(n: number): number {
-  if (!Number.isInteger(n) || n < 0 || n > 256) invalid('threads', 'must be an integer in [0, 256]', n);
+  is.integer('threads', n, 0, 256);
   return nativeSync(() => native().setNumThreads(n));
 }
 
@@ -582,14 +563,4 @@ export function setCpuIsa(isa: CpuIsa): string {
 /** The instruction set the CPU kernels run now ('avx512f', 'avx2', 'sse2'; 'portable' off x86-64). */
 export function cpuIsa(): string {
   return nativeSync(() => native().cpuIsa());
-}
-
-/**
- * A Vae whose encoder and decoder are the ResNet-v2 preset: `Vae.create(resnetV2Vae({ ...config, resnet }))`.
- * The config's shapes, latent size, output activation and BN settings apply; its MONAI `channels` and
- * `strides` are not used. Saves and loads like any Vae (the architecture is part of the config).
- */
-export function createResNetV2Vae(config: VaeConfig, opts: CreateOptions & { resnet?: Partial<ResNetV2Options> } = {}): Promise<Vae> {
-  const { resnet, ...create } = opts;
-  return Vae.create(resnetV2Vae({ ...config, resnet: { ...config.resnet, ...(resnet ?? {}) } }), create);
 }

@@ -12,6 +12,7 @@
 
 #include "parallel.h"
 #include "rng.h"
+#include "softmax_tile.h"
 #include "vmath.h"
 
 namespace vx {
@@ -142,29 +143,14 @@ struct SoftmaxArgs {
 // are scaled by 1/sum.
 VXM_INLINE void softmax_forward_tile_impl(const SoftmaxArgs& a, int64_t in, int64_t lo, int64_t hi) {
   constexpr int kV = kSoftTile / kLanes;
-  f8 mx[kV], sum[kV];
+  f8 inv[kV];
   const int64_t len = hi - lo, nv = (len + kLanes - 1) / kLanes, S = a.spatial;
-  const float* xb = a.in + in * a.c * S + lo;
   float* yb = a.out + in * a.c * S + lo;
-  for (int64_t v = 0; v < nv; ++v) mx[v] = vm::load_n(xb + v * kLanes, len - v * kLanes);
-  for (int k = 1; k < a.c; ++k)
-    for (int64_t v = 0; v < nv; ++v) {
-      const f8 t = vm::load_n(xb + k * S + v * kLanes, len - v * kLanes);
-      mx[v] = vm::select(mx[v] < t, t, mx[v]);
-    }
-  for (int64_t v = 0; v < nv; ++v) sum[v] = vm::splat(0.0f);
+  softmax_tile_exp<kV>(a.in + in * a.c * S + lo, S, yb, S, a.c, len, inv);
   for (int k = 0; k < a.c; ++k)
     for (int64_t v = 0; v < nv; ++v) {
       const int64_t o = k * S + v * kLanes;
-      const f8 e = vm::exp_neg(vm::load_n(xb + o, len - v * kLanes) - mx[v]);
-      vm::store_n(yb + o, e, len - v * kLanes);
-      sum[v] += e;
-    }
-  for (int64_t v = 0; v < nv; ++v) sum[v] = vm::splat(1.0f) / sum[v];
-  for (int k = 0; k < a.c; ++k)
-    for (int64_t v = 0; v < nv; ++v) {
-      const int64_t o = k * S + v * kLanes;
-      vm::store_n(yb + o, vm::load_n(yb + o, len - v * kLanes) * sum[v], len - v * kLanes);
+      vm::store_n(yb + o, vm::load_n(yb + o, len - v * kLanes) * inv[v], len - v * kLanes);
     }
 }
 VXM_DISPATCH(softmax_forward_tile, (const SoftmaxArgs& a, int64_t in, int64_t lo, int64_t hi), (a, in, lo, hi))
@@ -297,6 +283,52 @@ Status softmax_backward(float* dx, const float* dy, const float* y, int n, int c
   const SoftmaxArgs a{dx, y, dy, c, spatial};
   for_softmax_tiles(n, c, spatial, [&](int64_t in, int64_t lo, int64_t hi) { softmax_backward_tile(a, in, lo, hi); });
   return Status::Ok;
+}
+
+const char* output_activation_name(OutputActivation a) {
+  switch (a) {
+    case OutputActivation::None: return "none";
+    case OutputActivation::Sigmoid: return "sigmoid";
+    case OutputActivation::Softmax: return "softmax";
+  }
+  return "?";
+}
+
+bool parse_output_activation(const char* name, OutputActivation* out) {
+  for (OutputActivation a : {OutputActivation::None, OutputActivation::Sigmoid, OutputActivation::Softmax})
+    if (name && std::strcmp(name, output_activation_name(a)) == 0) {
+      *out = a;
+      return true;
+    }
+  return false;
+}
+
+Status output_activation_forward(float* y, const float* x, OutputActivation a, int n, int c, int64_t spatial) {
+  VX_TRY(check_ncs("output_activation_forward", n, c, spatial));
+  if (!y || !x) return fail(Status::InvalidArgument, "output_activation_forward: null buffer");
+  const int64_t count = int64_t(n) * c * spatial;
+  switch (a) {
+    case OutputActivation::None:
+      if (y != x) elementwise(count, [&](int64_t i) { y[i] = x[i]; });
+      return Status::Ok;
+    case OutputActivation::Sigmoid: return sigmoid_forward(y, x, count);
+    case OutputActivation::Softmax: return softmax_forward(y, x, n, c, spatial);
+  }
+  return fail(Status::InvalidArgument, "output_activation_forward: unknown activation %d", static_cast<int>(a));
+}
+
+Status output_activation_backward(float* dx, const float* dy, const float* y, OutputActivation a, int n, int c,
+                                  int64_t spatial) {
+  VX_TRY(check_ncs("output_activation_backward", n, c, spatial));
+  if (!dx || !dy || !y) return fail(Status::InvalidArgument, "output_activation_backward: null buffer");
+  if (dx == dy || dx == y) return fail(Status::InvalidArgument, "output_activation_backward: dx must not alias dy or y");
+  const int64_t count = int64_t(n) * c * spatial;
+  switch (a) {
+    case OutputActivation::None: elementwise(count, [&](int64_t i) { dx[i] = dy[i]; }); return Status::Ok;
+    case OutputActivation::Sigmoid: return sigmoid_backward(dx, dy, y, count);
+    case OutputActivation::Softmax: return softmax_backward(dx, dy, y, n, c, spatial);
+  }
+  return fail(Status::InvalidArgument, "output_activation_backward: unknown activation %d", static_cast<int>(a));
 }
 
 Status add_forward(float* y, const float* a, const float* b, int64_t count) {

@@ -26,6 +26,22 @@ Status sigmoid_backward(float* dx, const float* dy, const float* y, int64_t coun
 Status softmax_forward(float* y, const float* x, int n, int c, int64_t spatial);
 Status softmax_backward(float* dx, const float* dy, const float* y, int n, int c, int64_t spatial);
 
+// A model's output activation, applied to its logits for inference: the one implementation the CPU addon
+// (Net forward's `activation` / `activate`), the WASM module (vx_activate) and the training losses use
+// (dice_loss computes the same softmax, shared as softmax_tile in activation_tile.h). The names are the
+// ones TS spells: 'none' | 'sigmoid' | 'softmax'.
+enum class OutputActivation : int32_t { None = 0, Sigmoid = 1, Softmax = 2 };
+const char* output_activation_name(OutputActivation a);
+// Parses 'none' | 'sigmoid' | 'softmax'; false for any other name.
+bool parse_output_activation(const char* name, OutputActivation* out);
+// y = act(x) over [n, c, spatial] (softmax over the channels c, sigmoid elementwise, none copies);
+// y may equal x (in place). Threaded; bit-identical for any thread count.
+Status output_activation_forward(float* y, const float* x, OutputActivation a, int n, int c, int64_t spatial);
+// Its backward from the output y: dx = (∂y/∂x)ᵀ dy (softmax over the channels, sigmoid elementwise, none
+// copies). dx must not alias dy or y. Threaded; bit-identical for any thread count.
+Status output_activation_backward(float* dx, const float* dy, const float* y, OutputActivation a, int n, int c,
+                                  int64_t spatial);
+
 // Residual add: y = a + b (backward is the identity to both inputs, done by the caller).
 Status add_forward(float* y, const float* a, const float* b, int64_t count);
 

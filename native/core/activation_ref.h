@@ -138,6 +138,36 @@ Status softmax_backward_ref(T* dx, const T* dy, const T* y, int n, int c, int64_
 }
 
 template <class T>
+Status output_activation_forward_ref(T* y, const T* x, OutputActivation a, int n, int c, int64_t spatial) {
+  VX_TRY(ref_detail::check_ncs("output_activation_forward", n, c, spatial));
+  if (!y || !x) return fail(Status::InvalidArgument, "output_activation_forward: null buffer");
+  const int64_t count = int64_t(n) * c * spatial;
+  switch (a) {
+    case OutputActivation::None:
+      for (int64_t i = 0; i < count; ++i) y[i] = x[i];
+      return Status::Ok;
+    case OutputActivation::Sigmoid: return sigmoid_forward_ref(y, x, count);
+    case OutputActivation::Softmax: return softmax_forward_ref(y, x, n, c, spatial);
+  }
+  return fail(Status::InvalidArgument, "output_activation_forward: unknown activation %d", static_cast<int>(a));
+}
+
+template <class T>
+Status output_activation_backward_ref(T* dx, const T* dy, const T* y, OutputActivation a, int n, int c, int64_t spatial) {
+  VX_TRY(ref_detail::check_ncs("output_activation_backward", n, c, spatial));
+  if (!dx || !dy || !y) return fail(Status::InvalidArgument, "output_activation_backward: null buffer");
+  const int64_t count = int64_t(n) * c * spatial;
+  switch (a) {
+    case OutputActivation::None:
+      for (int64_t i = 0; i < count; ++i) dx[i] = dy[i];
+      return Status::Ok;
+    case OutputActivation::Sigmoid: return sigmoid_backward_ref(dx, dy, y, count);
+    case OutputActivation::Softmax: return softmax_backward_ref(dx, dy, y, n, c, spatial);
+  }
+  return fail(Status::InvalidArgument, "output_activation_backward: unknown activation %d", static_cast<int>(a));
+}
+
+template <class T>
 Status add_forward_ref(T* y, const T* a, const T* b, int64_t count) {
   VX_TRY(ref_detail::check_count("add_forward", count, a, b));
   if (count > 0 && !y) return fail(Status::InvalidArgument, "add_forward: null y");

@@ -16,6 +16,7 @@
 
 #include "parallel.h"
 #include "rng.h"
+#include "softmax_tile.h"
 #include "vmath.h"
 
 namespace vx {
@@ -211,7 +212,7 @@ VXM_DISPATCH(dice2_grad, (const DiceArgs& d, int64_t in, int64_t lo, int64_t hi)
 // (pstore or stack scratch), and the sums.
 VXM_INLINE void dice_sums_impl(const DiceArgs& d, int64_t item, int64_t in, int64_t lo, int64_t hi) {
   constexpr int64_t kV = kTile / kLanes;
-  f8 mx[kV], inv[kV], lab[kV];
+  f8 inv[kV], lab[kV];
   float scratch[kScratch];
   const int c = d.c;
   const int64_t S = d.spatial;
@@ -231,21 +232,7 @@ VXM_INLINE void dice_sums_impl(const DiceArgs& d, int64_t item, int64_t in, int6
     if (any_lane(bad)) return record_bad(d, item, in, t0, t0 + len);
     float* pb = d.pstore ? d.pstore + in * c * S + t0 : scratch;
     const int64_t ps = d.pstore ? S : len;  // channel stride of pb
-    for (int64_t v = 0; v < nv; ++v) mx[v] = vm::load_n(xb + t0 + v * kLanes, len - v * kLanes);
-    for (int k = 1; k < c; ++k)
-      for (int64_t v = 0; v < nv; ++v) {
-        const f8 t = vm::load_n(xb + k * S + t0 + v * kLanes, len - v * kLanes);
-        mx[v] = vm::select(mx[v] < t, t, mx[v]);
-      }
-    for (int64_t v = 0; v < nv; ++v) inv[v] = zero;
-    for (int k = 0; k < c; ++k)
-      for (int64_t v = 0; v < nv; ++v) {
-        const int64_t m = len - v * kLanes;
-        const f8 e = vm::exp_neg(vm::load_n(xb + k * S + t0 + v * kLanes, m) - mx[v]);
-        vm::store_n(pb + k * ps + v * kLanes, e, m);
-        inv[v] += e;
-      }
-    for (int64_t v = 0; v < nv; ++v) inv[v] = vm::splat(1.0f) / inv[v];
+    softmax_tile_exp<kV>(xb + t0, S, pb, ps, c, len, inv);  // the model's own softmax (activation.cpp)
     for (int k = 0; k < c; ++k) {
       const f8 kf = vm::splat(float(k));
       d4 il = vm::splatd(0.0), ih = il, sl = il, sh = il;
@@ -325,8 +312,10 @@ VXM_DISPATCH(dice_grad, (const DiceArgs& d, int64_t in, int64_t lo, int64_t hi),
 }  // namespace
 
 Status dice_loss(double* loss, float* grad, const float* logits, const float* labels, int n, int c, int64_t spatial,
-                 float smooth_nr, float smooth_dr, Reduction r, float weight) {
+                 const DiceOptions& o) {
   const char* op = "dice_loss";
+  const float smooth_nr = o.smoothNr, smooth_dr = o.smoothDr, weight = o.weight;
+  const Reduction r = o.reduction;
   if (!loss || !logits || !labels) return fail(Status::InvalidArgument, "%s: null loss, logits or labels", op);
   if (n < 1 || c < 1 || spatial < 1)
     return fail(Status::InvalidArgument, "%s: n=%d c=%d spatial=%lld must all be >= 1", op, n, c,

@@ -12,13 +12,20 @@ enum class Reduction : int32_t { Mean = 0, Sum = 1 };
 
 // MONAI DiceLoss(softmax=True, to_onehot_y=True, include_background=True, squared_pred=False,
 // jaccard=False, batch=False): p = softmax(logits) over channels; per (n, c):
-// f = 1 - (2 * sum(p * g) + smooth_nr) / (sum(g) + sum(p) + smooth_dr), g = one_hot(labels)[c];
+// f = 1 - (2 * sum(p * g) + smoothNr) / (sum(g) + sum(p) + smoothDr), g = one_hot(labels)[c];
 // then mean or sum over all n*c values. logits [n, c, spatial]; labels [n, spatial] holding class
 // indices 0..c-1 as floats (a label outside that range fails with InvalidArgument).
-// MONAI defaults: smooth_nr = smooth_dr = 1e-5. A non-integer label also fails; on failure *loss and
+// MONAI defaults: smoothNr = smoothDr = 1e-5. A non-integer label also fails; on failure *loss and
 // grad hold unspecified values.
+// The options of dice_loss, spelled as the N-API options object and the TS ReconLoss spell them.
+struct DiceOptions {
+  float smoothNr = 1e-5f;
+  float smoothDr = 1e-5f;
+  Reduction reduction = Reduction::Mean;
+  float weight = 1.0f;
+};
 Status dice_loss(double* loss, float* grad, const float* logits, const float* labels, int n, int c,
-                 int64_t spatial, float smooth_nr, float smooth_dr, Reduction r, float weight);
+                 int64_t spatial, const DiceOptions& o);
 
 // Elementwise losses over `count` values; Mean divides by count (PyTorch's default reduction).
 // BCE with logits, numerically stable: max(x, 0) - x * t + log(1 + exp(-|x|)).

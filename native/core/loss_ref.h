@@ -28,7 +28,9 @@ T sign_of(T d) {
 
 template <class T>
 Status dice_loss_ref(double* loss, T* grad, const T* logits, const T* labels, int n, int c, int64_t spatial,
-                     float smooth_nr, float smooth_dr, Reduction r, float weight) {
+                     const DiceOptions& o) {
+  const float smooth_nr = o.smoothNr, smooth_dr = o.smoothDr, weight = o.weight;
+  const Reduction r = o.reduction;
   if (!loss || !logits || !labels) return fail(Status::InvalidArgument, "dice_loss: null loss, logits or labels");
   if (n < 1 || c < 1 || spatial < 1)
     return fail(Status::InvalidArgument, "dice_loss: n=%d c=%d spatial=%lld must all be >= 1", n, c,

@@ -23,25 +23,31 @@ constexpr int64_t kBlock = 1 << 14;  // values per reduction block of grad_norm
 
 }  // namespace
 
-Status adam_step(float* param, float* m, float* v, const float* grad, int64_t n, const AdamParams& a,
-                 int64_t step) {
+Status adam_step(float* param, float* m, float* v, float* grad, int64_t n, const AdamOptions& a, int64_t step) {
   const char* op = "adam_step";
   if (n < 0) return fail(Status::InvalidArgument, "%s: n %lld < 0", op, static_cast<long long>(n));
   if (n > 0 && (!param || !m || !v || !grad)) return fail(Status::InvalidArgument, "%s: null buffer", op);
   if (step < 1) return fail(Status::InvalidArgument, "%s: step %lld < 1", op, static_cast<long long>(step));
-  if (!(a.lr >= 0.0f) || !(a.eps >= 0.0f) || !(a.weight_decay >= 0.0f))
-    return fail(Status::InvalidArgument, "%s: lr, eps and weight_decay must be >= 0", op);
-  if (!(a.beta1 >= 0.0f && a.beta1 < 1.0f) || !(a.beta2 >= 0.0f && a.beta2 < 1.0f))
+  if (!(a.lr >= 0.0f) || !(a.eps >= 0.0f) || !(a.weightDecay >= 0.0f))
+    return fail(Status::InvalidArgument, "%s: lr, eps and weightDecay must be >= 0", op);
+  if (!(a.betas[0] >= 0.0f && a.betas[0] < 1.0f) || !(a.betas[1] >= 0.0f && a.betas[1] < 1.0f))
     return fail(Status::InvalidArgument, "%s: betas must be in [0, 1)", op);
 
-  const double lr = widen_decimal(a.lr), b1 = widen_decimal(a.beta1), b2 = widen_decimal(a.beta2);
-  const double eps = widen_decimal(a.eps), wd = widen_decimal(a.weight_decay);
+  const double lr = widen_decimal(a.lr), b1 = widen_decimal(a.betas[0]), b2 = widen_decimal(a.betas[1]);
+  const double eps = widen_decimal(a.eps), wd = widen_decimal(a.weightDecay);
   const double bc1 = 1.0 - std::pow(b1, double(step)), bc2 = 1.0 - std::pow(b2, double(step));
-  const bool l2 = wd != 0.0 && !a.decoupled, decay = wd != 0.0 && a.decoupled;
+  const bool decoupled = a.kind == AdamKind::AdamW;
+  const bool l2 = wd != 0.0 && !decoupled, decay = wd != 0.0 && decoupled;
+  const float scale = a.gradScale;
   const double shrink = 1.0 - lr * wd, step_size = lr / bc1, bc2_sqrt = std::sqrt(bc2);
   parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
-      double p = param[i], g = grad[i], mi = m[i], vi = v[i];
+      float gf = grad[i];
+      if (scale != 1.0f) {
+        gf *= scale;
+        grad[i] = gf;
+      }
+      double p = param[i], g = gf, mi = m[i], vi = v[i];
       if (l2) g += wd * p;
       if (decay) p *= shrink;
       mi += (1.0 - b1) * (g - mi);  // exp_avg.lerp_(grad, 1 - beta1)

@@ -8,16 +8,23 @@
 
 namespace vx {
 
-struct AdamParams {
+// Adam (L2 weight decay added to the gradient) or AdamW (decoupled: p *= 1 - lr * weightDecay).
+enum class AdamKind : int32_t { Adam = 0, AdamW = 1 };
+
+// The options of one optimizer step, spelled as the N-API options object (Adam.step({ lr, betas, eps,
+// weightDecay, kind, gradScale })) and the TS OptimizerConfig spell them.
+struct AdamOptions {
   float lr = 1e-3f;
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
+  float betas[2] = {0.9f, 0.999f};
   float eps = 1e-8f;
-  float weight_decay = 0.0f;
-  bool decoupled = false;  // false: Adam (L2 added to the gradient); true: AdamW (p *= 1 - lr * wd)
+  float weightDecay = 0.0f;
+  AdamKind kind = AdamKind::Adam;
+  // The gradient is multiplied by gradScale first, in place (clipping by a norm computed over several
+  // networks: the clipped gradient is what is left behind, as torch's clip_grad_norm_ leaves it).
+  float gradScale = 1.0f;
 };
 
-// AdamParams holds floats, but PyTorch's hyperparameters are Python floats (doubles). adam_step and
+// AdamOptions holds floats, but PyTorch's hyperparameters are Python floats (doubles). adam_step and
 // adam_step_ref therefore read every field as widen_decimal(field): the double nearest to the shortest
 // decimal that rounds to that float (0.9f -> 0.9, 1e-4f -> 1e-4, 0.999f -> 0.999), which is what the
 // user typed in JS or Python.
@@ -41,8 +48,7 @@ inline double widen_decimal(float f) {
 // the 1-based step count after increment (bias corrections 1 - beta^step). m and v start at zero.
 // Matches PyTorch's single-tensor algorithm: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 // p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
-Status adam_step(float* param, float* m, float* v, const float* grad, int64_t n, const AdamParams& a,
-                 int64_t step);
+Status adam_step(float* param, float* m, float* v, float* grad, int64_t n, const AdamOptions& a, int64_t step);
 
 // Global L2 norm of the gradient (accumulated in double).
 double grad_norm(const float* grad, int64_t n);

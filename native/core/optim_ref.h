@@ -11,13 +11,13 @@ namespace vx {
 namespace optim_ref_detail {
 
 inline Status check_adam(const char* op, const void* param, const void* m, const void* v, const void* grad,
-                         int64_t n, const AdamParams& a, int64_t step) {
+                         int64_t n, const AdamOptions& a, int64_t step) {
   if (n < 0) return fail(Status::InvalidArgument, "%s: n %lld < 0", op, static_cast<long long>(n));
   if (n > 0 && (!param || !m || !v || !grad)) return fail(Status::InvalidArgument, "%s: null buffer", op);
   if (step < 1) return fail(Status::InvalidArgument, "%s: step %lld < 1", op, static_cast<long long>(step));
-  if (!(a.lr >= 0.0f) || !(a.eps >= 0.0f) || !(a.weight_decay >= 0.0f))
-    return fail(Status::InvalidArgument, "%s: lr, eps and weight_decay must be >= 0", op);
-  if (!(a.beta1 >= 0.0f && a.beta1 < 1.0f) || !(a.beta2 >= 0.0f && a.beta2 < 1.0f))
+  if (!(a.lr >= 0.0f) || !(a.eps >= 0.0f) || !(a.weightDecay >= 0.0f))
+    return fail(Status::InvalidArgument, "%s: lr, eps and weightDecay must be >= 0", op);
+  if (!(a.betas[0] >= 0.0f && a.betas[0] < 1.0f) || !(a.betas[1] >= 0.0f && a.betas[1] < 1.0f))
     return fail(Status::InvalidArgument, "%s: betas must be in [0, 1)", op);
   return Status::Ok;
 }
@@ -25,15 +25,16 @@ inline Status check_adam(const char* op, const void* param, const void* m, const
 }  // namespace optim_ref_detail
 
 template <class T>
-Status adam_step_ref(T* param, T* m, T* v, const T* grad, int64_t n, const AdamParams& a, int64_t step) {
+Status adam_step_ref(T* param, T* m, T* v, T* grad, int64_t n, const AdamOptions& a, int64_t step) {
   VX_TRY(optim_ref_detail::check_adam("adam_step", param, m, v, grad, n, a, step));
-  const T lr = T(widen_decimal(a.lr)), b1 = T(widen_decimal(a.beta1)), b2 = T(widen_decimal(a.beta2));
-  const T eps = T(widen_decimal(a.eps)), wd = T(widen_decimal(a.weight_decay));
+  const T lr = T(widen_decimal(a.lr)), b1 = T(widen_decimal(a.betas[0])), b2 = T(widen_decimal(a.betas[1]));
+  const T eps = T(widen_decimal(a.eps)), wd = T(widen_decimal(a.weightDecay));
   const T bc1 = T(1) - std::pow(b1, T(step)), bc2 = T(1) - std::pow(b2, T(step));
   for (int64_t i = 0; i < n; ++i) {
+    if (a.gradScale != 1.0f) grad[i] *= T(a.gradScale);
     T g = grad[i];
     if (wd != T(0)) {
-      if (a.decoupled)
+      if (a.kind == AdamKind::AdamW)
         param[i] *= T(1) - lr * wd;
       else
         g += wd * param[i];

@@ -196,6 +196,33 @@ Status softmax_backward(float* dx, const float* dy, const float* y, int n, int c
   return Status::Ok;
 }
 
+Status output_activation_forward(float* y, const float* x, OutputActivation a, int n, int c, int64_t spatial, cudaStream_t st) {
+  if (n < 1 || c < 1 || spatial < 1) return fail(Status::InvalidArgument, "output_activation_forward: bad shape");
+  const int64_t count = int64_t(n) * c * spatial;
+  switch (a) {
+    case OutputActivation::None:
+      if (y == x) return Status::Ok;
+      return check(cudaMemcpyAsync(y, x, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, st), "output_activation_forward");
+    case OutputActivation::Sigmoid: return sigmoid_forward(y, x, count, st);
+    case OutputActivation::Softmax: return softmax_forward(y, x, n, c, spatial, st);
+  }
+  return fail(Status::InvalidArgument, "output_activation_forward: unknown activation %d", static_cast<int>(a));
+}
+
+Status output_activation_backward(float* dx, const float* dy, const float* y, OutputActivation a, int n, int c, int64_t spatial,
+                                  cudaStream_t st) {
+  if (n < 1 || c < 1 || spatial < 1) return fail(Status::InvalidArgument, "output_activation_backward: bad shape");
+  if (dx == dy || dx == y) return fail(Status::InvalidArgument, "output_activation_backward: dx must not alias dy or y");
+  const int64_t count = int64_t(n) * c * spatial;
+  switch (a) {
+    case OutputActivation::None:
+      return check(cudaMemcpyAsync(dx, dy, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, st), "output_activation_backward");
+    case OutputActivation::Sigmoid: return sigmoid_backward(dx, dy, y, count, st);
+    case OutputActivation::Softmax: return softmax_backward(dx, dy, y, n, c, spatial, st);
+  }
+  return fail(Status::InvalidArgument, "output_activation_backward: unknown activation %d", static_cast<int>(a));
+}
+
 Status dropout_forward(float* y, float* mask, const float* x, int64_t count, float p, const uint64_t* seed_step, uint64_t mul,
                        uint64_t add, cudaStream_t st) {
   VXC_CHECK_COUNT("dropout_forward", count);

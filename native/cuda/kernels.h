@@ -34,6 +34,10 @@ Status sigmoid_forward(float* y, const float* x, int64_t count, cudaStream_t st)
 Status sigmoid_backward(float* dx, const float* dy, const float* y, int64_t count, cudaStream_t st);
 Status softmax_forward(float* y, const float* x, int n, int c, int64_t spatial, cudaStream_t st);
 Status softmax_backward(float* dx, const float* dy, const float* y, int n, int c, int64_t spatial, cudaStream_t st);
+// The model's output activation (activation.h OutputActivation): y may equal x.
+Status output_activation_forward(float* y, const float* x, OutputActivation a, int n, int c, int64_t spatial, cudaStream_t st);
+Status output_activation_backward(float* dx, const float* dy, const float* y, OutputActivation a, int n, int c, int64_t spatial,
+                                  cudaStream_t st);
 Status add_forward(float* y, const float* a, const float* b, int64_t count, cudaStream_t st);
 Status add_inplace(float* y, const float* a, int64_t count, cudaStream_t st);  // y += a
 Status scale_inplace(float* y, float s, int64_t count, cudaStream_t st);
@@ -78,7 +82,7 @@ Status conv_transpose3d_backward(Context& ctx, float* dx, float* dw, float* db, 
 // loss.cu: *loss is a device double. labels are class indices as floats; a bad label sets *bad (device
 // int, may be null) to 1 + its index, checked by the caller after synchronising.
 Status dice_loss(double* loss, float* grad, const float* logits, const float* labels, int n, int c, int64_t spatial,
-                 float smooth_nr, float smooth_dr, Reduction r, float weight, int64_t* bad, cudaStream_t st);
+                 const DiceOptions& o, int64_t* bad, cudaStream_t st);
 Status bce_with_logits_loss(double* loss, float* grad, const float* x, const float* t, int64_t count, Reduction r, float weight,
                             cudaStream_t st);
 Status mse_loss(double* loss, float* grad, const float* x, const float* t, int64_t count, Reduction r, float weight,
@@ -97,8 +101,7 @@ Status reparameterize_backward(float* dmu, float* dlogvar, const float* dz, cons
                                cudaStream_t st);
 
 // optim.cu: Adam/AdamW with the gradient scale (clipping) fused in; grad_sumsq to a device double.
-Status adam_step(float* param, float* m, float* v, float* grad, int64_t n, const AdamParams& a, int64_t step, float grad_scale,
-                 cudaStream_t st);
+Status adam_step(float* param, float* m, float* v, float* grad, int64_t n, const AdamOptions& a, int64_t step, cudaStream_t st);
 Status grad_sumsq(double* out, const float* grad, int64_t n, cudaStream_t st);
 
 }  // namespace cuda

@@ -136,7 +136,9 @@ __global__ void k_sum_scaled(double* out, const double* v, int n, double scale) 
 }  // namespace
 
 Status dice_loss(double* loss, float* grad, const float* logits, const float* labels, int n, int c, int64_t spatial,
-                 float smooth_nr, float smooth_dr, Reduction r, float weight, int64_t* bad, cudaStream_t st) {
+                 const DiceOptions& o, int64_t* bad, cudaStream_t st) {
+  const float smooth_nr = o.smoothNr, smooth_dr = o.smoothDr, weight = o.weight;
+  const Reduction r = o.reduction;
   if (!loss || !logits || !labels) return fail(Status::InvalidArgument, "dice_loss: null loss, logits or labels");
   if (n < 1 || c < 1 || spatial < 1)
     return fail(Status::InvalidArgument, "dice_loss: n=%d c=%d spatial=%lld must all be >= 1", n, c, (long long)spatial);

@@ -3,6 +3,7 @@
 #include "net_cuda.h"
 
 #include <cstring>
+#include <new>
 
 #include "conv_transpose3d.h"
 #include "cuda_check.h"
@@ -18,7 +19,9 @@ Status NetCuda::create(const std::string& spec, std::unique_ptr<NetCuda>* out) {
   // A pooled stream may be a disposed model's: blocks cached under it can still be read by work queued
   // on the shared stream (reparameterize reads encoder outputs); the allocations below take them at once.
   VX_TRY(n->ctx_->after_shared(n->stream_, "create: wait for the shared stream"));
-  VX_TRY(Net::create(spec, &n->host_));
+  n->host_.reset(new (std::nothrow) Model());
+  if (!n->host_) return fail(Status::OutOfMemory, "NetCuda: out of memory");
+  VX_TRY(n->host_->create(spec));
   const auto& t = n->host_->param_table();
   n->roles_.assign(n->host_->nodes().size(), std::vector<int>(4, -1));
   for (size_t i = 0; i < t.size(); ++i) n->roles_[size_t(t[i].node)][size_t(t[i].role)] = int(i);

@@ -1,5 +1,5 @@
-// NetCuda: the device twin of vx::Net. It parses the same spec with vx::Net (shapes, parameter
-// layout, PyTorch initialisation on the host), keeps parameters, gradients and buffers in three flat
+// NetCuda: the device twin of vx::Net. It builds the same vx::Model from the spec (graph.h: shapes,
+// parameter layout, PyTorch initialisation on the host; no CPU executor), keeps parameters, gradients and buffers in three flat
 // device buffers with the same offsets, and runs forward/backward over the node list with the kernels
 // of native/cuda. Activations are shared device buffers handed out like the CPU's (reused only while
 // nobody else holds them). Each network queues its work on a stream of its own (from the context's
@@ -12,7 +12,7 @@
 
 #include "allocator.h"
 #include "context.h"
-#include "net.h"
+#include "graph.h"
 
 namespace vx {
 namespace cuda {
@@ -24,8 +24,9 @@ class NetCuda {
   NetCuda(const NetCuda&) = delete;
   NetCuda& operator=(const NetCuda&) = delete;
 
-  const Net& host() const { return *host_; }
-  Net& host() { return *host_; }
+  // The graph and the host copies of parameters, gradients, buffers and counters.
+  const Model& host() const { return *host_; }
+  Model& host() { return *host_; }
   int64_t num_params() const { return host_->num_params(); }
   int64_t num_buffers() const { return host_->num_buffers(); }
   float* params() { return params_->ptr; }
@@ -35,7 +36,7 @@ class NetCuda {
   cudaStream_t stream() const { return stream_; }
   Status sync(const char* what);
 
-  // Host <-> device copies of the flat arrays (the host Net's arrays are the staging area).
+  // Host <-> device copies of the flat arrays (the host Model's arrays are the staging area).
   Status init_params(uint64_t seed);
   Status upload_params();   // host_->params()/buffers() -> device
   Status download_params(); // device -> host_->params()/buffers()
@@ -69,7 +70,7 @@ class NetCuda {
   NetCuda() = default;
   Context* ctx_ = nullptr;
   cudaStream_t stream_ = nullptr;
-  std::unique_ptr<Net> host_;
+  std::unique_ptr<Model> host_;
   std::vector<std::vector<int>> roles_;  // per node: param table index by role
   DeviceBufferPtr params_, grads_, buffers_, seed_step_, scratch_;
   std::vector<DeviceBufferPtr> act_, grad_, save_a_, save_b_;

@@ -36,20 +36,19 @@ struct Sq {
 };
 }  // namespace
 
-Status adam_step(float* param, float* m, float* v, float* grad, int64_t n, const AdamParams& a, int64_t step, float grad_scale,
-                 cudaStream_t st) {
+Status adam_step(float* param, float* m, float* v, float* grad, int64_t n, const AdamOptions& a, int64_t step, cudaStream_t st) {
   if (n < 0) return fail(Status::InvalidArgument, "adam_step: n %lld < 0", (long long)n);
   if (step < 1) return fail(Status::InvalidArgument, "adam_step: step %lld < 1", (long long)step);
-  if (!(a.lr >= 0.f) || !(a.eps >= 0.f) || !(a.weight_decay >= 0.f))
-    return fail(Status::InvalidArgument, "adam_step: lr, eps and weight_decay must be >= 0");
-  if (!(a.beta1 >= 0.f && a.beta1 < 1.f) || !(a.beta2 >= 0.f && a.beta2 < 1.f))
+  if (!(a.lr >= 0.f) || !(a.eps >= 0.f) || !(a.weightDecay >= 0.f))
+    return fail(Status::InvalidArgument, "adam_step: lr, eps and weightDecay must be >= 0");
+  if (!(a.betas[0] >= 0.f && a.betas[0] < 1.f) || !(a.betas[1] >= 0.f && a.betas[1] < 1.f))
     return fail(Status::InvalidArgument, "adam_step: betas must be in [0, 1)");
   if (n == 0) return Status::Ok;
-  const double lr = widen_decimal(a.lr), b1 = widen_decimal(a.beta1), b2 = widen_decimal(a.beta2);
-  const double eps = widen_decimal(a.eps), wd = widen_decimal(a.weight_decay);
+  const double lr = widen_decimal(a.lr), b1 = widen_decimal(a.betas[0]), b2 = widen_decimal(a.betas[1]);
+  const double eps = widen_decimal(a.eps), wd = widen_decimal(a.weightDecay);
   const double bc1 = 1.0 - std::pow(b1, double(step)), bc2 = 1.0 - std::pow(b2, double(step));
-  AdamK k{b1, b2, eps, wd, 1.0 - lr * wd, lr / bc1, std::sqrt(bc2), wd != 0.0 && !a.decoupled, wd != 0.0 && a.decoupled,
-          grad_scale};
+  AdamK k{b1, b2, eps, wd, 1.0 - lr * wd, lr / bc1, std::sqrt(bc2), wd != 0.0 && a.kind != AdamKind::AdamW,
+          wd != 0.0 && a.kind == AdamKind::AdamW, a.gradScale};
   k_adam<<<blocks_for(n, 4), kThreads, 0, st>>>(param, m, v, grad, n, k);
   VXC_LAUNCH("adam_step");
   return Status::Ok;

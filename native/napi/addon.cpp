@@ -1,4 +1,5 @@
-// voxvae CPU addon: module init as one export table (Tensor, Net, Adam, and the op functions).
+// voxvae CPU addon: module init, the export table shared with the CUDA addon (exports.h) instantiated
+// for the CPU engine.
 #include "common.h"
 
 namespace vxn {
@@ -12,13 +13,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->tensor_ctor = Napi::Persistent(tensor);
   data->net_ctor = Napi::Persistent(net);
   data->adam_ctor = Napi::Persistent(adam);
-  exports.Set("Tensor", tensor);
-  exports.Set("Net", net);
-  exports.Set("Adam", adam);
-  InitOps(env, exports);
-  InitRivera(env, exports);
-  exports.Set("backend", Napi::String::New(env, "cpu"));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  export_common(env, exports, tensor, net, adam, "cpu");
+  VXN_ENGINE_OPS(VXN_EXPORT_FN)
   return exports;
 }
 

@@ -1,5 +1,6 @@
-// Shared pieces of the N-API layer: status -> JS error conversion, argument checks, the generic
-// promise-returning worker, and the per-environment constructor table. native/napi only converts and
+// The CPU addon's N-API layer: status -> JS error conversion, the Tensor handle and the per-environment
+// constructor table. Argument/options readers (options.h), the promise job (job.h) and the export list
+// (exports.h) are shared with the CUDA addon. native/napi only converts and
 // schedules: all numeric work is in native/core, run on libuv worker threads that never touch JS.
 #pragma once
 #include <atomic>
@@ -11,7 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "exports.h"
+#include "job.h"
 #include "net.h"
+#include "options.h"
 #include "status.h"
 
 namespace vxn {
@@ -24,124 +28,15 @@ struct AddonData {
 };
 inline AddonData* addon_data(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
 
-// A JS Error with a stable `code` property ("EINVAL", ...). The TS layer re-throws it from the
-// caller's stack as a VoxvaeError.
-inline Napi::Error make_error(Napi::Env env, const char* code, const std::string& msg) {
-  Napi::Error e = Napi::Error::New(env, msg);
-  e.Set("code", Napi::String::New(env, code));
-  return e;
-}
 inline Napi::Error status_error(Napi::Env env, vx::Status s, const std::string& msg) {
   return make_error(env, vx::status_code(s), msg);
-}
-[[noreturn]] inline void throw_error(Napi::Env env, const char* code, const std::string& msg) {
-  throw make_error(env, code, msg);
 }
 inline void check_status(Napi::Env env, vx::Status s) {
   if (s != vx::Status::Ok) throw status_error(env, s, vx::last_error());
 }
 
-// Argument readers: each names the argument in its error.
-inline double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw_error(info.Env(), "EINVAL", std::string(name) + " must be a number");
-  double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(v)) throw_error(info.Env(), "EINVAL", std::string(name) + " must be finite");
-  return v;
-}
-inline int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
-  double v = arg_number(info, i, name);
-  if (v != std::floor(v) || v < double(lo) || v > double(hi))
-    throw_error(info.Env(), "EINVAL", std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(v));
-  return int64_t(v);
-}
-inline uint64_t arg_u64(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return uint64_t(arg_int(info, i, name, 0, (int64_t(1) << 53)));
-}
-inline bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsBoolean()) throw_error(info.Env(), "EINVAL", std::string(name) + " must be a boolean");
-  return info[i].As<Napi::Boolean>().Value();
-}
-inline Napi::Float32Array arg_f32(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t expect = -1) {
-  if (info.Length() <= i || !info[i].IsTypedArray() ||
-      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw_error(info.Env(), "EINVAL", std::string(name) + " must be a Float32Array");
-  auto a = info[i].As<Napi::Float32Array>();
-  if (expect >= 0 && int64_t(a.ElementLength()) != expect)
-    throw_error(info.Env(), "ESHAPE", std::string(name) + " has " + std::to_string(a.ElementLength()) + " values, expected " + std::to_string(expect));
-  return a;
-}
-
-// Promise jobs queued and not yet settled, process-wide: settings that kernels read while they run
-// (thread count, ISA) refuse to change while it is not zero.
-inline std::atomic<int>& jobs_in_flight() {
-  static std::atomic<int> n{0};
-  return n;
-}
-
-// A promise-returning job: work() runs on a libuv worker thread (no JS access), then done(env)
-// builds the resolution value on the JS thread; finally() always runs on the JS thread first.
-class Job : public Napi::AsyncWorker {
- public:
-  using Work = std::function<vx::Status()>;
-  using Done = std::function<Napi::Value(Napi::Env)>;
-  using Finally = std::function<void()>;
-
-  static Napi::Promise Start(Napi::Env env, Work work, Done done, Finally fin = nullptr) {
-    auto* job = new Job(env, std::move(work), std::move(done), std::move(fin));
-    Napi::Promise p = job->deferred_.Promise();
-    jobs_in_flight()++;
-    job->Queue();
-    return p;
-  }
-
- protected:
-  void Execute() override {
-    try {
-      status_ = work_();
-      if (status_ != vx::Status::Ok) message_ = vx::last_error();
-    } catch (const std::bad_alloc&) {
-      status_ = vx::Status::OutOfMemory;
-      message_ = "out of memory";
-    } catch (const std::exception& e) {
-      status_ = vx::Status::Internal;
-      message_ = e.what();
-    } catch (...) {
-      status_ = vx::Status::Internal;
-      message_ = "unknown native exception";
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    jobs_in_flight()--;
-    if (fin_) fin_();
-    if (status_ != vx::Status::Ok) {
-      deferred_.Reject(status_error(env, status_, message_).Value());
-      return;
-    }
-    try {
-      deferred_.Resolve(done_ ? done_(env) : env.Undefined());
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
-  }
-  void OnError(const Napi::Error& e) override {
-    jobs_in_flight()--;
-    if (fin_) fin_();
-    deferred_.Reject(e.Value());
-  }
-
- private:
-  Job(Napi::Env env, Work work, Done done, Finally fin)
-      : Napi::AsyncWorker(env, "voxvae"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
-        done_(std::move(done)), fin_(std::move(fin)) {}
-  Napi::Promise::Deferred deferred_;
-  Work work_;
-  Done done_;
-  Finally fin_;
-  vx::Status status_ = vx::Status::Ok;
-  std::string message_;
-};
+// The CPU addon's promise job (job.h): work on a libuv worker, resolution on the JS thread.
+using Job = EngineJob<CpuEngine>;
 
 // Tensor: a shared float buffer with a shape, handed between JS and native without copies.
 class Tensor : public Napi::ObjectWrap<Tensor> {
@@ -150,6 +45,7 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
   static Napi::Object Wrap(Napi::Env env, vx::BufferPtr buf, std::vector<int64_t> shape);
   // Unwraps argument i, which must be a live Tensor (optionally of exactly `expect` values).
   static Tensor* From(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t expect = -1);
+  static Tensor* FromValue(Napi::Env env, const Napi::Value& v, const std::string& name, int64_t expect = -1);
   static bool IsTensor(Napi::Env env, const Napi::Value& v);
 
   explicit Tensor(const Napi::CallbackInfo& info);
@@ -170,7 +66,9 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
 
 Napi::Function InitNet(Napi::Env env);
 Napi::Function InitAdam(Napi::Env env);
-void InitOps(Napi::Env env, Napi::Object exports);
-void InitRivera(Napi::Env env, Napi::Object exports);  // rivera.cpp
+// The engine functions of exports.h's VXN_ENGINE_OPS: ops.cpp, and rivera.cpp (populationKl, variancePenalty).
+#define VXN_DECLARE_FN(js, fn) Napi::Value fn(const Napi::CallbackInfo& info);
+VXN_ENGINE_OPS(VXN_DECLARE_FN)
+#undef VXN_DECLARE_FN
 
 }  // namespace vxn

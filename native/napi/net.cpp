@@ -5,30 +5,12 @@
 #include <cstring>
 
 #include "common.h"
+#include "model_js.h"
 #include "optim.h"
 #include "parallel.h"
 
 namespace vxn {
 
-namespace {
-
-const char* role_name(vx::ParamRole r) {
-  switch (r) {
-    case vx::ParamRole::Weight: return "weight";
-    case vx::ParamRole::Bias: return "bias";
-    case vx::ParamRole::RunningMean: return "running_mean";
-    case vx::ParamRole::RunningVar: return "running_var";
-  }
-  return "?";
-}
-
-Napi::Array shape_array(Napi::Env env, const vx::Shape4& s) {
-  Napi::Array a = Napi::Array::New(env, 4);
-  a.Set(0u, s.c); a.Set(1u, s.d); a.Set(2u, s.h); a.Set(3u, s.w);
-  return a;
-}
-
-}  // namespace
 
 class NetWrap : public Napi::ObjectWrap<NetWrap> {
  public:
@@ -45,6 +27,7 @@ class NetWrap : public Napi::ObjectWrap<NetWrap> {
       InstanceMethod<&NetWrap::GetParams>("getParams"),
       InstanceMethod<&NetWrap::SetParams>("setParams"),
       InstanceMethod<&NetWrap::GetGrads>("getGrads"),
+      InstanceMethod<&NetWrap::SetGrads>("setGrads"),
       InstanceMethod<&NetWrap::GetBuffers>("getBuffers"),
       InstanceMethod<&NetWrap::SetBuffers>("setBuffers"),
       InstanceMethod<&NetWrap::GetCounters>("getCounters"),
@@ -80,47 +63,11 @@ class NetWrap : public Napi::ObjectWrap<NetWrap> {
   Napi::Value Flops(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), acquire(info.Env(), "flops")->forward_flops()); }
   Napi::Value Busy(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), busy_); }
 
-  Napi::Value ParamTable(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    vx::Net* net = acquire(env, "paramTable");
-    const auto& t = net->param_table();
-    Napi::Array a = Napi::Array::New(env, t.size());
-    for (size_t i = 0; i < t.size(); ++i) {
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("node", t[i].node);
-      o.Set("role", role_name(t[i].role));
-      o.Set("buffer", t[i].is_buffer);
-      o.Set("offset", double(t[i].offset));
-      o.Set("count", double(t[i].count));
-      Napi::Array s = Napi::Array::New(env, t[i].shape.size());
-      for (size_t k = 0; k < t[i].shape.size(); ++k) s.Set(uint32_t(k), double(t[i].shape[k]));
-      o.Set("shape", s);
-      a.Set(uint32_t(i), o);
-    }
-    return a;
-  }
+  Napi::Value ParamTable(const Napi::CallbackInfo& info) { return param_table_js(info.Env(), *acquire(info.Env(), "paramTable")); }
 
-  Napi::Value Nodes(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    vx::Net* net = acquire(env, "nodes");
-    const auto& nodes = net->nodes();
-    Napi::Array a = Napi::Array::New(env, nodes.size());
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("op", vx::op_name(nodes[i].op));
-      o.Set("shape", shape_array(env, nodes[i].shape));
-      a.Set(uint32_t(i), o);
-    }
-    return a;
-  }
+  Napi::Value Nodes(const Napi::CallbackInfo& info) { return nodes_js(info.Env(), *acquire(info.Env(), "nodes")); }
 
-  Napi::Value OutputShapes(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    vx::Net* net = acquire(env, "outputShapes");
-    Napi::Array a = Napi::Array::New(env, net->outputs().size());
-    for (size_t k = 0; k < net->outputs().size(); ++k) a.Set(uint32_t(k), shape_array(env, net->output_shape(int(k))));
-    return a;
-  }
+  Napi::Value OutputShapes(const Napi::CallbackInfo& info) { return output_shapes_js(info.Env(), *acquire(info.Env(), "outputShapes")); }
 
   Napi::Value InitParams(const Napi::CallbackInfo& info) {
     vx::Net* net = acquire(info.Env(), "initParams");
@@ -128,11 +75,6 @@ class NetWrap : public Napi::ObjectWrap<NetWrap> {
     return info.Env().Undefined();
   }
 
-  static Napi::Float32Array copy_out(Napi::Env env, const float* p, int64_t n) {
-    Napi::Float32Array a = Napi::Float32Array::New(env, size_t(n));
-    if (n) std::memcpy(a.Data(), p, size_t(n) * sizeof(float));
-    return a;
-  }
   Napi::Value GetParams(const Napi::CallbackInfo& info) {
     vx::Net* n = acquire(info.Env(), "getParams");
     return copy_out(info.Env(), n->params(), n->num_params());
@@ -140,6 +82,14 @@ class NetWrap : public Napi::ObjectWrap<NetWrap> {
   Napi::Value GetGrads(const Napi::CallbackInfo& info) {
     vx::Net* n = acquire(info.Env(), "getGrads");
     return copy_out(info.Env(), n->grads(), n->num_params());
+  }
+  // setGrads(g): replaces the accumulated gradients (data-parallel training writes back the all-reduced
+  // average between backward and the optimizer step; docs/distributed.md).
+  Napi::Value SetGrads(const Napi::CallbackInfo& info) {
+    vx::Net* n = acquire(info.Env(), "setGrads");
+    auto a = arg_f32(info, 0, "grads", n->num_params());
+    std::memcpy(n->grads(), a.Data(), a.ByteLength());
+    return info.Env().Undefined();
   }
   Napi::Value GetBuffers(const Napi::CallbackInfo& info) {
     vx::Net* n = acquire(info.Env(), "getBuffers");
@@ -157,28 +107,10 @@ class NetWrap : public Napi::ObjectWrap<NetWrap> {
     std::memcpy(n->buffers(), a.Data(), a.ByteLength());
     return info.Env().Undefined();
   }
-  Napi::Value GetCounters(const Napi::CallbackInfo& info) {
-    vx::Net* n = acquire(info.Env(), "getCounters");
-    auto& c = n->counters();
-    Napi::Float64Array a = Napi::Float64Array::New(info.Env(), c.size());
-    for (size_t i = 0; i < c.size(); ++i) a[i] = double(c[i]);
-    return a;
-  }
+  Napi::Value GetCounters(const Napi::CallbackInfo& info) { return counters_js(info.Env(), acquire(info.Env(), "getCounters")->counters()); }
   Napi::Value SetCounters(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    vx::Net* n = acquire(env, "setCounters");
-    auto& c = n->counters();
-    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-      throw_error(env, "EINVAL", "counters must be a Float64Array");
-    auto a = info[0].As<Napi::Float64Array>();
-    if (a.ElementLength() != c.size())
-      throw_error(env, "ESHAPE", "counters has " + std::to_string(a.ElementLength()) + " values, expected " + std::to_string(c.size()));
-    for (size_t i = 0; i < c.size(); ++i) {
-      double v = a[i];
-      if (!(v >= 0 && v == std::floor(v) && v <= 9007199254740992.0)) throw_error(env, "EINVAL", "counters must be non-negative integers");
-      c[i] = int64_t(v);
-    }
-    return env.Undefined();
+    set_counters(info, 0, acquire(info.Env(), "setCounters")->counters());
+    return info.Env().Undefined();
   }
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
     acquire(info.Env(), "zeroGrad")->zero_grad();
@@ -296,38 +228,21 @@ class AdamWrap : public Napi::ObjectWrap<AdamWrap> {
 
   Napi::Value StepCount(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(step_)); }
 
-  // step(lr, beta1, beta2, eps, weightDecay, decoupled, gradScale) -> Promise<void>
+  // step({ lr, betas: [beta1, beta2], eps, weightDecay, kind: 'adam' | 'adamw', gradScale }) -> Promise<void>
+  // (vx::AdamOptions; gradScale multiplies the gradient first, in place: clipping by a global norm).
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     NetWrap* nw = net_wrap();
     vx::Net* net = nw->acquire(env, "Adam.step");
     if (net->num_params() != n_) throw_error(env, "ESHAPE", "Adam.step: the network's parameter count changed");
-    vx::AdamParams a;
-    a.lr = float(arg_number(info, 0, "lr"));
-    a.beta1 = float(arg_number(info, 1, "beta1"));
-    a.beta2 = float(arg_number(info, 2, "beta2"));
-    a.eps = float(arg_number(info, 3, "eps"));
-    a.weight_decay = float(arg_number(info, 4, "weightDecay"));
-    a.decoupled = arg_bool(info, 5, "decoupled");
-    float scale = float(arg_number(info, 6, "gradScale"));
-    if (!(a.lr >= 0) || !(a.beta1 >= 0 && a.beta1 < 1) || !(a.beta2 >= 0 && a.beta2 < 1) || !(a.eps >= 0) || !(a.weight_decay >= 0))
-      throw_error(env, "EINVAL", "Adam.step: lr >= 0, 0 <= betas < 1, eps >= 0 and weightDecay >= 0 are required");
+    const vx::AdamOptions a = adam_options(Options(info, 0, "Adam.step options"));
     int64_t t = ++step_;
     std::shared_ptr<vx::Net> keep = nw->shared();
     auto m = m_, v = v_;
     nw->set_busy(true);
     auto selfp = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Value()));
     return Job::Start(
-        env,
-        [keep, m, v, a, t, scale]() {
-          float* g = keep->grads();
-          const int64_t n = keep->num_params();
-          if (scale != 1.f)  // gradient clipping by a global norm computed over several networks
-            vx::parallel_for(n, 1 << 16, [&](int64_t lo, int64_t hi) {
-              for (int64_t i = lo; i < hi; ++i) g[i] *= scale;
-            });
-          return vx::adam_step(keep->params(), m->data(), v->data(), g, n, a, t);
-        },
+        env, [keep, m, v, a, t]() { return vx::adam_step(keep->params(), m->data(), v->data(), keep->grads(), keep->num_params(), a, t); },
         nullptr, [nw, selfp]() { nw->set_busy(false); selfp->Reset(); });
   }
 

@@ -1,8 +1,9 @@
-// Module-level functions: losses (async, whole volumes), latent ops (sync, [n, l] matrices),
-// random streams and thread control.
+// The CPU engine's module-level functions (exports.h VXN_ENGINE_OPS): losses (async, whole volumes), the
+// output activation (async), latent ops (sync, [n, l] matrices).
 #include <cstring>
 #include <initializer_list>
 
+#include "activation.h"
 #include "common.h"
 #include "gemm.h"
 #include "loss.h"
@@ -13,32 +14,22 @@ namespace vxn {
 
 namespace {
 
-vx::Reduction arg_reduction(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() > i && info[i].IsString()) {
-    std::string r = info[i].As<Napi::String>().Utf8Value();
-    if (r == "mean") return vx::Reduction::Mean;
-    if (r == "sum") return vx::Reduction::Sum;
-  }
-  throw_error(info.Env(), "EINVAL", "reduction must be 'mean' or 'sum'");
-}
-
-// Where a loss writes its gradient: a new buffer, or the caller's Tensor gradOut (argument i, optional)
-// when given, so that a training loop reuses one buffer instead of allocating (and page-faulting) one
-// per step. gradOut must hold `count` values and share no memory with the loss's inputs.
+// Where a loss writes its gradient (when options.wantGrad, default true): a new buffer, or the caller's
+// Tensor options.gradOut when given, so that a training loop reuses one buffer instead of allocating (and
+// page-faulting) one per step. gradOut must hold `count` values and share no memory with the loss's inputs.
 struct GradOut {
   vx::BufferPtr buf;
   std::shared_ptr<Napi::ObjectReference> ref;  // the caller's Tensor, returned as the result's grad
 };
-GradOut grad_out(const Napi::CallbackInfo& info, size_t i, bool want, int64_t count,
-                 std::initializer_list<const vx::BufferPtr*> inputs) {
+GradOut grad_out(const Options& o, int64_t count, std::initializer_list<const vx::BufferPtr*> inputs) {
   GradOut g;
-  if (!want) return g;
-  if (info.Length() > i && !info[i].IsNull() && !info[i].IsUndefined()) {
-    Tensor* t = Tensor::From(info, i, "gradOut", count);
+  if (!o.boolean("wantGrad", true)) return g;
+  if (o.has("gradOut")) {
+    Tensor* t = Tensor::FromValue(o.env(), o.get("gradOut"), o.name("gradOut"), count);
     for (const vx::BufferPtr* in : inputs)
-      if (in->get() == t->buffer().get()) throw_error(info.Env(), "EINVAL", "gradOut must not be an input of the loss");
+      if (in->get() == t->buffer().get()) throw_error(o.env(), "EINVAL", o.name("gradOut") + " must not be an input of the loss");
     g.buf = t->buffer();
-    g.ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(info[i].As<Napi::Object>()));
+    g.ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(o.get("gradOut").As<Napi::Object>()));
   } else {
     g.buf = std::make_shared<vx::Buffer>(size_t(count));
   }
@@ -53,43 +44,40 @@ Napi::Object loss_result(Napi::Env env, double loss, const GradOut& grad, const 
   return o;
 }
 
-// diceLoss(logits: Tensor, labels: Tensor, n, c, spatial, smoothNr, smoothDr, reduction, weight, wantGrad,
-//          gradOut?: Tensor)
+}  // namespace
+
+// diceLoss(logits: Tensor [n, c, ...spatial], labels: Tensor [n, spatial],
+//          { smoothNr?, smoothDr?, reduction, weight?, wantGrad?, gradOut? }) -> Promise<{ loss, grad }>
 Napi::Value DiceLoss(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int n = int(arg_int(info, 2, "n", 1, 1 << 20));
-  int c = int(arg_int(info, 3, "c", 1, 1 << 20));
-  int64_t spatial = arg_int(info, 4, "spatial", 1, int64_t(1) << 40);
-  Tensor* logits = Tensor::From(info, 0, "logits", int64_t(n) * c * spatial);
-  Tensor* labels = Tensor::From(info, 1, "labels", int64_t(n) * spatial);
-  float snr = float(arg_number(info, 5, "smoothNr")), sdr = float(arg_number(info, 6, "smoothDr"));
-  vx::Reduction r = arg_reduction(info, 7);
-  float w = float(arg_number(info, 8, "weight"));
-  bool want = arg_bool(info, 9, "wantGrad");
+  Tensor* logits = Tensor::From(info, 0, "logits");
+  const NcsShape s = ncs_shape(env, logits->shape(), "diceLoss logits");
+  Tensor* labels = Tensor::From(info, 1, "labels", int64_t(s.n) * s.spatial);
+  const Options o(info, 2, "diceLoss options");
+  const vx::DiceOptions d = dice_options(o);
   vx::BufferPtr xb = logits->buffer(), lb = labels->buffer();
   std::vector<int64_t> shape = logits->shape();
-  GradOut grad = grad_out(info, 10, want, logits->length(), {&xb, &lb});
+  GradOut grad = grad_out(o, logits->length(), {&xb, &lb});
   vx::BufferPtr gb = grad.buf;
   auto loss = std::make_shared<double>(0);
   return Job::Start(
-      env, [=]() { return vx::dice_loss(loss.get(), gb ? gb->data() : nullptr, xb->data(), lb->data(), n, c, spatial, snr, sdr, r, w); },
+      env, [=]() { return vx::dice_loss(loss.get(), gb ? gb->data() : nullptr, xb->data(), lb->data(), s.n, s.c, s.spatial, d); },
       [=](Napi::Env env) -> Napi::Value { return loss_result(env, *loss, grad, shape); });
 }
 
-// elementLoss(kind: 'bce' | 'mse' | 'l1', x: Tensor, t: Tensor, reduction, weight, wantGrad, gradOut?: Tensor)
+// elementLoss(x: Tensor, target: Tensor, { kind: 'bce' | 'mse' | 'l1', reduction, weight?, wantGrad?, gradOut? })
+//   -> Promise<{ loss, grad }>
 Napi::Value ElementLoss(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "EINVAL", "kind must be 'bce', 'mse' or 'l1'");
-  std::string kind = info[0].As<Napi::String>().Utf8Value();
-  if (kind != "bce" && kind != "mse" && kind != "l1") throw_error(env, "EINVAL", "kind must be 'bce', 'mse' or 'l1', got '" + kind + "'");
-  Tensor* x = Tensor::From(info, 1, "input");
-  Tensor* t = Tensor::From(info, 2, "target", x->length());
-  vx::Reduction r = arg_reduction(info, 3);
-  float w = float(arg_number(info, 4, "weight"));
-  bool want = arg_bool(info, 5, "wantGrad");
+  Tensor* x = Tensor::From(info, 0, "input");
+  Tensor* t = Tensor::From(info, 1, "target", x->length());
+  const Options o(info, 2, "elementLoss options");
+  const int kind = o.one_of("kind", {"bce", "mse", "l1"}, true);
+  const vx::Reduction r = reduction_of(o);
+  const float w = o.f32("weight", 1.0f);
   vx::BufferPtr xb = x->buffer(), tb = t->buffer();
   std::vector<int64_t> shape = x->shape();
-  GradOut grad = grad_out(info, 6, want, x->length(), {&xb, &tb});
+  GradOut grad = grad_out(o, x->length(), {&xb, &tb});
   vx::BufferPtr gb = grad.buf;
   auto loss = std::make_shared<double>(0);
   return Job::Start(
@@ -97,135 +85,113 @@ Napi::Value ElementLoss(const Napi::CallbackInfo& info) {
       [=]() {
         float* g = gb ? gb->data() : nullptr;
         int64_t cnt = int64_t(xb->size());
-        if (kind == "bce") return vx::bce_with_logits_loss(loss.get(), g, xb->data(), tb->data(), cnt, r, w);
-        if (kind == "mse") return vx::mse_loss(loss.get(), g, xb->data(), tb->data(), cnt, r, w);
+        if (kind == 0) return vx::bce_with_logits_loss(loss.get(), g, xb->data(), tb->data(), cnt, r, w);
+        if (kind == 1) return vx::mse_loss(loss.get(), g, xb->data(), tb->data(), cnt, r, w);
         return vx::l1_loss(loss.get(), g, xb->data(), tb->data(), cnt, r, w);
       },
       [=](Napi::Env env) -> Napi::Value { return loss_result(env, *loss, grad, shape); });
 }
 
-vx::BufferPtr copy_or_zeros(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t count) {
+// activate(t: Tensor [n, c, ...spatial], activation: 'softmax' | 'sigmoid' | 'none') -> Promise<Tensor>:
+// the model's output activation (softmax over dimension 1), in place, on a worker thread; resolves to t.
+Napi::Value Activate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Tensor* t = Tensor::From(info, 0, "tensor");
+  const vx::OutputActivation a = arg_output_activation(info, 1, "activation");
+  const NcsShape s = ncs_shape(env, t->shape(), "activate");
+  vx::BufferPtr b = t->buffer();
+  auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(info[0].As<Napi::Object>()));
+  return Job::Start(
+      env, [=]() { return vx::output_activation_forward(b->data(), b->data(), a, s.n, s.c, s.spatial); },
+      [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
+}
+
+// activateBackward(y: Tensor [n, c, ...spatial] (the activation's output), dy: Tensor (same size),
+//                  activation) -> Promise<Tensor dx>: the gradient through the output activation.
+Napi::Value ActivateBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Tensor* y = Tensor::From(info, 0, "y");
+  const NcsShape s = ncs_shape(env, y->shape(), "activateBackward");
+  Tensor* dy = Tensor::From(info, 1, "dy", y->length());
+  const vx::OutputActivation a = arg_output_activation(info, 2, "activation");
+  vx::BufferPtr yb = y->buffer(), db = dy->buffer();
+  auto dx = std::make_shared<vx::Buffer>(size_t(y->length()));
+  std::vector<int64_t> shape = y->shape();
+  return Job::Start(
+      env, [=]() { return vx::output_activation_backward(dx->data(), db->data(), yb->data(), a, s.n, s.c, s.spatial); },
+      [=](Napi::Env env) -> Napi::Value { return Tensor::Wrap(env, dx, shape); });
+}
+
+namespace {
+
+vx::BufferPtr copy_or_zeros(const Options& o, const char* key, int64_t count) {
   auto b = std::make_shared<vx::Buffer>(size_t(count), 0.f);
-  if (info.Length() > i && !info[i].IsNull() && !info[i].IsUndefined()) {
-    Tensor* t = Tensor::From(info, i, name, count);
+  if (o.has(key)) {
+    Tensor* t = Tensor::FromValue(o.env(), o.get(key), o.name(key), count);
     std::memcpy(b->data(), t->buffer()->data(), size_t(count) * sizeof(float));
   }
   return b;
 }
 
-// klNormal(mu, logvar, n, l, reduction, weight, dmu?, dlogvar?) ->
+}  // namespace
+
+// klNormal(mu: Tensor [n, l...], logvar, { reduction, weight?, dmu?, dlogvar? }) ->
 //   { loss, perSample: Float32Array, dmu: Tensor, dlogvar: Tensor }  (grads = given + KL's)
 Napi::Value KlNormal(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int n = int(arg_int(info, 2, "n", 1, 1 << 24));
-  int l = int(arg_int(info, 3, "l", 1, 1 << 24));
-  Tensor* mu = Tensor::From(info, 0, "mu", int64_t(n) * l);
+  Tensor* mu = Tensor::From(info, 0, "mu");
+  const auto [n, l] = nl_shape(env, mu->shape(), "klNormal mu");
   Tensor* lv = Tensor::From(info, 1, "logvar", int64_t(n) * l);
-  vx::Reduction r = arg_reduction(info, 4);
-  float w = float(arg_number(info, 5, "weight"));
-  auto dmu = copy_or_zeros(info, 6, "dmu", int64_t(n) * l);
-  auto dlv = copy_or_zeros(info, 7, "dlogvar", int64_t(n) * l);
+  const Options o(info, 2, "klNormal options");
+  const vx::Reduction r = reduction_of(o);
+  const float w = o.f32("weight", 1.0f);
+  auto dmu = copy_or_zeros(o, "dmu", int64_t(n) * l);
+  auto dlv = copy_or_zeros(o, "dlogvar", int64_t(n) * l);
   Napi::Float32Array per = Napi::Float32Array::New(env, size_t(n));
   double loss = 0;
   check_status(env, vx::kl_normal(&loss, per.Data(), dmu->data(), dlv->data(), mu->buffer()->data(), lv->buffer()->data(), n, l, r, w));
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("loss", loss);
-  o.Set("perSample", per);
-  o.Set("dmu", Tensor::Wrap(env, dmu, {n, l}));
-  o.Set("dlogvar", Tensor::Wrap(env, dlv, {n, l}));
-  return o;
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loss", loss);
+  out.Set("perSample", per);
+  out.Set("dmu", Tensor::Wrap(env, dmu, {n, l}));
+  out.Set("dlogvar", Tensor::Wrap(env, dlv, {n, l}));
+  return out;
 }
 
-// reparameterize(mu, logvar, n, l, mode: 0 sample | 1 mean | 2 mean+std, seed, step) -> { z, eps }
+// reparameterize(mu: Tensor [n, l...], logvar, { latent: 'sample' | 'mean' | 'mean+std', seed, step }) -> { z, eps }
 Napi::Value Reparameterize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int n = int(arg_int(info, 2, "n", 1, 1 << 24));
-  int l = int(arg_int(info, 3, "l", 1, 1 << 24));
-  Tensor* mu = Tensor::From(info, 0, "mu", int64_t(n) * l);
+  Tensor* mu = Tensor::From(info, 0, "mu");
+  const auto [n, l] = nl_shape(env, mu->shape(), "reparameterize mu");
   Tensor* lv = Tensor::From(info, 1, "logvar", int64_t(n) * l);
-  int mode = int(arg_int(info, 4, "mode", 0, 2));
-  uint64_t seed = arg_u64(info, 5, "seed"), step = arg_u64(info, 6, "step");
+  const Options o(info, 2, "reparameterize options");
+  const vx::LatentMode mode = latent_of(o);
+  const uint64_t seed = o.u64("seed", 0), step = o.u64("step", 0);
   auto z = std::make_shared<vx::Buffer>(size_t(n) * size_t(l));
   auto eps = std::make_shared<vx::Buffer>(size_t(n) * size_t(l));
-  check_status(env, vx::reparameterize_forward(z->data(), eps->data(), mu->buffer()->data(), lv->buffer()->data(), n, l,
-                                               vx::LatentMode(mode), seed, step));
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("z", Tensor::Wrap(env, z, {n, l}));
-  o.Set("eps", Tensor::Wrap(env, eps, {n, l}));
-  return o;
+  check_status(env, vx::reparameterize_forward(z->data(), eps->data(), mu->buffer()->data(), lv->buffer()->data(), n, l, mode, seed, step));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("z", Tensor::Wrap(env, z, {n, l}));
+  out.Set("eps", Tensor::Wrap(env, eps, {n, l}));
+  return out;
 }
 
-// reparameterizeBackward(dz, eps, logvar, n, l, dmu?, dlogvar?) -> { dmu, dlogvar }
+// reparameterizeBackward(dz: Tensor [n, l...], eps, logvar, { dmu?, dlogvar? }) -> { dmu, dlogvar } (= given + own)
 Napi::Value ReparameterizeBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int n = int(arg_int(info, 3, "n", 1, 1 << 24));
-  int l = int(arg_int(info, 4, "l", 1, 1 << 24));
-  Tensor* dz = Tensor::From(info, 0, "dz", int64_t(n) * l);
+  Tensor* dz = Tensor::From(info, 0, "dz");
+  const auto [n, l] = nl_shape(env, dz->shape(), "reparameterizeBackward dz");
   Tensor* eps = Tensor::From(info, 1, "eps", int64_t(n) * l);
   Tensor* lv = Tensor::From(info, 2, "logvar", int64_t(n) * l);
-  auto dmu = copy_or_zeros(info, 5, "dmu", int64_t(n) * l);
-  auto dlv = copy_or_zeros(info, 6, "dlogvar", int64_t(n) * l);
+  const Options o(info, 3, "reparameterizeBackward options");
+  auto dmu = copy_or_zeros(o, "dmu", int64_t(n) * l);
+  auto dlv = copy_or_zeros(o, "dlogvar", int64_t(n) * l);
   check_status(env, vx::reparameterize_backward(dmu->data(), dlv->data(), dz->buffer()->data(), eps->buffer()->data(),
                                                 lv->buffer()->data(), n, l));
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("dmu", Tensor::Wrap(env, dmu, {n, l}));
-  o.Set("dlogvar", Tensor::Wrap(env, dlv, {n, l}));
-  return o;
-}
-
-// philoxNormal(seed, step, offset, count) / philoxUniform(...) -> Float32Array
-Napi::Value PhiloxFill(const Napi::CallbackInfo& info, bool normal) {
-  Napi::Env env = info.Env();
-  uint64_t seed = arg_u64(info, 0, "seed"), step = arg_u64(info, 1, "step"), offset = arg_u64(info, 2, "offset");
-  int64_t count = arg_int(info, 3, "count", 0, int64_t(1) << 31);
-  Napi::Float32Array a = Napi::Float32Array::New(env, size_t(count));
-  if (normal) vx::philox_normal_fill(a.Data(), count, seed, step, offset);
-  else vx::philox_uniform_fill(a.Data(), count, seed, step, offset);
-  return a;
-}
-
-// Kernels read the thread count and the ISA while they run: both change only between native calls.
-void refuse_while_running(Napi::Env env, const char* what) {
-  const int n = jobs_in_flight().load();
-  if (n > 0)
-    throw_error(env, "EBUSY", std::string(what) + ": " + std::to_string(n) + " native call(s) still running; await them first");
-}
-
-Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  const int n = int(arg_int(info, 0, "threads", 0, 256));
-  refuse_while_running(info.Env(), "setThreads");
-  vx::set_num_threads(n);
-  return Napi::Number::New(info.Env(), vx::num_threads());
-}
-Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vx::num_threads()); }
-
-// cpuIsa(): the ISA the CPU kernels run; cpuIsa(name): selects it first ('auto', 'avx512f', 'avx2', 'sse2').
-Napi::Value CpuIsa(const Napi::CallbackInfo& info) {
-  if (info.Length() > 0 && !info[0].IsUndefined()) {
-    if (!info[0].IsString()) throw_error(info.Env(), "EINVAL", "isa must be a string");
-    const std::string name = info[0].As<Napi::String>().Utf8Value();
-    refuse_while_running(info.Env(), "setCpuIsa");
-    if (!vx::cpu_select_isa(name == "auto" ? nullptr : name.c_str()))
-      throw_error(info.Env(), "EUNSUPPORTED",
-                  "CPU ISA '" + name + "' is not available on this machine or build (the current one is '" +
-                      vx::gemm_kernel_isa() + "'); choose 'auto', 'sse2', 'avx2' or 'avx512f' where the CPU has it");
-  }
-  return Napi::String::New(info.Env(), vx::gemm_kernel_isa());
-}
-
-}  // namespace
-
-void InitOps(Napi::Env env, Napi::Object exports) {
-  exports.Set("diceLoss", Napi::Function::New(env, DiceLoss, "diceLoss"));
-  exports.Set("elementLoss", Napi::Function::New(env, ElementLoss, "elementLoss"));
-  exports.Set("klNormal", Napi::Function::New(env, KlNormal, "klNormal"));
-  exports.Set("reparameterize", Napi::Function::New(env, Reparameterize, "reparameterize"));
-  exports.Set("reparameterizeBackward", Napi::Function::New(env, ReparameterizeBackward, "reparameterizeBackward"));
-  exports.Set("philoxNormal", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return PhiloxFill(i, true); }, "philoxNormal"));
-  exports.Set("philoxUniform", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return PhiloxFill(i, false); }, "philoxUniform"));
-  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
-  exports.Set("numThreads", Napi::Function::New(env, NumThreads, "numThreads"));
-  exports.Set("cpuIsa", Napi::Function::New(env, CpuIsa, "cpuIsa"));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("dmu", Tensor::Wrap(env, dmu, {n, l}));
+  out.Set("dlogvar", Tensor::Wrap(env, dlv, {n, l}));
+  return out;
 }
 
 }  // namespace vxn

@@ -98,12 +98,15 @@ bool Tensor::IsTensor(Napi::Env env, const Napi::Value& v) {
 }
 
 Tensor* Tensor::From(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t expect) {
-  Napi::Env env = info.Env();
-  if (info.Length() <= i || !IsTensor(env, info[i])) throw_error(env, "EINVAL", std::string(name) + " must be a Tensor");
-  Tensor* t = Napi::ObjectWrap<Tensor>::Unwrap(info[i].As<Napi::Object>());
-  if (!t->buf_) throw_error(env, "EDISPOSED", std::string(name) + " was disposed");
+  return FromValue(info.Env(), info.Length() > i ? info[i] : info.Env().Undefined(), name, expect);
+}
+
+Tensor* Tensor::FromValue(Napi::Env env, const Napi::Value& v, const std::string& name, int64_t expect) {
+  if (!IsTensor(env, v)) throw_error(env, "EINVAL", name + " must be a Tensor");
+  Tensor* t = Napi::ObjectWrap<Tensor>::Unwrap(v.As<Napi::Object>());
+  if (!t->buf_) throw_error(env, "EDISPOSED", name + " was disposed");
   if (expect >= 0 && t->length() != expect)
-    throw_error(env, "ESHAPE", std::string(name) + " has " + std::to_string(t->length()) + " values, expected " + std::to_string(expect));
+    throw_error(env, "ESHAPE", name + " has " + std::to_string(t->length()) + " values, expected " + std::to_string(expect));
   return t;
 }
 

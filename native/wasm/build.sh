@@ -36,7 +36,7 @@ cd "$ROOT"
 # The inference subset of native/core and what net.cpp links against (its backward passes included:
 # the linker keeps only what is reachable, and forking net.cpp would mean writing it twice).
 CORE="native/core/activation.cpp native/core/conv3d.cpp native/core/conv_engine.cpp native/core/conv_transpose3d.cpp
-      native/core/gemm.cpp native/core/linear.cpp native/core/loss.cpp native/core/net.cpp
+      native/core/gemm.cpp native/core/graph.cpp native/core/linear.cpp native/core/loss.cpp native/core/net.cpp
       native/core/norm.cpp native/core/parallel.cpp native/core/rng.cpp native/core/status.cpp"
 SRC="$CORE native/wasm/exports.cpp"
 

@@ -35,7 +35,7 @@ namespace {
 using vx::Status;
 
 // Bump when a signature below changes; the loader refuses a .wasm with another version.
-constexpr int32_t kAbiVersion = 1;
+constexpr int32_t kAbiVersion = 2;  // 2: vx_activate replaced vx_softmax and vx_sigmoid
 
 // Largest byte count a single allocation may ask for: leaves the rest of the 4 GiB space to the stack,
 // the parameters and the allocator's own bookkeeping.
@@ -269,13 +269,12 @@ VX_EXPORT int32_t vx_reparameterize(float* z, float* eps, const float* mu, const
                                        uint64_t(seed), uint64_t(step)));
 }
 
-// Softmax over channels of [n, c, spatial]; y may equal x.
-VX_EXPORT int32_t vx_softmax(float* y, const float* x, int32_t n, int32_t c, int32_t spatial) {
-  return st(vx::softmax_forward(y, x, n, c, spatial));
-}
-
-VX_EXPORT int32_t vx_sigmoid(float* y, const float* x, int32_t count) {
-  return st(vx::sigmoid_forward(y, x, count));
+// The output activation of [n, c, spatial] logits, y may equal x: native/core's output_activation_forward,
+// the function the CPU addon's decode runs. activation: 0 none, 1 sigmoid, 2 softmax over c
+// (vx::OutputActivation; ts/wasm/runtime.ts OUTPUT_ACTIVATION_CODE spells them as TS does).
+VX_EXPORT int32_t vx_activate(float* y, const float* x, int32_t activation, int32_t n, int32_t c, int32_t spatial) {
+  if (activation < 0 || activation > 2) return st(vx::fail(Status::InvalidArgument, "activate: activation %d", activation));
+  return st(vx::output_activation_forward(y, x, static_cast<vx::OutputActivation>(activation), n, c, spatial));
 }
 
 // Binary/label mask of [n, c, spatial] scores: c >= 2 gives the index of the largest channel (the first

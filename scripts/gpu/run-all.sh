@@ -24,6 +24,10 @@ if [ -n "$CUDNN_ROOT" ] && [ ! -e "$CUDNN_ROOT/lib/libcudnn.so" ] && [ -e "$CUDN
 fi
 echo "CUDNN_ROOT=$CUDNN_ROOT"
 export LD_LIBRARY_PATH="$CUDNN_ROOT/lib:${LD_LIBRARY_PATH:-}"
+# NCCL (docs/distributed.md): the nvidia-nccl-cu13 wheel's libnccl.so.2, loaded at run time by nccl_smoke (ctest).
+NCCL_DIR="$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' 2>/dev/null)"
+if [ -n "$NCCL_DIR" ] && [ -e "$NCCL_DIR/lib/libnccl.so.2" ]; then export VOXVAE_NCCL="$NCCL_DIR/lib/libnccl.so.2"; fi
+echo "VOXVAE_NCCL=${VOXVAE_NCCL:-}"
 
 # 1. Build: core + native tests + CUDA library, addon and GPU tests.
 GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)

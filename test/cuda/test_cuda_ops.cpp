@@ -229,6 +229,13 @@ int main() {
     sigmoid_forward(y.data(), x.data(), cnt); vc::sigmoid_forward(Y.p(), X.p(), cnt, S); expect("sigmoid y", Y.host(), y, 1e-6);
     softmax_forward(y.data(), x.data(), n, c, sp); vc::softmax_forward(Y.p(), X.p(), n, c, sp, S); expect("softmax y", Y.host(), y, 1e-6);
     softmax_backward(dx.data(), dy.data(), y.data(), n, c, sp); vc::softmax_backward(DX.p(), DY.p(), Y.p(), n, c, sp, S); expect("softmax dx", DX.host(), dx, 1e-5);
+    // The output activation, in place on the device as decode runs it.
+    for (vx::OutputActivation act : {vx::OutputActivation::None, vx::OutputActivation::Sigmoid, vx::OutputActivation::Softmax}) {
+      Dev Z(x);
+      output_activation_forward(y.data(), x.data(), act, n, c, sp);
+      vc::output_activation_forward(Z.p(), Z.p(), act, n, c, sp, S);
+      expect((std::string("output activation ") + vx::output_activation_name(act)).c_str(), Z.host(), y, 1e-6);
+    }
 
     // losses: Dice, BCE, MSE, L1
     std::vector<float> lab(size_t(n) * sp);
@@ -241,8 +248,8 @@ int main() {
     cudaMemsetAsync(bad, 0xff, 8, S);
     double loss = 0;
     std::vector<float> grad(static_cast<size_t>(cnt));
-    dice_loss(&loss, grad.data(), x.data(), lab.data(), n, c, sp, 1e-5f, 1e-5f, Reduction::Sum, 80.f);
-    vc::dice_loss(dl, GR.p(), X.p(), L.p(), n, c, sp, 1e-5f, 1e-5f, Reduction::Sum, 80.f, bad, S);
+    dice_loss(&loss, grad.data(), x.data(), lab.data(), n, c, sp, {1e-5f, 1e-5f, Reduction::Sum, 80.f});
+    vc::dice_loss(dl, GR.p(), X.p(), L.p(), n, c, sp, {1e-5f, 1e-5f, Reduction::Sum, 80.f}, bad, S);
     expect_scalar("dice loss", dev_double(dl), loss, 1e-5);
     expect("dice grad", GR.host(), grad, 1e-5);
     auto t = rnd(size_t(cnt), 16, 0, 1);
@@ -292,11 +299,11 @@ int main() {
     auto p = rnd(size_t(np), 20), g = rnd(size_t(np), 21);
     std::vector<float> m(size_t(np), 0.f), v(size_t(np), 0.f);
     Dev P(p), G(g), M(static_cast<size_t>(np)), V(static_cast<size_t>(np));
-    AdamParams a;
-    a.lr = 1e-3f; a.weight_decay = 0.01f; a.decoupled = true;
+    AdamOptions a;
+    a.lr = 1e-3f; a.weightDecay = 0.01f; a.kind = vx::AdamKind::AdamW;
     for (int step = 1; step <= 3; ++step) {
       adam_step(p.data(), m.data(), v.data(), g.data(), np, a, step);
-      vc::adam_step(P.p(), M.p(), V.p(), G.p(), np, a, step, 1.f, S);
+      vc::adam_step(P.p(), M.p(), V.p(), G.p(), np, a, step, S);
     }
     expect("adamw 3 steps param", P.host(), p, 1e-6);
     expect("adamw 3 steps v", V.host(), v, 1e-5);
@@ -349,10 +356,10 @@ int main() {
            std::vector<float>(cpu->grads(), cpu->grads() + cpu->num_params()), 1e-5);
     std::vector<float> m(size_t(cpu->num_params()), 0.f), v = m;
     Dev M(m.size()), V(v.size());
-    AdamParams a;
+    AdamOptions a;
     adam_step(cpu->params(), m.data(), v.data(), cpu->grads(), cpu->num_params(), a, 1);
     C->after_shared(gpu->stream(), "test: M, V zeroed on the shared stream");
-    vc::adam_step(gpu->params(), M.p(), V.p(), gpu->grads(), gpu->num_params(), a, 1, 1.f, gpu->stream());
+    vc::adam_step(gpu->params(), M.p(), V.p(), gpu->grads(), gpu->num_params(), a, 1, gpu->stream());
     gpu->download_params();
     expect("net params after Adam (fp32)", std::vector<float>(gpu->host().params(), gpu->host().params() + gpu->num_params()),
            std::vector<float>(cpu->params(), cpu->params() + cpu->num_params()), 1e-5);

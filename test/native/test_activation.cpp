@@ -272,6 +272,72 @@ TEST(softmax_optimized_vs_ref) {
   }
 }
 
+// The output activation (what decode returns): each kind against its reference, in place and not, with 1-3
+// threads, bit-identical across thread counts and to the kernel it names.
+TEST(output_activation_optimized_vs_ref) {
+  using A = vx::OutputActivation;
+  for (A a : {A::None, A::Sigmoid, A::Softmax}) {
+    vx::OutputActivation parsed = A::None;
+    CHECK(vx::parse_output_activation(vx::output_activation_name(a), &parsed) && parsed == a);
+    for (const Shape& sh : kShapes) {
+      const int64_t count = sh.n * sh.c * sh.spatial;
+      const F xf = cast_vec<float>(random_vec(size_t(count), 23, -8, 8));
+      const V x(xf.begin(), xf.end());
+      V yr(count);
+      CHECK(vx::output_activation_forward_ref(yr.data(), x.data(), a, sh.n, sh.c, sh.spatial) == vx::Status::Ok);
+      F direct(count);
+      if (a == A::Sigmoid) vx::sigmoid_forward(direct.data(), xf.data(), count);
+      if (a == A::Softmax) vx::softmax_forward(direct.data(), xf.data(), sh.n, sh.c, sh.spatial);
+      if (a == A::None) direct = xf;
+      F y1;
+      with_threads([&](int t) {
+        F y(count), inplace = xf;
+        CHECK(vx::output_activation_forward(y.data(), xf.data(), a, sh.n, sh.c, sh.spatial) == vx::Status::Ok);
+        CHECK(vx::output_activation_forward(inplace.data(), inplace.data(), a, sh.n, sh.c, sh.spatial) == vx::Status::Ok);
+        CHECK_REL(y.data(), yr.data(), size_t(count), kTol);
+        CHECK(same_bits(y, inplace) && same_bits(y, direct));
+        if (t == 1) y1 = y;
+        else CHECK(same_bits(y, y1));
+      });
+    }
+  }
+  vx::OutputActivation parsed;
+  CHECK(!vx::parse_output_activation("relu", &parsed) && !vx::parse_output_activation(nullptr, &parsed));
+  float v = 0;
+  CHECK(vx::output_activation_forward(&v, &v, A::Softmax, 1, 0, 1) == vx::Status::InvalidArgument);
+  CHECK(vx::output_activation_forward(&v, &v, static_cast<A>(7), 1, 1, 1) == vx::Status::InvalidArgument);
+}
+
+// The output activation's backward (Rivera's discriminator sees the decoder's probabilities): each kind
+// against its reference in double from the float forward's output, with 1-3 threads, bit-identical across
+// thread counts; aliasing dx with dy or y is refused.
+TEST(output_activation_backward_optimized_vs_ref) {
+  using A = vx::OutputActivation;
+  for (A a : {A::None, A::Sigmoid, A::Softmax}) {
+    for (const Shape& sh : kShapes) {
+      const int64_t count = sh.n * sh.c * sh.spatial;
+      const F xf = cast_vec<float>(random_vec(size_t(count), 29, -6, 6));
+      const F gf = cast_vec<float>(random_vec(size_t(count), 31, -1, 1));
+      F y(count);
+      CHECK(vx::output_activation_forward(y.data(), xf.data(), a, sh.n, sh.c, sh.spatial) == vx::Status::Ok);
+      const V yv(y.begin(), y.end()), g(gf.begin(), gf.end());
+      V dr(count);
+      CHECK(vx::output_activation_backward_ref(dr.data(), g.data(), yv.data(), a, sh.n, sh.c, sh.spatial) == vx::Status::Ok);
+      F d1;
+      with_threads([&](int t) {
+        F d(count);
+        CHECK(vx::output_activation_backward(d.data(), gf.data(), y.data(), a, sh.n, sh.c, sh.spatial) == vx::Status::Ok);
+        CHECK_REL(d.data(), dr.data(), size_t(count), kTol);
+        if (t == 1) d1 = d;
+        else CHECK(same_bits(d, d1));
+      });
+    }
+  }
+  float v = 1, w = 1;
+  CHECK(vx::output_activation_backward(&v, &v, &w, A::Softmax, 1, 1, 1) == vx::Status::InvalidArgument);
+  CHECK(vx::output_activation_backward(&v, &w, &w, static_cast<A>(7), 1, 1, 1) == vx::Status::InvalidArgument);
+}
+
 TEST(activation_edge_cases) {
   // relu and prelu at exactly 0: relu passes no gradient, prelu passes a * dy and adds nothing to da.
   const float zero = 0.0f, one = 1.0f, slope = 0.25f;

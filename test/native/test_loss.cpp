@@ -97,12 +97,12 @@ TEST(dice_ref_fd) {
                      P{0.5f, 2.0f, 1.0f, Reduction::Mean}, P{1.0f, 1.0f, 3.0f, Reduction::Sum}}) {
     auto loss = [&](const V& x) {
       double l = 0;
-      vx::dice_loss_ref<double>(&l, nullptr, x.data(), labels.data(), n, c, sp, p.nr, p.dr, p.r, p.w);
+      vx::dice_loss_ref<double>(&l, nullptr, x.data(), labels.data(), n, c, sp, {p.nr, p.dr, p.r, p.w});
       return l;
     };
     double l = 0;
     V grad(count);
-    CHECK(vx::dice_loss_ref<double>(&l, grad.data(), logits.data(), labels.data(), n, c, sp, p.nr, p.dr, p.r, p.w) ==
+    CHECK(vx::dice_loss_ref<double>(&l, grad.data(), logits.data(), labels.data(), n, c, sp, {p.nr, p.dr, p.r, p.w}) ==
           Status::Ok);
     CHECK(l == loss(logits));
     const V fd = finite_diff(logits, loss);
@@ -123,21 +123,21 @@ TEST(dice_by_hand) {
   const double f0 = 1.0 - (2.0 * 1.0 + sn) / (2.0 + 1.75 + sd);
   const double f1 = 1.0 - (2.0 * 1.25 + sn) / (2.0 + 2.25 + sd);
   double lm = 0, ls = 0;
-  CHECK(vx::dice_loss(&lm, nullptr, logits.data(), labels.data(), 1, 2, 4, 1e-5f, 1e-5f, Reduction::Mean, 1.0f) ==
+  CHECK(vx::dice_loss(&lm, nullptr, logits.data(), labels.data(), 1, 2, 4, {1e-5f, 1e-5f, Reduction::Mean, 1.0f}) ==
         Status::Ok);
-  CHECK(vx::dice_loss(&ls, nullptr, logits.data(), labels.data(), 1, 2, 4, 1e-5f, 1e-5f, Reduction::Sum, 80.0f) ==
+  CHECK(vx::dice_loss(&ls, nullptr, logits.data(), labels.data(), 1, 2, 4, {1e-5f, 1e-5f, Reduction::Sum, 80.0f}) ==
         Status::Ok);
   CHECK(std::fabs(lm - (f0 + f1) / 2) < 1e-6);
   CHECK(std::fabs(ls - 80.0 * (f0 + f1)) < 1e-4);
   // No smoothing, uniform logits (p = 1/2): f0 = 1 - 2 * 0.5 / (1 + 2) = 2/3, f1 = 1 - 2 * 1.5 / (3 + 2) = 2/5.
   const F zeros(8, 0.0f), lab2 = {0, 1, 1, 1};
-  CHECK(vx::dice_loss(&lm, nullptr, zeros.data(), lab2.data(), 1, 2, 4, 0.0f, 0.0f, Reduction::Mean, 1.0f) ==
+  CHECK(vx::dice_loss(&lm, nullptr, zeros.data(), lab2.data(), 1, 2, 4, {0.0f, 0.0f, Reduction::Mean, 1.0f}) ==
         Status::Ok);
   CHECK(std::fabs(lm - (2.0 / 3.0 + 2.0 / 5.0) / 2) < 1e-7);
   // The reference agrees.
   const V ld = widen(logits), lbd = widen(labels);
   double lr = 0;
-  vx::dice_loss_ref<double>(&lr, nullptr, ld.data(), lbd.data(), 1, 2, 4, 1e-5f, 1e-5f, Reduction::Mean, 1.0f);
+  vx::dice_loss_ref<double>(&lr, nullptr, ld.data(), lbd.data(), 1, 2, 4, {1e-5f, 1e-5f, Reduction::Mean, 1.0f});
   CHECK(std::fabs(lr - (f0 + f1) / 2) < 1e-7);
 }
 
@@ -148,10 +148,10 @@ TEST(dice_per_sample_terms) {
   const F logits = cast_vec<float>(random_vec(size_t(2 * c * sp), 3, -2, 2));
   const F labels = cast_vec<float>(random_labels(size_t(2 * sp), c, 4));
   double both = 0, first = 0, second = 0, mean = 0;
-  vx::dice_loss(&both, nullptr, logits.data(), labels.data(), 2, c, sp, 1e-5f, 1e-5f, Reduction::Sum, 1.0f);
-  vx::dice_loss(&first, nullptr, logits.data(), labels.data(), 1, c, sp, 1e-5f, 1e-5f, Reduction::Sum, 1.0f);
-  vx::dice_loss(&second, nullptr, logits.data() + c * sp, labels.data() + sp, 1, c, sp, 1e-5f, 1e-5f, Reduction::Sum, 1.0f);
-  vx::dice_loss(&mean, nullptr, logits.data(), labels.data(), 2, c, sp, 1e-5f, 1e-5f, Reduction::Mean, 1.0f);
+  vx::dice_loss(&both, nullptr, logits.data(), labels.data(), 2, c, sp, {1e-5f, 1e-5f, Reduction::Sum, 1.0f});
+  vx::dice_loss(&first, nullptr, logits.data(), labels.data(), 1, c, sp, {1e-5f, 1e-5f, Reduction::Sum, 1.0f});
+  vx::dice_loss(&second, nullptr, logits.data() + c * sp, labels.data() + sp, 1, c, sp, {1e-5f, 1e-5f, Reduction::Sum, 1.0f});
+  vx::dice_loss(&mean, nullptr, logits.data(), labels.data(), 2, c, sp, {1e-5f, 1e-5f, Reduction::Mean, 1.0f});
   CHECK(std::fabs(both - (first + second)) < 1e-12);
   CHECK(std::fabs(mean - both / (2 * c)) < 1e-12);
 }
@@ -165,19 +165,19 @@ TEST(dice_invalid_labels) {
     double l = 0;
     F grad(8);
     V gd(8);
-    CHECK(vx::dice_loss(&l, grad.data(), logits.data(), labels.data(), 1, 2, 4, 1e-5f, 1e-5f, Reduction::Mean, 1.0f) ==
+    CHECK(vx::dice_loss(&l, grad.data(), logits.data(), labels.data(), 1, 2, 4, {1e-5f, 1e-5f, Reduction::Mean, 1.0f}) ==
           Status::InvalidArgument);
     CHECK(std::strstr(vx::last_error(), "index 2") != nullptr);
-    CHECK(vx::dice_loss(&l, nullptr, logits.data(), labels.data(), 1, 2, 4, 1e-5f, 1e-5f, Reduction::Mean, 1.0f) ==
+    CHECK(vx::dice_loss(&l, nullptr, logits.data(), labels.data(), 1, 2, 4, {1e-5f, 1e-5f, Reduction::Mean, 1.0f}) ==
           Status::InvalidArgument);
-    CHECK(vx::dice_loss_ref<double>(&l, gd.data(), ld.data(), lbd.data(), 1, 2, 4, 1e-5f, 1e-5f, Reduction::Mean, 1.0f) ==
+    CHECK(vx::dice_loss_ref<double>(&l, gd.data(), ld.data(), lbd.data(), 1, 2, 4, {1e-5f, 1e-5f, Reduction::Mean, 1.0f}) ==
           Status::InvalidArgument);
   }
   double l = 0;
   const F ok = {0, 1, 1, 0};
-  CHECK(vx::dice_loss(nullptr, nullptr, logits.data(), ok.data(), 1, 2, 4, 1e-5f, 1e-5f, Reduction::Mean, 1.0f) ==
+  CHECK(vx::dice_loss(nullptr, nullptr, logits.data(), ok.data(), 1, 2, 4, {1e-5f, 1e-5f, Reduction::Mean, 1.0f}) ==
         Status::InvalidArgument);
-  CHECK(vx::dice_loss(&l, nullptr, logits.data(), ok.data(), 1, 0, 4, 1e-5f, 1e-5f, Reduction::Mean, 1.0f) ==
+  CHECK(vx::dice_loss(&l, nullptr, logits.data(), ok.data(), 1, 0, 4, {1e-5f, 1e-5f, Reduction::Mean, 1.0f}) ==
         Status::InvalidArgument);
 }
 
@@ -189,17 +189,17 @@ TEST(dice_optimized_vs_ref) {
     const V ld = widen(logits), lbd = widen(labels);
     double lr = 0;
     V gr(count);
-    CHECK(vx::dice_loss_ref<double>(&lr, gr.data(), ld.data(), lbd.data(), d.n, d.c, d.spatial, d.smooth_nr, d.smooth_dr,
-                                    d.r, d.weight) == Status::Ok);
+    CHECK(vx::dice_loss_ref<double>(&lr, gr.data(), ld.data(), lbd.data(), d.n, d.c, d.spatial, {d.smooth_nr, d.smooth_dr,
+                                    d.r, d.weight}) == Status::Ok);
     double l1 = 0;
     F g1;
     with_threads([&](int t) {
       double l = 0, l_only = 0;
       F g(count);
-      CHECK(vx::dice_loss(&l, g.data(), logits.data(), labels.data(), d.n, d.c, d.spatial, d.smooth_nr, d.smooth_dr, d.r,
-                          d.weight) == Status::Ok);
-      CHECK(vx::dice_loss(&l_only, nullptr, logits.data(), labels.data(), d.n, d.c, d.spatial, d.smooth_nr, d.smooth_dr,
-                          d.r, d.weight) == Status::Ok);
+      CHECK(vx::dice_loss(&l, g.data(), logits.data(), labels.data(), d.n, d.c, d.spatial, {d.smooth_nr, d.smooth_dr, d.r,
+                          d.weight}) == Status::Ok);
+      CHECK(vx::dice_loss(&l_only, nullptr, logits.data(), labels.data(), d.n, d.c, d.spatial, {d.smooth_nr, d.smooth_dr,
+                          d.r, d.weight}) == Status::Ok);
       CHECK_REL(&l, &lr, 1, kTol);
       CHECK(l_only == l);  // the loss does not depend on where the softmax is kept
       CHECK_REL(g.data(), gr.data(), size_t(count), d.grad_tol);

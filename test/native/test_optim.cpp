@@ -15,7 +15,7 @@ using vxtest::cast_vec;
 using vxtest::random_vec;
 using V = std::vector<double>;
 using F = std::vector<float>;
-using vx::AdamParams;
+using vx::AdamOptions;
 using vx::Status;
 
 // torch/optim/adam.py, _single_tensor_adam (amsgrad=False, maximize=False, capturable=False), in double:
@@ -58,14 +58,14 @@ const AdamCase kAdam[] = {
     {0.05, 0.9, 0.999, 1e-8, 0.1, false}, {0.05, 0.9, 0.999, 1e-8, 0.1, true},  {0.01, 0.5, 0.9, 1e-3, 0.3, true},
 };
 
-AdamParams params_of(const AdamCase& c) {
-  AdamParams a;
+AdamOptions params_of(const AdamCase& c) {
+  AdamOptions a;
   a.lr = float(c.lr);
-  a.beta1 = float(c.beta1);
-  a.beta2 = float(c.beta2);
+  a.betas[0] = float(c.beta1);
+  a.betas[1] = float(c.beta2);
   a.eps = float(c.eps);
-  a.weight_decay = float(c.wd);
-  a.decoupled = c.decoupled;
+  a.weightDecay = float(c.wd);
+  a.kind = c.decoupled ? vx::AdamKind::AdamW : vx::AdamKind::Adam;
   return a;
 }
 
@@ -103,7 +103,7 @@ TEST(adam_matches_torch_algorithm) {
   const size_t n = 70001;  // several parallel chunks with 2 threads
   for (const AdamCase& c : kAdam) {
     const TorchAdam torch{c.lr, c.beta1, c.beta2, c.eps, c.wd, c.decoupled};
-    const AdamParams a = params_of(c);
+    const AdamOptions a = params_of(c);
     const F p0 = cast_vec<float>(random_vec(n, 1, -1, 1));
     std::vector<F> grads;
     for (int t = 1; t <= 5; ++t) grads.push_back(cast_vec<float>(random_vec(n, 10 + t, -1, 1)));
@@ -113,7 +113,7 @@ TEST(adam_matches_torch_algorithm) {
     // The reference in double.
     V pr(p0.begin(), p0.end()), mr(n, 0.0), vr(n, 0.0);
     for (int t = 1; t <= 5; ++t) {
-      const V g(grads[t - 1].begin(), grads[t - 1].end());
+      V g(grads[t - 1].begin(), grads[t - 1].end());
       CHECK(vx::adam_step_ref<double>(pr.data(), mr.data(), vr.data(), g.data(), int64_t(n), a, t) == Status::Ok);
     }
     CHECK_REL(pr.data(), pt.data(), n, 1e-12);
@@ -145,10 +145,10 @@ TEST(adam_matches_torch_algorithm) {
 }
 
 TEST(adam_first_step_by_hand) {
-  AdamParams a;
+  AdamOptions a;
   a.lr = 0.01f;
   F p = {1.0f, -2.0f, 0.5f}, m(3, 0.0f), v(3, 0.0f);
-  const F g = {0.3f, -4.0f, 1e-3f};
+  F g = {0.3f, -4.0f, 1e-3f};
   CHECK(vx::adam_step(p.data(), m.data(), v.data(), g.data(), 3, a, 1) == Status::Ok);
   CHECK(std::fabs(p[0] - (1.0 - 0.01)) < 1e-6);
   CHECK(std::fabs(p[1] - (-2.0 + 0.01)) < 1e-6);
@@ -156,15 +156,31 @@ TEST(adam_first_step_by_hand) {
   CHECK(std::fabs(m[0] - 0.03) < 1e-8 && std::fabs(v[1] - 0.016) < 1e-8);
 }
 
+// gradScale: the step equals one on the gradient scaled beforehand, and the scaled gradient is left behind.
+TEST(adam_grad_scale) {
+  AdamOptions a;
+  a.lr = 0.01f;
+  a.weightDecay = 0.1f;
+  a.kind = vx::AdamKind::AdamW;
+  F p1 = {1.0f, -2.0f, 0.5f}, m1(3, 0.0f), v1(3, 0.0f), g1 = {0.3f, -4.0f, 1e-3f};
+  F p2 = p1, m2 = m1, v2 = v1, g2 = g1;
+  for (float& g : g2) g *= 0.375f;
+  a.gradScale = 0.375f;
+  CHECK(vx::adam_step(p1.data(), m1.data(), v1.data(), g1.data(), 3, a, 1) == Status::Ok);
+  a.gradScale = 1.0f;
+  CHECK(vx::adam_step(p2.data(), m2.data(), v2.data(), g2.data(), 3, a, 1) == Status::Ok);
+  CHECK(p1 == p2 && m1 == m2 && v1 == v2 && g1 == g2);
+}
+
 TEST(adam_invalid_arguments) {
   F p(2, 1.0f), m(2), v(2), g(2, 1.0f);
-  AdamParams a;
+  AdamOptions a;
   CHECK(vx::adam_step(p.data(), m.data(), v.data(), g.data(), 2, a, 0) == Status::InvalidArgument);
   CHECK(vx::adam_step(nullptr, m.data(), v.data(), g.data(), 2, a, 1) == Status::InvalidArgument);
   CHECK(vx::adam_step(nullptr, nullptr, nullptr, nullptr, 0, a, 1) == Status::Ok);
-  a.beta1 = 1.0f;
+  a.betas[0] = 1.0f;
   CHECK(vx::adam_step(p.data(), m.data(), v.data(), g.data(), 2, a, 1) == Status::InvalidArgument);
-  a.beta1 = 0.9f;
+  a.betas[0] = 0.9f;
   a.lr = -1.0f;
   CHECK(vx::adam_step(p.data(), m.data(), v.data(), g.data(), 2, a, 1) == Status::InvalidArgument);
   CHECK(p[0] == 1.0f && p[1] == 1.0f);  // untouched on failure

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The voxvae command line. On your data: `train`, `evaluate`, `complete`, `calibrate`, `encode`, `decode`,
 // `sample`, `interpolate`, `export`, `dataset …`. On built-in synthetic skulls: `pipeline` (the main job,
-// npm start), `experiment …`, `demo`. Errors the user can act on print one line `voxvae: …` and exit 2
+// npm start), `experiment …`, `demo`. `launch` starts the ranks of a data-parallel run (each rank runs
+// ts/cli/rank.ts, which joins the group and then calls main()). Errors the user can act on print one line `voxvae: …` and exit 2
 // (1 for a failed check, 130 after Ctrl-C); only a bug prints a stack.
 import { readFileSync } from 'node:fs';
 import { realpathSync } from 'node:fs';
@@ -17,7 +18,7 @@ import { EXIT, userMessage } from './run.js';
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-export function buildProgram(): Command {
+export async function buildProgram(): Promise<Command> {
   const program = new Command();
   program
     .name('voxvae')
@@ -31,13 +32,14 @@ export function buildProgram(): Command {
   registerDatasetCommands(program);
   registerExperimentCommands(program);
   registerDemoCommand(program);
+  (await import('./launch.js')).registerLaunchCommand(program);
   return program;
 }
 
 /** Runs the command line; resolves to the exit code. */
 export async function main(argv: string[] = process.argv): Promise<number> {
   try {
-    await buildProgram().parseAsync(argv);
+    await (await buildProgram()).parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (e) {
     // commander has printed its message (unknown option, invalid value…); help and version exit 0.

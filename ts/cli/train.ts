@@ -19,6 +19,7 @@ import { VoxvaeError, invalid } from '../errors.js';
 import { controllerBeta } from '../experiment/beta_tradeoff.js';
 import * as is from '../is.js';
 import { writeFileAtomic } from '../safetensors.js';
+import { rank } from '../dist/index.js';
 import { trainRivera } from '../train/rivera.js';
 import { reconstructionDice, Trainer, type EpochInfo, type TrainerOptions, type TrainResult } from '../train/trainer.js';
 import { SKULLVAE_STAGE2 } from '../train/two_stage.js';
@@ -281,13 +282,14 @@ export async function runTrain(cli: Partial<TrainCliOptions> & { out: string }, 
       `train ${train.length}, validation ${validation?.length ?? 0} (split by subject, seed ${o.seed})`,
   );
   log(`model: MONAI VarAutoEncoder ${grid.join('×')}, channels [${channels.join(', ')}], latent ${o.latent}; method ${o.method} (${METHOD_HELP[o.method]}); Adam lr ${o.lr}, batch ${o.batch}, ${o.epochs} epochs${o.method === 'aggregated' ? ` + ${o.stage2Epochs ?? o.epochs} stage-2 epochs` : ''}; backend ${o.backend}`);
-  if (!o.resume && previous.length) {
+  const lead = rank() === 0; // data-parallel (voxvae launch): rank 0 writes the files, as the Trainer does
+  if (!o.resume && previous.length && lead) {
     // --overwrite: every check has passed; the old training goes only now.
     await rm(path.join(o.out, 'checkpoints'), { recursive: true, force: true });
     await rm(path.join(o.out, 'model.safetensors'), { force: true });
   }
   const { resume: _r, overwrite: _w, json: _j, config: _c, ...saved } = o;
-  await writeFileAtomic(path.join(o.out, 'train-options.json'), new TextEncoder().encode(JSON.stringify({ ...saved, shape: grid, channels }, null, 2)));
+  if (lead) await writeFileAtomic(path.join(o.out, 'train-options.json'), new TextEncoder().encode(JSON.stringify({ ...saved, shape: grid, channels }, null, 2)));
 
   // ---- training ----
   const own = io.signal ? null : interruptSignal((l) => process.stderr.write(l + '\n'));
@@ -356,7 +358,7 @@ export async function runTrain(cli: Partial<TrainCliOptions> & { out: string }, 
       cancelled = signal.aborted && r.epochs.length < o.epochs;
       if (cancelled) {
         checkpoint = path.join(o.out, 'interrupted.safetensors');
-        await vae.save(checkpoint);
+        if (lead) await vae.save(checkpoint);
       }
     } else {
       const stage1Beta = o.method === 'controlvae' || o.method === 'dynamicvae' ? controllerBeta(o.method, o.klTarget) : beta;
@@ -395,6 +397,7 @@ export async function runTrain(cli: Partial<TrainCliOptions> & { out: string }, 
       return { modelFile: null, cancelled, checkpoint, epochs: curves, validationDice: lastDice, seconds };
     }
     const modelFile = path.join(o.out, 'model.safetensors');
+    if (!lead) return { modelFile, cancelled: false, checkpoint: null, epochs: curves, validationDice: lastDice, seconds };
     await vae!.save(modelFile);
     const record = { format: 'voxvae.training', version: 1, method: o.method, options: saved, data: { source: path.resolve(o.data), layout: all.layout, volumes: all.length, train: train.length, validation: validation?.length ?? 0, shapes: [...shapes.values()], resampled }, geometry, config, parameters: vae!.numParams, curves, seconds };
     await writeFileAtomic(path.join(o.out, 'training.json'), new TextEncoder().encode(JSON.stringify(record, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)));

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { VoxvaeError, invalid } from '../errors.js';
 import * as is from '../is.js';
 import { ByteLru, type CacheStats } from './cache.js';
+import { shardOf } from '../dist/shard.js';
 import { readVolume, readVolumeHeader } from './io.js';
 import { type DatasetItem, type Discovered, type ItemKind, type LayoutName, type ManifestEntry, ITEM_KINDS, discoverFiles, discoverFolder, discoverManifest } from './layout.js';
 import { type ResampleMode, resample, threshold } from './resample.js';
@@ -62,6 +63,9 @@ export interface BatchOptions {
   target?: 'self' | 'complete';
   /** Files read at once while assembling a batch (default 4). */
   concurrency?: number;
+  /** Data-parallel training: this rank's part of the epoch's order (ts/dist shardOf: disjoint, covering,
+   *  padded by wrapping so every rank has the same number of batches). Default: the whole order. */
+  shard?: { rank: number; worldSize: number };
 }
 
 export interface BatchItem {
@@ -350,7 +354,12 @@ export class VolumeDataset {
     const target = is.oneOf('target', options.target ?? 'self', ['self', 'complete'] as const);
     const aug = resolveAugment(options.augment ?? null);
     const seed = options.seed ?? 0, epoch = options.epoch ?? 0;
-    const order = this.order({ shuffle: options.shuffle ?? true, seed, epoch });
+    let order = this.order({ shuffle: options.shuffle ?? true, seed, epoch });
+    if (options.shard !== undefined) {
+      const sh = is.options('shard', options.shard);
+      const ws = is.integer('shard.worldSize', sh.worldSize, 1);
+      order = shardOf(order, is.integer('shard.rank', sh.rank, 0, ws - 1), ws);
+    }
     const groups: number[][] = [];
     for (let s = 0; s < order.length; s += bs) {
       const g = order.slice(s, s + bs);

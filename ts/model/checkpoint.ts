@@ -246,13 +246,7 @@ export function readAdamState(st: SafeTensors, meta: CheckedMeta, file: string, 
 }
 
 /** Everything Vae.save writes. */
-export interface CheckpointState {
-  config: VaeConfig;
-  decoderConfig: VaeConfig;
-  encoderFrozen: boolean;
-  seed: number;
-  step: number;
-  optimizer: OptimizerConfig | null;
+export interface CheckpointState extends Pick<CheckpointMeta, 'config' | 'decoderConfig' | 'encoderFrozen' | 'seed' | 'step' | 'optimizer'> {
   decoderLatent: LatentMode;
   /** Networks' state_dicts by PyTorch name. */
   encoder: Map<string, TensorToWrite>;

@@ -33,7 +33,7 @@ import { buildDiscriminator } from '../model/build.js';
 import { patchGan3d, patchGridShape, validateDiscriminatorConfig, type DiscriminatorConfig, type DiscriminatorConfigInput } from '../discriminator.js';
 import type { VolumeDataset } from '../data/dataset.js';
 import * as is from '../is.js';
-import { nativeCall, nativeSync, type NativeTensor, type Reduction } from '../native.js';
+import { nativeCall, nativeSync, type NativeBinding, type NativeTensor, type Reduction } from '../native.js';
 import { Network, type OptimizerConfig } from '../network.js';
 import { MODES, type LatentMode } from '../types.js';
 import { Vae, batchSamples, partOptions, type PartOptions } from '../vae.js';
@@ -174,10 +174,10 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
   // Latent terms: gradients into (dmu, dlogvar); the step adds the decoder's through the reparameterization.
   let pop: { loss: number } | null = null, ind = { loss: 0 };
   const latentHook = ({ n, latentSize, mu, logvar, binding: nb, keep }: LatentHookInput) => {
-    const p = wPop > 0 ? nativeSync(() => nb.populationKl(mu, popVar === 'mixture' ? logvar : null, n, latentSize, popVar, wPop)) : null;
+    const p = wPop > 0 ? nativeSync(() => nb.populationKl(mu, popVar === 'mixture' ? logvar : null, { variance: popVar, weight: wPop })) : null;
     keep(p?.dmu);
     keep(p?.dlogvar);
-    const v = nativeSync(() => nb.variancePenalty(logvar, n, latentSize, indRed, wInd, p?.dlogvar ?? null));
+    const v = nativeSync(() => nb.variancePenalty(logvar, { reduction: indRed, weight: wInd, dlogvar: p?.dlogvar ?? null }));
     keep(v.dlogvar);
     pop = p;
     ind = v;
@@ -192,7 +192,7 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
     const dnet = d.network.net;
     const grid = patchGridShape(d.config);
     const G = grid[1] * grid[2] * grid[3];
-    const { xhat, back } = discriminatorView(logits.toArray(), n, dcfg);
+    const { xhat, back } = await discriminatorView(nb, logits, n, dcfg, keep);
     const realView = realVolumes(target, n, dcfg, recon.kind === 'dice');
     const xh = mk(xhat, [n, dc, D, H, W]);
     const xr = mk(realView, [n, dc, D, H, W]);
@@ -200,16 +200,16 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
     const zeros = mk(new Float32Array(n * G), [n, 1, ...grid.slice(1)]);
     nativeSync(() => dnet.zeroGrad());
     const [lf] = (await nativeCall(() => dnet.forward(xh, n, true, d.seed + 2, 2 * step))).map(keep) as [NativeTensor];
-    const gAdv = await nativeCall(() => nb.elementLoss('bce', lf, ones, 'mean', wAdv, true));
+    const gAdv = await nativeCall(() => nb.elementLoss(lf, ones, { kind: 'bce', reduction: 'mean', weight: wAdv }));
     keep(gAdv.grad);
-    const dFakeLoss = await nativeCall(() => nb.elementLoss('bce', lf, zeros, 'mean', wAdv, true));
+    const dFakeLoss = await nativeCall(() => nb.elementLoss(lf, zeros, { kind: 'bce', reduction: 'mean', weight: wAdv }));
     keep(dFakeLoss.grad);
     dFake = meanSigmoid(lf.toArray());
     const dxh = keep(await nativeCall(() => dnet.backward([gAdv.grad], true)));
     nativeSync(() => dnet.zeroGrad()); // the generator's pass must not train D
     keep(await nativeCall(() => dnet.backward([dFakeLoss.grad], false)));
     const [lr] = (await nativeCall(() => dnet.forward(xr, n, true, d.seed + 2, 2 * step + 1))).map(keep) as [NativeTensor];
-    const dRealLoss = await nativeCall(() => nb.elementLoss('bce', lr, ones, 'mean', wAdv, true));
+    const dRealLoss = await nativeCall(() => nb.elementLoss(lr, ones, { kind: 'bce', reduction: 'mean', weight: wAdv }));
     keep(dRealLoss.grad);
     dReal = meanSigmoid(lr.toArray());
     keep(await nativeCall(() => dnet.backward([dRealLoss.grad], false)));
@@ -218,7 +218,7 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
     if (!Number.isFinite(lossD))
       throw new VoxvaeError('ENOTFINITE', `riveraTrainStep: the discriminator's loss is ${lossD} (real ${dRealLoss.loss}, fake ${dFakeLoss.loss}); lower the learning rate or check the input`);
     // ∂L_G,adv/∂logits through the output activation; the step adds it to the reconstruction gradient.
-    return { loss: adversarial, grad: back(dxh!.toArray()) };
+    return { loss: adversarial, grad: await back(dxh!.toArray()) };
   };
 
   const r = await vae.trainStep(b, {
@@ -228,7 +228,7 @@ export async function riveraTrainStep(vae: Vae, disc: Discriminator | null, batc
     optimizer: gOpt,
     hooks: { latent: latentHook, ...(disc ? { logits: logitHook } : {}) },
   });
-  if (disc) await nativeCall(() => disc.network.optimizer().step(dOpt.lr, dOpt.betas[0], dOpt.betas[1], dOpt.eps, dOpt.weightDecay, dOpt.kind === 'adamw', 1));
+  if (disc) await nativeCall(() => disc.network.optimizer().step(dOpt));
   const population = (pop as { loss: number } | null)?.loss ?? 0;
   const loss = r.recon + population + ind.loss + adversarial;
   return { loss, recon: r.recon, population, individual: ind.loss, adversarial, discriminator: lossD, dReal, dFake, step: r.step };
@@ -240,41 +240,32 @@ function meanSigmoid(a: Float32Array): number {
   return s / a.length;
 }
 
-/** x̂ as D sees it, and the map from ∂/∂x̂ back to ∂/∂logits. logits [n, C, S]. */
-export function discriminatorView(logits: Float32Array, n: number, dcfg: VaeConfig): { xhat: Float32Array; back: (g: Float32Array) => Float32Array } {
+/**
+ * What D sees of the decoder's logits [n, C, D, H, W] and the way back: the output activation applied
+ * natively (the one implementation decode uses), channels 1..C−1 of a softmax (C = 1: the single channel),
+ * and `back(g)` = the gradient with respect to the logits of Σ g·x̂ (the background channel D does not see
+ * gets no gradient of its own), through the native activation backward. Tensors it makes are `keep`-ed.
+ */
+export async function discriminatorView(nb: NativeBinding, logits: NativeTensor, n: number, dcfg: VaeConfig, keep: <T extends NativeTensor | null | undefined>(t: T) => T = (t) => t): Promise<{ xhat: Float32Array; back: (g: Float32Array) => Promise<Float32Array> }> {
   const C = dcfg.outChannels, S = logits.length / (n * C);
-  if (dcfg.outputActivation === 'none') return { xhat: Float32Array.from(logits), back: (g) => g };
-  if (dcfg.outputActivation === 'sigmoid') {
-    const p = logits.map((v) => 1 / (1 + Math.exp(-v)));
-    return { xhat: p, back: (g) => g.map((v, i) => v * p[i]! * (1 - p[i]!)) };
-  }
-  // Softmax: p over channels; D sees channels 1..C−1 (C = 1: the single channel).
-  const p = new Float32Array(logits.length);
-  for (let b = 0; b < n; b++)
-    for (let s = 0; s < S; s++) {
-      const base = b * C * S + s;
-      let m = -Infinity, sum = 0;
-      for (let k = 0; k < C; k++) m = Math.max(m, logits[base + k * S]!);
-      for (let k = 0; k < C; k++) sum += Math.exp(logits[base + k * S]! - m);
-      for (let k = 0; k < C; k++) p[base + k * S] = Math.exp(logits[base + k * S]! - m) / sum;
+  const act = dcfg.outputActivation;
+  const shape = [n, C, ...dcfg.inputShape];
+  const y = keep(nativeSync(() => new nb.Tensor(logits.toArray(), shape, false)));
+  await nativeCall(() => nb.activate(y, act));
+  const p = y.toArray();
+  const first = act === 'softmax' && C > 1 ? 1 : 0, dc = C - first;
+  const xhat = first === 0 ? p : new Float32Array(n * dc * S);
+  if (first) for (let b = 0; b < n; b++) xhat.set(p.subarray((b * C + first) * S, (b + 1) * C * S), b * dc * S);
+  const back = async (g: Float32Array): Promise<Float32Array> => {
+    let full = g;
+    if (first) {
+      full = new Float32Array(n * C * S);
+      for (let b = 0; b < n; b++) full.set(g.subarray(b * dc * S, (b + 1) * dc * S), (b * C + first) * S);
     }
-  const first = C > 1 ? 1 : 0, dc = C - first;
-  const xhat = new Float32Array(n * dc * S);
-  for (let b = 0; b < n; b++) xhat.set(p.subarray((b * C + first) * S, (b + 1) * C * S), b * dc * S);
-  const back = (g: Float32Array): Float32Array => {
-    const out = new Float32Array(logits.length);
-    for (let b = 0; b < n; b++)
-      for (let s = 0; s < S; s++) {
-        const base = b * C * S + s;
-        // dl_j = p_j (g_j − Σ_c g_c p_c), with g_0 = 0 for the background channel D does not see.
-        let dot = 0;
-        for (let k = first; k < C; k++) dot += g[(b * dc + k - first) * S + s]! * p[base + k * S]!;
-        for (let k = 0; k < C; k++) {
-          const gk = k >= first ? g[(b * dc + k - first) * S + s]! : 0;
-          out[base + k * S] = p[base + k * S]! * (gk - dot);
-        }
-      }
-    return out;
+    const dy = keep(nativeSync(() => new nb.Tensor(full, shape, false)));
+    const dx = (await nativeCall(() => nb.activateBackward(y, dy, act))) as NativeTensor;
+    keep(dx);
+    return dx.toArray();
   };
   return { xhat, back };
 }

@@ -12,6 +12,12 @@
 //   decoder backward(∂recon + ∂hook) → ∂z;  reparameterization backward + β·∂KL + ∂hook → encoder backward
 //   clip the joint gradient (maxGradNorm), one Adam/AdamW step on each trained network.
 //
+// Data-parallel (a ProcessGroup joined, ts/dist): the KL a β function sees is the all-reduced batch mean
+// over every rank's samples, the reported loss terms are the mean over ranks (a non-finite one on any rank
+// fails the step on every rank), each rank draws its noise from seed + rank·2^32, and the gradients are
+// averaged over ranks between backward and clipping: the decoder's all-reduce runs while the encoder's
+// backward does (options.overlap of the group), the encoder's after it.
+//
 // β as a function: the β controllers (ts/train/beta.ts) compute β from the current minibatch's KL after
 // the forward pass and before backward, as their authors' code does; the function receives the KL of
 // this step (klPerSample: batch mean of Σ_j KL_j) and returns the β applied to it.
@@ -21,6 +27,7 @@ import type { VaeConfig } from '../config.js';
 import { nativeCall, nativeSync, type NativeBinding, type NativeTensor, type Reduction } from '../native.js';
 import type { Network, OptimizerConfig } from '../network.js';
 import { LATENT_MODES, type LatentMode } from '../types.js';
+import { activeGroup, type ProcessGroup } from '../dist/index.js';
 
 export interface ReconLoss {
   kind: 'dice' | 'bce' | 'mse' | 'l1';
@@ -156,7 +163,6 @@ export interface StepResult {
   step: number;
 }
 
-export const LATENT_CODE: Record<LatentMode, 0 | 1 | 2> = { sample: 0, mean: 1, 'mean+std': 2 };
 
 const RECON_KINDS = ['dice', 'bce', 'mse', 'l1'] as const;
 const REDUCTIONS = ['sum', 'mean'] as const;
@@ -293,8 +299,8 @@ function reconLoss(recon: ReconLoss, dcfg: VaeConfig, logits: NativeTensor, tgt:
   const S = dcfg.inputShape[0] * dcfg.inputShape[1] * dcfg.inputShape[2];
   return nativeCall(() =>
     recon.kind === 'dice'
-      ? nb.diceLoss(logits, tgt, n, dcfg.outChannels, S, recon.smoothNr ?? 1e-5, recon.smoothDr ?? 1e-5, recon.reduction, recon.weight, true, gradOut)
-      : nb.elementLoss(recon.kind as 'bce' | 'mse' | 'l1', logits, tgt, recon.reduction, recon.weight, true, gradOut),
+      ? nb.diceLoss(logits, tgt, { smoothNr: recon.smoothNr ?? 1e-5, smoothDr: recon.smoothDr ?? 1e-5, reduction: recon.reduction, weight: recon.weight, gradOut })
+      : nb.elementLoss(logits, tgt, { kind: recon.kind as 'bce' | 'mse' | 'l1', reduction: recon.reduction, weight: recon.weight, gradOut }),
   );
 }
 
@@ -306,8 +312,7 @@ export async function optimizerStep(nets: Network[], optim: OptimizerConfig, max
     const coef = maxGradNorm / (total + 1e-6);
     if (coef < 1) scale = coef;
   }
-  const [b1, b2] = optim.betas;
-  for (const net of nets) await nativeCall(() => net.optimizer().step(optim.lr, b1, b2, optim.eps, optim.weightDecay, optim.kind === 'adamw', scale));
+  for (const net of nets) await nativeCall(() => net.optimizer().step({ ...optim, gradScale: scale }));
 }
 
 /** The parts of a model a step trains. */
@@ -383,6 +388,9 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
   const st = model.tensors;
   const fill = (key: string, data: Float32Array, shape: number[], field: string): NativeTensor => (st ? st.fill(nb, key, data, shape, field) : keep(tensor(data, shape, field, nb)));
   const step = model.step;
+  const dist = activeGroup();
+  // Each rank draws other noise (its samples are other samples); rank 0 draws a single process's.
+  const noiseSeed = dist ? model.seed + dist.rank * 2 ** 32 : model.seed;
   try {
     const x = enc ? fill('input', batch.input, [n, inChannels, D, H, W], 'batch.input') : fill('input', batch.input, [n, L, 1, 1, 1], 'z');
     // The default target is the input itself: one copy serves both (the losses check lengths only).
@@ -396,11 +404,11 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
     let mu: NativeTensor | null = null, logvar: NativeTensor | null = null, eps: NativeTensor | null = null, z: NativeTensor = x;
     if (enc) {
       [mu, logvar] = (await nativeCall(() => enc.network.net.forward(x, n, trainEncoder))).map(keep) as [NativeTensor, NativeTensor];
-      const r = nativeSync(() => nb.reparameterize(mu!, logvar!, n, L, LATENT_CODE[latent], model.seed, step));
+      const r = nativeSync(() => nb.reparameterize(mu!, logvar!, { latent, seed: noiseSeed, step }));
       z = keep(r.z);
       eps = keep(r.eps);
     }
-    const [logits] = (await nativeCall(() => dec.net.forward(z, n, true, model.seed, step))).map(keep) as [NativeTensor];
+    const [logits] = (await nativeCall(() => dec.net.forward(z, n, true, noiseSeed, step))).map(keep) as [NativeTensor];
 
     // Losses and their gradients; β from this step's KL before any backward.
     // The CPU addon writes the gradient into a reused tensor; other backends return a new one.
@@ -413,22 +421,23 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
       let b: number, measured: { loss: number; perSample: Float32Array } | null = null;
       if (typeof beta === 'number') b = beta;
       else {
-        const m = nativeSync(() => nb.klNormal(mu!, logvar!, n, L, klReduction, 1));
+        const m = nativeSync(() => nb.klNormal(mu!, logvar!, { reduction: klReduction, weight: 1 }));
         keep(m.dmu);
         keep(m.dlogvar);
         measured = m;
-        const kps = measured.perSample.reduce((a, v) => a + v, 0) / n;
+        let kps = measured.perSample.reduce((a, v) => a + v, 0) / n;
+        if (dist) kps = await globalMean(dist, kps, n);
         if (!Number.isFinite(kps)) throw new VoxvaeError('ENOTFINITE', `${name}: the KL is ${kps} (recon ${rec.loss}); lower the learning rate or check the input`);
         b = beta(kps);
         if (typeof b !== 'number' || !(b >= 0) || !Number.isFinite(b)) invalid('options.beta', `returned ${b} for KL ${kps}: must return a finite number >= 0`, b);
       }
-      const kl = nativeSync(() => nb.klNormal(mu!, logvar!, n, L, klReduction, trainEncoder ? b : 0));
+      const kl = nativeSync(() => nb.klNormal(mu!, logvar!, { reduction: klReduction, weight: trainEncoder ? b : 0 }));
       keep(kl.dmu);
       keep(kl.dlogvar);
       if (b > 0 && trainEncoder) klValue = kl.loss / b;
       else if (measured) klValue = measured.loss;
       else {
-        const k1 = nativeSync(() => nb.klNormal(mu!, logvar!, n, L, klReduction, 1));
+        const k1 = nativeSync(() => nb.klNormal(mu!, logvar!, { reduction: klReduction, weight: 1 }));
         release(k1.dmu, k1.dlogvar);
         klValue = k1.loss;
       }
@@ -443,7 +452,16 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
     }
     let lg: LogitHookResult | null = null;
     if (hooks.logits) lg = await hooks.logits({ n, logits, target, binding: nb, step, keep });
-    const loss = rec.loss + (trainEncoder && beta !== null ? betaApplied * klValue : 0) + (lat ? lat.loss : 0) + (lg ? lg.loss : 0);
+    let loss = rec.loss + (trainEncoder && beta !== null ? betaApplied * klValue : 0) + (lat ? lat.loss : 0) + (lg ? lg.loss : 0);
+    // The reported terms: the mean over ranks (klPerSample: over every rank's samples).
+    let report = { recon: rec.loss, kl: klValue, klPerSample, latentTerm: lat?.loss ?? 0, logitTerm: lg?.loss ?? 0 };
+    if (dist) {
+      const v = new Float32Array([loss, rec.loss, klValue, klPerSample * n, n, report.latentTerm, report.logitTerm]);
+      await dist.allReduce(v, 'sum', 'float64');
+      const w = dist.worldSize;
+      loss = v[0]! / w;
+      report = { recon: v[1]! / w, kl: v[2]! / w, klPerSample: v[3]! / v[4]!, latentTerm: v[5]! / w, logitTerm: v[6]! / w };
+    }
     if (!Number.isFinite(loss))
       throw new VoxvaeError('ENOTFINITE', `${name}: the loss is ${loss} (recon ${rec.loss}${enc ? `, KL ${klValue}` : ''}${lat ? `, latent term ${lat.loss}` : ''}${lg ? `, logit term ${lg.loss}` : ''}); lower the learning rate or check the input`);
 
@@ -458,17 +476,24 @@ export async function trainStep(model: StepModel, batch: Batch, opts: TrainStepO
       dlogits = keep(nativeSync(() => new nb.Tensor(gr, logits.shape, true)));
     }
     let dz = keep(await nativeCall(() => dec.net.backward([dlogits], trainEncoder)));
+    // Data-parallel: the decoder's gradient is complete; its all-reduce overlaps the encoder's backward.
+    let decReduced = dist && dist.overlap ? dist.startGradients(dec.net, nb) : null;
     if (trainEncoder && dz) {
       if (lat?.dz) dz = keep(sum(nb, dz, lat.dz));
       const dmu = klGrad && lat?.dmu ? keep(sum(nb, klGrad.dmu, lat.dmu)) : klGrad?.dmu ?? lat?.dmu ?? null;
       const dlogvar = klGrad && lat?.dlogvar ? keep(sum(nb, klGrad.dlogvar, lat.dlogvar)) : klGrad?.dlogvar ?? lat?.dlogvar ?? null;
-      const g = nativeSync(() => nb.reparameterizeBackward(dz!, eps!, logvar!, n, L, dmu, dlogvar));
+      const g = nativeSync(() => nb.reparameterizeBackward(dz!, eps!, logvar!, { dmu, dlogvar }));
       keep(g.dmu);
       keep(g.dlogvar);
       await nativeCall(() => enc.network.net.backward([g.dmu, g.dlogvar], false));
     }
+    if (dist) {
+      decReduced ??= dist.startGradients(dec.net, nb);
+      await decReduced();
+      if (trainEncoder) await dist.startGradients(enc.network.net, nb)();
+    }
     await optimizerStep(trainEncoder ? [dec, enc.network] : [dec], optim, maxGradNorm);
-    return { loss, recon: rec.loss, kl: klValue, klPerSample, beta: betaApplied, latentTerm: lat?.loss ?? 0, logitTerm: lg?.loss ?? 0, optimizer: optim, latent, trainedEncoder: trainEncoder };
+    return { loss, ...report, beta: betaApplied, optimizer: optim, latent, trainedEncoder: trainEncoder };
   } finally {
     release(...new Set(live));
   }
@@ -480,4 +505,11 @@ function sum(nb: NativeBinding, a: NativeTensor, b: NativeTensor): NativeTensor 
   if (x.length !== y.length) throw new VoxvaeError('ESHAPE', `a hook's gradient has ${y.length} values, expected ${x.length}`, { path: 'options.hooks' });
   for (let i = 0; i < x.length; i++) x[i]! += y[i]!;
   return nativeSync(() => new nb.Tensor(x, a.shape));
+}
+
+/** The mean of a per-sample quantity over every rank's samples: Σ_r value_r·n_r / Σ_r n_r (NaN anywhere: NaN everywhere). */
+async function globalMean(dist: ProcessGroup, value: number, n: number): Promise<number> {
+  const v = new Float32Array([value * n, n]);
+  await dist.allReduce(v, 'sum', 'float64');
+  return v[0]! / v[1]!;
 }

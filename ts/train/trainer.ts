@@ -16,6 +16,13 @@
 // the format; nothing reads it now), the learning-rate scale and the history). Resuming replays the same
 // data order (VolumeDataset.order is a function of seed and epoch), so a resumed run gives the same losses
 // bit for bit on the CPU.
+//
+// Data-parallel (a ProcessGroup joined, ts/dist; docs/distributed.md): run() first gives every rank rank 0's
+// weights; each rank reads its shard of every epoch (shardOf: the same seeded order, every worldSize-th
+// item) in batches of batchSize (the global batch is worldSize × batchSize); the step averages gradients
+// and the KL over ranks, so every rank holds the same weights and β-schedule state. Only rank 0 validates,
+// calls onStep/onEpoch and writes checkpoints; a checkpoint records the world size, and resuming it with
+// another one is refused (the shards and positions would differ).
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { VoxvaeError } from '../errors.js';
@@ -26,6 +33,7 @@ import { parseSafetensors, writeFileAtomic } from '../safetensors.js';
 import { resolveConfigs, serializeCheckpoint } from '../model/checkpoint.js';
 import { Vae, type LatentMode, type ReconLoss, type StepResult } from '../vae.js';
 import { dice } from '../metrics/overlap.js';
+import { activeGroup } from '../dist/index.js';
 import { betaScheduleFromState, createBetaSchedule, type BetaSchedule, type BetaScheduleSpec, type BetaScheduleState } from './beta.js';
 
 /** Learning-rate schedules, as a factor of the base lr at optimisation step t (0-based). */
@@ -115,8 +123,13 @@ interface TrainerState {
   lastKl: number;
   lrScale: number;
   schedule: BetaScheduleState;
+  /** Ranks that trained it (absent: 1). */
+  worldSize?: number;
   history: { epochs: EpochInfo[]; steps: StepInfo[]; rollbacks: RollbackInfo[] };
 }
+
+/** How long the ranks wait at an epoch's end for rank 0's validation, callbacks and checkpoint: 24 h. */
+const EPOCH_END_TIMEOUT_MS = 24 * 3600 * 1000;
 
 function lrFactor(s: LrScheduleSpec, step: number, epoch: number): number {
   switch (s.kind) {
@@ -250,6 +263,11 @@ export class Trainer {
       vae.dispose();
       throw new VoxvaeError('ECHECKPOINT', `${dir}: not a voxvae trainer checkpoint`, { path: dir });
     }
+    const ws = activeGroup()?.worldSize ?? 1;
+    if ((st.worldSize ?? 1) !== ws) {
+      vae.dispose();
+      throw new VoxvaeError('ECHECKPOINT', `${dir} was written by a run of ${st.worldSize ?? 1} rank(s); this one has ${ws}: resume with the same world size (voxvae launch --nproc ${st.worldSize ?? 1}), since the data shards and the batch position depend on it`, { path: dir });
+    }
     const t = new Trainer(vae, data, options);
     t.schedule = betaScheduleFromState(st.schedule);
     t.epoch = st.epoch;
@@ -266,7 +284,7 @@ export class Trainer {
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
     await this.vae.save(path.join(tmp, 'model.safetensors'));
-    const st: TrainerState = { format: 'voxvae.trainer', version: 1, epoch: this.epoch, batch: this.batch, lastKl: this.lastKl, lrScale: this.lrScale, schedule: this.schedule.state(), history: this.history };
+    const st: TrainerState = { format: 'voxvae.trainer', version: 1, epoch: this.epoch, batch: this.batch, lastKl: this.lastKl, lrScale: this.lrScale, schedule: this.schedule.state(), worldSize: activeGroup()?.worldSize ?? 1, history: this.history };
     await writeFileAtomic(path.join(tmp, 'trainer.json'), new TextEncoder().encode(JSON.stringify(st)));
     await rm(dir, { recursive: true, force: true });
     await rename(tmp, dir);
@@ -281,6 +299,10 @@ export class Trainer {
     const o = this.options;
     const guard = o.nanGuard === false ? null : { lrFactor: o.nanGuard?.lrFactor ?? 0.5, maxRollbacks: o.nanGuard?.maxRollbacks ?? 5 };
     let cancelled = false;
+    const group = activeGroup();
+    const lead = !group || group.rank === 0;
+    if (group) await group.syncNetworks(this.vae.encoder.frozen ? [this.vae.decoder.network.net] : [this.vae.encoder.network.net, this.vae.decoder.network.net]);
+    const shard = group ? { shard: { rank: group.rank, worldSize: group.worldSize } } : {};
     while (this.epoch < o.epochs) {
       const epoch = this.epoch;
       const t0 = performance.now();
@@ -290,7 +312,7 @@ export class Trainer {
       let restart = false;
       let i = 0;
       const startBatch = this.batch;
-      for await (const b of this.data.batches({ batchSize: o.batchSize, seed: o.seed ?? 0, epoch, shuffle: o.shuffle ?? true, dropLast: o.dropLast ?? false, augment: o.augment ?? null })) {
+      for await (const b of this.data.batches({ batchSize: o.batchSize, seed: o.seed ?? 0, epoch, shuffle: o.shuffle ?? true, dropLast: o.dropLast ?? false, augment: o.augment ?? null, ...shard })) {
         if (i++ < startBatch) continue; // replay the order up to the resumed position
         if (o.signal?.aborted) {
           cancelled = true;
@@ -337,30 +359,33 @@ export class Trainer {
         const info: StepInfo = { ...r, epoch, batch: i - 1, lr, klSeen, objective: r.recon + (this.vae.encoder.frozen ? 0 : this.schedule.klTerm(r.kl)) };
         this.history.steps.push(info);
         acc.loss += r.loss; acc.recon += r.recon; acc.kl += r.kl; acc.klPerSample += r.klPerSample * n; acc.n += n; acc.steps++; acc.beta = r.beta; acc.lr = lr;
-        await o.onStep?.(info);
+        if (lead) await o.onStep?.(info);
       }
       if (restart) continue;
       if (cancelled) {
-        if (o.checkpoint) await this.save(path.join(o.checkpoint.dir, 'last'));
+        if (o.checkpoint && lead) await this.save(path.join(o.checkpoint.dir, 'last'));
         break;
       }
       this.epoch++;
       this.batch = 0;
       const validation: Record<string, number> = {};
-      if (o.validation) validation['dice'] = await reconstructionDice(this.vae, o.validation, o.batchSize);
-      if (o.validate) Object.assign(validation, await o.validate(this.vae, this.epoch));
+      if (o.validation && lead) validation['dice'] = await reconstructionDice(this.vae, o.validation, o.batchSize);
+      if (o.validate && lead) Object.assign(validation, await o.validate(this.vae, this.epoch));
       const n = Math.max(1, acc.n);
       const e: EpochInfo = { epoch: this.epoch, loss: acc.loss / n, recon: acc.recon / n, kl: acc.kl / n, klPerSample: acc.klPerSample / n, beta: acc.beta, lr: acc.lr, steps: acc.steps, seconds: (performance.now() - t0) / 1000, validation };
       this.history.epochs.push(e);
       good = { snap: snapshot(this.vae), schedule: this.schedule.state(), lastKl: this.lastKl, batch: 0, steps: this.history.steps.length };
       void good;
-      await o.onEpoch?.(e);
-      if (o.checkpoint && this.epoch % o.checkpoint.every === 0) {
+      if (lead) await o.onEpoch?.(e);
+      if (o.checkpoint && lead && this.epoch % o.checkpoint.every === 0) {
         await this.save(path.join(o.checkpoint.dir, `epoch-${String(this.epoch).padStart(4, '0')}`));
         const keep = o.checkpoint.keepLast;
         if (keep !== undefined && this.epoch - keep * o.checkpoint.every > 0)
           await rm(path.join(o.checkpoint.dir, `epoch-${String(this.epoch - keep * o.checkpoint.every).padStart(4, '0')}`), { recursive: true, force: true });
       }
+      // The other ranks wait here for rank 0's validation, callbacks and checkpoint, however long they take
+      // (a collective's timeout would count them as a hang; a rank that dies is still noticed at once).
+      if (group) await group.barrier(EPOCH_END_TIMEOUT_MS);
     }
     return { epochs: this.history.epochs, steps: this.history.steps, rollbacks: this.history.rollbacks, cancelled, epoch: this.epoch };
   }

@@ -19,6 +19,7 @@ import * as is from '../is.js';
 import { BACKENDS, type Backend, type LatentMode } from '../types.js';
 import { Decoder, Vae } from '../vae.js';
 import { Trainer, type TrainResult, type TrainerOptions } from './trainer.js';
+import { rank } from '../dist/index.js';
 
 /** skullVAE's stage-1 settings (METHODS §1.3). Epochs are the caller's: 200 in the paper. */
 export const SKULLVAE_STAGE1: Readonly<Pick<TrainerOptions, 'batchSize' | 'beta' | 'optimizer' | 'recon' | 'latent'>> = {
@@ -118,7 +119,7 @@ export async function trainTwoStage(config: VaeConfig, o: TwoStageOptions): Prom
   try {
     const t1 = new Trainer(vae, o.train, { ...SKULLVAE_STAGE1, ...(o.validation ? { validation: o.validation } : {}), seed, ...o.stage1 });
     const stage1 = await t1.run();
-    if (o.stage1Checkpoint) await vae.save(o.stage1Checkpoint);
+    if (o.stage1Checkpoint && rank() === 0) await vae.save(o.stage1Checkpoint); // data-parallel: rank 0 writes
     await o.afterStage1?.(vae);
     const stage2 = await trainStage2(vae, { train: o.train, ...(o.validation ? { validation: o.validation } : {}), seed, ...(o.decoderConfig ? { decoderConfig: o.decoderConfig } : {}), trainer: o.stage2 });
     return { vae, stage1, stage2 };

@@ -8,7 +8,7 @@ import { checkpointNetworks, loadNetworks, ownedBy, readTrainingState, resolveCo
 import { parseSafetensors, type SafeTensors, type TensorEntry } from '../safetensors_core.js';
 import { WasmNet } from './net.js';
 import { completeSkull, type CompleteOptions, type CompletionData, type CompletionModel, type CompletionResult } from '../completion/index.js';
-import { describeLocation, loadRuntime, readResource, type RuntimeOptions, type WasmRuntime } from './runtime.js';
+import { describeLocation, loadRuntime, OUTPUT_ACTIVATION_CODE, readResource, type RuntimeOptions, type WasmRuntime } from './runtime.js';
 
 import { EVAL_LATENTS, LATENT_MODES, OUTPUT_KINDS, evalLatentOf, type EvalLatent, type LatentMode, type OutputKind } from '../types.js';
 import * as is from '../is.js';
@@ -242,7 +242,7 @@ export class WasmVae {
     const kind = outputKind(opts);
     const L = this.latentSize;
     const enc = this.encoder('complete');
-    if (typeof gamma !== 'number' || !Number.isFinite(gamma)) invalid('gamma', 'must be a finite number', gamma);
+    is.number('gamma', gamma);
     const latent = opts.latent ?? this.evalLatent;
     is.oneOf('options.latent', latent, LATENT_MODES);
     const seed = is.seed('options.seed', opts.seed ?? this.seed), step = is.seed('options.step', opts.step ?? 0);
@@ -331,8 +331,7 @@ export class WasmVae {
           return copyOut(rt.u8(m, n * S), into);
         });
       }
-      if (kind === 'probabilities' && c.outputActivation === 'softmax') rt.check(rt.exports.vx_softmax(ptr, ptr, n, C, S), where);
-      if (kind === 'probabilities' && c.outputActivation === 'sigmoid') rt.check(rt.exports.vx_sigmoid(ptr, ptr, n * C * S), where);
+      if (kind === 'probabilities') rt.check(rt.exports.vx_activate(ptr, ptr, OUTPUT_ACTIVATION_CODE[c.outputActivation], n, C, S), where);
       return copyOut(rt.f32(ptr, n * C * S), into);
     }, where);
   }

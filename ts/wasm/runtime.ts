@@ -4,6 +4,7 @@
 // nothing here imports a Node module; in Node, file: locations are read through a dynamic import of
 // node:fs that browsers never reach.
 import { VoxvaeError, type ErrorCode } from '../errors.js';
+import * as is from '../is.js';
 import { hardwareThreads, startWorkers, type WorkerPool } from './threads.js';
 
 // ---- minimal WebAssembly typings (tsconfig's lib has no DOM; the public API exposes none of these) ----
@@ -78,13 +79,15 @@ export interface VxExports {
   vx_net_output(net: number, k: number): number;
   vx_net_backward_input(net: number, dout: number, dx: number): number;
   vx_reparameterize(z: number, eps: number, mu: number, logvar: number, n: number, l: number, mode: number, seed: number, step: number): number;
-  vx_softmax(y: number, x: number, n: number, c: number, spatial: number): number;
-  vx_sigmoid(y: number, x: number, count: number): number;
+  /** In place when y === x; activation: OUTPUT_ACTIVATION_CODE[...]. */
+  vx_activate(y: number, x: number, activation: number, n: number, c: number, spatial: number): number;
   vx_argmax(mask: number, x: number, n: number, c: number, spatial: number, threshold: number): number;
 }
 
 /** The C ABI version this loader speaks (kAbiVersion in native/wasm/exports.cpp). */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
+/** The C ABI's codes of the output activations (vx::OutputActivation in native/core/activation.h). */
+export const OUTPUT_ACTIVATION_CODE: Record<'none' | 'sigmoid' | 'softmax', number> = { none: 0, sigmoid: 1, softmax: 2 };
 /** WebAssembly memory is 32-bit: 4 GiB at most. */
 export const MAX_WASM_BYTES = 2 ** 32;
 
@@ -360,7 +363,7 @@ export class WasmRuntime {
 
 const EXPORTS_NEEDED: (keyof VxExports)[] = [
   'vx_abi_version', 'vx_last_error', 'vx_alloc', 'vx_free', 'vx_heap_bytes', 'vx_net_create', 'vx_net_destroy', 'vx_net_forward', 'vx_net_input', 'vx_net_output',
-  'vx_net_backward_input',
+  'vx_net_backward_input', 'vx_activate',
 ];
 const EXPORTS_NEEDED_MT: (keyof VxExports)[] = [
   'stackRestore', '__wasm_init_tls', '__tls_size', '__tls_align', 'vx_main_tls_block', 'vx_main_tls_capacity', 'vx_workers_registered', 'vx_workers_quit',
@@ -468,8 +471,7 @@ export async function instantiateRuntime(bytes: Uint8Array, where: string, simd:
 const runtimeCache = new Map<string, Promise<WasmRuntime>>();
 
 async function resolveThreads(opt: number | 'auto' | undefined, feats: WasmFeatures, simd: boolean): Promise<{ threads: number; refused: string | null }> {
-  if (opt !== undefined && opt !== 'auto' && !(Number.isInteger(opt) && opt >= 1 && opt <= 64))
-    throw new VoxvaeError('EINVAL', `options.threads must be 'auto' or an integer in [1, 64] (got ${String(opt)})`, { path: 'options.threads' });
+  if (opt !== undefined && opt !== 'auto' && !(Number.isInteger(opt) && opt >= 1 && opt <= 64)) is.invalid('options.threads', "must be 'auto' or an integer in [1, 64]", opt);
   const want = opt === undefined || opt === 'auto' ? Math.min(8, await hardwareThreads()) : opt;
   if (want <= 1) return { threads: 1, refused: null };
   if (!feats.threads) return { threads: 1, refused: 'shared WebAssembly memory is unavailable (in browsers the page must be cross-origin isolated: COOP same-origin and COEP require-corp)' };

@@ -19,8 +19,31 @@
 #include "parallel.h"
 #include "population_prior.h"
 #include "rng.h"
+#include "nccl_comm.h"
+
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
+#include "../../napi/exports.h"  // the export list, shared with the CPU addon
+#include "../../napi/job.h"      // the promise job, shared with the CPU addon
+#include "../../napi/model_js.h" // JS views of the graph, shared with the CPU addon
+#include "../../napi/options.h"  // argument and options readers, shared with the CPU addon
 
 namespace vxg {
+
+// One spelling per option: the readers (and the error objects) of the CPU addon.
+using vxn::arg_absent;
+using vxn::arg_bool;
+using vxn::arg_f32;
+using vxn::arg_int;
+using vxn::arg_number;
+using vxn::arg_output_activation;
+using vxn::arg_u64;
+using vxn::make_error;
+using vxn::ncs_shape;
+using vxn::nl_shape;
+using vxn::Options;
+using vxn::throw_error;
 
 using vx::Status;
 using vx::cuda::DeviceBufferPtr;
@@ -37,12 +60,6 @@ const char* code_for(Status s) {
   if (k == vx::cuda::ErrorKind::NoDevice) return "EUNSUPPORTED";
   return vx::status_code(s);
 }
-Napi::Error make_error(Napi::Env env, const char* code, const std::string& msg) {
-  Napi::Error e = Napi::Error::New(env, msg);
-  e.Set("code", Napi::String::New(env, code));
-  return e;
-}
-[[noreturn]] void throw_error(Napi::Env env, const char* code, const std::string& msg) { throw make_error(env, code, msg); }
 void check(Napi::Env env, Status s) {
   if (s != Status::Ok) {
     const char* c = code_for(s);
@@ -56,104 +73,22 @@ vx::cuda::Context& ctx(Napi::Env env) {
   return *c;
 }
 
-double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw_error(info.Env(), "EINVAL", std::string(name) + " must be a number");
-  const double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(v)) throw_error(info.Env(), "EINVAL", std::string(name) + " must be finite");
-  return v;
-}
-int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
-  const double v = arg_number(info, i, name);
-  if (v != std::floor(v) || v < double(lo) || v > double(hi))
-    throw_error(info.Env(), "EINVAL", std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return int64_t(v);
-}
-uint64_t arg_u64(const Napi::CallbackInfo& info, size_t i, const char* name) { return uint64_t(arg_int(info, i, name, 0, int64_t(1) << 53)); }
-bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsBoolean()) throw_error(info.Env(), "EINVAL", std::string(name) + " must be a boolean");
-  return info[i].As<Napi::Boolean>().Value();
-}
-Napi::Float32Array arg_f32(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t expect) {
-  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw_error(info.Env(), "EINVAL", std::string(name) + " must be a Float32Array");
-  auto a = info[i].As<Napi::Float32Array>();
-  if (expect >= 0 && int64_t(a.ElementLength()) != expect)
-    throw_error(info.Env(), "ESHAPE", std::string(name) + " has " + std::to_string(a.ElementLength()) + " values, expected " + std::to_string(expect));
-  return a;
-}
-vx::Reduction arg_reduction(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() > i && info[i].IsString()) {
-    const std::string r = info[i].As<Napi::String>().Utf8Value();
-    if (r == "mean") return vx::Reduction::Mean;
-    if (r == "sum") return vx::Reduction::Sum;
-  }
-  throw_error(info.Env(), "EINVAL", "reduction must be 'mean' or 'sum'");
-}
-
-// Promise job: work() enqueues on a stream from a worker thread (a model's own, or the shared one when
-// `stream` is null), then that stream is synchronised there; done() builds the result on the JS thread.
-class Job : public Napi::AsyncWorker {
- public:
-  using Work = std::function<Status()>;
-  using Done = std::function<Napi::Value(Napi::Env)>;
-  static Napi::Promise Start(Napi::Env env, Work w, Done d, std::function<void()> fin = nullptr, cudaStream_t stream = nullptr) {
-    auto* j = new Job(env, std::move(w), std::move(d), std::move(fin));
-    j->stream_ = stream;
-    Napi::Promise p = j->def_.Promise();
-    j->Queue();
-    return p;
-  }
-
- protected:
-  void Execute() override {
-    vx::cuda::clear_error_kind();
-    st_ = work_();
-    if (st_ != Status::Ok) {
-      msg_ = vx::last_error();
-      code_ = code_for(st_);
-    }
-    // Synchronise even when the work failed part way: kernels it queued may still read buffers that
-    // this job's captures keep alive, and those are freed (and reusable by their own stream at once)
-    // as soon as the job is deleted.
+// The CUDA engine of the shared promise job (native/napi/job.h): work() enqueues on a stream from a
+// worker thread (a model's own, or the shared one when `stream` is null), then that stream is
+// synchronised there; device errors map to EDEVICE / EUNSUPPORTED.
+struct CudaEngine {
+  using Stream = cudaStream_t;
+  static void begin() { vx::cuda::clear_error_kind(); }
+  static const char* code_for(Status s) { return vxg::code_for(s); }
+  static Status settle(cudaStream_t stream) {
     vx::cuda::Context* c = nullptr;
     Status s = vx::cuda::Context::get(&c);
     if (s == Status::Ok)
-      s = stream_ ? vx::cuda::check(cudaStreamSynchronize(stream_), "stream synchronize") : c->sync("stream synchronize");
-    if (st_ == Status::Ok && s != Status::Ok) {
-      st_ = s;
-      msg_ = vx::last_error();
-      code_ = code_for(st_);
-    }
+      s = stream ? vx::cuda::check(cudaStreamSynchronize(stream), "stream synchronize") : c->sync("stream synchronize");
+    return s;
   }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (fin_) fin_();
-    if (st_ != Status::Ok) return def_.Reject(make_error(env, code_, msg_).Value());
-    try {
-      def_.Resolve(done_ ? done_(env) : env.Undefined());
-    } catch (const Napi::Error& e) {
-      def_.Reject(e.Value());
-    }
-  }
-  void OnError(const Napi::Error& e) override {
-    if (fin_) fin_();
-    def_.Reject(e.Value());
-  }
-
- private:
-  Job(Napi::Env env, Work w, Done d, std::function<void()> fin)
-      : Napi::AsyncWorker(env, "voxvae_cuda"), def_(Napi::Promise::Deferred::New(env)), work_(std::move(w)), done_(std::move(d)),
-        fin_(std::move(fin)) {}
-  Napi::Promise::Deferred def_;
-  cudaStream_t stream_ = nullptr;
-  Work work_;
-  Done done_;
-  std::function<void()> fin_;
-  Status st_ = Status::Ok;
-  std::string msg_;
-  const char* code_ = "EINTERNAL";
 };
+using Job = vxn::EngineJob<CudaEngine>;
 
 // Tensor: a device buffer with a shape; toArray() downloads.
 class Tensor : public Napi::ObjectWrap<Tensor> {
@@ -210,6 +145,15 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
       throw_error(env, "ESHAPE", std::string(name) + " has " + std::to_string(t->buf_->count) + " values, expected " + std::to_string(expect));
     return t;
   }
+  static Tensor* FromValue(Napi::Env env, const Napi::Value& v, const std::string& name, int64_t expect = -1) {
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(data(env)->tensor_ctor.Value()))
+      throw_error(env, "EINVAL", name + " must be a Tensor of the CUDA backend");
+    Tensor* t = Unwrap(v.As<Napi::Object>());
+    if (!t->buf_) throw_error(env, "EDISPOSED", name + " was disposed");
+    if (expect >= 0 && t->buf_->count != expect)
+      throw_error(env, "ESHAPE", name + " has " + std::to_string(t->buf_->count) + " values, expected " + std::to_string(expect));
+    return t;
+  }
   static Tensor* Optional(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t expect) {
     if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
     return From(info, i, name, expect);
@@ -246,11 +190,13 @@ DeviceBufferPtr new_buffer(Napi::Env env, int64_t count, bool zero) {
   if (zero) check(env, vx::cuda::check(cudaMemsetAsync(b->ptr, 0, size_t(count) * 4, ctx(env).stream()), "zeros"));
   return b;
 }
-DeviceBufferPtr copy_or_zeros(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t count) {
-  Napi::Env env = info.Env();
+DeviceBufferPtr copy_or_zeros(const Options& o, const char* key, int64_t count) {
+  Napi::Env env = o.env();
   DeviceBufferPtr b = new_buffer(env, count, true);
-  if (Tensor* t = Tensor::Optional(info, i, name, count))
+  if (o.has(key)) {
+    Tensor* t = Tensor::FromValue(env, o.get(key), o.name(key), count);
     check(env, vx::cuda::check(cudaMemcpyAsync(b->ptr, t->buffer()->ptr, size_t(count) * 4, cudaMemcpyDeviceToDevice, ctx(env).stream()), "copy"));
+  }
   return b;
 }
 double read_double(Napi::Env env, const double* d) {
@@ -261,6 +207,7 @@ double read_double(Napi::Env env, const double* d) {
 
 #include "net_wrap.inc"
 #include "ops.inc"
+#include "nccl.inc"  // data-parallel training: NCCL loaded at run time (docs/distributed.md)
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* d = new AddonData();
@@ -268,12 +215,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function tensor = Tensor::Init(env), net = NetWrap::Init(env), adam = AdamWrap::Init(env);
   d->tensor_ctor = Napi::Persistent(tensor);
   d->net_ctor = Napi::Persistent(net);
-  exports.Set("Tensor", tensor);
-  exports.Set("Net", net);
-  exports.Set("Adam", adam);
-  InitOps(env, exports);
-  exports.Set("backend", Napi::String::New(env, "cuda"));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  vxn::export_common(env, exports, tensor, net, adam, "cuda");
+  VXN_ENGINE_OPS(VXN_EXPORT_FN)
+  InitCudaOps(env, exports);
+  InitNccl(env, exports);
   return exports;
 }
 
