@@ -26,6 +26,12 @@ export const nonNegativeInt = (flag: string) => integer(flag, 0, 2 ** 31 - 1);
 /** A finite number > 0. */
 export const positiveNumber = (flag: string) => (v: string): number => cli(() => is.number(flag, Number(v), { above: 0 }));
 
+/** A finite number ≥ 0. */
+export const nonNegativeNumber = (flag: string) => (v: string): number => cli(() => is.number(flag, Number(v), { min: 0 }));
+
+/** A comma-separated list of 1..maxLength positive integers, e.g. 16,32,64. */
+export const integers = (flag: string, v: string, maxLength = 64): number[] => cli(() => is.integers(flag, v.split(',').map((s) => (s.trim() === '' ? NaN : Number(s))), { maxLength, min: 1, max: 8192 }));
+
 /** Any finite number. */
 export const finiteNumber = (flag: string) => (v: string): number => cli(() => is.number(flag, Number(v)));
 

@@ -2,12 +2,14 @@
 // geometry) and `voxvae calibrate` (adds completion data to a model from skulls with paired defects).
 import { Command } from 'commander';
 import { finiteNumber, oneOf, positiveInt } from './args.js';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { mustExist, prepareOutDir, prepareOutFile } from './run.js';
 import { VoxvaeError } from '../errors.js';
 import { calibrateCompletion } from '../completion/calibrate.js';
 import { COMPLETION_METHODS, type CompletionMethod } from '../completion/index.js';
 import { VolumeDataset } from '../data/dataset.js';
-import { readVolume, writeVolume } from '../data/io.js';
+import { isVolumeFile, readVolume, writeVolume } from '../data/io.js';
 import { resample, threshold } from '../data/resample.js';
 import { generateSkullDataset } from '../data/synth/index.js';
 import type { BinaryVolume, Vec3, Volume } from '../data/volume.js';
@@ -76,25 +78,49 @@ export async function completeFile(o: CompleteFileOptions): Promise<{ implantVox
 export function registerCompletionCommands(program: Command): void {
   program
     .command('complete')
-    .description("complete a defective skull with a completion-ready model (latent fitting by default; about 2 s at 64×64×32 on 2 CPU cores): writes the completed skull and the implant with the input's geometry")
+    .description("complete defective skulls with a completion-ready model (latent fitting by default; about 2 s a skull at 64×64×32 on 2 CPU cores): writes the completed skull and the implant with the input's geometry. --input may be a folder: every volume in it is completed into the --out folder")
     .requiredOption('--model <file>', 'a model with completion data (e.g. runs/pipeline/model.safetensors)')
-    .requiredOption('--input <file>', 'the defective skull (NIfTI .nii/.nii.gz or NRRD .nrrd/.nhdr; bone > 0.5)')
+    .requiredOption('--input <file|dir>', 'the defective skull (NIfTI .nii/.nii.gz or NRRD .nrrd/.nhdr; bone > 0.5), or a folder of them')
     .requiredOption('--defect <class>', "the defect class the model was calibrated on (e.g. 'cranial' or 'facial')")
-    .requiredOption('--out <file>', 'the completed skull (.nii, .nii.gz, .nrrd or .nhdr)')
-    .option('--implant <file>', 'also write the implant alone')
+    .requiredOption('--out <file|dir>', 'the completed skull (.nii, .nii.gz, .nrrd or .nhdr); a folder when --input is one (files keep their names)')
+    .option('--implant <file|dir>', 'also write the implant alone (a folder when --input is one)')
     .option('--method <m>', "'fit' (per-case latent fitting, default) or 'dev' (the paper's z + γ·DEV)", method)
     .option('--gamma <g>', 'scale of the deviation vector (default 1)', finiteNumber('--gamma'))
     .option('--steps <n>', 'latent fitting steps (default: the model\'s)', positiveInt('--steps'))
     .option('--no-resample', "refuse (ESHAPE) an input whose shape is not the model's grid instead of resampling it")
     .option('--threads <n>', 'CPU threads (default: all cores)', positiveInt('--threads'))
-    .action(async (o) => {
-      const r = await completeFile(o);
-      console.log(`wrote ${o.out}${o.implant ? ` and ${o.implant}` : ''}: implant of ${r.implantVoxels} voxels${r.resampled ? ' (resampled to the model grid and back)' : ''} in ${r.seconds.toFixed(1)} s`);
+    .option('--json', 'print the outcome per file as JSON')
+    .action(async (o: CompleteFileOptions & { json?: boolean }) => {
+      await mustExist(o.model, '--model', 'file');
+      await mustExist(o.input, '--input');
+      const folder = (await stat(o.input)).isDirectory();
+      const log = o.json ? (l: string) => process.stderr.write(l + '\n') : (l: string) => console.log(l);
+      if (!folder) {
+        await prepareOutFile(o.out);
+        if (o.implant) await prepareOutFile(o.implant, '--implant');
+        const r = await completeFile({ ...o, log });
+        if (o.json) process.stdout.write(JSON.stringify([{ input: o.input, out: o.out, ...r }], null, 2) + '\n');
+        else log(`wrote ${o.out}${o.implant ? ` and ${o.implant}` : ''}: implant of ${r.implantVoxels} voxels${r.resampled ? ' (resampled to the model grid and back)' : ''} in ${r.seconds.toFixed(1)} s`);
+        return;
+      }
+      await prepareOutDir(o.out);
+      if (o.implant) await prepareOutDir(o.implant, '--implant');
+      const files = (await readdir(o.input)).filter((f) => isVolumeFile(f)).sort();
+      if (!files.length) throw new VoxvaeError('EINVAL', `--input ${o.input} holds no volume files (.nii, .nii.gz, .nrrd, .nhdr)`, { path: o.input });
+      const results: ({ input: string; out: string } & Awaited<ReturnType<typeof completeFile>>)[] = [];
+      for (const [i, f] of files.entries()) {
+        const out = path.join(o.out, f);
+        const r = await completeFile({ ...o, input: path.join(o.input, f), out, ...(o.implant ? { implant: path.join(o.implant, f) } : {}), log });
+        results.push({ input: path.join(o.input, f), out, ...r });
+        log(`[${i + 1}/${files.length}] ${f}: implant of ${r.implantVoxels} voxels in ${r.seconds.toFixed(1)} s`);
+      }
+      if (o.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+      else log(`wrote ${files.length} completed skulls to ${o.out}${o.implant ? ` and their implants to ${o.implant}` : ''}`);
     });
 
   program
     .command('calibrate')
-    .description('add completion data (deviation vectors, defect maps, the complete skulls\' latent prior) to a model, from skulls with paired defects: a data folder or manifest (SkullBreak/SkullFix layouts), or synthetic skulls')
+    .description('add completion data (deviation vectors, defect maps, the complete skulls\' latent prior) to a model, from skulls with paired defects: a data folder or manifest (SkullBreak/SkullFix layouts), or synthetic skulls (34 skulls at 64×64×32: about 7 s on 2 CPU cores)')
     .requiredOption('--model <file>', 'the trained model (.safetensors)')
     .option('--data <dir|manifest.csv>', 'complete skulls and their defective twins (the data layer\'s layouts)')
     .option('--synthetic <n>', 'use n synthetic skulls instead (each with a cranial and a facial defect)', positiveInt('--synthetic'))
@@ -103,6 +129,9 @@ export function registerCompletionCommands(program: Command): void {
     .option('--threads <n>', 'CPU threads (default: all cores)', positiveInt('--threads'))
     .action(async (o: { model: string; data?: string; synthetic?: number; seed: number; out: string; threads?: number }) => {
       if (!o.data === !o.synthetic) throw new VoxvaeError('EINVAL', 'give exactly one of --data and --synthetic', { path: 'data' });
+      await mustExist(o.model, '--model', 'file');
+      if (o.data) await mustExist(o.data, '--data');
+      await prepareOutFile(o.out);
       if (o.threads !== undefined) setThreads(o.threads);
       const vae = await Vae.load(o.model);
       try {

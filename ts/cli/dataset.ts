@@ -4,6 +4,7 @@
 
 import { Command, Option } from 'commander';
 import { finiteNumber, integer, shape } from './args.js';
+import { mustExist } from './run.js';
 import cliProgress from 'cli-progress';
 import { type DatasetInfo, datasetInfo } from '../data/info.js';
 import { SYNTH_FORMATS, type SynthFormat, type WrittenSyntheticDataset, writeSkullDataset } from '../data/synth/index.js';
@@ -126,7 +127,7 @@ export function registerDatasetCommands(program: Command): void {
 
   dataset
     .command('synth')
-    .description('write the synthetic skull dataset: N complete skulls, each with a cranial- and a facial-defect version and both implants (SkullBreak layout), plus factors.json and manifest.csv')
+    .description('write the synthetic skull dataset: N complete skulls, each with a cranial- and a facial-defect version and both implants (SkullBreak layout), plus factors.json and manifest.csv (100 skulls at 128×128×64: about a minute on 2 CPU cores; 8 at 32×32×16: 0.1 s)')
     .requiredOption('--out <dir>', 'folder to create (must be missing or empty unless --overwrite)')
     .option('--n <count>', 'number of complete skulls', integer('--n', 1, 100000), 100)
     .addOption(new Option('--shape <D,H,W>', 'volume shape (x,y,z; z is the short, superior–inferior axis)').argParser(shape('--shape', 16, 1024)).default([128, 128, 64], '128,128,64'))
@@ -142,12 +143,13 @@ export function registerDatasetCommands(program: Command): void {
 
   dataset
     .command('info')
-    .description('summarise a dataset folder (SkullBreak/SkullFix layout or any folder of .nii/.nii.gz/.nrrd/.nhdr) or a manifest: counts per class, shapes, spacing, foreground fraction, unreadable files')
-    .argument('<dir-or-manifest>', 'dataset folder, or a manifest (.csv with path,class,pair[,kind], or .json)')
+    .description('summarise a dataset folder (SkullBreak/SkullFix layout or any folder of .nii/.nii.gz/.nrrd/.nhdr), a manifest, or a single volume file: counts per class, shapes, spacing, foreground fraction, unreadable files (headers: instant; foreground: about 1 s per 100 volumes at 64×64×32)')
+    .argument('<dir|manifest|file>', 'dataset folder, a manifest (.csv with path,class,pair[,kind], or .json), or one .nii/.nii.gz/.nrrd/.nhdr file')
     .option('--json', 'print the summary as JSON', false)
     .option('--headers-only', 'read headers only (fast; no foreground fraction)', false)
     .option('--threshold <value>', 'foreground = voxel value above this', finiteNumber('--threshold'), 0.5)
     .action(async (target: string, o: InfoCliOptions) => {
+      await mustExist(target, 'dataset info:');
       const info = await runInfo(target, o);
       if (info.errors.length > 0) process.exitCode = 1;
     });

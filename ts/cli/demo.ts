@@ -1,12 +1,16 @@
 // `voxvae demo`: a quick look — generate synthetic skulls, train a MONAI-preset
 // VAE on the CPU, print loss and reconstruction Dice per epoch, write a checkpoint and a report.
-import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { Command } from 'commander';
 import { monaiVarAutoEncoder } from '../config.js';
+import { VoxvaeError } from '../errors.js';
 import { generateSkullDataset } from '../data/synth/index.js';
 import { dice } from '../metrics/overlap.js';
 import { writeFileAtomic } from '../safetensors.js';
 import { Vae, setThreads } from '../vae.js';
+import { integer, positiveInt, positiveNumber, nonNegativeNumber, shape3 } from './args.js';
+import { prepareOutDir } from './run.js';
+import { checkGrid, defaultChannels } from './train.js';
 
 export interface DemoOptions {
   out: string;
@@ -42,8 +46,18 @@ function shuffle<T>(a: T[], seed: number): T[] {
   return a;
 }
 
+/** Validation split of the demo: a fifth of the skulls, at least one. */
+const validationSkulls = (skulls: number): number => Math.max(1, Math.round(skulls * 0.2));
+
 export async function runDemo(o: DemoOptions): Promise<{ rows: EpochRow[]; report: string }> {
   const log = o.log ?? ((l: string) => console.log(l));
+  // Checks before any work: the grid against the strides, one full batch of training volumes, the output folder.
+  const channels = defaultChannels(o.shape);
+  checkGrid(o.shape, channels, '--shape');
+  const trainVolumes = 3 * (o.skulls - validationSkulls(o.skulls));
+  if (trainVolumes < o.batch)
+    throw new VoxvaeError('EINVAL', `--skulls ${o.skulls} leaves ${trainVolumes} training volumes (3 a skull after ${validationSkulls(o.skulls)} held out), fewer than one batch (--batch ${o.batch}): raise --skulls or lower --batch`, { path: '--skulls' });
+  await prepareOutDir(o.out);
   if (o.threads !== undefined) setThreads(o.threads);
   const S = o.shape[0] * o.shape[1] * o.shape[2];
   const t0 = performance.now();
@@ -51,12 +65,10 @@ export async function runDemo(o: DemoOptions): Promise<{ rows: EpochRow[]; repor
   // Every skull gives three training volumes (complete, cranial defect, facial defect); pairs stay
   // together in one split so that no skull's twin leaks into validation.
   const volumes = ds.skulls.map((s) => [s.complete.data, s.cranial.defective.data, s.facial.defective.data]);
-  const nVal = Math.max(1, Math.round(o.skulls * 0.2));
+  const nVal = validationSkulls(o.skulls);
   const val = volumes.slice(0, nVal).flat(), train = volumes.slice(nVal).flat();
   log(`synthetic skulls: ${o.skulls} × 3 volumes at ${o.shape.join('×')} in ${((performance.now() - t0) / 1000).toFixed(1)} s; train ${train.length}, validation ${val.length}`);
 
-  const levels = o.shape[2] >= 64 ? 6 : 5;
-  const channels = [16, 32, 32, 64, 64, 128].slice(0, levels);
   const config = monaiVarAutoEncoder({ inputShape: o.shape, channels, latentSize: 32 });
   const vae = await Vae.create(config, { seed: o.seed });
   log(`model: MONAI VarAutoEncoder, channels [${channels.join(', ')}], latent 32, ${vae.numParams.toLocaleString('en')} parameters; loss 80·Dice(sum) + ${o.beta}·KL, Adam lr ${o.lr}`);
@@ -101,7 +113,6 @@ export async function runDemo(o: DemoOptions): Promise<{ rows: EpochRow[]; repor
     log(`${String(epoch).padStart(5)}   ${row.loss.toFixed(2).padStart(8)}   ${row.recon.toFixed(2).padStart(11)}   ${row.kl.toFixed(2).padStart(6)}   ${row.trainDice.toFixed(4).padStart(10)}   ${row.valDice.toFixed(4).padStart(8)}   ${row.seconds.toFixed(1).padStart(7)}`);
   }
 
-  await mkdir(o.out, { recursive: true });
   const ckpt = path.join(o.out, 'model.safetensors');
   await vae.save(ckpt);
   const report = [
@@ -119,8 +130,26 @@ export async function runDemo(o: DemoOptions): Promise<{ rows: EpochRow[]; repor
     '',
   ].join('\n');
   await writeFileAtomic(path.join(o.out, 'report.md'), new TextEncoder().encode(report));
-  await writeFile(path.join(o.out, 'metrics.json'), JSON.stringify({ options: { ...o, log: undefined }, rows }, null, 2));
+  await writeFileAtomic(path.join(o.out, 'metrics.json'), new TextEncoder().encode(JSON.stringify({ options: { ...o, log: undefined }, rows }, null, 2)));
   log(`wrote ${path.join(o.out, 'report.md')} and ${ckpt}`);
   vae.dispose();
   return { rows, report };
+}
+
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('a quick look, not the main job: train one small VAE on built-in synthetic skulls and print loss and Dice per epoch (about 25 s on 2 CPU cores with the defaults). The main job is `voxvae pipeline` (npm start); on your own data use `voxvae train`')
+    .option('--out <dir>', 'output folder', 'runs/demo')
+    .option('--skulls <n>', 'complete skulls, at least 2 (each also gives a cranial and a facial defect volume; a fifth are held out)', integer('--skulls', 2, 100000), 30)
+    .option('--shape <D,H,W>', 'volume shape; every side a multiple of 16 (2^levels: 4 stride-2 levels, up to 6 while every side stays divisible)', shape3, [64, 64, 32] as [number, number, number])
+    .option('--epochs <n>', 'epochs (≥ 1)', positiveInt('--epochs'), 15)
+    .option('--batch <n>', 'batch size', positiveInt('--batch'), 4)
+    .option('--beta <b>', 'KL weight (≥ 0)', nonNegativeNumber('--beta'), 1e-4)
+    .option('--lr <lr>', 'Adam learning rate (> 0)', positiveNumber('--lr'), 1e-3)
+    .option('--seed <n>', 'seed', integer('--seed', 0, Number.MAX_SAFE_INTEGER), 1)
+    .option('--threads <n>', 'CPU threads (default: all cores)', positiveInt('--threads'))
+    .action(async (o: DemoOptions) => {
+      await runDemo(o);
+    });
 }

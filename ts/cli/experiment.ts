@@ -3,8 +3,10 @@ import { Command, InvalidArgumentError } from 'commander';
 import { METHODS, runBetaTradeoff, type MethodName } from '../experiment/beta_tradeoff.js';
 import { PIPELINE_SCALES, runPipeline, type Scale } from '../experiment/pipeline.js';
 import { ABLATION_VARIANTS, runAblation } from '../experiment/ablation.js';
-import type { LatentMode } from '../types.js';
+import { BACKENDS, type Backend, type LatentMode } from '../types.js';
+import { selectBackend } from '../backend.js';
 import { oneOf, positiveInt, positiveNumber, shape3 } from './args.js';
+import { prepareOutDir } from './run.js';
 
 const int = positiveInt;
 const num = positiveNumber;
@@ -31,17 +33,18 @@ function base(c: Command, out: string, scaleHelp: string, skullsHelp: string): C
 }
 
 function common(c: Command, out: string): Command {
-  return base(c, out, "'default' (64×64×32, ~15 min on 2 CPU cores), 'test' (32³, seconds), 'full' (256×256×128, the paper's; for a GPU)", 'complete skulls (each also gives a cranial and a facial defect volume)')
+  return base(c, out, "'default' (64×64×32), 'test' (32³, seconds), 'full' (256×256×128, the paper's; for a GPU)", 'complete skulls (each also gives a cranial and a facial defect volume)')
     .option('--kl-target <nats>', 'KL set point of ControlVAE / DynamicVAE', num('--kl-target'))
     .option('--stage2-latent <mode>', "z fed to the stage-2 decoder: 'sample' (default), 'mean', 'mean+std' (skullVAE's code)", latent)
     .option('--seed <n>', 'seed', int('--seed'), 1);
 }
 
 export function registerExperimentCommands(program: Command): void {
-  const exp = program.command('experiment').description('reproduce the paper experiments');
+  const exp = program.command('experiment').description('reproduce the paper experiments on built-in synthetic skulls (for your own data: voxvae train / evaluate)');
   common(exp.command('beta-tradeoff').description('VAE β=1e-4, β=100, aggregated VAE, ControlVAE, DynamicVAE on the synthetic skulls: table + figures + report'), 'runs/beta-tradeoff')
     .option('--methods <list>', `comma-separated subset of ${METHODS.join(',')}`, methods)
     .action(async (o) => {
+      await prepareOutDir(o.out);
       await runBetaTradeoff(o);
     });
   exp
@@ -58,6 +61,7 @@ export function registerExperimentCommands(program: Command): void {
     .option('--seed <n>', 'seed (held-out skulls: seed + 1000)', int('--seed'), 1)
     .option('--threads <n>', 'CPU threads (default: all cores)', int('--threads'))
     .action(async (o) => {
+      await prepareOutDir(o.out);
       await runAblation(o);
     });
   const d = PIPELINE_SCALES.default;
@@ -72,7 +76,11 @@ export function registerExperimentCommands(program: Command): void {
     .option('--seed <n>', 'seed of the training skulls (validation: seed + 1, test: seed + 10000) and of training', int('--seed'), 1)
     .option('--no-reference', 'skip the β = 1e-4 reference VAE')
     .option('--lr-schedule <s>', "'constant' (default) or 'cosine' (warm-up, then decay to 1% of --lr)", oneOf('--lr-schedule', ['constant', 'cosine']))
+    .option('--backend <b>', "'cpu' (default), 'cuda' (fails at once with the reason when no usable GPU build is loaded; see docs/cuda.md) or 'auto' (CUDA when it works, else the CPU with a note)", oneOf('--backend', BACKENDS))
     .action(async (o) => {
+      // An unusable --backend fails before any data is made (EUNSUPPORTED with the reason).
+      if (o.backend) selectBackend(o.backend as Backend);
+      await prepareOutDir(o.out);
       await runPipeline({ ...o, noReference: o.reference === false });
     });
 }

@@ -1,54 +1,62 @@
 #!/usr/bin/env node
-// The voxvae command line: `voxvae pipeline` (the main job, npm start), `complete`, `calibrate`,
-// `experiment ...`, `dataset ...`, `demo`.
+// The voxvae command line. On your data: `train`, `evaluate`, `complete`, `calibrate`, `encode`, `decode`,
+// `sample`, `interpolate`, `export`, `dataset …`. On built-in synthetic skulls: `pipeline` (the main job,
+// npm start), `experiment …`, `demo`. `launch` starts the ranks of a data-parallel run (each rank runs
+// ts/cli/rank.ts, which joins the group and then calls main()). Errors the user can act on print one line `voxvae: …` and exit 2
+// (1 for a failed check, 130 after Ctrl-C); only a bug prints a stack.
 import { readFileSync } from 'node:fs';
-import { Command } from 'commander';
-import { VoxvaeError } from '../errors.js';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError } from 'commander';
 import { registerDatasetCommands } from './dataset.js';
 import { registerExperimentCommands } from './experiment.js';
 import { registerCompletionCommands } from './complete.js';
-import { runDemo } from './demo.js';
-import { finiteNumber, nonNegativeInt, shape3 } from './args.js';
+import { registerModelCommands } from './model.js';
+import { registerTrainCommand } from './train.js';
+import { registerDemoCommand } from './demo.js';
+import { EXIT, userMessage } from './run.js';
 
-const int = (name: string) => nonNegativeInt(`--${name}`);
-const num = (name: string) => finiteNumber(`--${name}`);
-const shape = shape3;
+export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-const program = new Command();
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-program
-  .name('voxvae')
-  .description('3D convolutional VAEs for volumetric shapes')
-  .version(pkg.version, '-V, --version', 'print the version')
-  .showHelpAfterError();
+export async function buildProgram(): Promise<Command> {
+  const program = new Command();
+  program
+    .name('voxvae')
+    .description('3D convolutional VAEs for volumetric shapes: train, evaluate and complete skulls from your own NIfTI/NRRD data, or run the experiments on built-in synthetic skulls')
+    .version(VERSION, '-V, --version', 'print the version')
+    .showHelpAfterError('(run with --help for the options)')
+    .exitOverride();
+  registerTrainCommand(program);
+  registerModelCommands(program, VERSION);
+  registerCompletionCommands(program);
+  registerDatasetCommands(program);
+  registerExperimentCommands(program);
+  registerDemoCommand(program);
+  (await import('./launch.js')).registerLaunchCommand(program);
+  return program;
+}
 
-program
-  .command('demo')
-  .description('train one VAE on built-in synthetic skulls and write a short report (a quick look; the main job is `voxvae pipeline`, run by npm start)')
-  .option('--out <dir>', 'output folder', 'runs/demo')
-  .option('--skulls <n>', 'complete skulls (each also gives a cranial and a facial defect volume)', int('skulls'), 30)
-  .option('--shape <D,H,W>', 'volume shape', shape, [64, 64, 32] as [number, number, number])
-  .option('--epochs <n>', 'epochs', int('epochs'), 15)
-  .option('--batch <n>', 'batch size', int('batch'), 4)
-  .option('--beta <b>', 'KL weight', num('beta'), 1e-4)
-  .option('--lr <lr>', 'Adam learning rate', num('lr'), 1e-3)
-  .option('--seed <n>', 'seed', int('seed'), 1)
-  .option('--threads <n>', 'CPU threads (default: all cores)', int('threads'))
-  .action(async (o) => {
-    await runDemo(o);
-  });
-
-registerDatasetCommands(program);
-registerExperimentCommands(program);
-registerCompletionCommands(program);
-(await import('./launch.js')).registerLaunchCommand(program);
-
-program.parseAsync().catch((e: unknown) => {
-  if (e instanceof VoxvaeError) {
-    console.error(`voxvae: ${e.message} [${e.code}]`);
-    process.exitCode = 2;
-  } else {
+/** Runs the command line; resolves to the exit code. */
+export async function main(argv: string[] = process.argv): Promise<number> {
+  try {
+    await (await buildProgram()).parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (e) {
+    // commander has printed its message (unknown option, invalid value…); help and version exit 0.
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    const m = userMessage(e);
+    if (m !== null) {
+      process.stderr.write(`voxvae: ${m}\n`);
+      return EXIT.usage;
+    }
     console.error(e);
-    process.exitCode = 1;
+    return EXIT.failed;
   }
-});
+}
+
+const invoked = process.argv[1] ? (() => { try { return realpathSync(process.argv[1]!); } catch { return ''; } })() : '';
+if (invoked === fileURLToPath(import.meta.url) || invoked === fileURLToPath(import.meta.url).replace(/\.js$/, '.ts')) {
+  void main().then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -14,4 +14,5 @@ try {
   }
   throw e;
 }
-await import('./main.js');
+const { main } = await import('./main.js');
+process.exitCode = await main();

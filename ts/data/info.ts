@@ -2,7 +2,9 @@
 // spacing, voxel types, foreground fraction, and every file that could not be read.
 
 import { VoxvaeError } from '../errors.js';
+import { stat } from 'node:fs/promises';
 import { VolumeDataset } from './dataset.js';
+import { isVolumeFile } from './io.js';
 import { ITEM_KINDS, type ItemKind, type LayoutName } from './layout.js';
 import type { Vec3 } from './volume.js';
 
@@ -37,7 +39,10 @@ function round(v: number): number {
 }
 
 export async function datasetInfo(target: string, options: InfoOptions = {}): Promise<DatasetInfo> {
-  const ds = await VolumeDataset.open(target, { kinds: ITEM_KINDS, ...(options.maxBytes !== undefined ? { maxBytes: options.maxBytes } : {}) });
+  const dsOptions = { kinds: ITEM_KINDS, ...(options.maxBytes !== undefined ? { maxBytes: options.maxBytes } : {}) };
+  // A single volume file is a dataset of one (not a manifest).
+  const single = isVolumeFile(target) && !(await stat(target).catch(() => null))?.isDirectory();
+  const ds = single ? VolumeDataset.fromFiles([target], dsOptions) : await VolumeDataset.open(target, dsOptions);
   const threshold = options.threshold ?? 0.5;
   const measure = options.foreground ?? true;
   const byClass: DatasetInfo['byClass'] = {};
@@ -83,7 +88,7 @@ export async function datasetInfo(target: string, options: InfoOptions = {}): Pr
     options.onProgress?.(i + 1, ds.length);
   }
   return {
-    root: ds.root,
+    root: single ? target : ds.root,
     layout: ds.layout,
     files: ds.length,
     pairs: pairs.size,

@@ -4,7 +4,7 @@
 // stage. Opt-in rows 'rivera' and 'rivera-gan' (Rivera's recipe without / with the 3D PatchGAN, see
 // ts/train/rivera.ts) run on the same data, config and budget. Writes a table (Markdown, HTML, JSON) and PNG figures. The claim checked: the aggregated VAE
 // reconstructs nearly as well as β = 1e-4 while its latent space is as Gaussian as β = 100's.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { monaiVarAutoEncoder, type VaeConfig } from '../config.js';
 import { VolumeDataset } from '../data/dataset.js';
@@ -18,6 +18,8 @@ import { imageGrid, lineChart, scatterChart, writePng } from '../report/plot.js'
 import type { BetaScheduleSpec } from '../train/beta.js';
 import { Trainer, type StepInfo, type EpochInfo } from '../train/trainer.js';
 import { trainStage2 } from '../train/two_stage.js';
+import { heartbeat } from './heartbeat.js';
+import { runInfo, writeReport } from '../report/report.js';
 import { Vae, setThreads } from '../vae.js';
 import type { LatentMode } from '../types.js';
 import { reconstructionDice } from '../train/trainer.js';
@@ -122,6 +124,18 @@ function pca2(z: Float32Array, n: number, k: number): { mean: Float64Array; axes
 }
 
 /** Runs the comparison; returns the table rows and writes the report into o.out. */
+/**
+ * The KL controllers as the experiments (and `voxvae train --method controlvae|dynamicvae`) run them, for
+ * a KL set point in nats. ControlVAE: the paper's equations (clamp, anti-windup outside the range) with a
+ * range wide enough to reach skullVAE's β = 100; the integral gain is raised so β can move within a short
+ * budget. DynamicVAE: its incremental PI controller with a constant set point.
+ */
+export function controllerBeta(kind: 'controlvae' | 'dynamicvae', klTarget: number): BetaScheduleSpec {
+  return kind === 'controlvae'
+    ? { kind: 'controlvae', preset: 'paper', setPoint: klTarget, kp: 1, ki: 0.01, betaMin: 0, betaMax: 100 }
+    : { kind: 'dynamicvae', initialBeta: 1, kp: 0.01, ki: 0.005, betaMin: 1e-4, window: 5, setPoint: { start: klTarget, step: 0, max: klTarget } };
+}
+
 export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: MethodRow[]; reportFile: string }> {
   const log = o.log ?? ((l: string) => console.log(l));
   if (o.threads !== undefined) setThreads(o.threads);
@@ -147,10 +161,8 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
   const betaSpec: Record<Exclude<MethodName, 'aggregated' | RiveraMethod>, number | BetaScheduleSpec> = {
     'vae-1e-4': 1e-4,
     'vae-100': 100,
-    // The paper's equations (clamp, anti-windup outside the range) with a range wide enough to reach
-    // skullVAE's β = 100; the integral gain is raised so β can move within this short budget.
-    controlvae: { kind: 'controlvae', preset: 'paper', setPoint: klTarget, kp: 1, ki: 0.01, betaMin: 0, betaMax: 100 },
-    dynamicvae: { kind: 'dynamicvae', initialBeta: 1, kp: 0.01, ki: 0.005, betaMin: 1e-4, window: 5, setPoint: { start: klTarget, step: 0, max: klTarget } },
+    controlvae: controllerBeta('controlvae', klTarget),
+    dynamicvae: controllerBeta('dynamicvae', klTarget),
   };
 
   // The volumes of the validation set by pair, for completion against the true complete skull.
@@ -278,13 +290,14 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
       seconds,
     };
     rows.push(row);
-    log(`  ${name}: recon Dice ${row.reconDice.toFixed(3)}, completion Dice cranial ${row.cranialDice.toFixed(3)} facial ${row.facialDice.toFixed(3)}, KL ${row.kl.toFixed(2)}, Gaussian-fit KL ${row.gaussKlFull.toFixed(2)}, MIG ${row.mig.toFixed(3)}, ${seconds.toFixed(0)} s`);
+    log(`  ${name}: recon Dice ${row.reconDice.toFixed(3)}, completion Dice cranial ${row.cranialDice.toFixed(3)} facial ${row.facialDice.toFixed(3)}, KL ${row.kl.toFixed(2)}, Gaussian-fit KL of μ ${Number.isFinite(row.gaussKlFull) ? row.gaussKlFull.toFixed(2) : '∞ (the μ\'s covariance is singular: some latent dimensions never vary, a collapse)'}, MIG ${row.mig.toFixed(3)}, ${seconds.toFixed(0)} s`);
   };
 
   const train1 = async (name: Exclude<MethodName, 'aggregated' | RiveraMethod>): Promise<Vae> => {
     const ts = performance.now();
     const vae = await Vae.create(config, { seed });
-    const tr = new Trainer(vae, train, { epochs, batchSize: batch, seed, beta: betaSpec[name], optimizer: { kind: 'adam', lr }, validation, maxGradNorm: 1e4 });
+    const hb = heartbeat(log, name, epochs, Math.ceil(train.length / batch));
+    const tr = new Trainer(vae, train, { epochs, batchSize: batch, seed, beta: betaSpec[name], optimizer: { kind: 'adam', lr }, validation, maxGradNorm: 1e4, onStep: hb.onStep, onEpoch: hb.onEpoch });
     const r = await tr.run();
     curves.set(name, r.epochs);
     steps.set(name, r.steps);
@@ -303,7 +316,8 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
     const ts = performance.now();
     const vae = stage1ForAggregate ?? (await train1('vae-100'));
     const prior = rows.find((r) => r.method === 'vae-100')?.seconds ?? 0;
-    const r = await trainStage2(vae, { train, validation, seed, trainer: { epochs, batchSize: batch, optimizer: { kind: 'adam', lr }, latent: o.stage2Latent ?? 'sample' } });
+    const hb2 = heartbeat(log, 'aggregated stage 2', epochs, Math.ceil(train.length / batch));
+    const r = await trainStage2(vae, { train, validation, seed, trainer: { epochs, batchSize: batch, optimizer: { kind: 'adam', lr }, latent: o.stage2Latent ?? 'sample', onStep: hb2.onStep, onEpoch: hb2.onEpoch } });
     curves.set('aggregated (stage 2)', r.epochs);
     await vae.save(path.join(o.out, 'aggregated_vae.safetensors'));
     await evaluate('aggregated', vae, prior + (performance.now() - ts) / 1000);
@@ -371,36 +385,38 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
 
   const f3 = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : '—');
   const f2 = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '—');
-  const header = '| method | recon Dice | cranial Dice | cranial implant Dice | cranial HD95 | facial Dice | facial implant Dice | facial HD95 | KL / vol | Gaussian-fit KL (μ) | aggregate-posterior KL | active units | MIG | prior samples: plausibility | prior samples: pairwise Dice | seconds |';
+  const header = '| method | recon Dice ↑ | cranial Dice ↑ | cranial implant Dice ↑ | cranial HD95 ↓ | facial Dice ↑ | facial implant Dice ↑ | facial HD95 ↓ | KL / vol | Gaussian-fit KL (μ) ↓ | aggregate-posterior KL ↓ | active units ↑ | MIG ↑ | prior samples: plausibility ↑ | prior samples: pairwise Dice ↓ | seconds |';
   const table = [header, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|', ...rows.map((r) => `| ${r.method} | ${f3(r.reconDice)} | ${f3(r.cranialDice)} | ${f3(r.cranialImplantDice)} | ${f2(r.cranialHd95)} | ${f3(r.facialDice)} | ${f3(r.facialImplantDice)} | ${f2(r.facialHd95)} | ${f2(r.kl)} | ${f2(r.gaussKlFull)} | ${f2(r.aggregateKl)} | ${r.activeUnits} | ${f3(r.mig)} | ${f3(r.samplePlausibility)} | ${f3(r.sampleDiversity)} | ${r.seconds.toFixed(0)} |`)].join('\n');
   const agg = rows.find((r) => r.method === 'aggregated'), lo = rows.find((r) => r.method === 'vae-1e-4'), hi = rows.find((r) => r.method === 'vae-100');
   const verdict = agg && lo && hi
     ? `Aggregated VAE reconstruction Dice ${f3(agg.reconDice)} vs β = 1e-4: ${f3(lo.reconDice)} and β = 100: ${f3(hi.reconDice)}. Gaussian-fit KL of μ: aggregated ${f2(agg.gaussKlFull)} (same encoder as β = 100: ${f2(hi.gaussKlFull)}) vs β = 1e-4: ${f2(lo.gaussKlFull)}. ` +
       `The claim ${lo.reconDice < 0.5 ? 'is INCONCLUSIVE here: the β = 1e-4 baseline did not learn to reconstruct (Dice < 0.5; train longer)' : agg.reconDice >= lo.reconDice - 0.05 && agg.gaussKlFull <= hi.gaussKlFull + 1e-9 ? 'holds here' : 'does NOT hold here'} (criterion: recon Dice within 0.05 of β = 1e-4; the latent statistics are those of the β = 100 encoder by construction).`
     : 'Not all of β = 1e-4, β = 100 and the aggregated VAE were run, so the claim is not evaluated.';
-  const md = [
-    '# β trade-off on synthetic skulls',
-    '',
+  const body = [
     `Data: ${synth.skulls.length} synthetic skulls × (complete, cranial defect, facial defect) at ${shape.join('×')}, seed ${seed}; ${train.length} training / ${validation.length} validation volumes, split by skull.`,
     `Model: MONAI VarAutoEncoder, channels [${config.channels.join(', ')}], latent ${config.latentSize}. Loss 80·Dice(sum) + β·KL(sum); Adam lr ${lr}; batch ${batch}; ${epochs} epochs per stage (the aggregated VAE = the β = 100 run + ${epochs} stage-2 epochs, latent '${o.stage2Latent ?? 'sample'}').`,
     `Controllers see the batch mean of the per-sample KL from the previous iteration; set point ${klTarget} nats.`,
     '',
-    table,
+    ...table.split('\n'),
     '',
-    'Reconstruction Dice: validation volumes, z = the evaluation latent (μ, or μ + σ for a decoder trained on μ + σ). Completion: that z of the defective validation volume + γ·DEV_c (γ = 1, DEV from the training set, paired), decoded and compared with the true complete skull (HD95 in voxels). KL / vol: mean KL(q(z|x) ‖ N(0, I)) on validation. Gaussian-fit KL: KL of the Gaussian fitted to the training μ\'s from N(0, I) (0 = standard normal). MIG: training latents against class, size, aspect ratios, thickness, face depth. Prior samples: 16 draws z ~ N(0, I) decoded; plausibility = Dice to the nearest complete training skull (↑), pairwise Dice between samples (↓ = more diverse).',
+    'Reconstruction Dice: validation volumes, z = the evaluation latent (μ, or μ + σ for a decoder trained on μ + σ). Completion: that z of the defective validation volume + γ·DEV_c (γ = 1, DEV from the training set, paired), decoded and compared with the true complete skull (HD95 in voxels). KL / vol: mean KL(q(z∣x) ‖ N(0, I)) on validation. Gaussian-fit KL: KL of the Gaussian fitted to the training μ\'s from N(0, I) (0 = standard normal; ∞ when the μ\'s covariance is singular, i.e. some latent dimensions never vary). MIG: training latents against class, size, aspect ratios, thickness, face depth. Prior samples: 16 draws z ~ N(0, I) decoded; plausibility = Dice to the nearest complete training skull (↑), pairwise Dice between samples (↓ = more diverse).',
     '',
     `**Claim check.** ${verdict}`,
     '',
     ...(riveraVerdict ? [`**Rivera's recipe.** ${riveraVerdict}`, ''] : []),
-    ...figs.flatMap((f) => [`![${f.caption}](${f.file})`, '', f.caption, '']),
-  ].join('\n');
-  await writeFile(path.join(o.out, 'report.md'), md);
-  const html = `<!doctype html><meta charset="utf-8"><title>β trade-off</title><style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}</style>
-<h1>β trade-off on synthetic skulls</h1><p>${md.split('\n').slice(2, 5).join('<br>')}</p>
-<table><tr>${header.split('|').slice(1, -1).map((h) => `<th>${h.trim()}</th>`).join('')}</tr>${table.split('\n').slice(2).map((l) => `<tr>${l.split('|').slice(1, -1).map((c) => `<td>${c.trim()}</td>`).join('')}</tr>`).join('')}</table>
-<p><b>Claim check.</b> ${verdict}</p>${figs.map((f) => `<figure><img src="${f.file}"><figcaption>${f.caption}</figcaption></figure>`).join('')}`;
-  await writeFile(path.join(o.out, 'report.html'), html);
-  await writeFile(path.join(o.out, 'results.json'), JSON.stringify({ options: { ...o, log: undefined }, rows, curves: Object.fromEntries(curves) }, null, 2));
+    '## Figures',
+    '',
+    ...figs.flatMap((f) => [`{{figure:${f.file}}}`, '']),
+  ];
+  const collapsed = rows.filter((r) => r.activeUnits === 0).map((r) => `${r.method} collapsed: 0 active latent units (KL ${f2(r.kl)} nats per volume); its latent codes carry almost no information.`);
+  await writeReport(o.out, {
+    title: 'β trade-off on synthetic skulls',
+    run: runInfo(undefined, seed, (performance.now() - t0) / 1000),
+    warnings: collapsed,
+    body,
+    figures: figs,
+    json: { options: { ...o, log: undefined }, rows, curves: Object.fromEntries(curves) },
+  });
   log('\n' + table + '\n\n' + verdict + (riveraVerdict ? `\n\nRivera: ${riveraVerdict}` : ''));
   log(`wrote ${path.join(o.out, 'report.md')} and report.html`);
   return { rows, reportFile: path.join(o.out, 'report.md') };

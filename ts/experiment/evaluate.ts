@@ -28,7 +28,7 @@ function masksOf(logits: Float32Array, n: number, C: number, S: number): Uint8Ar
 }
 
 /** Reconstruction Dice of every volume of `ds` (z = the model's evaluation latent), in dataset order. */
-export async function reconstructionScores(vae: Vae, ds: VolumeDataset, batchSize = 8): Promise<number[]> {
+export async function reconstructionScores(vae: Vae, ds: VolumeDataset, batchSize = 8, onProgress?: (done: number, total: number) => void): Promise<number[]> {
   const [D, H, W] = vae.config.inputShape;
   const S = D * H * W, shape: Shape3 = [D, H, W];
   const out: number[] = [];
@@ -36,6 +36,7 @@ export async function reconstructionScores(vae: Vae, ds: VolumeDataset, batchSiz
     const { recon } = await vae.forward(b.input, { mode: 'eval', latent: vae.evalLatent, output: 'logits', batch: b.items.length });
     const masks = masksOf(recon, b.items.length, vae.decoder.config.outChannels, S);
     masks.forEach((m, i) => out.push(dice({ data: m, shape }, { data: b.input.subarray(i * S, (i + 1) * S), shape })));
+    onProgress?.(out.length, ds.length);
   }
   return out;
 }
@@ -279,7 +280,18 @@ export async function completionEvaluation(vae: Vae, test: SyntheticDataset, tra
         record(m, fromTemplate((i) => refVols[nearest[i]!]!));
       } else {
         const method = m === 'fit' ? 'fit' : 'dev';
-        const res: CompletionResult[] = await completeSkulls(vae.completionModel(), inputs, inputs.map(() => cls), { method, gamma, clean: m !== 'dev-raw' });
+        // In chunks, so that a long latent fitting reports its progress (the cases are independent).
+        const res: CompletionResult[] = [];
+        const chunk = 8;
+        let beat = performance.now();
+        for (let i = 0; i < inputs.length; i += chunk) {
+          const part = inputs.slice(i, i + chunk);
+          res.push(...(await completeSkulls(vae.completionModel(), part, part.map(() => cls), { method, gamma, clean: m !== 'dev-raw' })));
+          if (performance.now() - beat > 5000 && i + chunk < inputs.length) {
+            beat = performance.now();
+            opts.onProgress?.(`completion: ${cls}, ${m}: ${res.length}/${inputs.length}`);
+          }
+        }
         if (m === 'dev-raw') {
           // The paper's implant: the decoded skull minus the input, everywhere.
           record(m, res.map((r, i) => {

@@ -12,20 +12,22 @@
 //            sharpens the reconstructions.
 // Data: train = `skulls` skulls from `seed`, validation (curves only) from seed + 1, test (every reported
 // held-out figure) from seed + 10000; each skull gives a complete, a cranial-defect and a facial-defect volume.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { monaiVarAutoEncoder, type VaeConfig } from '../config.js';
 import { VolumeDataset } from '../data/dataset.js';
 import { generateSkullDataset, type SkullFactors, type SyntheticDataset } from '../data/synth/index.js';
 import { calibrateCompletion } from '../completion/calibrate.js';
 import { encodeDataset, type EncodedDataset } from '../latent/index.js';
-import { lineChart, writePng } from '../report/plot.js';
+import { lineChart } from '../report/plot.js';
+import { runInfo, writeReport, type ReportFigure } from '../report/report.js';
 import { Trainer, type EpochInfo, type LrScheduleSpec } from '../train/trainer.js';
 import { trainStage2 } from '../train/two_stage.js';
 import { Vae, setThreads } from '../vae.js';
 import type { Backend } from '../types.js';
 import { COMPLETION_METHOD_LABELS, completionEvaluation, generationScores, latentDiagnostics, mean, reconstructionScores, summarise, type CompletionEvaluation, type CompletionMethodName, type GenerationScores, type LatentDiagnostics } from './evaluate.js';
 import { completionFigure, samplesFigure } from './figures.js';
+import { heartbeat } from './heartbeat.js';
 
 export type Scale = 'test' | 'default' | 'full';
 
@@ -58,6 +60,16 @@ export const PIPELINE_STAGE1_BETA = 0.1;
 export const MATCH_TOLERANCE = 0.02;
 /** The completion target of the method issue: mean implant Dice over cranial and facial held-out defects. */
 export const COMPLETION_TARGET = 0.6;
+
+/** What each completion method does, for the figures' captions. */
+const METHOD_CAPTIONS: Record<CompletionMethodName, string> = {
+  input: 'the defective input returned unchanged (the floor: no implant).',
+  'mean-skull': 'the mean training skull\'s voxels missing from the input.',
+  nearest: 'the nearest training skull in latent space, its voxels missing from the input.',
+  'dev-raw': "the paper's z + γ·DEV decoded, implant = decoded minus input with no cleaning.",
+  dev: "the paper's z + γ·DEV decoded, implant cleaned inside the defect map.",
+  fit: 'per-case latent fitting: z optimised so the decoded skull matches the input where bone is present, implant from the fitted decode.',
+};
 
 export interface PipelineOptions {
   out: string;
@@ -154,11 +166,14 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineResult> {
   const schedule = (n: number): LrScheduleSpec => (o.lrSchedule !== 'cosine' ? { kind: 'constant' } : { kind: 'cosine', totalSteps: n * stepsPerEpoch, warmupSteps: Math.min(200, stepsPerEpoch), minFactor: 0.01 });
   const runTrainer = async (label: string, vae: Vae, n: number, opts: ConstructorParameters<typeof Trainer>[2]): Promise<EpochInfo[]> => {
     const ts = performance.now();
+    const hb = heartbeat(log, label, n, stepsPerEpoch);
     const r = await new Trainer(vae, train, {
       lrSchedule: schedule(n),
       ...opts,
       validation,
+      onStep: hb.onStep,
       onEpoch: (e) => {
+        hb.onEpoch(e);
         const per = (performance.now() - ts) / 1000 / e.epoch;
         log(`  ${label}: epoch ${e.epoch}/${n}  loss/vol ${fmt(e.loss, 2)}  KL/vol ${fmt(e.klPerSample, 2)}  validation Dice ${fmt(e.validation['dice'] ?? NaN)}  (${duration(per * e.epoch)}, ~${duration(per * (n - e.epoch))} left)`);
       },
@@ -207,11 +222,14 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineResult> {
     const c1 = await runTrainer(`stage 1 (β = ${beta})`, vae, epochs, { epochs, batchSize: batch, seed, beta, optimizer: { kind: 'adam', lr } });
     log(`training the aggregated VAE: stage 2 (encoder frozen, a new decoder on z = μ), ${epochs2} epochs`);
     const ts2 = performance.now();
+    const hb2 = heartbeat(log, 'stage 2', epochs2, stepsPerEpoch);
     const r2 = await trainStage2(vae, {
       train, validation, seed, decoderConfig: config,
       trainer: {
         epochs: epochs2, batchSize: batch, optimizer: { kind: 'adam', lr }, latent: 'mean', lrSchedule: schedule(epochs2),
+        onStep: hb2.onStep,
         onEpoch: (e) => {
+          hb2.onEpoch(e);
           const per = (performance.now() - ts2) / 1000 / e.epoch;
           log(`  stage 2: epoch ${e.epoch}/${epochs2}  recon/vol ${fmt(e.recon, 2)}  validation Dice ${fmt(e.validation['dice'] ?? NaN)}  (~${duration(per * (epochs2 - e.epoch))} left)`);
         },
@@ -285,8 +303,6 @@ async function writePipelineReport(out: string, r: ReportInput): Promise<{ repor
   );
   for (const m of r.models) if (m.collapsed) summary.push(`WARNING: ${m.name} collapsed: 0 active latent units (KL ${fmt(m.latent.kl, 2)} nats per volume); its latent codes carry almost no information.`);
   const md: string[] = [];
-  md.push('# voxvae main job: the aggregated VAE and skull completion on synthetic skulls', '');
-  for (const l of summary) md.push(l.startsWith('WARNING') ? `> **${l}**` : `**${l.split(':')[0]}:**${l.slice(l.indexOf(':') + 1)}`, '');
   md.push(
     '## Setup', '',
     `- Data: ${r.nTrain} training skulls (seed ${r.seed}); validation skulls (seed ${r.seed + 1}) for the curves only; ${r.nTest} held-out test skulls (seed ${r.seed + 10000}), never trained or tuned on. Each skull gives three volumes (complete, cranial defect, facial defect) at ${r.shape.join('×')} (voxel ${r.spacing.map((s) => s.toFixed(1)).join(' × ')} mm).`,
@@ -318,59 +334,37 @@ async function writePipelineReport(out: string, r: ReportInput): Promise<{ repor
     '',
   );
   // Figures.
-  const figs: { file: string; caption: string }[] = [];
+  const figs: ReportFigure[] = [];
   const series = r.models.flatMap((m) => m.curves.map((c) => ({ name: `${m.name}: ${c.stage}`, epochs: c.epochs })));
-  await writePng(path.join(out, 'loss_curves.png'), lineChart('Training loss per volume', series.map((s) => ({ name: s.name, x: s.epochs.map((e) => e.epoch), y: s.epochs.map((e) => e.loss) })), { xLabel: 'epoch', yLabel: 'loss / volume', logY: true }));
-  figs.push({ file: 'loss_curves.png', caption: 'Training loss per volume (80·Dice + β·KL; stage 2 is the reconstruction term alone).' });
-  await writePng(path.join(out, 'validation_dice.png'), lineChart('Validation reconstruction Dice', series.map((s) => ({ name: s.name, x: s.epochs.map((e) => e.epoch), y: s.epochs.map((e) => e.validation['dice'] ?? NaN) })), { xLabel: 'epoch', yLabel: 'Dice ↑' }));
+  figs.push({ file: 'loss_curves.png', svg: lineChart('Training loss per volume', series.map((s) => ({ name: s.name, x: s.epochs.map((e) => e.epoch), y: s.epochs.map((e) => e.loss) })), { xLabel: 'epoch', yLabel: 'loss / volume ↓', logY: true }), caption: 'Training loss per volume (80·Dice + β·KL; stage 2 is the reconstruction term alone).' });
+  const diceSvg = lineChart('Validation reconstruction Dice', series.map((s) => ({ name: s.name, x: s.epochs.map((e) => e.epoch), y: s.epochs.map((e) => e.validation['dice'] ?? NaN) })), { xLabel: 'epoch', yLabel: 'Dice ↑' });
   const plateaus = series.map((s) => `${s.name}: ${plateauOf(s.epochs)}`).join('; ');
-  figs.push({ file: 'validation_dice.png', caption: `Validation reconstruction Dice per epoch (seed ${r.seed + 1}). Where each curve flattens (gains below 0.005 from then on): ${plateaus}. The default budget (${r.epochs} epochs a stage) is what fits \`npm start\` in about 7 minutes on 2 cores; the β = 1e-4 curve has not flattened there.` });
+  figs.push({ file: 'validation_dice.png', svg: diceSvg, caption: `Validation reconstruction Dice per epoch (seed ${r.seed + 1}). Where each curve flattens (gains below 0.005 from then on): ${plateaus}. The default budget (${r.epochs} epochs a stage) is what fits \`npm start\` in about 7 minutes on 2 cores; the β = 1e-4 curve has not flattened there.` });
   const ex = r.completion.examples;
   for (const cls of [...new Set(ex.map((e) => e.cls))]) {
     for (const method of [...new Set([r.best.method, 'fit', 'dev-raw'])] as CompletionMethodName[]) {
       const cases = ex.filter((e) => e.cls === cls && e.implants[method]).map((e) => ({ label: `skull ${e.id}`, input: e.input, truth: e.truth, predicted: e.implants[method]! }));
       if (!cases.length) continue;
       const file = `completion_${cls}_${method}.png`;
-      await writePng(path.join(out, file), completionFigure(`${cls} defects, ${COMPLETION_METHOD_LABELS[method]}`, cases, r.shape, r.spacing));
-      figs.push({ file, caption: `Held-out ${cls} defects completed by ${COMPLETION_METHOD_LABELS[method]}: three orthogonal slices through the true defect's centre; green = predicted implant that is right, orange = predicted where there is no defect, blue = defect left unfilled.` });
+      const s = r.byMethod.find((b) => b.method === method)?.s[cls];
+      figs.push({ file, svg: completionFigure(`${cls} defects, ${COMPLETION_METHOD_LABELS[method]}`, cases, r.shape, r.spacing), caption: `Held-out ${cls} defects completed by ${COMPLETION_METHOD_LABELS[method]} — ${METHOD_CAPTIONS[method]}${s ? ` Over all ${s.n} held-out ${cls} defects this method's implant Dice is ${fmt(s.implantDice)}.` : ''} Axial, coronal and sagittal slices through the true defect's centre; grey = the defective input, green = predicted implant that is right, orange = predicted where there is no defect, blue = defect left unfilled.` });
     }
   }
   for (const m of r.models) {
     const file = `prior_samples_${m.name}.png`;
-    await writePng(path.join(out, file), samplesFigure(`${m.name}: decoded prior samples z ~ N(0, I)`, m.generation.examples, r.shape, r.spacing));
-    figs.push({ file, caption: `${m.description}: four decoded samples from the prior N(0, I).` });
+    figs.push({ file, svg: samplesFigure(`${m.name}: decoded prior samples z ~ N(0, I)`, m.generation.examples, r.shape, r.spacing), caption: `${m.description}: four decoded samples from the prior N(0, I).` });
   }
-  md.push('## Figures', '', ...figs.flatMap((f) => [`![${f.caption}](${f.file})`, '', f.caption, '']));
-  const reportFile = path.join(out, 'report.md');
-  await writeFile(reportFile, md.join('\n'));
-  const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
-  const mdTable = (lines: string[]): string => {
-    const rows = lines.filter((l) => !/^\|---/.test(l)).map((l) => l.split('|').slice(1, -1).map((c) => c.trim()));
-    return `<table><tr>${rows[0]!.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>${rows.slice(1).map((row) => `<tr>${row.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('')}</table>`;
-  };
-  let html = '';
-  let table: string[] = [];
-  for (const line of md) {
-    if (line.startsWith('|')) {
-      table.push(line);
-      continue;
-    }
-    if (table.length) (html += mdTable(table)), (table = []);
-    if (line.startsWith('# ')) html += `<h1>${esc(line.slice(2))}</h1>`;
-    else if (line.startsWith('## ')) html += `<h2>${esc(line.slice(3))}</h2>`;
-    else if (line.startsWith('### ')) html += `<h3>${esc(line.slice(4))}</h3>`;
-    else if (line.startsWith('> ')) html += `<p class="warn">${esc(line.slice(2).replace(/\*\*/g, ''))}</p>`;
-    else if (line.startsWith('![')) {
-      const m = /^!\[(.*)\]\((.*)\)$/.exec(line)!;
-      html += `<figure><img src="${m[2]}" alt="${esc(m[1]!)}"></figure>`;
-    } else if (line.startsWith('- ')) html += `<p>• ${esc(line.slice(2))}</p>`;
-    else if (line) html += `<p>${esc(line).replace(/\*\*(.+?)\*\*/g, '<b>$1</b>')}</p>`;
-  }
-  if (table.length) html += mdTable(table);
-  await writeFile(path.join(out, 'report.html'), `<!doctype html><meta charset="utf-8"><title>voxvae main job</title><style>body{font-family:sans-serif;max-width:1150px;margin:auto;padding:1em}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}.warn{background:#fff3cd;border:1px solid #e0b000;padding:.6em}img{max-width:100%}</style>${html}`);
-  await writeFile(
-    path.join(out, 'results.json'),
-    JSON.stringify({ summary, setup: { scale: r.scale, shape: r.shape, seed: r.seed, trainSkulls: r.nTrain, testSkulls: r.nTest, testSeed: r.seed + 10000, epochs: r.epochs, stage2Epochs: r.epochs2, beta: r.beta, lr: r.lr, batch: r.batch }, models: r.models.map((m) => ({ ...m, generation: { ...m.generation, examples: undefined } })), completion: r.byMethod, matched: r.matched }, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2),
-  );
+  md.push('## Figures', '', ...figs.flatMap((f) => [`{{figure:${f.file}}}`, '']));
+  const json = { setup: { scale: r.scale, shape: r.shape, seed: r.seed, trainSkulls: r.nTrain, testSkulls: r.nTest, testSeed: r.seed + 10000, epochs: r.epochs, stage2Epochs: r.epochs2, beta: r.beta, lr: r.lr, batch: r.batch }, summary, models: r.models.map((m) => ({ ...m, generation: { ...m.generation, examples: undefined } })), completion: r.byMethod, matched: r.matched };
+  const files = await writeReport(out, {
+    title: 'voxvae main job: the aggregated VAE and skull completion on synthetic skulls',
+    run: runInfo(undefined, r.seed, r.totalSeconds),
+    summary: summary.filter((l) => !l.startsWith('WARNING')),
+    warnings: summary.filter((l) => l.startsWith('WARNING')).map((l) => l.replace(/^WARNING: /, '')),
+    body: md,
+    figures: figs,
+    json,
+  });
+  const reportFile = files.md;
   return { reportFile, summary };
 }

@@ -17,8 +17,14 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
 const fmt = (v: number): string => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(0) : String(+v.toPrecision(3)));
 
 /** A line chart; logY plots log10 of positive values. */
+/** Width of a label in px at `size` (DejaVu Sans averages about 0.62 em a character); for layout only. */
+export const textWidth = (s: string, size = 11): number => s.length * size * 0.62;
+
 export function lineChart(title: string, series: Series[], opts: { xLabel?: string; yLabel?: string; logY?: boolean; width?: number; height?: number } = {}): string {
-  const W = opts.width ?? 640, H = opts.height ?? 400, L = 70, R = 150, T = 36, B = 46;
+  // The legend sits right of the plot, as wide as its longest name needs (the figure grows, never cuts it).
+  const legendW = 45 + Math.max(0, ...series.map((s) => textWidth(s.name)));
+  const L = 70, R = Math.max(60, legendW + 10), T = 36, B = 46;
+  const W = (opts.width ?? 640) + Math.max(0, R - 150), H = Math.max(opts.height ?? 400, T + 30 + series.length * 18);
   const tr = (v: number): number => (opts.logY ? Math.log10(Math.max(v, 1e-12)) : v);
   const xs = series.flatMap((s) => s.x), ys = series.flatMap((s) => s.y.map(tr)).filter(Number.isFinite);
   let [x0, x1] = [Math.min(...xs), Math.max(...xs)], [y0, y1] = [Math.min(...ys), Math.max(...ys)];
@@ -53,31 +59,41 @@ export interface ScatterGroup {
 
 /** A scatter of groups with optional centroid markers and arrows (from → to). */
 export function scatterChart(title: string, groups: ScatterGroup[], opts: { centroids?: { name: string; at: [number, number] }[]; arrows?: { from: [number, number]; to: [number, number]; label: string }[]; width?: number; height?: number } = {}): string {
-  const W = opts.width ?? 520, H = opts.height ?? 460, M = 40, T = 36;
+  const legendW = 20 + Math.max(90, ...groups.map((g) => textWidth(g.name)));
+  const W = Math.max(opts.width ?? 520, 400 + legendW), H = opts.height ?? 460, M = 40, T = 36;
   const all = [...groups.flatMap((g) => g.points), ...(opts.centroids ?? []).map((c) => c.at)];
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  const sx = (x: number): number => M + ((x - x0) / (x1 - x0 || 1)) * (W - 2 * M - 110);
+  const sx = (x: number): number => M + ((x - x0) / (x1 - x0 || 1)) * (W - 2 * M - legendW);
   const sy = (y: number): number => H - M - ((y - y0) / (y1 - y0 || 1)) * (H - M - T - 10);
   const parts = [`<rect width="${W}" height="${H}" fill="white"/>`, `<defs><marker id="ah" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#000"/></marker></defs>`, `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-family="DejaVu Sans">${esc(title)}</text>`];
   groups.forEach((g, i) => {
     for (const [x, y] of g.points) parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.5" fill="${color(i)}" fill-opacity="0.65"/>`);
-    parts.push(`<circle cx="${W - 120}" cy="${T + 12 + i * 18}" r="5" fill="${color(i)}"/>`, `<text x="${W - 110}" y="${T + 16 + i * 18}" font-size="11" font-family="DejaVu Sans">${esc(g.name)}</text>`);
+    parts.push(`<circle cx="${W - legendW}" cy="${T + 12 + i * 18}" r="5" fill="${color(i)}"/>`, `<text x="${W - legendW + 10}" y="${T + 16 + i * 18}" font-size="11" font-family="DejaVu Sans">${esc(g.name)}</text>`);
   });
   for (const c of opts.centroids ?? []) {
     const gi = groups.findIndex((g) => g.name === c.name);
     parts.push(`<rect x="${sx(c.at[0]) - 6}" y="${sy(c.at[1]) - 6}" width="12" height="12" fill="${color(gi)}" stroke="#000" stroke-width="1.5"/>`);
   }
-  for (const a of opts.arrows ?? [])
-    parts.push(`<line x1="${sx(a.from[0])}" y1="${sy(a.from[1])}" x2="${sx(a.to[0])}" y2="${sy(a.to[1])}" stroke="#000" stroke-width="2" marker-end="url(#ah)"/>`, `<text x="${(sx(a.from[0]) + sx(a.to[0])) / 2 + 4}" y="${(sy(a.from[1]) + sy(a.to[1])) / 2 - 4}" font-size="11" font-family="DejaVu Sans">${esc(a.label)}</text>`);
+  // Arrow labels beside their arrow's midpoint, moved down until they overlap no label placed before.
+  const placed: { x: number; y: number; w: number }[] = [];
+  for (const a of opts.arrows ?? []) {
+    parts.push(`<line x1="${sx(a.from[0])}" y1="${sy(a.from[1])}" x2="${sx(a.to[0])}" y2="${sy(a.to[1])}" stroke="#000" stroke-width="2" marker-end="url(#ah)"/>`);
+    const w = textWidth(a.label);
+    let x = Math.min((sx(a.from[0]) + sx(a.to[0])) / 2 + 4, W - legendW - 10 - w), y = (sy(a.from[1]) + sy(a.to[1])) / 2 - 4;
+    x = Math.max(2, x);
+    while (placed.some((p) => Math.abs(p.y - y) < 14 && x < p.x + p.w + 4 && p.x < x + w + 4)) y += 14;
+    placed.push({ x, y, w });
+    parts.push(`<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" font-size="11" font-family="DejaVu Sans" paint-order="stroke" stroke="white" stroke-width="3">${esc(a.label)}</text>`);
+  }
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${parts.join('')}</svg>`;
 }
 
 /** A grid of grey-scale images (values 0..1, row-major h × w), with row and column labels. */
 export function imageGrid(title: string, cells: { image: Float32Array | Uint8Array; h: number; w: number }[][], rowLabels: string[], colLabels: string[], pixel = 3): string {
   const ch = Math.max(...cells.flat().map((c) => c.h)) * pixel, cw = Math.max(...cells.flat().map((c) => c.w)) * pixel;
-  const L = 150, T = 50, gap = 6;
-  const W = L + colLabels.length * (cw + gap), H = T + rowLabels.length * (ch + gap);
+  const L = 150, T = 50, gap = 6, bar = 70;
+  const W = L + colLabels.length * (cw + gap) + bar, H = Math.max(T + rowLabels.length * (ch + gap), T + 140);
   const parts = [`<rect width="${W}" height="${H}" fill="white"/>`, `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14" font-family="DejaVu Sans">${esc(title)}</text>`];
   colLabels.forEach((c, j) => parts.push(`<text x="${L + j * (cw + gap) + cw / 2}" y="${T - 8}" text-anchor="middle" font-size="11" font-family="DejaVu Sans">${esc(c)}</text>`));
   cells.forEach((row, i) => {
@@ -95,6 +111,11 @@ export function imageGrid(title: string, cells: { image: Float32Array | Uint8Arr
         }
     });
   });
+  // Colour bar: the grey scale of the cells (0 = black, 1 = white; values ≤ 0.02 are drawn black).
+  const bx = W - bar + 14, by = T, bh = Math.min(120, H - T - 10);
+  parts.push(`<defs><linearGradient id="cbar" x1="0" y1="1" x2="0" y2="0"><stop offset="0" stop-color="black"/><stop offset="1" stop-color="white"/></linearGradient></defs>`, `<rect x="${bx}" y="${by}" width="14" height="${bh}" fill="url(#cbar)" stroke="#333"/>`);
+  for (const [v, yy] of [[1, by], [0.5, by + bh / 2], [0, by + bh]] as const) parts.push(`<text x="${bx + 18}" y="${yy + 4}" font-size="10" font-family="DejaVu Sans">${v}</text>`);
+  parts.push(`<text x="${bx + 7}" y="${by + bh + 16}" text-anchor="middle" font-size="10" font-family="DejaVu Sans">value</text>`);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${parts.join('')}</svg>`;
 }
 
@@ -122,8 +143,18 @@ export function overlayGrid(title: string, rows: { label: string; cells: Overlay
   const gap = 8, L = 130, T = 52;
   const colW = colLabels.map((_, j) => Math.max(...rows.map((r) => r.cells[j] ? r.cells[j]!.w * r.cells[j]!.pw : 0)));
   const rowH = rows.map((r) => Math.max(...r.cells.map((c) => c.h * c.ph)));
-  const legendH = 28;
-  const W = Math.max(L + colW.reduce((a, b) => a + b + gap, 0), 160 + legend.length * 190), H = T + rowH.reduce((a, b) => a + b + gap, 0) + legendH;
+  // Legend entries flow left to right and wrap, so the legend always fits the figure's width.
+  const W = Math.max(L + colW.reduce((a, b) => a + b + gap, 0), 420);
+  const entryW = legend.map((l) => 34 + textWidth(l.label, 12));
+  const legendPos: [number, number][] = [];
+  let lx = 20, lrow = 0;
+  for (const w of entryW) {
+    if (lx > 20 && lx + w > W - 10) (lx = 20), lrow++;
+    legendPos.push([lx, lrow]);
+    lx += w;
+  }
+  const legendH = 28 + lrow * 22;
+  const H = T + rowH.reduce((a, b) => a + b + gap, 0) + legendH;
   const parts = [`<rect width="${W}" height="${H}" fill="white"/>`, `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14" font-family="DejaVu Sans">${esc(title)}</text>`];
   let x0 = L;
   colLabels.forEach((c, j) => {
@@ -147,7 +178,7 @@ export function overlayGrid(title: string, rows: { label: string; cells: Overlay
     y0 += rowH[i]! + gap;
   });
   legend.forEach((l, i) => {
-    const lx = 20 + i * 190, ly = H - legendH / 2;
+    const [lx, r] = legendPos[i]!, ly = H - legendH + 14 + r * 22;
     parts.push(`<rect x="${lx}" y="${ly - 7}" width="14" height="14" fill="${l.color}" stroke="#333"/>`, `<text x="${lx + 20}" y="${ly + 5}" font-size="12" font-family="DejaVu Sans">${esc(l.label)}</text>`);
   });
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${parts.join('')}</svg>`;

@@ -291,6 +291,8 @@ export interface RiveraTrainOptions extends RiveraStepOptions {
   onStep?: (r: RiveraStepResult & { epoch: number }) => void;
   /** After every epoch (e.g. validation). */
   onEpoch?: (e: RiveraEpoch) => void | Promise<void>;
+  /** Stops after the current step (the result then holds the epochs completed). */
+  signal?: AbortSignal;
 }
 
 export interface RiveraEpoch {
@@ -316,13 +318,14 @@ export async function trainRivera(vae: Vae, disc: Discriminator | null, data: Vo
   if (o.onEpoch !== undefined) is.fn('options.onEpoch', o.onEpoch);
   const means = (o.populationVariance ?? 'means') === 'means' && (o.populationWeight ?? 1) > 0;
   if (means && o.batchSize < 2) invalid('options.batchSize', "must be >= 2 for the population term with populationVariance 'means' (or use 'mixture')", o.batchSize);
-  const { epochs: _e, batchSize: _b, seed: _s, onStep: _os, onEpoch: _oe, ...stepOptions } = o;
+  const { epochs: _e, batchSize: _b, seed: _s, onStep: _os, onEpoch: _oe, signal, ...stepOptions } = o;
   const epochs: RiveraEpoch[] = [], steps: RiveraStepResult[] = [];
   for (let epoch = 0; epoch < o.epochs; epoch++) {
     const acc = { loss: 0, recon: 0, population: 0, individual: 0, adversarial: 0, discriminator: 0, n: 0 };
     for await (const b of data.batches({ batchSize: o.batchSize, seed: o.seed ?? 0, epoch, shuffle: true, dropLast: false })) {
       const n = b.items.length;
       if (means && n < 2) continue;
+      if (signal?.aborted) return { epochs, steps };
       const r = await riveraTrainStep(vae, disc, { input: b.input, target: b.target, shape: b.shape }, stepOptions);
       steps.push(r);
       o.onStep?.({ ...r, epoch });

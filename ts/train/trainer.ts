@@ -29,7 +29,7 @@ import path from 'node:path';
 import { VoxvaeError } from '../errors.js';
 import type { AugmentOptions, VolumeDataset } from '../data/dataset.js';
 import * as is from '../is.js';
-import { LATENT_MODES } from '../types.js';
+import { LATENT_MODES, type Backend } from '../types.js';
 import { parseSafetensors, writeFileAtomic } from '../safetensors.js';
 import { resolveConfigs, serializeCheckpoint } from '../model/checkpoint.js';
 import { Vae, type LatentMode, type ReconLoss, type StepResult } from '../vae.js';
@@ -249,9 +249,10 @@ export class Trainer {
   }
 
   /** Restores a trainer from a checkpoint folder written by `save`/the checkpoint option: the model
-   *  (weights, Adam, step), the β-schedule state and the position in the data order. */
-  static async resume(dir: string, data: VolumeDataset, options: TrainerOptions): Promise<Trainer> {
-    const vae = await Vae.load(path.join(dir, 'model.safetensors'));
+   *  (weights, Adam, step), the β-schedule state and the position in the data order; `load.backend`
+   *  picks the engine the model is loaded on (default 'cpu'). */
+  static async resume(dir: string, data: VolumeDataset, options: TrainerOptions, load: { backend?: Backend } = {}): Promise<Trainer> {
+    const vae = await Vae.load(path.join(dir, 'model.safetensors'), load.backend ? { backend: load.backend } : {});
     let st: TrainerState;
     try {
       st = JSON.parse(await readFile(path.join(dir, 'trainer.json'), 'utf8')) as TrainerState;
