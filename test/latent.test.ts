@@ -78,8 +78,10 @@ test('two-stage: stage 2 leaves the encoder bit-identical; the aggregated VAE is
   const a = await r.vae.forward(x, { mode: 'eval', latent: 'mean', batch: 2 }), b = await back.forward(x, { mode: 'eval', latent: 'mean', batch: 2 });
   t.deepEqual(b.recon, a.recon);
 
-  const enc = await encodeDataset(back, ds);
+  const progress: [number, number][] = [];
+  const enc = await encodeDataset(back, ds, { batchSize: 4, onProgress: (done, total) => progress.push([done, total]) });
   t.is(enc.n, 6);
+  t.deepEqual(progress, [[4, 6], [6, 6]], 'encodeDataset reports its progress after every batch');
   t.deepEqual(enc.labels.slice().sort(), ['complete', 'complete', 'cranial', 'cranial', 'facial', 'facial']);
   const z = latentCodes(enc, 'mean+std');
   t.is(z[0], Math.fround(enc.mu[0]! + enc.sigma[0]!));

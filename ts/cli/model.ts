@@ -113,7 +113,14 @@ export async function runEvaluate(o: EvaluateOptions, version: string): Promise<
       last = performance.now();
       log(`  reconstructed ${done}/${total}`);
     });
-    const enc = await encodeDataset(vae, vols, { batchSize: o.batch });
+    const enc = await encodeDataset(vae, vols, {
+      batchSize: o.batch,
+      onProgress: (done, total) => {
+        if (performance.now() - last < 5000) return;
+        last = performance.now();
+        log(`  encoded ${done}/${total}`);
+      },
+    });
     const k = enc.k;
     let klSum = 0;
     for (let i = 0; i < enc.n * k; i++) {

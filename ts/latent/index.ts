@@ -28,7 +28,7 @@ export interface EncodedDataset {
 }
 
 /** Encodes every volume of a dataset (eval mode) in dataset order; z is the model's evaluation latent. */
-export async function encodeDataset(vae: Vae, ds: VolumeDataset, opts: { batchSize?: number } = {}): Promise<EncodedDataset> {
+export async function encodeDataset(vae: Vae, ds: VolumeDataset, opts: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<EncodedDataset> {
   const k = vae.config.latentSize;
   const latent = vae.evalLatent;
   const mus: Float32Array[] = [], sigmas: Float32Array[] = [], zs: Float32Array[] = [];
@@ -45,6 +45,7 @@ export async function encodeDataset(vae: Vae, ds: VolumeDataset, opts: { batchSi
       pairIds.push(it.item.pairId);
       indices.push(it.index);
     }
+    opts.onProgress?.(labels.length, ds.length);
   }
   const n = labels.length;
   const cat = (parts: Float32Array[]): Float32Array => {
