@@ -14,7 +14,7 @@ import { latentStatistics } from '../metrics/latent.js';
 import { mutualInformationGap } from '../metrics/mig.js';
 import { dice } from '../metrics/overlap.js';
 import { hausdorffDistance95 } from '../metrics/surface.js';
-import { imageGrid, lineChart, scatterChart, writePng } from '../report/plot.js';
+import { lineChart, scatterChart, writePng } from '../report/plot.js';
 import type { BetaScheduleSpec } from '../train/beta.js';
 import { Trainer, type StepInfo, type EpochInfo } from '../train/trainer.js';
 import { trainStage2 } from '../train/two_stage.js';
@@ -25,6 +25,7 @@ import type { LatentMode } from '../types.js';
 import { reconstructionDice } from '../train/trainer.js';
 import { discriminatorFor, trainRivera, type RiveraStepResult } from '../train/rivera.js';
 import type { Scale } from './pipeline.js';
+import { completionFigure, type CompletionCase } from './figures.js';
 import { generationScores } from './evaluate.js';
 
 // ---- Rivera's recipe rows ('rivera': population prior + variance penalty; 'rivera-gan': + 3D PatchGAN) ----
@@ -176,7 +177,7 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
   const curves = new Map<string, EpochInfo[]>();
   const steps = new Map<string, StepInfo[]>();
   const scatters: { method: string; file: string }[] = [];
-  const slices: string[] = [];
+  const slices: { file: string; method: string; implant: { cranial: number; facial: number } }[] = [];
   let stage1ForAggregate: Vae | null = null;
 
   const evaluate = async (name: MethodName, vae: Vae, seconds: number): Promise<void> => {
@@ -195,22 +196,7 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
     let rd = 0;
     encVal.indices.forEach((idx, r) => (rd += dice({ data: fg(recon, r), shape }, { data: valVols[idx]!.data, shape })));
     const comp: Record<string, { dice: number; hd: number; implant: number; n: number }> = { cranial: { dice: 0, hd: 0, implant: 0, n: 0 }, facial: { dice: 0, hd: 0, implant: 0, n: 0 } };
-    const gridRows: { image: Float32Array; h: number; w: number }[][] = [], gridLabels: string[] = [];
-    // The figure shows, per row, the D slice that cuts the most of the true implant.
-    const defectSlice = (gt: ArrayLike<number>, def: ArrayLike<number>): number => {
-      let best = Math.floor(D / 2), most = 0;
-      for (let d = 0; d < D; d++) {
-        let c = 0;
-        for (let j = d * H * W; j < (d + 1) * H * W; j++) if (gt[j] && !def[j]) c++;
-        if (c > most) (most = c), (best = d);
-      }
-      return best;
-    };
-    const slice = (vol: ArrayLike<number>, off: number, d: number): Float32Array => {
-      const img = new Float32Array(H * W);
-      for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) img[h * W + w] = vol[off + d * H * W + h * W + w]!;
-      return img;
-    };
+    const cases: CompletionCase[] = [];
     for (const cls of ['cranial', 'facial'] as const) {
       const rowsC = encVal.labels.map((l, r) => (l === cls ? r : -1)).filter((r) => r >= 0);
       if (!rowsC.length || !devs.get(cls)) continue;
@@ -231,17 +217,15 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
         comp[cls]!.implant += dice({ data: implantOf(m), shape }, { data: implantOf(gt), shape });
         comp[cls]!.n++;
         if (i === 0) {
-          gridLabels.push(`${cls} input`, `${cls} truth`);
-          const d = defectSlice(gt, def);
-          const pr = gammas.map((_, g) => ({ image: slice(out, ((g * rowsC.length + i) * 2 + 1) * S, d), h: H, w: W }));
-          gridRows.push([{ image: slice(def, 0, d), h: H, w: W }, { image: slice(gt, 0, d), h: H, w: W }, ...pr]);
+          const input = Uint8Array.from(def, (v) => (v ? 1 : 0));
+          gammas.forEach((g, gi) => cases.push({ label: `${cls}, γ = ${g}`, input, truth: implantOf(gt), predicted: implantOf(fg(out, gi * rowsC.length + i)) }));
         }
       });
     }
-    if (gridRows.length) {
+    if (cases.length) {
       const file = `completion_${name}.png`;
-      await writePng(path.join(o.out, file), imageGrid(`${name}: completion z + γ·DEV (slice through the defect)`, gridRows.map((r) => r), gridRows.map((_, i) => gridLabels[2 * i]!.split(' ')[0]!), ['defective input', 'true complete', 'γ = 0', 'γ = 0.5', 'γ = 1'], 3));
-      slices.push(file);
+      await writePng(path.join(o.out, file), completionFigure(`${name}: completion z + γ·DEV`, cases, shape, valVols[0]!.spacing));
+      slices.push({ file, method: name, implant: { cranial: comp.cranial!.n ? comp.cranial!.implant / comp.cranial!.n : NaN, facial: comp.facial!.n ? comp.facial!.implant / comp.facial!.n : NaN } });
     }
     // Gaussianity of the training latents, MIG against the generating factors (+ the class).
     const stats = latentStatistics(rows2(encTrain.mu, encTrain.n, k), { sigma: rows2(encTrain.sigma, encTrain.n, k) });
@@ -381,7 +365,8 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
   }
   figs.push(...riveraFigs);
   for (const s of scatters) figs.push({ file: s.file, caption: `${s.method}: 2-D PCA of training μ's, class centroids (squares) and deviation vectors (cf. Fig. 5).` });
-  for (const f of slices) figs.push({ file: f, caption: 'Completions z + γ·DEV for γ ∈ {0, 0.5, 1} (cf. Fig. 6–8).' });
+  for (const f of slices)
+    figs.push({ file: f.file, caption: `${f.method}: one held-out cranial and one facial defect completed by z + γ·DEV for γ ∈ {0, 0.5, 1} (cf. the paper's Fig. 6–8); over all validation defects at γ = 1 this method's implant Dice is ${Number.isFinite(f.implant.cranial) ? f.implant.cranial.toFixed(3) : '—'} (cranial), ${Number.isFinite(f.implant.facial) ? f.implant.facial.toFixed(3) : '—'} (facial). Axial, coronal and sagittal slices through the true defect's centre; grey = the defective input, green = predicted implant that is right, orange = predicted where there is no defect, blue = defect left unfilled.` });
 
   const f3 = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : '—');
   const f2 = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '—');
@@ -395,7 +380,7 @@ export async function runBetaTradeoff(o: BetaTradeoffOptions): Promise<{ rows: M
   const body = [
     `Data: ${synth.skulls.length} synthetic skulls × (complete, cranial defect, facial defect) at ${shape.join('×')}, seed ${seed}; ${train.length} training / ${validation.length} validation volumes, split by skull.`,
     `Model: MONAI VarAutoEncoder, channels [${config.channels.join(', ')}], latent ${config.latentSize}. Loss 80·Dice(sum) + β·KL(sum); Adam lr ${lr}; batch ${batch}; ${epochs} epochs per stage (the aggregated VAE = the β = 100 run + ${epochs} stage-2 epochs, latent '${o.stage2Latent ?? 'sample'}').`,
-    `Controllers see the batch mean of the per-sample KL from the previous iteration; set point ${klTarget} nats.`,
+    `Controllers see the batch mean of the per-sample KL of the current iteration (β(t) from KL(t), before backward, as the authors' code); set point ${klTarget} nats.`,
     '',
     ...table.split('\n'),
     '',
