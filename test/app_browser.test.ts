@@ -21,6 +21,7 @@ import { decodeNifti, encodeNifti } from '../ts/data/nifti.js';
 import { encodeNrrd } from '../ts/data/nrrd.js';
 import { resample } from '../ts/data/resample.js';
 import { ROOT } from './helpers.js';
+import type { AppState } from '../web/src/main.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const available = existsSync(CHROMIUM);
@@ -30,17 +31,6 @@ const browserTest = available ? test.serial : test.skip;
 const MODEL = path.join(ROOT, 'web/models/skull64-aggregated.safetensors');
 const EXAMPLE = path.join(ROOT, 'web/examples/cranial/000.nii.gz');
 
-interface AppState {
-  ready: boolean;
-  busy: boolean;
-  timings: Record<string, number>;
-  log: [string, number][];
-  firstRenderMs: number | null;
-  message: { kind: 'error' | 'info'; text: string } | null;
-  engine: { variant: string; threads: number; isolated: boolean } | null;
-  lastResult: { method: string; implantVoxels: number; dice: number | null } | null;
-  renders: number;
-}
 
 let tmp = '';
 let server: Server | null = null;

@@ -4,6 +4,7 @@ import { monaiVarAutoEncoder } from '../ts/config.js';
 import { VolumeDataset } from '../ts/data/dataset.js';
 import { generateSkullDataset } from '../ts/data/synth/index.js';
 import type { TrainerOptions } from '../ts/train/trainer.js';
+import type { Vae } from '../ts/vae.js';
 
 export const SHAPE: [number, number, number] = [16, 16, 16];
 export const CFG = monaiVarAutoEncoder({ inputShape: SHAPE, channels: [4, 8, 8], latentSize: 4 });
@@ -36,3 +37,11 @@ export async function trainerData(): Promise<VolumeDataset> {
   return VolumeDataset.fromSynthetic(await generateSkullDataset({ n: 3, shape: SHAPE, seed: 3, workers: 0, implants: false }));
 }
 
+/** Encoder then decoder parameters, concatenated. */
+export function weights(vae: Vae): Float32Array {
+  const e = vae.encoder.network.net.getParams(), d = vae.decoder.network.net.getParams();
+  const out = new Float32Array(e.length + d.length);
+  out.set(e);
+  out.set(d, e.length);
+  return out;
+}

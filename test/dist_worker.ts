@@ -10,18 +10,10 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { initDistributed } from '../ts/dist/index.js';
 import { Trainer } from '../ts/train/trainer.js';
-import { CFG, SEED, STEP_OPTS, batchOf, trainerData, trainerOptions } from './dist_common.js';
+import { CFG, SEED, STEP_OPTS, batchOf, trainerData, trainerOptions, weights } from './dist_common.js';
 import { Vae } from '../ts/vae.js';
 import { VoxvaeError } from '../ts/errors.js';
 import type { NativeBinding } from '../ts/native.js';
-
-function weights(vae: Vae): Float32Array {
-  const e = vae.encoder.network.net.getParams(), d = vae.decoder.network.net.getParams();
-  const out = new Float32Array(e.length + d.length);
-  out.set(e);
-  out.set(d, e.length);
-  return out;
-}
 
 async function main(): Promise<void> {
   const [mode, out] = process.argv.slice(2) as [string, string];

@@ -13,7 +13,7 @@ import { optimizerStep, resolveOptimizer } from '../ts/train/step.js';
 import { Vae } from '../ts/vae.js';
 import { ROOT, relErr } from './helpers.js';
 import { launch } from '../ts/cli/launch.js';
-import { CFG, SEED, STEP_OPTS, batchOf } from './dist_common.js';
+import { CFG, SEED, STEP_OPTS, batchOf, weights } from './dist_common.js';
 
 const have = distAvailable();
 if (!have) console.log(`distributed.test.ts: SKIPPED, the optional addon is not built (${DIST_BUILD_HINT})`);
@@ -60,14 +60,6 @@ const f32 = async (file: string): Promise<Float32Array> => {
   const b = await readFile(file);
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 };
-
-function weights(vae: Vae): Float32Array {
-  const e = vae.encoder.network.net.getParams(), d = vae.decoder.network.net.getParams();
-  const out = new Float32Array(e.length + d.length);
-  out.set(e);
-  out.set(d, e.length);
-  return out;
-}
 
 /**
  * The single-process reference: at every step each rank's gradient is computed on a replica holding the

@@ -42,7 +42,7 @@ interface Result {
 }
 
 /** What the page exposes for tests and the curious (read-only use). */
-interface AppState {
+export interface AppState {
   ready: boolean;
   busy: boolean;
   timings: Record<string, number>;
