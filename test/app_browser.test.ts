@@ -255,11 +255,13 @@ browserTest('completes the example with z + γ·DEV: the implant overlay appears
 browserTest('latent fitting shows its progress and finishes under 10 s', async (t) => {
   await page!.selectOption('#method', 'fit');
   await page!.click('#complete');
-  await page!.waitForFunction(() => {
+  // The progress bar and the text as one snapshot (the page sets both in one callback): a fit can end
+  // between two separate reads.
+  const during = await page!.waitForFunction(() => {
     const p = document.getElementById('progress') as HTMLProgressElement;
-    return !p.hidden && p.value > 0 && p.value < 1;
+    return !p.hidden && p.value > 0 && p.value < 1 && (document.getElementById('result-info')?.textContent ?? '');
   }, undefined, { timeout: 20_000 });
-  t.regex((await page!.textContent('#result-info')) ?? '', /latent fitting: step \d+ of \d+/);
+  t.regex(String(await during.jsonValue()), /latent fitting: step \d+ of \d+/);
   const s = await settle();
   t.is(s.message, null, JSON.stringify(s.message));
   const ms = s.timings['completion (latent fitting)']!;

@@ -48,3 +48,41 @@ test('activate: saturating logits, in place, and bad arguments', async (t) => {
   tensor.dispose();
   t.throws(() => nb.activate(tensor, 'softmax'), { code: 'EDISPOSED' });
 });
+
+test('activateInto: the in-place activation written into an array, the tensor unchanged, the first non-finite value found', async (t) => {
+  const nb = native();
+  const n = 3, c = 2, spatial = 70000;  // several chunks of the parallel check
+  const x = Float32Array.from({ length: n * c * spatial }, (_, i) => Math.sin(i * 0.37) * 30);
+  for (const act of ['softmax', 'sigmoid', 'none'] as const) {
+    const src = new nb.Tensor(x, [n, c, spatial]);
+    const dst = new Float32Array(x.length);
+    t.is(await nb.activateInto(src, act, dst), -1);
+    t.deepEqual(src.toArray(), x, 'the tensor is unchanged');
+    const inPlace = new nb.Tensor(x, [n, c, spatial]);
+    await nb.activate(inPlace, act);
+    t.deepEqual(dst, inPlace.toArray(), `${act}: the same bits as activate in place`);
+    src.dispose();
+    inPlace.dispose();
+  }
+  // Non-finite logits give non-finite outputs: the first one's index (not a later one's).
+  for (const i of [5, 65536 * 2 + 3, x.length - 1]) {
+    const bad = x.slice();
+    bad[i] = NaN;
+    bad[x.length - 1] = NaN;
+    const ten = new nb.Tensor(bad, [n, c, spatial], false);
+    const dst = new Float32Array(x.length);
+    const first = await nb.activateInto(ten, 'none', dst);
+    t.is(first, i);
+    // softmax spreads a NaN logit to its voxel's other channel: the first of the two.
+    const sm = await nb.activateInto(ten, 'softmax', dst);
+    const vox = i % spatial, sample = Math.floor(i / (c * spatial));
+    t.is(sm, Math.min(i, sample * c * spatial + vox));
+    ten.dispose();
+  }
+  const ten = new nb.Tensor(x, [n, c, spatial]);
+  t.throws(() => nb.activateInto(ten, 'softmax', new Float32Array(5)), { code: 'ESHAPE' });
+  t.throws(() => nb.activateInto(ten, 'softmax', [] as never), { code: 'EINVAL' });
+  t.throws(() => nb.activateInto(ten, 'relu' as never, new Float32Array(x.length)), { code: 'EINVAL' });
+  ten.dispose();
+  t.throws(() => nb.activateInto(ten, 'softmax', new Float32Array(x.length)), { code: 'EDISPOSED' });
+});

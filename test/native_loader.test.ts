@@ -5,7 +5,7 @@ import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { VoxvaeError } from '../ts/errors.js';
-import { addonCandidates, addonFile, loadAddonFrom, native } from '../ts/native.js';
+import { ADDON_ABI, addonCandidates, addonFile, loadAddonFrom, native } from '../ts/native.js';
 
 test('candidates: the local build first, then the prebuilds for this platform and libc', async (t) => {
   const root = await mkdtemp(path.join(os.tmpdir(), 'voxvae-loader-'));
@@ -41,7 +41,7 @@ test('no loadable candidate: one ENATIVE error naming each attempt and the fix',
 
 test('the loaded addon is the first candidate that loads', (t) => {
   const b = native();
-  t.is(b.abiVersion, 2);
+  t.is(b.abiVersion, ADDON_ABI);
   const first = addonCandidates().find((f) => {
     try {
       return loadAddonFrom([f]).binding === b;

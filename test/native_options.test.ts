@@ -47,3 +47,27 @@ test('Adam.step takes { lr, betas, eps, weightDecay, kind, gradScale }', async (
   y!.dispose();
   net.dispose();
 });
+
+test('Tensor.readInto copies exactly and finds the first non-finite value in the same pass', (t) => {
+  const nb = native();
+  const n = 3 * 4096 + 17;  // chunks of 4096 and a tail
+  const src = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 1e3);
+  const ten = new nb.Tensor(src, [n]);
+  const dst = new Float32Array(n);
+  t.is(ten.readInto(dst, true), -1);
+  t.deepEqual(dst, src);
+  for (const [i, v] of [[0, NaN], [4095, Infinity], [4096 * 2 + 5, -Infinity], [n - 1, NaN]] as const) {
+    const bad = src.slice();
+    bad[i] = v;
+    bad[n - 1] = i === n - 1 ? v : NaN;  // a later non-finite value never hides the first
+    const tb = new nb.Tensor(bad, [n], false);
+    t.is(tb.readInto(dst, true), i, `first non-finite at ${i}`);
+    t.is(tb.readInto(dst), -1, 'no check: -1');
+    t.deepEqual(dst, bad, 'copied whatever it holds');
+    tb.dispose();
+  }
+  t.throws(() => ten.readInto(new Float32Array(n - 1)), { code: 'ESHAPE' });
+  t.throws(() => ten.readInto(new Float64Array(n) as never), { code: 'EINVAL' });
+  ten.dispose();
+  t.throws(() => ten.readInto(dst), { code: 'EDISPOSED' });
+});

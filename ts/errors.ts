@@ -52,8 +52,18 @@ export function describe(value: unknown): string {
  * large that the decoder's logits overflow): never returns such values silently.
  */
 export function finiteOutput(values: ArrayLike<number>, where: string, what: string): void {
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i]!))
-      throw new VoxvaeError('ENOTFINITE', `${where}: the ${what} hold ${values[i]} at index ${i} although the input is finite — the input is far outside the range the model was trained on (e.g. a latent of huge magnitude); check it`);
-  }
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) notFinite(values, i, where, what);
+}
+
+/** finiteOutput for a native output: its values, copied and checked in one native pass. */
+export function finiteValues(t: { readonly length: number; readInto(dst: Float32Array, checkFinite?: boolean): number }, where: string, what: string): Float32Array {
+  const values = new Float32Array(t.length);
+  const i = t.readInto(values, true);
+  if (i >= 0) notFinite(values, i, where, what);
+  return values;
+}
+
+/** The ENOTFINITE of finiteOutput for values[i]. */
+export function notFinite(values: ArrayLike<number>, i: number, where: string, what: string): never {
+  throw new VoxvaeError('ENOTFINITE', `${where}: the ${what} hold ${values[i]} at index ${i} although the input is finite — the input is far outside the range the model was trained on (e.g. a latent of huge magnitude); check it`);
 }

@@ -13,6 +13,9 @@ export interface NativeTensor {
   readonly length: number;
   readonly disposed: boolean;
   toArray(): Float32Array;
+  /** Copies the tensor into dst (exactly `length` values); with checkFinite, returns the index of the first
+   *  NaN/±Inf (-1: none), found in the same pass over memory. */
+  readInto(dst: Float32Array, checkFinite?: boolean): number;
   /** Copies `data` (exactly `length` values) into this tensor's buffer; NaN/Inf fail with ENOTFINITE
    *  unless checkFinite is false. Not while a call using the tensor runs. (CPU addon only.) */
   set?(data: Float32Array, checkFinite?: boolean): void;
@@ -106,6 +109,9 @@ export interface NativeBinding {
   /** The model's output activation of t [n, c, ...] in place (softmax over dimension 1), threaded
    *  (native/core output_activation_forward); resolves to t. */
   activate(t: NativeTensor, activation: OutputActivation): Promise<NativeTensor>;
+  /** The output activation of t (unchanged) written into dst (t.length values), then dst checked: resolves
+   *  to the index of the first NaN/±Inf (-1: none). A decode's result in one pass. */
+  activateInto(t: NativeTensor, activation: OutputActivation, dst: Float32Array): Promise<number>;
   /** The gradient through the output activation from its output y [n, c, ...] and dy (same size): a new
    *  tensor dx (native/core output_activation_backward, threaded). */
   activateBackward(y: NativeTensor, dy: NativeTensor, activation: OutputActivation): Promise<NativeTensor>;
@@ -147,7 +153,7 @@ export interface NativeNcclComm {
 /** The addons' JS ABI (native/napi/exports.h kAddonAbi, both addons). 2: options objects (diceLoss,
  *  elementLoss, klNormal, reparameterize, reparameterizeBackward, populationKl, variancePenalty,
  *  Adam.step) and activate. */
-export const ADDON_ABI = 2;
+export const ADDON_ABI = 3;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let binding: NativeBinding | undefined;

@@ -1,6 +1,6 @@
 // Encoder, Decoder and Vae: the model API over the native engine. Inputs and outputs are
 // Float32Arrays in NCDHW order; every length is checked here before native code sees it.
-import { VoxvaeError, finiteOutput, invalid } from './errors.js';
+import { VoxvaeError, finiteValues, invalid, notFinite } from './errors.js';
 import { resnetV2Vae, validateConfig, type ResNetV2Options, type VaeConfig } from './config.js';
 import { buildDecoder, buildEncoder } from './model/build.js';
 import { native, nativeCall, nativeSync, type NativeBinding, type NativeTensor } from './native.js';
@@ -116,9 +116,7 @@ export class Encoder {
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(xt, n, train));
-      const r = { mu: outs[0]!.toArray(), logvar: outs[1]!.toArray() };
-      finiteOutput(r.mu, 'encode', 'means (mu)');
-      finiteOutput(r.logvar, 'encode', 'log-variances');
+      const r = { mu: finiteValues(outs[0]!, 'encode', 'means (mu)'), logvar: finiteValues(outs[1]!, 'encode', 'log-variances') };
       return r;
     } finally {
       release(xt, ...outs);
@@ -165,13 +163,19 @@ export class Decoder {
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(zt, n, train));
-      if (output === 'probabilities') await nativeCall(() => this.network.binding.activate(outs[0]!, this.config.outputActivation));
-      const y = outs[0]!.toArray();
-      finiteOutput(y, 'decode', 'logits');
+      const y = output === 'probabilities' ? await this.activated(outs[0]!) : finiteValues(outs[0]!, 'decode', 'logits');
       return (output === 'mask' ? maskOf(y, n, this.config) : y) as Decoded<O>;
     } finally {
       release(zt, ...outs);
     }
+  }
+
+  /** The output activation of the network's output t, into a new array (ENOTFINITE on NaN/±Inf). */
+  private async activated(t: NativeTensor): Promise<Float32Array> {
+    const y = new Float32Array(t.length);
+    const bad = await nativeCall(() => this.network.binding.activateInto(t, this.config.outputActivation, y));
+    if (bad >= 0) notFinite(y, bad, 'decode', 'logits');
+    return y;
   }
 
   /**
@@ -194,8 +198,7 @@ export class Decoder {
       live.push(zt);
       const outs = await nativeCall(() => this.network.net.forward(zt, n, false));
       live.push(...outs);
-      const logits = outs[0]!.toArray();
-      finiteOutput(logits, 'latentGradient', 'logits');
+      const logits = finiteValues(outs[0]!, 'latentGradient', 'logits');
       const { value, grad } = objective(logits);
       if (!(grad instanceof Float32Array) || grad.length !== n * this.outputSize)
         throw new VoxvaeError('ESHAPE', `latentGradient: the objective's gradient has ${(grad as Float32Array | undefined)?.length} values; the logits have ${n * this.outputSize}`, { path: 'objective' });

@@ -17,7 +17,10 @@
 // (channel, tap) order). Work items are (tile of grid positions, sample, class, block of output channels);
 // an item walks its k dimension in blocks of kKC rows and, per block, builds one NR-position column panel
 // at a time (kKC x NR floats, in L1) and runs the micro-kernel over all its output-channel panels. With at
-// most kDirectRows output channels the direct kernel forms each panel row in registers instead.
+// most kDirectRows output channels the direct kernel forms each panel row in registers instead. A stride-2
+// transposed conv's x phases (classes q[2] = 0, 1, whose outputs alternate along x) run as one item into a
+// tile that is stored interleaved, in contiguous runs. conv_transpose3d's backward stages dy once for
+// both of its passes (StageReuseScope).
 //
 // Weight gradient. dw[co, r] = sum_p dy[co, p] * col[r, p] is a reduction over positions, the contiguous
 // axis of both operands, so it runs as dot products: RA column rows (built into L1 from the staged input)
@@ -27,6 +30,7 @@
 #include "conv_engine.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <climits>
 #include <cstdlib>
@@ -609,7 +613,41 @@ struct CallState {
   std::vector<std::pair<int64_t, int64_t>> lpt_cost;  // forward, few items: (cost, item), by cost
   std::vector<int64_t> lpt_items;                     // and the items in that order
   GrowBuffer stage, weights;
+  // What `stage` holds (see StageReuseScope): the input and geometry it was staged from, and the reuse
+  // scope it was staged in (0: none, never reused).
+  const float* staged_x = nullptr;
+  int64_t staged_epoch = 0;
+  std::array<int64_t, 19> staged_key{};
 };
+
+thread_local int64_t t_reuse_epoch = 0;  // the calling thread's StageReuseScope (0: none)
+std::atomic<int64_t> g_reuse_epochs{0};
+std::atomic<int64_t> g_staged{0}, g_reused{0};
+
+// Everything stage_group's result depends on besides the values of x.
+std::array<int64_t, 19> stage_key(const ConvProblem& p, const Stage& s, const Group& g) {
+  return {p.in[0], p.in[1], p.in[2], p.cin,  s.lo[0], s.lo[1], s.lo[2], s.span[0], s.span[1], s.span[2],
+          s.sx,    s.xq,    s.wrow,  s.ys,   s.zs,    g.n0,    g.n1,    g.zbase,   g.zcount};
+}
+
+// Stages group g of x into ct.stage's buffer `stage`, or, with `reusable` (a weight gradient's single
+// group), reuses what is there when it was staged from the same x and geometry in the calling thread's
+// StageReuseScope. Records what the buffer then holds.
+void stage_or_reuse(CallState& ct, float* stage, const float* x, const ConvProblem& p, const Stage& s,
+                    const Group& g, bool reusable) {
+  const bool one = ct.groups.size() == 1;
+  const std::array<int64_t, 19> key = stage_key(p, s, g);
+  if (reusable && one && t_reuse_epoch != 0 && ct.staged_epoch == t_reuse_epoch && ct.staged_x == x &&
+      ct.staged_key == key) {
+    g_reused.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  stage_group(stage, x, p, s, g);
+  g_staged.fetch_add(1, std::memory_order_relaxed);
+  ct.staged_x = x;
+  ct.staged_key = key;
+  ct.staged_epoch = one ? t_reuse_epoch : 0;
+}
 CallState& call_state() {
   static CallState t;
   return t;
@@ -640,7 +678,73 @@ ThreadPositions& thread_positions() {
   return t;
 }
 
+// Whether the problem's classes come in x-phase pairs: classes 2i and 2i + 1 differ only in q[2] (0 and
+// 1) and their taps, with output step 2 along x and equal grids, so that class 2i + 1's output at each
+// position is the one right after class 2i's (a stride-2 transposed conv along x).
+bool paired_x(const ConvProblem& p) {
+  const size_t n = p.classes.size();
+  if (n < 2 || n % 2 != 0) return false;
+  for (size_t k = 0; k < n; k += 2) {
+    const EngineClass& a = p.classes[k];
+    const EngineClass& b = p.classes[k + 1];
+    if (a.ostep[2] != 2 || b.ostep[2] != 2 || a.q[2] != 0 || b.q[2] != 1 || !class_reads(a) || !class_reads(b))
+      return false;
+    for (int ax = 0; ax < 3; ++ax)
+      if (a.n[ax] != b.n[ax] || (ax < 2 && (a.q[ax] != b.q[ax] || a.ostep[ax] != b.ostep[ax]))) return false;
+  }
+  return true;
+}
+
+// dst[opos[j]] = ev[j], dst[opos[j] + 1] = od[j] for j < n (PReLU with slope a when act): wherever 4
+// positions are one run (opos steps of 2), one interleaving of two vectors into 8 contiguous floats.
+void store_pair(float* dst, const int64_t* opos, const float* ev, const float* od, int64_t n, bool act, float a) {
+  int64_t j = 0;
+#if defined(__GNUC__)
+  const vf4 zero{}, av{a, a, a, a};
+  for (; j + 4 <= n; j += 4) {
+    if (opos[j + 3] != opos[j] + 6) {
+      for (int l = 0; l < 4; ++l) {
+        const float e = ev[j + l], o = od[j + l];
+        dst[opos[j + l]] = act && e < 0.0f ? e * a : e;
+        dst[opos[j + l] + 1] = act && o < 0.0f ? o * a : o;
+      }
+      continue;
+    }
+    vf4 e, o;
+    std::memcpy(&e, ev + j, sizeof e);
+    std::memcpy(&o, od + j, sizeof o);
+    if (act) {
+      e = e < zero ? e * av : e;
+      o = o < zero ? o * av : o;
+    }
+#if defined(__clang__)
+    const vf4 lo = __builtin_shufflevector(e, o, 0, 4, 1, 5), hi = __builtin_shufflevector(e, o, 2, 6, 3, 7);
+#else
+    typedef int vi4 __attribute__((vector_size(16)));
+    const vf4 lo = __builtin_shuffle(e, o, vi4{0, 4, 1, 5}), hi = __builtin_shuffle(e, o, vi4{2, 6, 3, 7});
+#endif
+    std::memcpy(dst + opos[j], &lo, sizeof lo);
+    std::memcpy(dst + opos[j] + 4, &hi, sizeof hi);
+  }
+#endif
+  for (; j < n; ++j) {
+    const float e = ev[j], o = od[j];
+    dst[opos[j]] = act && e < 0.0f ? e * a : e;
+    dst[opos[j] + 1] = act && o < 0.0f ? o * a : o;
+  }
+}
+
 }  // namespace
+
+StageReuseScope::StageReuseScope() { t_reuse_epoch = ++g_reuse_epochs; }
+StageReuseScope::~StageReuseScope() { t_reuse_epoch = 0; }
+
+ConvEngineCounts conv_engine_counts() {
+  ConvEngineCounts c;
+  c.staged = g_staged.load(std::memory_order_relaxed);
+  c.reused = g_reused.load(std::memory_order_relaxed);
+  return c;
+}
 
 int64_t conv_engine_stage_budget(int64_t floats) {
   const int64_t old = g_stage_budget;
@@ -806,15 +910,22 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
   float* stage = ct.stage.get(std::max<int64_t>(stage_max, 1));
   if (!stage) return oom(op, "the staged input");
 
+  // Paired x phases: a stride-2 transposed conv's classes come in pairs (q[2] = 0, 1) over the same grid,
+  // whose outputs alternate along x. An item then runs both classes of a pair into one tile and stores
+  // them interleaved: contiguous runs of output instead of two stride-2 scatters over the same lines.
+  // (Not for the direct kernel's few channels: it stores through opos itself, as fast as a pair's detour
+  // through a tile.)
+  const int64_t pw = paired_x(p) && cout > kDirectRows ? 2 : 1;
+  const int64_t units = ncls / pw;  // work units: classes, or pairs of classes
   // The direct kernel streams every channel's rows for each panel: smaller tiles keep a tile's input rows
   // in L2 while the items of its classes (consecutive on a thread) reuse them.
-  const int64_t tile_cap = cout <= kDirectRows ? kDirectTile : unit ? kMaxTile : kTileFloats / cout;
+  const int64_t tile_cap = cout <= kDirectRows ? kDirectTile : unit ? kMaxTile : kTileFloats / (pw * cout);
   const int64_t max_tile = std::max<int64_t>(4 * nr, std::min(kMaxTile, tile_cap)) / nr * nr;
   static std::atomic<int64_t> calls{0};
   const int64_t call_id = ++calls;  // keys the per-thread position cache to this call
   std::atomic<bool> failed{false};
   for (const Group& g : ct.groups) {
-    stage_group(stage, x, p, s, g);
+    stage_or_reuse(ct, stage, x, p, s, g, false);
     const int64_t cs = s.wrow, ss = g.zcount * s.zs, gs = g.n1 - g.n0;  // channel, sample strides
     auto class_positions = [&](const EngineClass& c) {
       return std::max<int64_t>(0, std::min(g.t1, c.n[0]) - g.t0) * c.n[1] * c.n[2];
@@ -826,16 +937,16 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
     // a panel holds several samples' positions instead of mostly padding.
     const bool flat = gs > 1 && pmax < kFlatPositions;
     const int64_t louter = flat ? 1 : gs;  // tiles per class are cut over gs * positions when flat
-    const TilePlan plan = plan_tiles(louter * ncls, flat ? gs * pmax : pmax, max_tile, cout);
-    const int64_t items = plan.tiles * louter * ncls * plan.co_blocks;
-    // Item `it`: class k, its positions [f0, f1) (flattened over the group's samples), channels [c0, c1).
-    // False when the item is empty.
+    const TilePlan plan = plan_tiles(louter * units, flat ? gs * pmax : pmax, max_tile, cout);
+    const int64_t items = plan.tiles * louter * units * plan.co_blocks;
+    // Item `it`: class k (the first of its pair when paired), its positions [f0, f1) (flattened over the
+    // group's samples), channels [c0, c1). False when the item is empty.
     auto decode = [&](int64_t it, int64_t& k, int64_t& f0, int64_t& f1, int64_t& c0, int64_t& c1) {
       int64_t r = it;
       const int64_t cb = r % plan.co_blocks;
       r /= plan.co_blocks;
-      k = r % ncls;
-      r /= ncls;
+      k = (r % units) * pw;
+      r /= units;
       const int64_t sg = r % louter, tile = r / louter;
       const EngineClass& c = p.classes[size_t(k)];
       if (!class_reads(c)) return false;
@@ -858,8 +969,12 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
         for (int64_t it = 0; it < items; ++it) {
           int64_t k, f0, f1, c0, c1;
           if (!decode(it, k, f0, f1, c0, c1)) continue;
-          const EngineClass& c = p.classes[size_t(k)];
-          cost.push_back({(f1 - f0) * (c1 - c0) * c.ntap[0] * c.ntap[1] * c.ntap[2], it});
+          int64_t taps = 0;
+          for (int64_t e = k; e < k + pw; ++e) {
+            const EngineClass& c = p.classes[size_t(e)];
+            taps += c.ntap[0] * c.ntap[1] * c.ntap[2];
+          }
+          cost.push_back({(f1 - f0) * (c1 - c0) * taps, it});
         }
         std::stable_sort(cost.begin(), cost.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
         ct.lpt_items.resize(cost.size());
@@ -883,49 +998,29 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
         const EngineClass& c = p.classes[size_t(k)];
         const int64_t cp = class_positions(c);
         const int64_t pt = f1 - f0, mc = c1 - c0;
-        const int64_t nt = c.ntap[0] * c.ntap[1] * c.ntap[2], K = cin * nt;
         // Classes of a transposed conv share the staged offsets of equal grids: consecutive items of one
-        // tile skip recomputing them.
+        // tile (and the two classes of a pair) skip recomputing them.
         const int64_t key[7] = {call_id, g.n0, g.t0, c.n[1], c.n[2], f0, f1};
         if (!std::equal(key, key + 7, tp.key)) {
           position_offsets(tp.pos.data(), tp.cont4.data(), p, s, g, c, cp, ss, f0, f1);
           std::copy(key, key + 7, tp.key);
         }
-        // One sample's positions of a unit-mapped problem are one contiguous stretch of y; otherwise the
-        // outputs go through opos.
-        const bool contiguous = unit && f0 / cp == (f1 - 1) / cp;
-        if (!contiguous) output_offsets(tp.opos.data(), p, g, c, cp, f0, f1);
-        const int64_t* toff = tapoff + tapbase[size_t(k)];
-        const float* A = apack + abase[size_t(k)] + c0 * K;
-        float* cdst;
-        int64_t ldc;
         const bool direct = mc <= kDirectRows;
-        if (contiguous) {
-          cdst = y + ((g.n0 + f0 / cp) * cout + c0) * Pout + g.t0 * c.n[1] * c.n[2] + f0 % cp;
-          ldc = Pout;
-        } else if (direct) {
-          // The direct kernel stores through opos, from channel c0 of the group's first sample.
-          cdst = y + (g.n0 * cout + c0) * Pout;
-          ldc = Pout;
-        } else {
-          cdst = scratch(kScratchTile, mc * pt);
-          ldc = pt;
-          if (!cdst) {
-            failed = true;
-            return;
+        // Runs class e's channels [c0, c1) over the item's positions into cdst (row stride ldc; through
+        // opos when given): the direct kernel (PReLU applied) or the column panels and micro-kernel (not).
+        auto run_class = [&](int64_t e, float* cdst, int64_t ldc, const int64_t* opos) {
+          const EngineClass& ce = p.classes[size_t(e)];
+          const int64_t nt = ce.ntap[0] * ce.ntap[1] * ce.ntap[2], K = cin * nt;
+          const int64_t* toff = tapoff + tapbase[size_t(e)];
+          const float* A = apack + abase[size_t(e)] + c0 * K;
+          if (direct) {
+            DirectArgs da{stage, cs,   cin, nt,  toff, A,    mr,    b ? b + c0 : nullptr, tp.pos.data(), tp.cont4.data(),
+                          pt,    cdst, ldc, opos, slope, c0, nslopes};
+            ek.direct(int(mc), da);
+            return true;
           }
-        }
-        if (direct) {
-          DirectArgs da{stage, cs,   cin, nt,  toff, A, mr, b ? b + c0 : nullptr, tp.pos.data(), tp.cont4.data(),
-                        pt,    cdst, ldc, contiguous ? nullptr : tp.opos.data(), slope, c0, nslopes};
-          ek.direct(int(mc), da);
-          continue;
-        } else {
           float* pb = scratch(kScratchPackB, kKC * nr);
-          if (!pb) {
-            failed = true;
-            return;
-          }
+          if (!pb) return false;
           const int64_t np = (pt + nr - 1) / nr;
           for (int64_t pc = 0; pc < K; pc += kKC) {
             const int64_t kc = std::min(kKC, K - pc);
@@ -939,27 +1034,55 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
               }
             }
           }
-        }
-        if (contiguous) {
-          if (slope)  // the tile is still in cache
+          return true;
+        };
+        // One sample's positions of a unit-mapped problem are one contiguous stretch of y: written in place.
+        if (unit && f0 / cp == (f1 - 1) / cp) {
+          float* cdst = y + ((g.n0 + f0 / cp) * cout + c0) * Pout + g.t0 * c.n[1] * c.n[2] + f0 % cp;
+          if (!run_class(k, cdst, Pout, nullptr)) {
+            failed = true;
+            return;
+          }
+          if (slope && !direct)  // the tile is still in cache
             for (int64_t co = c0; co < c1; ++co) {
-              float* row = cdst + (co - c0) * ldc;
+              float* row = cdst + (co - c0) * Pout;
               const float a = slope[co % nslopes];
               for (int64_t j = 0; j < pt; ++j) row[j] = row[j] < 0.0f ? row[j] * a : row[j];
             }
           continue;
         }
-        // Scatter the tile to its output positions.
+        // Otherwise the outputs go through opos (the offsets of class k; its pair's are one further).
+        output_offsets(tp.opos.data(), p, g, c, cp, f0, f1);
         const int64_t* opos = tp.opos.data();
-        for (int64_t co = c0; co < c1; ++co) {
-          const float* src = cdst + (co - c0) * pt;
-          float* dst = y + (g.n0 * cout + co) * Pout;
-          if (slope) {
-            const float a = slope[co % nslopes];
-            for (int64_t j = 0; j < pt; ++j) dst[opos[j]] = src[j] < 0.0f ? src[j] * a : src[j];
-          } else {
-            for (int64_t j = 0; j < pt; ++j) dst[opos[j]] = src[j];
+        float* ybase = y + g.n0 * cout * Pout;
+        if (direct && pw == 1) {  // the direct kernel stores through opos itself
+          if (!run_class(k, ybase + c0 * Pout, Pout, opos)) {
+            failed = true;
+            return;
           }
+          continue;
+        }
+        float* tile = scratch(kScratchTile, pw * mc * pt);
+        if (!tile) {
+          failed = true;
+          return;
+        }
+        for (int64_t e = 0; e < pw; ++e)
+          if (!run_class(k + e, tile + e * mc * pt, pt, nullptr)) {
+            failed = true;
+            return;
+          }
+        const float* const act_slope = direct ? nullptr : slope;  // the direct kernel applied it
+        for (int64_t co = c0; co < c1; ++co) {
+          const float* src = tile + (co - c0) * pt;
+          float* dst = ybase + co * Pout;
+          const float a = act_slope ? act_slope[co % nslopes] : 1.0f;
+          if (pw == 2)
+            store_pair(dst, opos, src, src + mc * pt, pt, act_slope != nullptr, a);
+          else if (act_slope)
+            for (int64_t j = 0; j < pt; ++j) dst[opos[j]] = src[j] < 0.0f ? src[j] * a : src[j];
+          else
+            for (int64_t j = 0; j < pt; ++j) dst[opos[j]] = src[j];
         }
       }
     });
@@ -1024,7 +1147,7 @@ Status conv_engine_weight_grad(const char* op, float* dw, const float* dy, const
   const int64_t colrows = by_chunk ? K : kRA;  // column rows built at a time
   std::atomic<bool> failed{false};
   for (const Group& g : ct.groups) {
-    stage_group(stage, x, p, s, g);
+    stage_or_reuse(ct, stage, x, p, s, g, true);
     const int64_t cs = s.wrow, ss = g.zcount * s.zs, gs = g.n1 - g.n0;  // channel, sample strides
     const int64_t positions = std::max<int64_t>(0, std::min(g.t1, c.n[0]) - g.t0) * c.n[1] * c.n[2];
     if (positions == 0) continue;

@@ -61,6 +61,25 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
 // not depend on the thread count.
 Status conv_engine_weight_grad(const char* op, float* dw, const float* dy, const float* x, const ConvProblem& p);
 
+// Inside a StageReuseScope on the calling thread, conv_engine_weight_grad reuses the staged copy of x
+// that the previous engine call made (same x, same staging geometry, one group) instead of staging x
+// again. The caller promises that x does not change inside the scope: conv_transpose3d_backward's dx
+// (a conv3d forward over dy) and dw (conv3d's weight gradient with dy as its input) stage dy identically.
+// Any other engine call in between (another thread's) replaces the staged copy and the reuse is skipped.
+class StageReuseScope {
+ public:
+  StageReuseScope();
+  ~StageReuseScope();
+  StageReuseScope(const StageReuseScope&) = delete;
+  StageReuseScope& operator=(const StageReuseScope&) = delete;
+};
+
+// Inputs staged and staged copies reused since the process started (for tests).
+struct ConvEngineCounts {
+  int64_t staged = 0, reused = 0;
+};
+ConvEngineCounts conv_engine_counts();
+
 // Floats of input staged at once (default 4 Mi = 16 MiB; n <= 0 restores it); returns the previous value.
 // A knob for tests, which shrink it to exercise per-sample groups and z slabs on small shapes. Not to be
 // called while kernels run.

@@ -126,6 +126,8 @@ Status conv_transpose3d_backward(float* dx, float* dw, float* db, const float* d
   VX_TRY(conv3d_shape(c));
   if (c.od != s.id || c.oh != s.ih || c.ow != s.iw)
     return fail(Status::Internal, "conv_transpose3d_backward: adjoint shape mismatch");
+  // Both stage dy with the same geometry: the weight gradient reuses the forward's staged copy.
+  StageReuseScope reuse;
   if (dx) VX_TRY(conv3d_forward(dx, dy, w, nullptr, c));
   // dw[ci, co, a] += sum x[n, ci, i] * dy[n, co, i*s - p + a]: conv3d's weight gradient with x as its
   // output gradient and dy as its input.

@@ -58,6 +58,7 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
   Napi::Value GetLength(const Napi::CallbackInfo& info);
   Napi::Value GetDisposed(const Napi::CallbackInfo& info);
   Napi::Value ToArray(const Napi::CallbackInfo& info);
+  Napi::Value ReadInto(const Napi::CallbackInfo& info);
   Napi::Value Set(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   vx::BufferPtr buf_;

@@ -12,13 +12,15 @@ namespace vxn {
 // Bumped when a signature below (or of Tensor/Net/Adam) changes; ts/native.ts ADDON_ABI.
 // 2: options objects (diceLoss, elementLoss, klNormal, reparameterize, reparameterizeBackward,
 // populationKl, variancePenalty, Adam.step) and activate, activateBackward.
-constexpr int kAddonAbi = 2;
+// 3: Tensor.readInto, activateInto.
+constexpr int kAddonAbi = 3;
 
 // (JS name, C++ function) of the engine's functions: each engine defines these.
 #define VXN_ENGINE_OPS(X)                            \
   X(diceLoss, DiceLoss)                              \
   X(elementLoss, ElementLoss)                        \
   X(activate, Activate)                              \
+  X(activateInto, ActivateInto)                      \
   X(activateBackward, ActivateBackward)              \
   X(klNormal, KlNormal)                              \
   X(reparameterize, Reparameterize)                  \

@@ -120,8 +120,15 @@ class NetWrap : public Napi::ObjectWrap<NetWrap> {
   Napi::Value GradSumSq(const Napi::CallbackInfo& info) {
     vx::Net* n = acquire(info.Env(), "gradSumSq");
     const float* g = n->grads();
-    double s = 0;
-    for (int64_t i = 0; i < n->num_params(); ++i) s += double(g[i]) * double(g[i]);
+    const int64_t count = n->num_params();
+    // Eight independent sums (in a fixed order: the same bits every call), combined pairwise: one
+    // dependent chain would cost an add's latency per parameter, on the step's critical path.
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8)
+      for (int l = 0; l < 8; ++l) acc[l] += double(g[i + l]) * double(g[i + l]);
+    for (int l = 0; i < count; ++i, ++l) acc[l] += double(g[i]) * double(g[i]);
+    const double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     return Napi::Number::New(info.Env(), s);
   }
 

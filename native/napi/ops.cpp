@@ -1,5 +1,7 @@
 // The CPU engine's module-level functions (exports.h VXN_ENGINE_OPS): losses (async, whole volumes), the
 // output activation (async), latent ops (sync, [n, l] matrices).
+#include <atomic>
+#include <climits>
 #include <cstring>
 #include <initializer_list>
 
@@ -13,6 +15,25 @@
 namespace vxn {
 
 namespace {
+
+// The index of the first NaN or ±Inf of p[0, count) (-1: none), in parallel chunks.
+int64_t first_non_finite_parallel(const float* p, int64_t count) {
+  constexpr int64_t kChunk = int64_t(1) << 16;
+  const int64_t chunks = (count + kChunk - 1) / kChunk;
+  std::atomic<int64_t> first{INT64_MAX};
+  vx::parallel_for(chunks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t ch = lo; ch < hi && ch * kChunk < first.load(std::memory_order_relaxed); ++ch) {
+      const int64_t i = first_non_finite(p + ch * kChunk, std::min(kChunk, count - ch * kChunk));
+      if (i < 0) continue;
+      int64_t cur = first.load();
+      while (ch * kChunk + i < cur && !first.compare_exchange_weak(cur, ch * kChunk + i)) {
+      }
+      return;
+    }
+  });
+  const int64_t f = first.load();
+  return f == INT64_MAX ? -1 : f;
+}
 
 // Where a loss writes its gradient (when options.wantGrad, default true): a new buffer, or the caller's
 // Tensor options.gradOut when given, so that a training loop reuses one buffer instead of allocating (and
@@ -104,6 +125,30 @@ Napi::Value Activate(const Napi::CallbackInfo& info) {
   return Job::Start(
       env, [=]() { return vx::output_activation_forward(b->data(), b->data(), a, s.n, s.c, s.spatial); },
       [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
+}
+
+// activateInto(t: Tensor [n, c, ...spatial], activation, dst: Float32Array of t.length) -> Promise<number>:
+// the output activation of t written into dst (t unchanged), on worker threads, then dst checked for
+// NaN/±Inf; resolves to the index of the first non-finite value (-1: none). What a decode returns, in one
+// pass from the network's output into the caller's array.
+Napi::Value ActivateInto(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Tensor* t = Tensor::From(info, 0, "tensor");
+  const vx::OutputActivation a = arg_output_activation(info, 1, "activation");
+  const NcsShape s = ncs_shape(env, t->shape(), "activateInto");
+  Napi::Float32Array dst = arg_f32(info, 2, "dst", t->length());
+  float* d = dst.Data();  // an ArrayBuffer's memory never moves; the reference keeps it alive
+  auto keep = std::make_shared<Napi::ObjectReference>(Napi::Persistent(dst.As<Napi::Object>()));
+  vx::BufferPtr b = t->buffer();
+  auto bad = std::make_shared<int64_t>(-1);
+  return Job::Start(
+      env,
+      [=]() {
+        VX_TRY(vx::output_activation_forward(d, b->data(), a, s.n, s.c, s.spatial));
+        *bad = first_non_finite_parallel(d, int64_t(b->size()));
+        return vx::Status::Ok;
+      },
+      [keep, bad](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, double(*bad)); });
 }
 
 // activateBackward(y: Tensor [n, c, ...spatial] (the activation's output), dy: Tensor (same size),

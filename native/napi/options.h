@@ -6,8 +6,10 @@
 #pragma once
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 #include <utility>
@@ -28,6 +30,34 @@ inline Napi::Error make_error(Napi::Env env, const char* code, const std::string
 }
 [[noreturn]] inline void throw_error(Napi::Env env, const char* code, const std::string& msg) {
   throw make_error(env, code, msg);
+}
+
+// The index of the first NaN or ±Inf in p[0, count) (-1: none).
+inline int64_t first_non_finite(const float* p, int64_t count) {
+  uint32_t bad = 0;
+  for (int64_t j = 0; j < count; ++j) {  // exponent all ones: Inf or NaN (a branch-free pass that vectorises)
+    uint32_t b;
+    std::memcpy(&b, p + j, sizeof b);
+    bad |= uint32_t((b & 0x7f800000u) == 0x7f800000u);
+  }
+  if (bad)
+    for (int64_t j = 0; j < count; ++j)
+      if (!std::isfinite(p[j])) return j;
+  return -1;
+}
+
+// Copies count floats from src to dst and, with check, returns the index of the first non-finite one
+// (-1: none). Each chunk is checked right after its copy, while it is in cache: one pass over memory.
+inline int64_t copy_checked(float* dst, const float* src, int64_t count, bool check) {
+  constexpr int64_t kChunk = 4096;
+  for (int64_t i = 0; i < count; i += kChunk) {
+    const int64_t m = std::min(kChunk, count - i);
+    std::memcpy(dst + i, src + i, size_t(m) * sizeof(float));
+    if (!check) continue;
+    const int64_t bad = first_non_finite(dst + i, m);
+    if (bad >= 0) return i + bad;
+  }
+  return -1;
 }
 
 // ---- positional arguments --------------------------------------------------------------------------------

@@ -10,31 +10,11 @@ Napi::Function Tensor::Init(Napi::Env env) {
   return DefineClass(env, "Tensor",
                      {InstanceAccessor<&Tensor::GetShape>("shape"), InstanceAccessor<&Tensor::GetLength>("length"),
                       InstanceAccessor<&Tensor::GetDisposed>("disposed"), InstanceMethod<&Tensor::ToArray>("toArray"),
+                      InstanceMethod<&Tensor::ReadInto>("readInto"),
                       InstanceMethod<&Tensor::Set>("set"), InstanceMethod<&Tensor::Dispose>("dispose")});
 }
 
 namespace {
-
-// Copies count floats from src to dst and, with check, returns the index of the first non-finite one
-// (-1: none). Each chunk is checked right after its copy, while it is in cache: one pass over memory.
-int64_t copy_checked(float* dst, const float* src, int64_t count, bool check) {
-  constexpr int64_t kChunk = 4096;
-  for (int64_t i = 0; i < count; i += kChunk) {
-    const int64_t m = std::min(kChunk, count - i);
-    std::memcpy(dst + i, src + i, size_t(m) * sizeof(float));
-    if (!check) continue;
-    uint32_t bad = 0;
-    for (int64_t j = 0; j < m; ++j) {  // exponent all ones: Inf or NaN
-      uint32_t b;
-      std::memcpy(&b, dst + i + j, sizeof b);
-      bad |= uint32_t((b & 0x7f800000u) == 0x7f800000u);
-    }
-    if (bad)
-      for (int64_t j = 0; j < m; ++j)
-        if (!std::isfinite(dst[i + j])) return i + j;
-  }
-  return -1;
-}
 
 [[noreturn]] void throw_not_finite(Napi::Env env, float v, int64_t i) {
   throw_error(env, "ENOTFINITE", "input holds a non-finite value (" + std::string(std::isnan(v) ? "NaN" : "Inf") +
@@ -124,6 +104,18 @@ Napi::Value Tensor::ToArray(const Napi::CallbackInfo& info) {
   Napi::Float32Array a = Napi::Float32Array::New(env, buf_->size());
   std::memcpy(a.Data(), buf_->data(), buf_->size() * sizeof(float));
   return a;
+}
+
+// readInto(dst: Float32Array of exactly length values, checkFinite = false) -> number: copies this tensor
+// into dst and, with checkFinite, returns the index of the first non-finite value (-1: none); one pass
+// over memory (the check runs on each chunk while it is in cache), so that an output's finiteness check
+// costs no second scan in JS.
+Napi::Value Tensor::ReadInto(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!buf_) throw_error(env, "EDISPOSED", "tensor was disposed");
+  Napi::Float32Array a = arg_f32(info, 0, "dst", length());
+  const bool check = info.Length() > 1 && info[1].ToBoolean().Value();
+  return Napi::Number::New(env, double(copy_checked(a.Data(), buf_->data(), length(), check)));
 }
 
 Napi::Value Tensor::Dispose(const Napi::CallbackInfo& info) {

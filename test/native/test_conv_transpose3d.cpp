@@ -10,6 +10,7 @@
 #include "conv3d.h"
 #include "conv3d_ref.h"
 #include "conv_cases.h"
+#include "conv_engine.h"
 #include "conv_transpose3d.h"
 #include "conv_transpose3d_ref.h"
 #include "parallel.h"
@@ -31,6 +32,58 @@ TEST(conv_transpose3d_forward_epilogue_matches_reference) { check_epilogue(kConv
 TEST(conv_transpose3d_forward_reuses_packed_weights_until_they_change) { check_pack_cache(kConvT); }
 
 TEST(conv_transpose3d_bit_identical_for_any_thread_count_and_staging) { check_thread_invariance(kConvT); }
+
+// The backward's dx and dw stage dy identically: dw reuses dx's staged copy when dy is staged as one
+// group (and stages it again otherwise), with the same bits as dx and dw computed by separate calls.
+TEST(conv_transpose3d_backward_reuses_the_staged_dy_for_dw) {
+  for (const ConvCase& c : conv_cases()) {
+    CaseContext ctx(c.name, vx::gemm_kernel_name(), 0);
+    const vx::Conv3dShape s = conv_transpose3d_case(c);
+    const auto x = to_float(random_vec(in_size(s), 41)), w = to_float(random_vec(weight_size(s), 42));
+    const auto dy = to_float(random_vec(out_size(s), 44));
+    for (int64_t budget : {int64_t(0), int64_t(1)}) {  // one group; one group per z plane
+      vx::conv_engine_stage_budget(budget);
+      std::vector<float> dx(x.size()), dw(w.size(), 0.0f), dx1(x.size()), dw1(w.size(), 0.0f);
+      CHECK(vx::conv_transpose3d_backward(dx1.data(), nullptr, nullptr, dy.data(), x.data(), w.data(), s) == vx::Status::Ok);
+      CHECK(vx::conv_transpose3d_backward(nullptr, dw1.data(), nullptr, dy.data(), x.data(), w.data(), s) == vx::Status::Ok);
+      const vx::ConvEngineCounts before = vx::conv_engine_counts();
+      CHECK(vx::conv_transpose3d_backward(dx.data(), dw.data(), nullptr, dy.data(), x.data(), w.data(), s) == vx::Status::Ok);
+      const vx::ConvEngineCounts after = vx::conv_engine_counts();
+      CHECK(dx == dx1);
+      CHECK(dw == dw1);
+      // One group when all of dy fits the budget (the default always does here): staged once, reused once.
+      const int64_t reused = after.reused - before.reused, staged = after.staged - before.staged;
+      if (budget == 0) {
+        CHECK(reused == 1);
+        CHECK(staged == 1);
+      } else {  // several groups (each staged twice), or a single z plane of a single sample: one group
+        CHECK((reused == 0 && staged >= 4) || (reused == 1 && staged == 1));
+      }
+    }
+    // Another call between the two (what another thread may do) replaces the staged copy: no reuse of it.
+    {
+      vx::conv_engine_stage_budget(0);
+      std::vector<float> dw(w.size(), 0.0f), dw1(w.size(), 0.0f), y(out_size(s));
+      CHECK(vx::conv_transpose3d_backward(nullptr, dw1.data(), nullptr, dy.data(), x.data(), w.data(), s) == vx::Status::Ok);
+      vx::StageReuseScope scope;
+      std::vector<float> dx(x.size());
+      vx::Conv3dShape a;  // the conv3d this op is the adjoint of (as conv_transpose3d_backward builds it)
+      a.n = s.n, a.cin = s.cout, a.cout = s.cin;
+      a.id = s.od, a.ih = s.oh, a.iw = s.ow;
+      a.kd = s.kd, a.kh = s.kh, a.kw = s.kw;
+      a.sd = s.sd, a.sh = s.sh, a.sw = s.sw;
+      a.pd = s.pd, a.ph = s.ph, a.pw = s.pw;
+      CHECK(vx::conv3d_shape(a) == vx::Status::Ok);
+      CHECK(vx::conv3d_forward(dx.data(), dy.data(), w.data(), nullptr, a) == vx::Status::Ok);
+      CHECK(vx::conv_transpose3d_forward(y.data(), x.data(), w.data(), nullptr, s) == vx::Status::Ok);
+      const vx::ConvEngineCounts before = vx::conv_engine_counts();
+      CHECK(vx::conv3d_backward(nullptr, dw.data(), nullptr, x.data(), dy.data(), nullptr, a) == vx::Status::Ok);
+      CHECK(vx::conv_engine_counts().reused == before.reused);
+      CHECK(dw == dw1);
+    }
+  }
+  vx::conv_engine_stage_budget(0);
+}
 
 // <conv3d(x), y> == <x, conv_transpose3d(y)> with the same weight array (conv3d's [cout, cin, k] is
 // conv_transpose3d's [cin', cout', k] for cin' = cout). An independent check of both ops: the references

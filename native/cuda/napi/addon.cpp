@@ -96,7 +96,7 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "Tensor", {InstanceAccessor<&Tensor::Shape>("shape"), InstanceAccessor<&Tensor::Length>("length"),
                                        InstanceAccessor<&Tensor::Disposed>("disposed"), InstanceMethod<&Tensor::ToArray>("toArray"),
-                                       InstanceMethod<&Tensor::Dispose>("dispose")});
+                                       InstanceMethod<&Tensor::ReadInto>("readInto"), InstanceMethod<&Tensor::Dispose>("dispose")});
   }
   explicit Tensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor>(info) {
     Napi::Env env = info.Env();
@@ -119,10 +119,9 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
       a = arg_f32(info, 0, "Tensor data", count);
       const bool check_finite = info.Length() < 3 || info[2].ToBoolean().Value();
       const float* src = a.Data();
-      if (check_finite)
-        for (int64_t i = 0; i < count; ++i)
-          if (!std::isfinite(src[i]))
-            throw_error(env, "ENOTFINITE", "input holds a non-finite value (" + std::string(std::isnan(src[i]) ? "NaN" : "Inf") + ") at index " + std::to_string(i));
+      const int64_t i = check_finite ? vxn::first_non_finite(src, count) : -1;
+      if (i >= 0)
+        throw_error(env, "ENOTFINITE", "input holds a non-finite value (" + std::string(std::isnan(src[i]) ? "NaN" : "Inf") + ") at index " + std::to_string(i));
     }
     check(env, vx::cuda::make_buffer(count, &buf_, c.stream()));
     if (has_data) check(env, vx::cuda::PinnedPool::get().upload(buf_->ptr, a.Data(), size_t(count) * 4, c.stream()));
@@ -175,6 +174,15 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
     Napi::Float32Array a = Napi::Float32Array::New(env, size_t(buf_->count));
     check(env, vx::cuda::PinnedPool::get().download(a.Data(), buf_->ptr, size_t(buf_->count) * 4, ctx(env).stream()));
     return a;
+  }
+  // readInto(dst, checkFinite = false) -> first non-finite index or -1 (as the CPU addon's).
+  Napi::Value ReadInto(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!buf_) throw_error(env, "EDISPOSED", "tensor was disposed");
+    Napi::Float32Array a = arg_f32(info, 0, "dst", buf_->count);
+    check(env, vx::cuda::PinnedPool::get().download(a.Data(), buf_->ptr, size_t(buf_->count) * 4, ctx(env).stream()));
+    const bool check_finite = info.Length() > 1 && info[1].ToBoolean().Value();
+    return Napi::Number::New(env, double(check_finite ? vxn::first_non_finite(a.Data(), buf_->count) : -1));
   }
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     buf_.reset();
