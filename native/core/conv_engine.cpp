@@ -1114,7 +1114,7 @@ Status conv_engine_weight_grad(const char* op, float* dw, const float* dy, const
   std::lock_guard<std::mutex> hold(ct.mu);
   try {
     ct.tapoff.assign(size_t(nt), 0);
-    ct.part.assign(size_t(cout * K), 0.0);
+    ct.part.resize(size_t(cout * K));  // zeroed below, by the threads (a whole layer's weights in doubles)
     plan_groups(p, s, ct.groups);
   } catch (const std::bad_alloc&) {
     return oom(op, "tables");
@@ -1122,6 +1122,7 @@ Status conv_engine_weight_grad(const char* op, float* dw, const float* dy, const
   class_tapoffs(ct.tapoff.data(), p, s, c);
   const int64_t* tapoff = ct.tapoff.data();
   double* part = ct.part.data();
+  parallel_for(cout * K, int64_t(1) << 14, [&](int64_t lo, int64_t hi) { std::fill(part + lo, part + hi, 0.0); });
 
   int64_t stage_max = 0, chunks_max = 0;
   for (const Group& g : ct.groups) {
