@@ -16,7 +16,8 @@
 // Forward. Weights are packed once per call into the micro-kernel's MR-row panels (per class, rows in
 // (channel, tap) order). Work items are (tile of grid positions, sample, class, block of output channels);
 // an item walks its k dimension in blocks of kKC rows and, per block, builds one NR-position column panel
-// at a time (kKC x NR floats, in L1) and runs the micro-kernel over all its output-channel panels. With at
+// at a time (kKC x NR floats, in L1; a panel whose NR positions are one staged run is read in place, by
+// row pointers, instead) and runs the micro-kernel over all its output-channel panels. With at
 // most kDirectRows output channels the direct kernel forms each panel row in registers instead. A stride-2
 // transposed conv's x phases (classes q[2] = 0, 1, whose outputs alternate along x) run as one item into a
 // tile that is stored interleaved, in contiguous runs. conv_transpose3d's backward stages dy once for
@@ -308,6 +309,13 @@ inline bool cont_bit(const uint32_t* cont4, int64_t q) { return (cont4[q / 32] >
 
 // --- Column panels --------------------------------------------------------------------------------------------
 
+// Whether the NR positions pos[0 .. NR) are one run of consecutive staged offsets.
+inline bool panel_whole(const int64_t* pos, const uint32_t* cont4, int64_t q4, int nr) {
+  for (int g = 0; g < nr / 4; ++g)
+    if (!cont_bit(cont4, q4 + g) || pos[4 * g] != pos[0] + 4 * g) return false;
+  return true;
+}
+
 // kc rows (from row r0, rows in (channel, tap) order) of the column panel of NR positions pos[0 .. NR) into
 // d[r * NR + j].
 template <int NR>
@@ -315,9 +323,7 @@ void pack_panel(float* d, const float* stage, int64_t cs, const int64_t* tapoff,
                 int64_t kc, const int64_t* pos, const uint32_t* cont4, int64_t q4) {
   int64_t c = r0 / ntap, t = r0 - c * ntap;
   const float* sc = stage + c * cs;
-  bool whole = true;
-  for (int g = 0; g < NR / 4; ++g) whole = whole && cont_bit(cont4, q4 + g) && pos[4 * g] == pos[0] + 4 * g;
-  if (whole) {
+  if (panel_whole(pos, cont4, q4, NR)) {
     const int64_t p0 = pos[0];
     for (int64_t r = 0; r < kc; ++r, d += NR) {
       std::memcpy(d, sc + tapoff[t] + p0, NR * sizeof(float));
@@ -760,6 +766,7 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
   const int64_t Pout = p.out[0] * p.out[1] * p.out[2];
   const int mr = gemm_mr(), nr = gemm_nr();
   const GemmMicroFn micro = gemm_micro_kernel();
+  const GemmMicroRowsFn micro_rows = gemm_micro_rows_kernel();
   const PackPanelFn pack = pack_panel_for(nr);
   const EngineKernels ek = engine_kernels();
   if (!pack || mr > 8) return fail(Status::Internal, "%s: no packer for MR=%d, NR=%d", op, mr, nr);
@@ -1021,12 +1028,29 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
           }
           float* pb = scratch(kScratchPackB, kKC * nr);
           if (!pb) return false;
+          const float* rows[kKC];  // a whole panel's rows, where they lie in the stage
           const int64_t np = (pt + nr - 1) / nr;
           for (int64_t pc = 0; pc < K; pc += kKC) {
             const int64_t kc = std::min(kKC, K - pc);
             for (int64_t jp = 0; jp < np; ++jp) {
-              pack(pb, stage, cs, toff, nt, pc, kc, tp.pos.data() + jp * nr, tp.cont4.data(), jp * (nr / 4));
+              const int64_t* pj = tp.pos.data() + jp * nr;
               const int ncols = int(std::min<int64_t>(nr, pt - jp * nr));
+              // A panel of nr positions in one staged run reads its rows in place; others are packed.
+              if (panel_whole(pj, tp.cont4.data(), jp * (nr / 4), nr)) {
+                int64_t ci = pc / nt, t = pc - ci * nt;
+                const float* sc = stage + ci * cs + pj[0];
+                for (int64_t r = 0; r < kc; ++r) {
+                  rows[r] = sc + toff[t];
+                  if (++t == nt) t = 0, sc += cs;
+                }
+                for (int64_t ir = 0; ir < mc; ir += mr) {
+                  const int nrows = int(std::min<int64_t>(mr, mc - ir));
+                  micro_rows(nrows, kc, A + ir * K + pc * mr, rows, cdst + ir * ldc + jp * nr, ldc, 1, ncols,
+                             pc > 0, pc == 0 && b ? b + c0 + ir : nullptr);
+                }
+                continue;
+              }
+              pack(pb, stage, cs, toff, nt, pc, kc, pj, tp.cont4.data(), jp * (nr / 4));
               for (int64_t ir = 0; ir < mc; ir += mr) {
                 const int nrows = int(std::min<int64_t>(mr, mc - ir));
                 micro(nrows, kc, A + ir * K + pc * mr, pb, cdst + ir * ldc + jp * nr, ldc, 1, ncols, pc > 0,

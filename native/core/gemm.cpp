@@ -48,23 +48,27 @@ using MicroFn = void (*)(int m, int64_t kc, const float* a, const float* b, floa
 // C[i, j] = (beta ? C[i, j] : 0) + bias[i] + sum_k a[k*MR + i] * b[k*NR + j] for i < R, j < n.
 // R rows of an MR-row A panel (R < MR only on the last panel, so small M wastes no multiplications);
 // the B panel is always NR wide (zero-padded), n <= NR columns are stored.
-template <class V, int VL, int MR, int NV, int R>
+// ROWS: row k of B is the NR floats at brows[k] instead of b[k*NR ..] (the same arithmetic in the same
+// order: the same bits).
+template <class V, int VL, int MR, int NV, int R, bool ROWS = false>
 VX_ALWAYS_INLINE void micro_body(int64_t kc, const float* a, const float* b, float* c, int64_t rsc,
-                                 int64_t csc, int n, bool beta, const float* bias) {
+                                 int64_t csc, int n, bool beta, const float* bias,
+                                 const float* const* brows = nullptr) {
   constexpr int NR = VL * NV;
   V acc[R][NV];
   VX_UNROLL for (int i = 0; i < R; ++i) {
     VX_UNROLL for (int j = 0; j < NV; ++j) acc[i][j] = V{};
   }
   for (int64_t k = 0; k < kc; ++k) {
+    const float* bk = ROWS ? brows[k] : b;
     V bv[NV];
-    VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], b + j * VL, sizeof(V));
+    VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], bk + j * VL, sizeof(V));
     VX_UNROLL for (int i = 0; i < R; ++i) {
       const float ai = a[i];
       VX_UNROLL for (int j = 0; j < NV; ++j) acc[i][j] += bv[j] * ai;
     }
     a += MR;
-    b += NR;
+    if (!ROWS) b += NR;
   }
   if (csc == 1 && n == NR) {
     VX_UNROLL for (int i = 0; i < R; ++i) {
@@ -93,14 +97,15 @@ VX_ALWAYS_INLINE void micro_body(int64_t kc, const float* a, const float* b, flo
   }
 }
 
-template <class V, int VL, int MR, int NV>
+template <class V, int VL, int MR, int NV, bool ROWS = false>
 VX_ALWAYS_INLINE void micro_rows(int m, int64_t kc, const float* a, const float* b, float* c, int64_t rsc,
-                                 int64_t csc, int n, bool beta, const float* bias) {
+                                 int64_t csc, int n, bool beta, const float* bias,
+                                 const float* const* brows = nullptr) {
   static_assert(MR >= 1 && MR <= 8, "micro_rows handles MR <= 8");
   switch (m) {
-#define VX_ROWS_CASE(r)                                                                        \
-  case r:                                                                                      \
-    if constexpr (r <= MR) micro_body<V, VL, MR, NV, r>(kc, a, b, c, rsc, csc, n, beta, bias); \
+#define VX_ROWS_CASE(r)                                                                                      \
+  case r:                                                                                                    \
+    if constexpr (r <= MR) micro_body<V, VL, MR, NV, r, ROWS>(kc, a, b, c, rsc, csc, n, beta, bias, brows); \
     break;
     VX_ROWS_CASE(1)
     VX_ROWS_CASE(2)
@@ -132,6 +137,10 @@ void micro_portable(int m, int64_t kc, const float* a, const float* b, float* c,
                     int n, bool beta, const float* bias) {
   micro_rows<vf4, 4, kPortableMR, kPortableNV>(m, kc, a, b, c, rsc, csc, n, beta, bias);
 }
+void micro_rows_portable(int m, int64_t kc, const float* a, const float* const* brows, float* c, int64_t rsc,
+                         int64_t csc, int n, bool beta, const float* bias) {
+  micro_rows<vf4, 4, kPortableMR, kPortableNV, true>(m, kc, a, nullptr, c, rsc, csc, n, beta, bias, brows);
+}
 
 #if VX_X86_DISPATCH
 __attribute__((target("avx2,fma"))) void micro_avx2(int m, int64_t kc, const float* a, const float* b,
@@ -139,21 +148,32 @@ __attribute__((target("avx2,fma"))) void micro_avx2(int m, int64_t kc, const flo
                                                     const float* bias) {
   micro_rows<vf8, 8, 6, 2>(m, kc, a, b, c, rsc, csc, n, beta, bias);
 }
+__attribute__((target("avx2,fma"))) void micro_rows_avx2(int m, int64_t kc, const float* a,
+                                                         const float* const* brows, float* c, int64_t rsc,
+                                                         int64_t csc, int n, bool beta, const float* bias) {
+  micro_rows<vf8, 8, 6, 2, true>(m, kc, a, nullptr, c, rsc, csc, n, beta, bias, brows);
+}
 __attribute__((target("avx512f"))) void micro_avx512(int m, int64_t kc, const float* a, const float* b,
                                                      float* c, int64_t rsc, int64_t csc, int n, bool beta,
                                                      const float* bias) {
   micro_rows<vf16, 16, 6, 2>(m, kc, a, b, c, rsc, csc, n, beta, bias);
 }
+__attribute__((target("avx512f"))) void micro_rows_avx512(int m, int64_t kc, const float* a,
+                                                          const float* const* brows, float* c, int64_t rsc,
+                                                          int64_t csc, int n, bool beta, const float* bias) {
+  micro_rows<vf16, 16, 6, 2, true>(m, kc, a, nullptr, c, rsc, csc, n, beta, bias, brows);
+}
 #endif
 
 struct Kernel {
   MicroFn fn;
+  GemmMicroRowsFn rows_fn;
   int mr, nr;
   const char* name;
   const char* isa;
 };
 
-const Kernel kPortable = {micro_portable, kPortableMR, 4 * kPortableNV,
+const Kernel kPortable = {micro_portable, micro_rows_portable, kPortableMR, 4 * kPortableNV,
 #if VX_X86_DISPATCH
                           "sse2 6x8", "sse2"};
 #else
@@ -161,8 +181,8 @@ const Kernel kPortable = {micro_portable, kPortableMR, 4 * kPortableNV,
                           "portable"};
 #endif
 #if VX_X86_DISPATCH
-const Kernel kAvx2 = {micro_avx2, 6, 16, "avx2+fma 6x16", "avx2"};
-const Kernel kAvx512 = {micro_avx512, 6, 32, "avx512f 6x32", "avx512f"};
+const Kernel kAvx2 = {micro_avx2, micro_rows_avx2, 6, 16, "avx2+fma 6x16", "avx2"};
+const Kernel kAvx512 = {micro_avx512, micro_rows_avx512, 6, 32, "avx512f 6x32", "avx512f"};
 #endif
 
 bool supported(const Kernel& k) {
@@ -259,6 +279,7 @@ int gemm_mr() { return current_kernel()->mr; }
 int gemm_nr() { return current_kernel()->nr; }
 const char* gemm_kernel_isa() { return current_kernel()->isa; }
 GemmMicroFn gemm_micro_kernel() { return current_kernel()->fn; }
+GemmMicroRowsFn gemm_micro_rows_kernel() { return current_kernel()->rows_fn; }
 
 bool gemm_select_kernel(const char* name) {
   if (!name) {

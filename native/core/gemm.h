@@ -63,6 +63,12 @@ bool cpu_select_isa(const char* name);
 using GemmMicroFn = void (*)(int m, int64_t kc, const float* a, const float* b, float* c, int64_t rsc,
                              int64_t csc, int n, bool beta, const float* bias);
 GemmMicroFn gemm_micro_kernel();
+// The same micro-kernel with B given by row: row k of the panel is the NR floats at brows[k] (anywhere in
+// memory), so that rows which already lie contiguous somewhere (a staged input) need no packing. Same
+// arithmetic in the same order as gemm_micro_kernel on a panel holding those rows: the same bits.
+using GemmMicroRowsFn = void (*)(int m, int64_t kc, const float* a, const float* const* brows, float* c,
+                                 int64_t rsc, int64_t csc, int n, bool beta, const float* bias);
+GemmMicroRowsFn gemm_micro_rows_kernel();
 
 // --- Scratch -----------------------------------------------------------------------------------------------
 // Per-thread buffers, 64-byte aligned, that grow to the largest request and are never freed, so steady
