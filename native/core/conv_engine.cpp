@@ -16,8 +16,8 @@
 // Forward. Weights are packed once per call into the micro-kernel's MR-row panels (per class, rows in
 // (channel, tap) order). Work items are (tile of grid positions, sample, class, block of output channels);
 // an item walks its k dimension in blocks of kKC rows and, per block, builds one NR-position column panel
-// at a time (kKC x NR floats, in L1; a panel whose NR positions are one staged run is read in place, by
-// row pointers, instead) and runs the micro-kernel over all its output-channel panels. With at
+// at a time (kKC x NR floats, in L1; a panel whose vectors of positions are staged runs is read in place,
+// by row pointers, instead) and runs the micro-kernel over all its output-channel panels. With at
 // most kDirectRows output channels the direct kernel forms each panel row in registers instead. A stride-2
 // transposed conv's x phases (classes q[2] = 0, 1, whose outputs alternate along x) run as one item into a
 // tile that is stored interleaved, in contiguous runs. conv_transpose3d's backward stages dy once for
@@ -313,6 +313,17 @@ inline bool cont_bit(const uint32_t* cont4, int64_t q) { return (cont4[q / 32] >
 inline bool panel_whole(const int64_t* pos, const uint32_t* cont4, int64_t q4, int nr) {
   for (int g = 0; g < nr / 4; ++g)
     if (!cont_bit(cont4, q4 + g) || pos[4 * g] != pos[0] + 4 * g) return false;
+  return true;
+}
+
+// Whether each vector of vl positions of the panel pos[0 .. nr) is one run (the runs may lie anywhere: a
+// panel across rows of a narrow grid); then voff[j] = pos[j * vl] - pos[0].
+inline bool panel_vectors(const int64_t* pos, const uint32_t* cont4, int64_t q4, int nr, int vl, int64_t* voff) {
+  for (int j = 0; j < nr / vl; ++j) {
+    const int64_t* pj = pos + j * vl;
+    if (!panel_whole(pj, cont4, q4 + j * (vl / 4), vl)) return false;
+    voff[j] = pj[0] - pos[0];
+  }
   return true;
 }
 
@@ -767,9 +778,10 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
   const int mr = gemm_mr(), nr = gemm_nr();
   const GemmMicroFn micro = gemm_micro_kernel();
   const GemmMicroRowsFn micro_rows = gemm_micro_rows_kernel();
+  const int vl = gemm_vl();
   const PackPanelFn pack = pack_panel_for(nr);
   const EngineKernels ek = engine_kernels();
-  if (!pack || mr > 8) return fail(Status::Internal, "%s: no packer for MR=%d, NR=%d", op, mr, nr);
+  if (!pack || mr > 8 || nr / vl > 8) return fail(Status::Internal, "%s: no packer for MR=%d, NR=%d", op, mr, nr);
   const bool unit = ncls == 1 && p.classes[0].ostep[0] == 1 && p.classes[0].ostep[1] == 1 &&
                     p.classes[0].ostep[2] == 1 && p.classes[0].n[0] == p.out[0] && p.classes[0].n[1] == p.out[1] &&
                     p.classes[0].n[2] == p.out[2];
@@ -1035,8 +1047,9 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
             for (int64_t jp = 0; jp < np; ++jp) {
               const int64_t* pj = tp.pos.data() + jp * nr;
               const int ncols = int(std::min<int64_t>(nr, pt - jp * nr));
-              // A panel of nr positions in one staged run reads its rows in place; others are packed.
-              if (panel_whole(pj, tp.cont4.data(), jp * (nr / 4), nr)) {
+              // A panel whose vectors of positions are staged runs is read in place; others are packed.
+              int64_t voff[8];
+              if (panel_vectors(pj, tp.cont4.data(), jp * (nr / 4), nr, vl, voff)) {
                 int64_t ci = pc / nt, t = pc - ci * nt;
                 const float* sc = stage + ci * cs + pj[0];
                 for (int64_t r = 0; r < kc; ++r) {
@@ -1045,8 +1058,8 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
                 }
                 for (int64_t ir = 0; ir < mc; ir += mr) {
                   const int nrows = int(std::min<int64_t>(mr, mc - ir));
-                  micro_rows(nrows, kc, A + ir * K + pc * mr, rows, cdst + ir * ldc + jp * nr, ldc, 1, ncols,
-                             pc > 0, pc == 0 && b ? b + c0 + ir : nullptr);
+                  micro_rows(nrows, kc, A + ir * K + pc * mr, rows, voff, cdst + ir * ldc + jp * nr, ldc, 1,
+                             ncols, pc > 0, pc == 0 && b ? b + c0 + ir : nullptr);
                 }
                 continue;
               }

@@ -48,21 +48,23 @@ using MicroFn = void (*)(int m, int64_t kc, const float* a, const float* b, floa
 // C[i, j] = (beta ? C[i, j] : 0) + bias[i] + sum_k a[k*MR + i] * b[k*NR + j] for i < R, j < n.
 // R rows of an MR-row A panel (R < MR only on the last panel, so small M wastes no multiplications);
 // the B panel is always NR wide (zero-padded), n <= NR columns are stored.
-// ROWS: row k of B is the NR floats at brows[k] instead of b[k*NR ..] (the same arithmetic in the same
-// order: the same bits).
+// ROWS: vector j of row k of B is the VL floats at brows[k] + voff[j] instead of b[k*NR + j*VL ..] (the
+// same arithmetic in the same order: the same bits).
 template <class V, int VL, int MR, int NV, int R, bool ROWS = false>
 VX_ALWAYS_INLINE void micro_body(int64_t kc, const float* a, const float* b, float* c, int64_t rsc,
                                  int64_t csc, int n, bool beta, const float* bias,
-                                 const float* const* brows = nullptr) {
+                                 const float* const* brows = nullptr, const int64_t* voff = nullptr) {
   constexpr int NR = VL * NV;
   V acc[R][NV];
   VX_UNROLL for (int i = 0; i < R; ++i) {
     VX_UNROLL for (int j = 0; j < NV; ++j) acc[i][j] = V{};
   }
+  int64_t off[NV];
+  VX_UNROLL for (int j = 0; j < NV; ++j) off[j] = ROWS ? voff[j] : j * VL;
   for (int64_t k = 0; k < kc; ++k) {
     const float* bk = ROWS ? brows[k] : b;
     V bv[NV];
-    VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], bk + j * VL, sizeof(V));
+    VX_UNROLL for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], bk + off[j], sizeof(V));
     VX_UNROLL for (int i = 0; i < R; ++i) {
       const float ai = a[i];
       VX_UNROLL for (int j = 0; j < NV; ++j) acc[i][j] += bv[j] * ai;
@@ -100,12 +102,12 @@ VX_ALWAYS_INLINE void micro_body(int64_t kc, const float* a, const float* b, flo
 template <class V, int VL, int MR, int NV, bool ROWS = false>
 VX_ALWAYS_INLINE void micro_rows(int m, int64_t kc, const float* a, const float* b, float* c, int64_t rsc,
                                  int64_t csc, int n, bool beta, const float* bias,
-                                 const float* const* brows = nullptr) {
+                                 const float* const* brows = nullptr, const int64_t* voff = nullptr) {
   static_assert(MR >= 1 && MR <= 8, "micro_rows handles MR <= 8");
   switch (m) {
 #define VX_ROWS_CASE(r)                                                                                      \
   case r:                                                                                                    \
-    if constexpr (r <= MR) micro_body<V, VL, MR, NV, r, ROWS>(kc, a, b, c, rsc, csc, n, beta, bias, brows); \
+    if constexpr (r <= MR) micro_body<V, VL, MR, NV, r, ROWS>(kc, a, b, c, rsc, csc, n, beta, bias, brows, voff); \
     break;
     VX_ROWS_CASE(1)
     VX_ROWS_CASE(2)
@@ -137,9 +139,9 @@ void micro_portable(int m, int64_t kc, const float* a, const float* b, float* c,
                     int n, bool beta, const float* bias) {
   micro_rows<vf4, 4, kPortableMR, kPortableNV>(m, kc, a, b, c, rsc, csc, n, beta, bias);
 }
-void micro_rows_portable(int m, int64_t kc, const float* a, const float* const* brows, float* c, int64_t rsc,
-                         int64_t csc, int n, bool beta, const float* bias) {
-  micro_rows<vf4, 4, kPortableMR, kPortableNV, true>(m, kc, a, nullptr, c, rsc, csc, n, beta, bias, brows);
+void micro_rows_portable(int m, int64_t kc, const float* a, const float* const* brows, const int64_t* voff,
+                         float* c, int64_t rsc, int64_t csc, int n, bool beta, const float* bias) {
+  micro_rows<vf4, 4, kPortableMR, kPortableNV, true>(m, kc, a, nullptr, c, rsc, csc, n, beta, bias, brows, voff);
 }
 
 #if VX_X86_DISPATCH
@@ -149,9 +151,10 @@ __attribute__((target("avx2,fma"))) void micro_avx2(int m, int64_t kc, const flo
   micro_rows<vf8, 8, 6, 2>(m, kc, a, b, c, rsc, csc, n, beta, bias);
 }
 __attribute__((target("avx2,fma"))) void micro_rows_avx2(int m, int64_t kc, const float* a,
-                                                         const float* const* brows, float* c, int64_t rsc,
-                                                         int64_t csc, int n, bool beta, const float* bias) {
-  micro_rows<vf8, 8, 6, 2, true>(m, kc, a, nullptr, c, rsc, csc, n, beta, bias, brows);
+                                                         const float* const* brows, const int64_t* voff,
+                                                         float* c, int64_t rsc, int64_t csc, int n, bool beta,
+                                                         const float* bias) {
+  micro_rows<vf8, 8, 6, 2, true>(m, kc, a, nullptr, c, rsc, csc, n, beta, bias, brows, voff);
 }
 __attribute__((target("avx512f"))) void micro_avx512(int m, int64_t kc, const float* a, const float* b,
                                                      float* c, int64_t rsc, int64_t csc, int n, bool beta,
@@ -159,21 +162,22 @@ __attribute__((target("avx512f"))) void micro_avx512(int m, int64_t kc, const fl
   micro_rows<vf16, 16, 6, 2>(m, kc, a, b, c, rsc, csc, n, beta, bias);
 }
 __attribute__((target("avx512f"))) void micro_rows_avx512(int m, int64_t kc, const float* a,
-                                                          const float* const* brows, float* c, int64_t rsc,
-                                                          int64_t csc, int n, bool beta, const float* bias) {
-  micro_rows<vf16, 16, 6, 2, true>(m, kc, a, nullptr, c, rsc, csc, n, beta, bias, brows);
+                                                          const float* const* brows, const int64_t* voff,
+                                                          float* c, int64_t rsc, int64_t csc, int n, bool beta,
+                                                          const float* bias) {
+  micro_rows<vf16, 16, 6, 2, true>(m, kc, a, nullptr, c, rsc, csc, n, beta, bias, brows, voff);
 }
 #endif
 
 struct Kernel {
   MicroFn fn;
   GemmMicroRowsFn rows_fn;
-  int mr, nr;
+  int mr, nr, vl;
   const char* name;
   const char* isa;
 };
 
-const Kernel kPortable = {micro_portable, micro_rows_portable, kPortableMR, 4 * kPortableNV,
+const Kernel kPortable = {micro_portable, micro_rows_portable, kPortableMR, 4 * kPortableNV, 4,
 #if VX_X86_DISPATCH
                           "sse2 6x8", "sse2"};
 #else
@@ -181,8 +185,8 @@ const Kernel kPortable = {micro_portable, micro_rows_portable, kPortableMR, 4 * 
                           "portable"};
 #endif
 #if VX_X86_DISPATCH
-const Kernel kAvx2 = {micro_avx2, micro_rows_avx2, 6, 16, "avx2+fma 6x16", "avx2"};
-const Kernel kAvx512 = {micro_avx512, micro_rows_avx512, 6, 32, "avx512f 6x32", "avx512f"};
+const Kernel kAvx2 = {micro_avx2, micro_rows_avx2, 6, 16, 8, "avx2+fma 6x16", "avx2"};
+const Kernel kAvx512 = {micro_avx512, micro_rows_avx512, 6, 32, 16, "avx512f 6x32", "avx512f"};
 #endif
 
 bool supported(const Kernel& k) {
@@ -277,6 +281,7 @@ void pack_b(float* dst, const float* b, int64_t rsb, int64_t csb, int64_t kc, in
 const char* gemm_kernel_name() { return current_kernel()->name; }
 int gemm_mr() { return current_kernel()->mr; }
 int gemm_nr() { return current_kernel()->nr; }
+int gemm_vl() { return current_kernel()->vl; }
 const char* gemm_kernel_isa() { return current_kernel()->isa; }
 GemmMicroFn gemm_micro_kernel() { return current_kernel()->fn; }
 GemmMicroRowsFn gemm_micro_rows_kernel() { return current_kernel()->rows_fn; }

@@ -41,6 +41,7 @@ bool gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t 
 const char* gemm_kernel_name();
 int gemm_mr();
 int gemm_nr();
+int gemm_vl();  // the micro-kernel's vector length in floats (NR is a multiple)
 // Selects a micro-kernel by ISA name ("avx512f", "avx2", "sse2", "portable"), or the automatic choice
 // when name is null. Returns false (and changes nothing) when this CPU or build lacks it. For tests and
 // benchmarks; not to be called while kernels run.
@@ -63,11 +64,13 @@ bool cpu_select_isa(const char* name);
 using GemmMicroFn = void (*)(int m, int64_t kc, const float* a, const float* b, float* c, int64_t rsc,
                              int64_t csc, int n, bool beta, const float* bias);
 GemmMicroFn gemm_micro_kernel();
-// The same micro-kernel with B given by row: row k of the panel is the NR floats at brows[k] (anywhere in
-// memory), so that rows which already lie contiguous somewhere (a staged input) need no packing. Same
-// arithmetic in the same order as gemm_micro_kernel on a panel holding those rows: the same bits.
-using GemmMicroRowsFn = void (*)(int m, int64_t kc, const float* a, const float* const* brows, float* c,
-                                 int64_t rsc, int64_t csc, int n, bool beta, const float* bias);
+// The same micro-kernel with B given in place: vector j (VL = gemm_vl() floats) of row k of the panel is
+// at brows[k] + voff[j], j < NR / VL (anywhere in memory), so that rows whose vectors already lie
+// contiguous somewhere (a staged input) need no packing. Same arithmetic in the same order as
+// gemm_micro_kernel on a panel holding those rows: the same bits.
+using GemmMicroRowsFn = void (*)(int m, int64_t kc, const float* a, const float* const* brows,
+                                 const int64_t* voff, float* c, int64_t rsc, int64_t csc, int n, bool beta,
+                                 const float* bias);
 GemmMicroRowsFn gemm_micro_rows_kernel();
 
 // --- Scratch -----------------------------------------------------------------------------------------------

@@ -120,23 +120,29 @@ TEST(linear_optimized_matches_reference) {
   vx::gemm_select_kernel(nullptr);
 }
 
-// The micro-kernel that reads B by row (conv_engine's panels that lie in place in the staged input) gives
-// the same bits as the packed one on a panel holding the same rows: every kernel, every row count, full
-// and partial column counts, with and without beta and bias.
-TEST(gemm_micro_kernel_by_rows_matches_packed_bits) {
+// The micro-kernel that reads B in place (conv_engine's panels whose vectors lie in the staged input)
+// gives the same bits as the packed one on a panel holding the same values: every kernel, every row count,
+// full and partial column counts, with and without beta and bias; each vector of a row from its own place.
+TEST(gemm_micro_kernel_in_place_matches_packed_bits) {
   for (const char* kernel : available_kernels()) {
     vx::gemm_select_kernel(kernel);
-    CaseContext ctx("micro by rows", kernel, 1);
-    const int mr = vx::gemm_mr(), nr = vx::gemm_nr();
+    CaseContext ctx("micro in place", kernel, 1);
+    const int mr = vx::gemm_mr(), nr = vx::gemm_nr(), vl = vx::gemm_vl(), nv = nr / vl;
+    CHECK(nv >= 1 && nv * vl == nr);
     const int64_t kc = 37;
     const auto a = to_float(random_vec(size_t(mr * kc), 51)), bias = to_float(random_vec(size_t(mr), 52));
     const auto packed = to_float(random_vec(size_t(kc * nr), 53));
-    // The same rows scattered through a larger buffer, at odd offsets (unaligned, as staged runs are).
-    std::vector<float> spread(size_t(kc * (nr + 7) + 3), -1.0f);
+    // Row k's vectors scattered through a larger buffer: vector j at rows[k] + voff[j], rows in shuffled
+    // order at odd (unaligned) offsets, vectors apart by a gap (as a panel across two grid rows is).
+    const int64_t gap = 2 * nr + 7;
+    std::vector<int64_t> voff(static_cast<size_t>(nv));
+    for (int j = 0; j < nv; ++j) voff[size_t(j)] = j * gap;
+    std::vector<float> spread(size_t(kc * nv * gap + 3), -1.0f);
     std::vector<const float*> rows(static_cast<size_t>(kc));
     for (int64_t k = 0; k < kc; ++k) {
-      float* r = spread.data() + 3 + ((k * 5) % kc) * (nr + 7);
-      std::copy(packed.begin() + k * nr, packed.begin() + (k + 1) * nr, r);
+      float* r = spread.data() + 3 + ((k * 5) % kc) * nv * gap;
+      for (int j = 0; j < nv; ++j)
+        std::copy(packed.begin() + k * nr + j * vl, packed.begin() + k * nr + (j + 1) * vl, r + voff[size_t(j)]);
       rows[size_t(k)] = r;
     }
     for (int m = 1; m <= mr; ++m)
@@ -146,7 +152,7 @@ TEST(gemm_micro_kernel_by_rows_matches_packed_bits) {
             const auto c0 = to_float(random_vec(size_t(mr * nr), 54));
             std::vector<float> c1 = c0, c2 = c0;
             vx::gemm_micro_kernel()(m, kc, a.data(), packed.data(), c1.data(), nr, 1, n, beta, bi);
-            vx::gemm_micro_rows_kernel()(m, kc, a.data(), rows.data(), c2.data(), nr, 1, n, beta, bi);
+            vx::gemm_micro_rows_kernel()(m, kc, a.data(), rows.data(), voff.data(), c2.data(), nr, 1, n, beta, bi);
             CHECK(c1 == c2);
             CHECK(c1 != c0);  // the call wrote something
           }
