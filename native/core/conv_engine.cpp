@@ -166,6 +166,19 @@ inline void copy_floats(float* d, const float* src, int64_t n) {
   for (; i < n; ++i) d[i] = src[i];
 }
 
+#if defined(__GNUC__)
+// The lanes I0..I3 of the 8 lanes of (a, b).
+template <int I0, int I1, int I2, int I3>
+inline vf4 shuffle2(vf4 a, vf4 b) {
+#if defined(__clang__)
+  return __builtin_shufflevector(a, b, I0, I1, I2, I3);
+#else
+  typedef int vi4 __attribute__((vector_size(16)));
+  return __builtin_shuffle(a, b, vi4{I0, I1, I2, I3});
+#endif
+}
+#endif
+
 // Stride-2 staging of one row: x' = x + lo, phase x' mod 2 at d[(x' mod 2)*xq + x' / 2]. Even inputs land
 // in one phase and odd ones in the other, both at consecutive indices: one deinterleaving pass.
 inline void deinterleave_row(float* d, const float* r, int64_t in, int64_t lo, int64_t xq) {
@@ -183,12 +196,7 @@ inline void deinterleave_row(float* d, const float* r, int64_t in, int64_t lo, i
     vf4 a, b;
     std::memcpy(&a, r + 2 * j, sizeof a);
     std::memcpy(&b, r + 2 * j + 4, sizeof b);
-#if defined(__clang__)
-    const vf4 ev = __builtin_shufflevector(a, b, 0, 2, 4, 6), od = __builtin_shufflevector(a, b, 1, 3, 5, 7);
-#else
-    typedef int vi4 __attribute__((vector_size(16)));
-    const vf4 ev = __builtin_shuffle(a, b, vi4{0, 2, 4, 6}), od = __builtin_shuffle(a, b, vi4{1, 3, 5, 7});
-#endif
+    const vf4 ev = shuffle2<0, 2, 4, 6>(a, b), od = shuffle2<1, 3, 5, 7>(a, b);
     std::memcpy(pe + j, &ev, sizeof ev);
     std::memcpy(po + j, &od, sizeof od);
   }
@@ -734,12 +742,7 @@ void store_pair(float* dst, const int64_t* opos, const float* ev, const float* o
       e = e < zero ? e * av : e;
       o = o < zero ? o * av : o;
     }
-#if defined(__clang__)
-    const vf4 lo = __builtin_shufflevector(e, o, 0, 4, 1, 5), hi = __builtin_shufflevector(e, o, 2, 6, 3, 7);
-#else
-    typedef int vi4 __attribute__((vector_size(16)));
-    const vf4 lo = __builtin_shuffle(e, o, vi4{0, 4, 1, 5}), hi = __builtin_shuffle(e, o, vi4{2, 6, 3, 7});
-#endif
+    const vf4 lo = shuffle2<0, 4, 1, 5>(e, o), hi = shuffle2<2, 6, 3, 7>(e, o);
     std::memcpy(dst + opos[j], &lo, sizeof lo);
     std::memcpy(dst + opos[j] + 4, &hi, sizeof hi);
   }
