@@ -152,7 +152,7 @@ export interface NativeNcclComm {
 
 /** The addons' JS ABI (native/napi/exports.h kAddonAbi, both addons). 2: options objects (diceLoss,
  *  elementLoss, klNormal, reparameterize, reparameterizeBackward, populationKl, variancePenalty,
- *  Adam.step) and activate. */
+ *  Adam.step) and activate. 3: Tensor.readInto, activateInto. */
 export const ADDON_ABI = 3;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -116,8 +116,7 @@ export class Encoder {
     let outs: NativeTensor[] = [];
     try {
       outs = await nativeCall(() => this.network.net.forward(xt, n, train));
-      const r = { mu: finiteValues(outs[0]!, 'encode', 'means (mu)'), logvar: finiteValues(outs[1]!, 'encode', 'log-variances') };
-      return r;
+      return { mu: finiteValues(outs[0]!, 'encode', 'means (mu)'), logvar: finiteValues(outs[1]!, 'encode', 'log-variances') };
     } finally {
       release(xt, ...outs);
     }

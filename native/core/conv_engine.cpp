@@ -317,7 +317,7 @@ inline bool cont_bit(const uint32_t* cont4, int64_t q) { return (cont4[q / 32] >
 
 // --- Column panels --------------------------------------------------------------------------------------------
 
-// Whether the NR positions pos[0 .. NR) are one run of consecutive staged offsets.
+// Whether the nr positions pos[0 .. nr) are one run of consecutive staged offsets.
 inline bool panel_whole(const int64_t* pos, const uint32_t* cont4, int64_t q4, int nr) {
   for (int g = 0; g < nr / 4; ++g)
     if (!cont_bit(cont4, q4 + g) || pos[4 * g] != pos[0] + 4 * g) return false;
@@ -336,20 +336,12 @@ inline bool panel_vectors(const int64_t* pos, const uint32_t* cont4, int64_t q4,
 }
 
 // kc rows (from row r0, rows in (channel, tap) order) of the column panel of NR positions pos[0 .. NR) into
-// d[r * NR + j].
+// d[r * NR + j]: for the panels that cannot be read in place (panel_vectors), four positions at a time.
 template <int NR>
 void pack_panel(float* d, const float* stage, int64_t cs, const int64_t* tapoff, int64_t ntap, int64_t r0,
                 int64_t kc, const int64_t* pos, const uint32_t* cont4, int64_t q4) {
   int64_t c = r0 / ntap, t = r0 - c * ntap;
   const float* sc = stage + c * cs;
-  if (panel_whole(pos, cont4, q4, NR)) {
-    const int64_t p0 = pos[0];
-    for (int64_t r = 0; r < kc; ++r, d += NR) {
-      std::memcpy(d, sc + tapoff[t] + p0, NR * sizeof(float));
-      if (++t == ntap) t = 0, sc += cs;
-    }
-    return;
-  }
   for (int64_t r = 0; r < kc; ++r, d += NR) {
     const float* src = sc + tapoff[t];
     for (int g = 0; g < NR / 4; ++g) {
@@ -1043,7 +1035,7 @@ Status conv_engine_forward(const char* op, float* y, const float* x, const float
           }
           float* pb = scratch(kScratchPackB, kKC * nr);
           if (!pb) return false;
-          const float* rows[kKC];  // a whole panel's rows, where they lie in the stage
+          const float* rows[kKC];  // an in-place panel's rows, where they lie in the stage
           const int64_t np = (pt + nr - 1) / nr;
           for (int64_t pc = 0; pc < K; pc += kKC) {
             const int64_t kc = std::min(kKC, K - pc);
